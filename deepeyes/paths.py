@@ -1,0 +1,12 @@
+"""Well-known locations inside a checkout, so defaults never depend on the current directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(os.environ.get("DEEPEYES_HOME", Path(__file__).resolve().parent.parent))
+DATA_DIR = REPO_ROOT / "data"
+SAMPLE_DIR = DATA_DIR / "sample"
+TINY_MODEL_DIR = DATA_DIR / "models" / "tiny-qwen2.5-vl"
+TOOL_MANAGER_CONFIG = REPO_ROOT / "tool_manager_config.yaml"

@@ -1,0 +1,23 @@
+"""Prompt files: the system prompt that describes tools and wire format, and the user template."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+PROMPT_DIR = Path(__file__).resolve().parent
+
+
+@cache
+def system_prompt() -> str:
+    return (PROMPT_DIR / "system_prompt.txt").read_text(encoding="utf-8").strip()
+
+
+@cache
+def user_template() -> str:
+    return (PROMPT_DIR / "user_template.txt").read_text(encoding="utf-8").strip()
+
+
+def user_prompt(question: str, image_count: int = 1) -> str:
+    """The first user turn: one ``<image>`` placeholder per input image, then the question."""
+    return "<image>" * image_count + "\n" + user_template().format(question=question)

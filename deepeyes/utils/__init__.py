@@ -1,0 +1,1 @@
+"""Small helpers shared across the package (process launching, logging set-up)."""

@@ -1,0 +1,91 @@
+"""The model-output wire format (DESIGN §4): the one place that spells its strings.
+
+DeepEyesV2 checkpoints were trained on exactly these shapes, so SFT data, the agent loop
+and the tool observations all render through here; nothing else hard-codes a tag.
+"""
+
+from __future__ import annotations
+
+import json
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+CODE_OPEN, CODE_CLOSE = "<code>", "</code>"
+TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
+ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
+TOOL_RESPONSE_OPEN, TOOL_RESPONSE_CLOSE = "<tool_response>", "</tool_response>"
+IMAGE_PLACEHOLDER = "<image>"
+IM_END = "<|im_end|>"
+
+#: Generation stops at any of these; the stop string is kept in the model text.
+STOP_STRINGS: tuple[str, ...] = (CODE_CLOSE, TOOL_CALL_CLOSE, IM_END)
+
+TEXT_SEARCH_TOOL = "search"
+IMAGE_SEARCH_TOOL = "image_search"
+
+
+def think(text: str) -> str:
+    return f"{THINK_OPEN}\n{text.strip()}\n{THINK_CLOSE}\n"
+
+
+def code_action(code: str) -> str:
+    return f"{CODE_OPEN}\n```python\n{code.strip()}\n```\n{CODE_CLOSE}"
+
+
+def text_search_action(query: str) -> str:
+    call = {"name": TEXT_SEARCH_TOOL, "arguments": {"query": query}}
+    return f"{TOOL_CALL_OPEN}\n{json.dumps(call, ensure_ascii=False)}\n{TOOL_CALL_CLOSE}"
+
+
+def image_search_action() -> str:
+    return f"{TOOL_CALL_OPEN}\n{json.dumps({'name': IMAGE_SEARCH_TOOL})}\n{TOOL_CALL_CLOSE}"
+
+
+def answer_action(answer: str) -> str:
+    return f"{ANSWER_OPEN}{answer}{ANSWER_CLOSE}"
+
+
+def code_observation(stdout: str, stderr: str, image_count: int) -> str:
+    """The user turn that carries a code execution result back to the model."""
+    images = "Images:\n" + IMAGE_PLACEHOLDER * image_count if image_count else ""
+    return (
+        "Code execution result:\n"
+        f"stdout:\n```\n{stdout}\n```\n\n"
+        f"stderr:\n```\n{stderr}\n```\n\n"
+        f"{images}"
+    )
+
+
+def tool_response(body: str) -> str:
+    """The user turn that carries a search result (or a tool error) back to the model."""
+    return f"{TOOL_RESPONSE_OPEN}\n{body}\n{TOOL_RESPONSE_CLOSE}"
+
+
+def text_search_entry(rank: int, title: str, link: str, snippet: str, date: str | None = None) -> str:
+    """One numbered text-search result: ``N. [title](link)``, optional date line, snippet."""
+    lines = [f"{rank}. [{title}]({link})"]
+    if date:
+        lines.append(f"Date published: {date}")
+    lines.append(snippet)
+    return "\n".join(lines)
+
+
+def text_search_body(entries: list[dict]) -> str:
+    """Body of a text-search response from ``{title, link, snippet, date}`` dicts."""
+    if not entries:
+        return "No results found."
+    return "\n\n".join(
+        text_search_entry(i, e["title"], e.get("link", ""), e.get("snippet", ""), e.get("date"))
+        for i, e in enumerate(entries, start=1)
+    )
+
+
+def image_search_body(titles: list[str]) -> str:
+    """Body of an image-search response: numbered entries, each its thumbnail then its title."""
+    if not titles:
+        return "No results found."
+    return "\n".join(f"{i}. {IMAGE_PLACEHOLDER} {title}" for i, title in enumerate(titles, start=1))
+
+
+def error_response(kind: str, message: str) -> str:
+    """A tool error in the search-response shape, worded so the model can recover."""
+    return tool_response(f"Error ({kind}): {message}")

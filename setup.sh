@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# One-command, idempotent set-up: venv + pinned stack, redis-server, tiny model, sample data.
+# A second run with nothing changed only checks stamps and takes seconds.
+#
+# Environment:
+#   PYTHON            interpreter used to create .venv (default: python3.11, else python3)
+#   DEEPEYES_SKIP_APT set to 1 to never call apt-get (redis-server must then be on PATH)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$ROOT"
+VENV="$ROOT/.venv"
+START=$(date +%s)
+
+step() { printf '[setup] %-28s %s\n' "$1" "$2"; }
+hash_files() { cat "$@" 2>/dev/null | sha256sum | cut -d' ' -f1; }
+
+# 1. Python virtual environment -------------------------------------------------------
+PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)'; then
+    echo "[setup] error: Python 3.11 is required (found $("$PYTHON" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2
+    exit 1
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+    step "venv" "created $VENV"
+else
+    step "venv" "present"
+fi
+
+# 2. Pinned Python stack ----------------------------------------------------------------
+REQ_HASH=$(hash_files requirements/stack.txt requirements/constraints.txt pyproject.toml)
+REQ_STAMP="$VENV/.deepeyes-requirements"
+if [ "$(cat "$REQ_STAMP" 2>/dev/null)" != "$REQ_HASH" ]; then
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet -r requirements/stack.txt -c requirements/constraints.txt
+    "$VENV/bin/python" -m pip install --quiet --no-deps -e .
+    echo "$REQ_HASH" > "$REQ_STAMP"
+    step "python packages" "installed (requirements/stack.txt + constraints.txt)"
+else
+    step "python packages" "up to date"
+fi
+
+# 3. redis-server ---------------------------------------------------------------------
+if command -v redis-server >/dev/null 2>&1; then
+    step "redis-server" "present ($(redis-server --version | awk '{print $3}'))"
+elif [ "${DEEPEYES_SKIP_APT:-0}" != "1" ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    step "redis-server" "installed with apt"
+else
+    step "redis-server" "MISSING: run 'sudo apt-get install -y redis-server' (sandbox, cache and tests need it)"
+fi
+
+# 4. Tiny offline Qwen2.5-VL ------------------------------------------------------------
+MODEL_DIR="$ROOT/data/models/tiny-qwen2.5-vl"
+MODEL_HASH=$(hash_files deepeyes/models/tiny.py deepeyes/models/tokenizer_corpus.txt \
+    deepeyes/models/chat_template.jinja deepeyes/prompts/system_prompt.txt requirements/stack.txt)
+if [ "$(cat "$MODEL_DIR/.build-stamp" 2>/dev/null)" != "$MODEL_HASH" ]; then
+    "$VENV/bin/python" -m deepeyes.models.tiny --out "$MODEL_DIR" >/dev/null
+    echo "$MODEL_HASH" > "$MODEL_DIR/.build-stamp"
+    step "tiny model" "built at data/models/tiny-qwen2.5-vl"
+else
+    step "tiny model" "up to date"
+fi
+
+# 5. Synthetic sample data --------------------------------------------------------------
+SAMPLE_DIR="$ROOT/data/sample"
+DATA_HASH=$(hash_files $(find deepeyes/data deepeyes/search deepeyes/prompts deepeyes/wire.py -name '*.py' -o -name '*.txt' | sort))
+if [ "$(cat "$SAMPLE_DIR/.build-stamp" 2>/dev/null)" != "$DATA_HASH" ]; then
+    rm -rf "$SAMPLE_DIR"
+    "$VENV/bin/python" -m deepeyes.data.synth --out "$SAMPLE_DIR" --seed 0 >/dev/null
+    echo "$DATA_HASH" > "$SAMPLE_DIR/.build-stamp"
+    step "sample data" "generated at data/sample"
+else
+    step "sample data" "up to date"
+fi
+
+step "done" "in $(( $(date +%s) - START )) s"

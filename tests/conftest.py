@@ -1,0 +1,37 @@
+"""Shared fixtures: real services on loopback, started per test session and always stopped."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from deepeyes.models.tiny import build as build_tiny_model
+from deepeyes.paths import TINY_MODEL_DIR
+from deepeyes.utils.processes import RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real ``redis-server`` on a free loopback port, shared by the whole test session."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture()
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A client on a freshly flushed database, so tests never see each other's keys."""
+    client = redis.Redis(host=redis_server.host, port=redis_server.port)
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Qwen2.5-VL: the one setup.sh built, or a fresh build when it is absent."""
+    if (TINY_MODEL_DIR / "model.safetensors").is_file():
+        return TINY_MODEL_DIR
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
