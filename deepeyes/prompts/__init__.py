@@ -21,3 +21,8 @@ def user_template() -> str:
 def user_prompt(question: str, image_count: int = 1) -> str:
     """The first user turn: one ``<image>`` placeholder per input image, then the question."""
     return "<image>" * image_count + "\n" + user_template().format(question=question)
+
+
+@cache
+def no_tool_system_prompt() -> str:
+    return (PROMPT_DIR / "system_prompt_no_tools.txt").read_text(encoding="utf-8").strip()

@@ -1,0 +1,146 @@
+"""Qwen2.5-VL through transformers (the tiny model, a local checkpoint, optionally with a LoRA adapter)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deepeyes import wire
+from deepeyes.chat import Message, all_images
+from deepeyes.images import prepare_for_qwen
+from deepeyes.policies.base import Generation
+
+logger = logging.getLogger(__name__)
+
+_END_OF_TURN = ("<|im_end|>", "<|endoftext|>")
+
+
+def to_hf_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Our messages → the content-list form HF chat templates take (images as ``{"type": "image"}``)."""
+    converted = []
+    for message in messages:
+        parts = [
+            {"type": "text", "text": piece} if isinstance(piece, str) else {"type": "image"}
+            for piece in message.segments()
+        ]
+        converted.append({"role": message.role, "content": parts})
+    return converted
+
+
+def trim_turn(text: str) -> str:
+    """Cut generated text at the end-of-turn marker; ``</code>``/``</tool_call>`` stay in."""
+    for marker in _END_OF_TURN:
+        position = text.find(marker)
+        if position != -1:
+            text = text[:position]
+    return text
+
+
+@dataclass
+class HFPolicyConfig:
+    model_path: str
+    adapter_path: str | None = None
+    max_new_tokens: int = 512
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_pixels: int | None = None  # None: the processor's own limit
+    min_pixels: int | None = None
+    device: str = "cpu"
+    dtype: str = "float32"
+
+
+class HFPolicy:
+    """Generates one assistant turn with ``model.generate``, stopping at the wire-format stop strings.
+
+    Calls are serialised with a lock: one model instance cannot run two generations at
+    once, and the agent loop overlaps tool calls of other trajectories with the one
+    generation in flight.
+    """
+
+    def __init__(self, model_path: str | Path, adapter_path: str | Path | None = None, **options: Any):
+        from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+        config = HFPolicyConfig(model_path=str(model_path), adapter_path=str(adapter_path) if adapter_path else None, **options)
+        if not Path(config.model_path).is_dir():
+            raise FileNotFoundError(f"model directory not found: {config.model_path}")
+        processor = AutoProcessor.from_pretrained(config.model_path)
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(config.model_path, dtype=getattr(torch, config.dtype))
+        if config.adapter_path:
+            from peft import PeftModel
+
+            if not (Path(config.adapter_path) / "adapter_config.json").is_file():
+                raise FileNotFoundError(f"no adapter_config.json in adapter directory {config.adapter_path}")
+            model = PeftModel.from_pretrained(model, config.adapter_path)
+        self._setup(config, model.to(config.device).eval(), processor)
+
+    @classmethod
+    def from_model(cls, model: Any, processor: Any, **options: Any) -> HFPolicy:
+        """Wrap a model that is already loaded (RL generates with the weights it is training)."""
+        policy = cls.__new__(cls)
+        policy._setup(HFPolicyConfig(model_path=str(getattr(model, "name_or_path", "<in-memory>")), **options), model, processor)
+        return policy
+
+    def _setup(self, config: HFPolicyConfig, model: Any, processor: Any) -> None:
+        self.config = config
+        self.model = model
+        self.processor = processor
+        size = self.processor.image_processor.size
+        self.max_pixels = self.config.max_pixels or int(size["longest_edge"])
+        self.min_pixels = self.config.min_pixels or int(size["shortest_edge"])
+        self._lock = threading.Lock()
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+    def encode(self, messages: list[Message], add_generation_prompt: bool = True) -> dict[str, torch.Tensor]:
+        """Model inputs for a conversation (also used by RL to score the same text it generated)."""
+        prompt = self.processor.apply_chat_template(
+            to_hf_messages(messages), add_generation_prompt=add_generation_prompt, tokenize=False
+        )
+        images = [prepare_for_qwen(image, self.min_pixels, self.max_pixels) for image in all_images(messages)]
+        inputs = self.processor(text=[prompt], images=images or None, return_tensors="pt")
+        return {key: value.to(self.config.device) for key, value in inputs.items()}
+
+    def generate(self, messages: list[Message]) -> Generation:
+        return self.generate_batch([messages])[0]
+
+    def generate_batch(self, conversations: list[list[Message]]) -> list[Generation]:
+        prompts = [
+            self.processor.apply_chat_template(to_hf_messages(messages), add_generation_prompt=True, tokenize=False)
+            for messages in conversations
+        ]
+        images = [
+            prepare_for_qwen(image, self.min_pixels, self.max_pixels)
+            for messages in conversations
+            for image in all_images(messages)
+        ]
+        self.tokenizer.padding_side = "left"
+        inputs = self.processor(text=prompts, images=images or None, padding=True, return_tensors="pt")
+        inputs = {key: value.to(self.config.device) for key, value in inputs.items()}
+        sampling = self.config.temperature > 0
+        with self._lock, torch.no_grad():
+            output = self.model.generate(
+                **inputs,
+                max_new_tokens=self.config.max_new_tokens,
+                do_sample=sampling,
+                temperature=self.config.temperature if sampling else None,
+                top_p=self.config.top_p if sampling else None,
+                top_k=None,
+                stop_strings=list(wire.STOP_STRINGS),
+                tokenizer=self.tokenizer,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+        prompt_length = inputs["input_ids"].shape[1]
+        generations = []
+        for row, attention in zip(output, inputs["attention_mask"], strict=True):
+            new_tokens = row[prompt_length:]
+            text = trim_turn(self.tokenizer.decode(new_tokens, skip_special_tokens=False))
+            completion = int((new_tokens != self.tokenizer.pad_token_id).sum())
+            generations.append(Generation(text=text, prompt_tokens=int(attention.sum()), completion_tokens=completion))
+        return generations
