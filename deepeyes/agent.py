@@ -1,0 +1,183 @@
+"""The one multi-turn agent loop used by RL rollouts, evaluation, the demo and inference.
+
+policy writes a turn → the parser makes it an action → the tool manager runs it → the
+observation goes back as a user turn; until an answer, ``max_turns`` or the token budget.
+Every turn is recorded in a :class:`~deepeyes.trajectory.Trajectory`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from deepeyes.actions import parse_action
+from deepeyes.chat import Message
+from deepeyes.images import load_image
+from deepeyes.policies.base import Policy
+from deepeyes.prompts import no_tool_system_prompt, system_prompt, user_prompt
+from deepeyes.tool_manager import ToolManager
+from deepeyes.trajectory import TOOL_KINDS, Action, Observation, Trajectory, Turn
+
+logger = logging.getLogger(__name__)
+
+_THINK_BLOCK = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
+
+
+@dataclass
+class AgentConfig:
+    max_turns: int = 8
+    #: Stop when the conversation (prompt + last turn) reaches this many tokens.
+    max_context_tokens: int = 16384
+    #: ``False``: one turn, no tools, the no-tool system prompt (plain VQA evaluation).
+    use_tools: bool = True
+    #: Trajectories run at once by :meth:`AgentLoop.run_batch`.
+    concurrency: int = 8
+    system_prompt_path: str | None = None  # None: the bundled prompt for the mode
+
+
+@dataclass
+class AgentRequest:
+    """One question for :meth:`AgentLoop.run_batch`."""
+
+    question: str
+    images: list[Image.Image | str | Path | bytes]
+    id: str | None = None
+    ground_truth: str | None = None
+    data_source: str | None = None
+    sample_index: str | None = None  # key into the image-search cache, when the sample has one
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Rollout:
+    """A trajectory plus the exact conversation the policy saw (images included), for RL."""
+
+    trajectory: Trajectory
+    messages: list[Message]
+
+
+TurnCallback = Callable[[Trajectory, Turn], None]
+
+
+class AgentLoop:
+    def __init__(self, tool_manager: ToolManager | None, config: AgentConfig | None = None):
+        self.config = config or AgentConfig()
+        if self.config.use_tools and tool_manager is None:
+            raise ValueError("use_tools=True needs a ToolManager")
+        self.tool_manager = tool_manager
+        if self.config.system_prompt_path:
+            self.system_prompt = Path(self.config.system_prompt_path).read_text(encoding="utf-8").strip()
+        else:
+            self.system_prompt = system_prompt() if self.config.use_tools else no_tool_system_prompt()
+
+    def run(self, policy: Policy, images: list[Image.Image | str | Path | bytes], question: str, **request: Any) -> Trajectory:
+        """Answer one question; see :class:`AgentRequest` for the optional fields."""
+        return self.rollout(policy, AgentRequest(question=question, images=images, **request)).trajectory
+
+    def rollout(self, policy: Policy, request: AgentRequest, on_turn: TurnCallback | None = None) -> Rollout:
+        started = time.perf_counter()
+        images = [load_image(image) for image in request.images]
+        trajectory = Trajectory(
+            id=request.id or uuid.uuid4().hex[:12],
+            question=request.question,
+            images=[str(image) if isinstance(image, (str, Path)) else "<in-memory>" for image in request.images],
+            ground_truth=request.ground_truth,
+            data_source=request.data_source,
+            metadata=dict(request.metadata),
+        )
+        messages = [
+            Message("system", self.system_prompt),
+            Message("user", user_prompt(request.question, len(images)), images),
+        ]
+        session = self.tool_manager.open_session(images, request.sample_index) if self.config.use_tools else None
+        generation_s = tools_s = 0.0
+        try:
+            for index in range(self.config.max_turns if self.config.use_tools else 1):
+                t0 = time.perf_counter()
+                generation = policy.generate(messages)
+                turn_generation_s = time.perf_counter() - t0
+                generation_s += turn_generation_s
+                action = parse_action(generation.text)
+                turn = Turn(index, generation.text, action, generation_s=turn_generation_s, completion_tokens=generation.completion_tokens)
+                trajectory.turns.append(turn)
+                messages.append(Message("assistant", generation.text))
+                stop = self._finish_turn(trajectory, session, messages, turn, generation.prompt_tokens + generation.completion_tokens)
+                tools_s += turn.observation.latency_s if turn.observation else 0.0
+                if on_turn is not None:
+                    on_turn(trajectory, turn)
+                if stop:
+                    break
+            else:
+                trajectory.stop_reason = "max_turns"
+        finally:
+            if session is not None:
+                self.tool_manager.close_session(session)
+        trajectory.timing = {
+            "total_s": time.perf_counter() - started,
+            "generation_s": generation_s,
+            "tools_s": tools_s,
+        }
+        return Rollout(trajectory, messages)
+
+    def _finish_turn(self, trajectory: Trajectory, session, messages: list[Message], turn: Turn, context_tokens: int) -> bool:
+        """Act on one parsed turn; True when the trajectory ends here."""
+        action = turn.action
+        if action.kind == "answer":
+            trajectory.final_answer, trajectory.stop_reason = action.content, "answer"
+            return True
+        if not self.config.use_tools:
+            # Plain VQA: a model that ignores the tag still gets its text scored.
+            trajectory.final_answer = _THINK_BLOCK.sub("", turn.model_text).strip() or None
+            trajectory.stop_reason = "no_action"
+            return True
+        result = self.tool_manager.execute(session, action)
+        turn.observation = result.observation
+        _count(trajectory, action, result.observation)
+        messages.append(Message("user", result.observation.text, result.images))
+        if context_tokens >= self.config.max_context_tokens:
+            trajectory.stop_reason = "token_budget"
+            return True
+        return False
+
+    def run_batch(
+        self,
+        policy: Policy,
+        requests: list[AgentRequest],
+        on_done: Callable[[Rollout], None] | None = None,
+    ) -> list[Rollout]:
+        """Run many trajectories concurrently; one's tool call overlaps another's generation.
+
+        Results come back in request order; ``on_done`` is called as each finishes (for
+        progress bars and incremental writing).
+        """
+
+        def one(request: AgentRequest) -> Rollout:
+            rollout = self.rollout(policy, request)
+            if on_done is not None:
+                on_done(rollout)
+            return rollout
+
+        workers = max(1, min(self.config.concurrency, len(requests)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agent") as pool:
+            return list(pool.map(one, requests))
+
+
+def _count(trajectory: Trajectory, action: Action, observation: Observation) -> None:
+    counts = trajectory.tool_calls
+    if action.kind in TOOL_KINDS and observation.status not in ("disabled", "budget_exceeded"):
+        setattr(counts, action.kind, getattr(counts, action.kind) + 1)
+        if observation.status in ("error", "timeout", "denied"):
+            counts.failed += 1
+        if observation.repeated:
+            counts.repeated += 1
+    else:
+        counts.invalid += 1
