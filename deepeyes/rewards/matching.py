@@ -1,0 +1,166 @@
+"""Rule-based answer matching: normalised text, numbers, multiple-choice letters, maths.
+
+Each matcher answers one question — does this answer mean the ground truth? — for one
+kind of ground truth, and ``infer_answer_type`` picks the kind when the data does not
+say. The rules are strict on purpose (no substring matching): an RL policy will find any
+leniency and learn to exploit it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+import threading
+import unicodedata
+from typing import Literal
+
+AnswerType = Literal["text", "number", "choice", "math"]
+ANSWER_TYPES: tuple[str, ...] = ("auto", "text", "number", "choice", "math")
+
+_LEAD_IN_RE = re.compile(r"^\s*(?:so\s*,?\s*)?(?:the\s+)?(?:final\s+)?(?:answer|result)\s*(?:is|:|=)\s*", re.IGNORECASE)
+_LATEX_TEXT_RE = re.compile(r"\\(?:text|mathrm|textbf|mathbf)\{([^{}]*)\}")
+_ARTICLES_RE = re.compile(r"\b(?:a|an|the)\b")
+_PUNCTUATION = str.maketrans({c: " " for c in string.punctuation})
+
+_NUMBER_TOKEN = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+_NUMBER_TOKEN_RE = re.compile(_NUMBER_TOKEN)
+_THOUSANDS_COMMA_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_PURE_NUMBER_RE = re.compile(r"^\s*[$€£]?\s*(" + _NUMBER_TOKEN + r")\s*%?\s*$")
+
+_CHOICE_GT_RE = re.compile(r"^\s*\(?([A-J])\)?\.?\s*$")
+_CHOICE_ALONE_RE = re.compile(r"^\s*[\(\[]?([A-Ja-j])[\)\]]?\s*[.:)]?\s*$")
+_CHOICE_WITH_TEXT_RE = re.compile(r"^\s*(?:\(([A-J])\)|([A-J])\s*[.:)])\s*\S")
+_CHOICE_LEAD_IN_RE = re.compile(
+    r"\b(?:answer|option|choice)\s*(?:is|:)?\s*(?:option\s+)?[\(\[]?([A-J])[\)\]]?(?![A-Za-z0-9])", re.IGNORECASE
+)
+
+_MATH_HINT_RE = re.compile(r"[\\^_{}=*/]|\bsqrt\b|\bpi\b|\d\s*[+\-]\s*\d|[a-z]\s*[+\-]\s*\d")
+_MATH_WORDS = {"sqrt", "frac", "sin", "cos", "tan", "log", "ln", "exp", "pi", "infty", "cdot", "times", "left", "right"}
+
+
+def strip_lead_in(text: str) -> str:
+    """Drop a leading "The answer is" / "Answer:" that models add around the answer."""
+    return _LEAD_IN_RE.sub("", text, count=1)
+
+
+def normalize_text(text: str) -> str:
+    """Case-, punctuation-, article- and whitespace-insensitive form of a short answer."""
+    text = unicodedata.normalize("NFKC", text)
+    text = _LATEX_TEXT_RE.sub(r"\1", text).replace("$", "")
+    text = strip_lead_in(text).lower()
+    text = text.translate(_PUNCTUATION)
+    text = _ARTICLES_RE.sub(" ", text)
+    return " ".join(text.split())
+
+
+def texts_match(answer: str, ground_truth: str) -> bool:
+    normalized = normalize_text(answer)
+    return bool(normalized) and normalized == normalize_text(ground_truth)
+
+
+# ---- numbers ---------------------------------------------------------------------------
+
+def parse_pure_number(text: str) -> float | None:
+    """The value of a string that is just a number (commas, currency, % allowed)."""
+    match = _PURE_NUMBER_RE.match(_THOUSANDS_COMMA_RE.sub("", text))
+    return float(match.group(1)) if match else None
+
+
+def extract_single_number(text: str) -> float | None:
+    """The one number in an answer such as "12 cm" or "$1,200"; ``None`` if zero or several.
+
+    Several numbers are refused rather than guessed at, so that listing candidates
+    ("3 or 4 or 5") never earns credit.
+    """
+    cleaned = _THOUSANDS_COMMA_RE.sub("", strip_lead_in(text))
+    tokens = _NUMBER_TOKEN_RE.findall(cleaned)
+    return float(tokens[0]) if len(tokens) == 1 else None
+
+
+def is_integer_literal(text: str) -> bool:
+    match = _PURE_NUMBER_RE.match(_THOUSANDS_COMMA_RE.sub("", text))
+    return bool(match) and re.fullmatch(r"[-+]?\d+", match.group(1)) is not None
+
+
+def numbers_match(answer: float, ground_truth: float, *, exact: bool, rel_tol: float, abs_tol: float) -> bool:
+    if exact:
+        return math.isclose(answer, ground_truth, rel_tol=0.0, abs_tol=1e-9)
+    return math.isclose(answer, ground_truth, rel_tol=rel_tol, abs_tol=abs_tol)
+
+
+# ---- multiple choice -------------------------------------------------------------------
+
+def choice_letter(ground_truth: str) -> str | None:
+    """The letter of a multiple-choice ground truth ("B", "(B)", "B."), else ``None``."""
+    match = _CHOICE_GT_RE.match(ground_truth)
+    return match.group(1) if match else None
+
+
+def extract_choice(answer: str, choices: dict[str, str] | None = None) -> str | None:
+    """The option letter an answer picks: "B", "(B)", "B. red", "The answer is B", or an option's text."""
+    for pattern in (_CHOICE_ALONE_RE, _CHOICE_WITH_TEXT_RE):
+        match = pattern.match(answer)
+        if match:
+            return next(g for g in match.groups() if g).upper()
+    letters = {m.upper() for m in _CHOICE_LEAD_IN_RE.findall(answer)}
+    if len(letters) == 1:
+        return letters.pop()
+    if choices:
+        normalized = normalize_text(answer)
+        picked = [letter.upper() for letter, text in choices.items() if normalize_text(text) == normalized]
+        if len(picked) == 1:
+            return picked[0]
+    return None
+
+
+# ---- maths -----------------------------------------------------------------------------
+
+def looks_like_math(ground_truth: str) -> bool:
+    """A ground truth written as a formula (LaTeX, operators, fractions) rather than prose."""
+    if "$" in ground_truth or "\\" in ground_truth:
+        return True
+    words = {w.lower() for w in re.findall(r"[A-Za-z]{2,}", ground_truth)}
+    return bool(_MATH_HINT_RE.search(ground_truth)) and words <= _MATH_WORDS
+
+
+def _parse_math(text: str, timeout_s: int | None) -> list:
+    from math_verify import parse  # heavy import (sympy, antlr): only when maths is scored
+
+    # A bare expression is tried as LaTeX first ("2^{1/2}" is √2 there but "2" as a plain
+    # expression), then as a plain expression ("sqrt(3)/2").
+    attempts = [text] if ("$" in text or "\\boxed" in text) else [f"${text}$", text]
+    for attempt in attempts:
+        parsed = parse(attempt, parsing_timeout=timeout_s)
+        if parsed and not isinstance(parsed[0], str):
+            return parsed
+    return []
+
+
+def maths_match(answer: str, ground_truth: str, timeout_s: int) -> bool:
+    """math-verify equivalence ("1/2" == "0.5" == "\\frac{1}{2}").
+
+    math-verify times out with SIGALRM, which only exists on the main thread; on worker
+    threads (threaded server, batch pool) the timeout is off and the answer length cap
+    bounds the work instead.
+    """
+    from math_verify import verify
+
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    timeout = timeout_s if on_main_thread and timeout_s > 0 else None
+    gold = _parse_math(ground_truth, timeout)
+    predicted = _parse_math(strip_lead_in(answer), timeout)
+    if not gold or not predicted:
+        return False
+    return bool(verify(gold, predicted, timeout_seconds=timeout))
+
+
+def infer_answer_type(ground_truth: str) -> AnswerType:
+    """Which matcher a ground truth calls for when the data does not say."""
+    if choice_letter(ground_truth):
+        return "choice"
+    if parse_pure_number(ground_truth) is not None:
+        return "number"
+    if looks_like_math(ground_truth):
+        return "math"
+    return "text"

@@ -1,0 +1,199 @@
+"""Turn what callers send (a trajectory, or a response text plus tool stats) into one shape.
+
+The server, the library functions and verl's hook accept different inputs but must score
+them identically, so each input is normalised here into a :class:`ScoreRequest`, and every
+malformed input fails with a :class:`PayloadError` that names the offending field (the
+server answers it with HTTP 400).
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+
+from deepeyes.rewards.extraction import derive_tool_stats, extract_answer, split_assistant_turns
+from deepeyes.rewards.matching import ANSWER_TYPES
+from deepeyes.rewards.tool_efficiency import TOOL_STAT_KEYS
+from deepeyes.trajectory import StopReason, Trajectory, validate
+
+_STOP_REASONS: tuple[str, ...] = typing.get_args(StopReason)
+_REQUEST_KEYS = frozenset(
+    {"trajectory", "response", "solution_str", "ground_truth", "tool_stats", "question", "answer_type",
+     "choices", "stop_reason", "data_source", "extra_info", "id"}
+)
+#: Keys of verl's ``extra_info`` that carry scoring inputs; any others are the dataset's own.
+_EXTRA_INFO_KEYS = ("tool_stats", "question", "answer_type", "choices", "stop_reason")
+
+
+class PayloadError(ValueError):
+    """A score request is malformed; the message names the field."""
+
+
+@dataclass
+class ScoreRequest:
+    ground_truths: list[str]
+    turn_texts: list[str]
+    answer: str | None
+    answered: bool  # an answer was produced and the run stopped because of it
+    stop_reason: str | None
+    tool_calls: dict[str, int]
+    tool_stats_source: str  # trajectory | given | derived
+    question: str | None = None
+    answer_type: str = "auto"
+    choices: dict[str, str] | None = None
+    id: str | None = None
+
+
+def _ground_truths(value: Any) -> list[str]:
+    if hasattr(value, "tolist"):  # numpy arrays / scalars, as verl stores them
+        value = value.tolist()
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise PayloadError("'ground_truth' must not be an empty list")
+    truths = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+            raise PayloadError(f"'ground_truth' must be a string, a number or a list of them, got {item!r}")
+        text = str(item).strip()
+        if not text:
+            raise PayloadError("'ground_truth' must not be empty")
+        truths.append(text)
+    return truths
+
+
+def _optional_str(payload: dict[str, Any], key: str) -> str | None:
+    value = payload.get(key)
+    if value is not None and not isinstance(value, str):
+        raise PayloadError(f"'{key}' must be a string, got {type(value).__name__}")
+    return value
+
+
+def _answer_type(value: Any) -> str:
+    if value is None:
+        return "auto"
+    if value not in ANSWER_TYPES:
+        raise PayloadError(f"'answer_type' must be one of {list(ANSWER_TYPES)}, got {value!r}")
+    return str(value)
+
+
+def _choices(value: Any) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise PayloadError("'choices' must map option letters to option texts, e.g. {\"A\": \"red\"}")
+    return value
+
+
+def _tool_stats(value: Any) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise PayloadError(f"'tool_stats' must be a mapping with keys {list(TOOL_STAT_KEYS)}")
+    unknown = sorted(set(value) - set(TOOL_STAT_KEYS))
+    if unknown:
+        raise PayloadError(f"'tool_stats' has unknown keys {unknown} (known: {list(TOOL_STAT_KEYS)})")
+    stats = {}
+    for key in TOOL_STAT_KEYS:
+        count = value.get(key, 0)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise PayloadError(f"'tool_stats.{key}' must be a non-negative integer, got {count!r}")
+        stats[key] = count
+    return stats
+
+
+def request_from_trajectory(
+    trajectory: dict[str, Any] | Trajectory,
+    ground_truth: Any = None,
+    *,
+    answer_type: str | None = None,
+    choices: dict[str, str] | None = None,
+) -> ScoreRequest:
+    """A request for a trajectory record (validated against the shared schema)."""
+    record = trajectory.to_dict() if isinstance(trajectory, Trajectory) else trajectory
+    if not isinstance(record, dict):
+        raise PayloadError("'trajectory' must be a JSON object")
+    try:
+        validate(record)
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "<root>"
+        raise PayloadError(f"'trajectory' breaks the trajectory schema at {where}: {exc.message}") from exc
+    truth = ground_truth if ground_truth is not None else record.get("ground_truth")
+    if truth is None:
+        raise PayloadError("'ground_truth' is missing (neither in the request nor in the trajectory)")
+    metadata = record.get("metadata") or {}
+    final_answer = record["final_answer"]
+    return ScoreRequest(
+        ground_truths=_ground_truths(truth),
+        turn_texts=[turn["model_text"] for turn in record["turns"]] or [""],
+        answer=final_answer,
+        answered=final_answer is not None and record["stop_reason"] == "answer",
+        stop_reason=record["stop_reason"],
+        tool_calls={key: record["tool_calls"][key] for key in TOOL_STAT_KEYS},
+        tool_stats_source="trajectory",
+        question=record["question"],
+        answer_type=_answer_type(answer_type if answer_type is not None else metadata.get("answer_type")),
+        choices=_choices(choices if choices is not None else metadata.get("choices")),
+        id=record["id"],
+    )
+
+
+def request_from_response(
+    response: str,
+    ground_truth: Any,
+    *,
+    tool_stats: dict[str, int] | None = None,
+    question: str | None = None,
+    answer_type: str | None = None,
+    choices: dict[str, str] | None = None,
+    stop_reason: str | None = None,
+    request_id: str | None = None,
+) -> ScoreRequest:
+    """A request for a full response text; tool stats are read from the text when not given."""
+    if not isinstance(response, str):
+        raise PayloadError(f"'response' must be a string, got {type(response).__name__}")
+    if stop_reason is not None and stop_reason not in _STOP_REASONS:
+        raise PayloadError(f"'stop_reason' must be one of {list(_STOP_REASONS)}, got {stop_reason!r}")
+    if question is not None and not isinstance(question, str):
+        raise PayloadError("'question' must be a string")
+    answer = extract_answer(response)
+    return ScoreRequest(
+        ground_truths=_ground_truths(ground_truth),
+        turn_texts=split_assistant_turns(response),
+        answer=answer,
+        answered=answer is not None and stop_reason in (None, "answer"),
+        stop_reason=stop_reason,
+        tool_calls=_tool_stats(tool_stats) if tool_stats is not None else derive_tool_stats(response),
+        tool_stats_source="given" if tool_stats is not None else "derived",
+        question=question,
+        answer_type=_answer_type(answer_type),
+        choices=_choices(choices),
+        id=request_id,
+    )
+
+
+def parse_request(payload: Any) -> ScoreRequest:
+    """A request from a JSON payload of ``/score`` (trajectory form, response form or verl form)."""
+    if not isinstance(payload, dict):
+        raise PayloadError("the request body must be a JSON object")
+    unknown = sorted(set(payload) - _REQUEST_KEYS)
+    if unknown:
+        raise PayloadError(f"unknown keys {unknown} (known: {sorted(_REQUEST_KEYS)})")
+    if "ground_truth" not in payload and "trajectory" not in payload:
+        raise PayloadError("'ground_truth' is required")
+    if "trajectory" in payload:
+        return request_from_trajectory(
+            payload["trajectory"],
+            payload.get("ground_truth"),
+            answer_type=payload.get("answer_type"),
+            choices=payload.get("choices"),
+        )
+    extra_info = payload.get("extra_info") or {}
+    if not isinstance(extra_info, dict):
+        raise PayloadError("'extra_info' must be a JSON object")
+    fields = {key: payload.get(key, extra_info.get(key)) for key in _EXTRA_INFO_KEYS}
+    response = payload.get("response", payload.get("solution_str"))
+    if response is None:
+        raise PayloadError("the request needs 'trajectory', 'response' or (verl's) 'solution_str'")
+    request_id = _optional_str(payload, "id")
+    return request_from_response(response, payload["ground_truth"], request_id=request_id, **fields)

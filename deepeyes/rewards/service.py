@@ -1,0 +1,124 @@
+"""The reward server's Flask app (``create_app``), shared by the CLI and the WSGI entry.
+
+Endpoints: ``POST /score`` (one request), ``POST /score_batch`` (``{"items": [...]}``,
+judge calls in parallel), ``GET /health``, ``GET /metrics``. Bad payloads get HTTP 400
+with ``{"error": ...}``; every request is logged on one line.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from deepeyes.config import to_dict
+from deepeyes.rewards.config import RewardConfig
+from deepeyes.rewards.metrics import ServiceMetrics
+from deepeyes.rewards.payload import PayloadError, parse_request
+from deepeyes.rewards.scoring import RewardScorer
+
+logger = logging.getLogger("deepeyes.rewards.server")
+
+#: Largest ``/score_batch``; bigger batches should be split by the caller.
+MAX_BATCH_ITEMS = 4096
+#: Largest request body; a batch of long multi-turn responses stays well below it.
+MAX_BODY_BYTES = 256 * 1024 * 1024
+
+
+def _error(status: int, message: str) -> tuple[Response, int]:
+    return jsonify({"error": message}), status
+
+
+def create_app(config: RewardConfig | None = None) -> Flask:
+    """A reward server app scoring with ``config`` (defaults when ``None``)."""
+    scorer = RewardScorer(config)
+    scorer.warm_up()
+    metrics = ServiceMetrics()
+    app = Flask("deepeyes_reward_server")
+    app.config["SCORER"] = scorer
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["METRICS"] = metrics
+
+    @app.before_request
+    def _start_clock() -> None:
+        g.start = time.perf_counter()
+        g.items = 0
+
+    @app.after_request
+    def _log_request(response: Response) -> Response:
+        latency_s = time.perf_counter() - g.get("start", time.perf_counter())
+        # Count by route, not raw path, so that probes of random URLs cannot grow the table.
+        endpoint = request.url_rule.rule if request.url_rule else "<unmatched>"
+        metrics.record_request(endpoint, response.status_code, latency_s)
+        logger.info(
+            "%s %s %d %.1fms items=%d", request.method, request.path, response.status_code, 1000 * latency_s, g.get("items", 0)
+        )
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> tuple[Response, int]:
+        return _error(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def _internal_error(exc: Exception) -> tuple[Response, int]:
+        logger.exception("scoring failed")
+        return _error(500, f"internal error: {type(exc).__name__}: {exc}")
+
+    def _json_body() -> Any:
+        body = request.get_json(silent=True)
+        if body is None:
+            raise PayloadError("the request body must be JSON (Content-Type: application/json)")
+        return body
+
+    @app.post("/score")
+    def score() -> Any:
+        try:
+            score_request = parse_request(_json_body())
+        except PayloadError as exc:
+            return _error(400, str(exc))
+        g.items = 1
+        result = scorer.score(score_request)
+        metrics.record_results([result])
+        return jsonify(result)
+
+    @app.post("/score_batch")
+    def score_batch() -> Any:
+        try:
+            body = _json_body()
+            items = body.get("items") if isinstance(body, dict) else None
+            if not isinstance(items, list) or not items:
+                raise PayloadError("the request body must be {\"items\": [<score request>, ...]} with at least one item")
+            if len(items) > MAX_BATCH_ITEMS:
+                raise PayloadError(f"at most {MAX_BATCH_ITEMS} items per batch, got {len(items)}")
+            requests = []
+            for index, item in enumerate(items):
+                try:
+                    requests.append(parse_request(item))
+                except PayloadError as exc:
+                    raise PayloadError(f"items[{index}]: {exc}") from exc
+        except PayloadError as exc:
+            return _error(400, str(exc))
+        g.items = len(requests)
+        results = scorer.score_batch(requests)
+        metrics.record_results(results)
+        return jsonify({"results": results})
+
+    @app.get("/health")
+    def health() -> Any:
+        return jsonify(
+            {
+                "status": "ok",
+                "weights": scorer.config.weight_map,
+                "judge_enabled": scorer.judge is not None,
+                "config": to_dict(scorer.config),
+            }
+        )
+
+    @app.get("/metrics")
+    def get_metrics() -> Any:
+        return jsonify(metrics.snapshot())
+
+    return app
