@@ -8,6 +8,7 @@ leniency and learn to exploit it.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import string
@@ -137,6 +138,18 @@ def _parse_math(text: str, timeout_s: int | None) -> list:
     return []
 
 
+@functools.cache
+def _warm_math_verify() -> None:
+    """Pay math-verify's one-time grammar and sympy set-up outside any timeout.
+
+    On a busy machine that set-up alone can exceed the per-call timeout, which would turn
+    the first maths comparison of a process into a spurious "wrong".
+    """
+    from math_verify import parse, verify
+
+    verify(parse("$1$", parsing_timeout=None), parse("$1$", parsing_timeout=None), timeout_seconds=None)
+
+
 def maths_match(answer: str, ground_truth: str, timeout_s: int) -> bool:
     """math-verify equivalence ("1/2" == "0.5" == "\\frac{1}{2}").
 
@@ -146,6 +159,7 @@ def maths_match(answer: str, ground_truth: str, timeout_s: int) -> bool:
     """
     from math_verify import verify
 
+    _warm_math_verify()
     on_main_thread = threading.current_thread() is threading.main_thread()
     timeout = timeout_s if on_main_thread and timeout_s > 0 else None
     gold = _parse_math(ground_truth, timeout)
