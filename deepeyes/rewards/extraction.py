@@ -7,11 +7,11 @@ this module recovers both from the wire format (DESIGN §4) without the agent lo
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 
 from deepeyes import wire
+from deepeyes.actions import parse_action
 
 _IM_START = "<|im_start|>"
 _END_MARKERS = (wire.IM_END, "<|endoftext|>")
@@ -26,15 +26,14 @@ _CODE_OBSERVATION_RE = re.compile(
 #: One regex over the whole text so that tags quoted inside an observation are never
 #: mistaken for actions (an observation is consumed as a whole before its inside is seen).
 _EVENT_RE = re.compile(
-    r"(?P<code>" + re.escape(wire.CODE_OPEN) + r"(?P<code_body>.*?)" + re.escape(wire.CODE_CLOSE) + r")"
-    r"|(?P<tool>" + re.escape(wire.TOOL_CALL_OPEN) + r"(?P<tool_body>.*?)" + re.escape(wire.TOOL_CALL_CLOSE) + r")"
+    r"(?P<code>" + re.escape(wire.CODE_OPEN) + r".*?" + re.escape(wire.CODE_CLOSE) + r")"
+    r"|(?P<tool>" + re.escape(wire.TOOL_CALL_OPEN) + r".*?" + re.escape(wire.TOOL_CALL_CLOSE) + r")"
     r"|(?P<tool_response>" + re.escape(wire.TOOL_RESPONSE_OPEN) + r"(?P<response_body>.*?)"
     + re.escape(wire.TOOL_RESPONSE_CLOSE) + r")"
     r"|(?P<code_result>" + _CODE_OBSERVATION_RE.pattern + r")",
     re.DOTALL,
 )
 _TURN_BOUNDARY_RE = re.compile("(" + re.escape(wire.CODE_CLOSE) + "|" + re.escape(wire.TOOL_CALL_CLOSE) + ")")
-_TOOL_NAMES = {wire.TEXT_SEARCH_TOOL: "search", wire.IMAGE_SEARCH_TOOL: "image_search"}
 _ERROR_BODY_PREFIX = "Error ("
 
 
@@ -85,18 +84,13 @@ class _Call:
     failed: bool = False
 
 
-def _parse_tool_call(body: str) -> _Call:
-    try:
-        call = json.loads(body.strip())
-    except json.JSONDecodeError:
-        return _Call("invalid", body)
-    if not isinstance(call, dict) or call.get("name") not in _TOOL_NAMES:
-        return _Call("invalid", body)
-    kind = _TOOL_NAMES[call["name"]]
-    arguments = call.get("arguments") or {}
-    if kind == "search" and not (isinstance(arguments, dict) and str(arguments.get("query", "")).strip()):
-        return _Call("invalid", body)
-    return _Call(kind, json.dumps([kind, arguments], sort_keys=True, ensure_ascii=False))
+def _call_from_block(block: str) -> _Call:
+    """Classify one ``<code>``/``<tool_call>`` block with the agent loop's own parser, so a
+    call the loop would refuse is counted invalid here too."""
+    action = parse_action(block)
+    if action.kind not in ("code", "search", "image_search"):
+        return _Call("invalid", block)
+    return _Call(action.kind, action.content.strip())
 
 
 def derive_tool_stats(response: str) -> dict[str, int]:
@@ -108,11 +102,8 @@ def derive_tool_stats(response: str) -> dict[str, int]:
     """
     calls: list[_Call] = []
     for match in _EVENT_RE.finditer(response):
-        if match.group("code"):
-            code = match.group("code_body").strip()
-            calls.append(_Call("code", code) if code else _Call("invalid", code))
-        elif match.group("tool"):
-            calls.append(_parse_tool_call(match.group("tool_body")))
+        if match.group("code") or match.group("tool"):
+            calls.append(_call_from_block(match.group("code") or match.group("tool")))
         elif calls and match.group("tool_response"):
             calls[-1].failed = match.group("response_body").strip().startswith(_ERROR_BODY_PREFIX)
         elif calls and match.group("code_result"):
