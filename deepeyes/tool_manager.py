@@ -9,6 +9,7 @@ loop never sees an exception from a tool.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -118,34 +119,43 @@ class ToolManager:
         with self._lock:
             if self._started:
                 return self
-            from deepeyes.utils.processes import RedisServer
-
-            sandbox = self.config.sandbox
-            if sandbox.redis_port is None:
-                server = self._stack.enter_context(RedisServer())
-                sandbox.redis_host, sandbox.redis_port = server.host, server.port
-            self._redis = redis.Redis(host=sandbox.redis_host, port=sandbox.redis_port)
-            self._stack.callback(self._redis.close)
-            if "code" not in self._disabled:
-                from deepeyes.sandbox.client import SandboxClient
-                from deepeyes.sandbox.launch import SandboxCluster
-
-                if sandbox.ports:
-                    self._sandbox_client = SandboxClient(sandbox.ports, host=sandbox.host)
-                else:
-                    cluster = self._stack.enter_context(SandboxCluster(sandbox, num_instances=1))
-                    self._sandbox_client = cluster.client()
-            if "search" not in self._disabled:
-                from deepeyes.search.text import TextSearcher
-
-                self._text_searcher = TextSearcher.from_config(self.config.search, redis_client=self._redis)
-            if "image_search" not in self._disabled:
-                from deepeyes.search.image import ImageSearcher
-
-                self._image_searcher = ImageSearcher.from_config(self.config.search)
+            try:
+                self._start_services()
+            except BaseException:
+                self._stack.close()  # never leave a half-started Redis or sandbox behind
+                raise
             self._started = True
             logger.info("tool manager ready (disabled tools: %s)", sorted(self._disabled) or "none")
         return self
+
+    def _start_services(self) -> None:
+        """Redis (started when none is configured), the sandbox, the search backends."""
+        from deepeyes.utils.processes import RedisServer
+
+        sandbox = self.config.sandbox
+        if sandbox.redis_port is None:
+            # A copy, so the configuration still says "start one" after this Redis is gone.
+            server = self._stack.enter_context(RedisServer())
+            sandbox = dataclasses.replace(sandbox, redis_host=server.host, redis_port=server.port)
+        self._redis = redis.Redis(host=sandbox.redis_host, port=sandbox.redis_port)
+        self._stack.callback(self._redis.close)
+        if "code" not in self._disabled:
+            from deepeyes.sandbox.client import SandboxClient
+            from deepeyes.sandbox.launch import SandboxCluster
+
+            if sandbox.ports:
+                self._sandbox_client = SandboxClient(sandbox.ports, host=sandbox.host)
+            else:
+                cluster = self._stack.enter_context(SandboxCluster(sandbox, num_instances=1))
+                self._sandbox_client = cluster.client()
+        if "search" not in self._disabled:
+            from deepeyes.search.text import TextSearcher
+
+            self._text_searcher = TextSearcher.from_config(self.config.search, redis_client=self._redis)
+        if "image_search" not in self._disabled:
+            from deepeyes.search.image import ImageSearcher
+
+            self._image_searcher = ImageSearcher.from_config(self.config.search)
 
     def close(self) -> None:
         with self._lock:
@@ -245,7 +255,7 @@ class ToolManager:
         if run.result and run.result not in stdout:
             stdout = f"{stdout}{run.result}" if not stdout or stdout.endswith("\n") else f"{stdout}\n{run.result}"
         status = run.status if run.status in ("success", "error", "timeout", "denied") else "error"
-        text = wire.code_observation(stdout.rstrip("\n"), stderr.strip("\n"), len(images))
+        text = wire.code_observation(stdout, stderr.lstrip("\n"), len(images))
         return ToolResult(Observation(text=text, image_count=len(images), status=status, latency_s=0.0), images)
 
     def _run_text_search(self, query: str) -> ToolResult:

@@ -45,7 +45,12 @@ def answer_action(answer: str) -> str:
 
 
 def code_observation(stdout: str, stderr: str, image_count: int) -> str:
-    """The user turn that carries a code execution result back to the model."""
+    """The user turn that carries a code execution result back to the model.
+
+    Trailing newlines are dropped (``print`` always adds one) so that recorded SFT
+    observations and live sandbox observations render identically.
+    """
+    stdout, stderr = stdout.rstrip("\n"), stderr.rstrip("\n")
     images = "Images:\n" + IMAGE_PLACEHOLDER * image_count if image_count else ""
     return (
         "Code execution result:\n"

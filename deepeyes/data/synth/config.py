@@ -1,0 +1,76 @@
+"""Settings of the synthetic data generator (sizes, seed, task mixtures)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deepeyes.paths import SAMPLE_DIR
+
+#: Bumped whenever the generated data changes for the same seed, and written to the manifest.
+GENERATOR_VERSION = "1"
+
+VISUAL_TASKS: tuple[str, ...] = ("counting", "chart", "small_text", "arithmetic", "no_tool")
+SEARCH_TASKS: tuple[str, ...] = ("text_search", "image_search")
+ALL_TASKS: tuple[str, ...] = VISUAL_TASKS + SEARCH_TASKS
+
+
+def _training_mixture() -> dict[str, float]:
+    # ~15 % of questions need no tool, so the model also learns to answer directly.
+    return {
+        "counting": 0.15,
+        "chart": 0.15,
+        "small_text": 0.14,
+        "arithmetic": 0.14,
+        "text_search": 0.14,
+        "image_search": 0.13,
+        "no_tool": 0.15,
+    }
+
+
+@dataclass
+class SynthConfig:
+    """What to generate; every size is a number of questions."""
+
+    out: Path = SAMPLE_DIR
+    seed: int = 0
+    sft: int = 200
+    rl_train: int = 200
+    rl_val: int = 20
+    eval_visual: int = 60
+    eval_search: int = 40
+    #: Documents about entities nobody asks about, so retrieval has to discriminate.
+    distractor_entities: int = 120
+    #: Parallel code-execution processes used while rendering SFT trajectories.
+    workers: int = 2
+    #: Share of DeepEyesMini_Visual rows turned into multiple choice (A-D, letter answer).
+    eval_choice_share: float = 0.3
+    training_mixture: dict[str, float] = field(default_factory=_training_mixture)
+
+    def split_sizes(self) -> dict[str, int]:
+        return {
+            "sft": self.sft,
+            "rl_train": self.rl_train,
+            "rl_val": self.rl_val,
+            "eval_visual": self.eval_visual,
+            "eval_search": self.eval_search,
+        }
+
+    def mixture(self, split: str) -> dict[str, float]:
+        if split == "eval_visual":
+            return {task: 1.0 for task in VISUAL_TASKS}
+        if split == "eval_search":
+            return {task: 1.0 for task in SEARCH_TASKS}
+        return dict(self.training_mixture)
+
+    def validate(self) -> None:
+        for split, size in self.split_sizes().items():
+            if size < 0:
+                raise ValueError(f"size of split '{split}' must be >= 0, got {size}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if not 0.0 <= self.eval_choice_share <= 1.0:
+            raise ValueError(f"eval_choice_share must be in [0, 1], got {self.eval_choice_share}")
+        unknown = set(self.training_mixture) - set(ALL_TASKS)
+        if unknown:
+            raise ValueError(f"unknown task(s) in training_mixture: {sorted(unknown)}; known: {list(ALL_TASKS)}")

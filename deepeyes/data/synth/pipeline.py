@@ -1,0 +1,340 @@
+"""Generate the whole sample-data folder: images, SFT, RL, eval, corpus, image-search cache.
+
+Order matters for honesty: the corpus is written before any trajectory is recorded, so
+text-search observations come from the real search tool over the real corpus; thumbnails
+are written before image-search trajectories reference them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import shutil
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from deepeyes import prompts
+from deepeyes.data import formats
+from deepeyes.data.sft_sample import from_seed
+from deepeyes.data.synth.config import ALL_TASKS, GENERATOR_VERSION, SynthConfig
+from deepeyes.data.synth.recording import record_seed, save_thumbnails
+from deepeyes.data.synth.sample import SynthError, TaskSample
+from deepeyes.data.synth.tasks import BUILDERS, TaskContext
+from deepeyes.data.synth.tasks.image_search import RESULTS
+from deepeyes.data.synth.text_search_hook import CorpusSearch
+from deepeyes.data.synth.world import World, build_world
+
+logger = logging.getLogger(__name__)
+
+#: Everything the generator owns under ``--out``; removed first so no stale file survives
+#: (search indices that tools built next to an old corpus go too: they would be stale).
+OUTPUT_ENTRIES = ("images", "sft", "rl", "eval", "search", "image_search", "manifest.json")
+DATA_SOURCE = "deepeyes_synth"
+ENV_NAME = "deepeyes_agent"
+ABILITY = {
+    "counting": "perception",
+    "small_text": "perception",
+    "no_tool": "perception",
+    "chart": "reasoning",
+    "arithmetic": "reasoning",
+    "text_search": "search",
+    "image_search": "search",
+}
+BENCHMARKS = {"eval_visual": "DeepEyesMini_Visual", "eval_search": "DeepEyesMini_Search"}
+TSV_COLUMNS = ["index", "image", "question", "answer", "category", "A", "B", "C", "D", "image_index"]
+#: Text-search questions must find their gold document this high up (the search tests check it).
+GOLD_RANK_LIMIT = 3
+
+
+@dataclass
+class Planned:
+    split: str
+    index: int
+    task: str
+
+    @property
+    def sample_id(self) -> str:
+        return f"{self.split}-{self.index:05d}"
+
+
+def derived_rng(seed: int, *parts: object) -> random.Random:
+    """An RNG that depends only on the seed and the parts, so samples don't shift each other."""
+    digest = hashlib.sha256("/".join(map(str, (seed, *parts))).encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def quotas(total: int, weights: dict[str, float]) -> dict[str, int]:
+    """Split ``total`` by ``weights`` with largest remainders (exact and deterministic)."""
+    tasks = [task for task in ALL_TASKS if weights.get(task, 0) > 0]
+    norm = sum(weights[t] for t in tasks)
+    raw = {t: total * weights[t] / norm for t in tasks}
+    counts = {t: int(raw[t]) for t in tasks}
+    by_remainder = sorted(tasks, key=lambda t: (-(raw[t] - counts[t]), ALL_TASKS.index(t)))
+    for task in by_remainder[: total - sum(counts.values())]:
+        counts[task] += 1
+    return counts
+
+
+def plan(config: SynthConfig) -> list[Planned]:
+    planned: list[Planned] = []
+    for split, size in config.split_sizes().items():
+        tasks = [task for task, n in quotas(size, config.mixture(split)).items() for _ in range(n)]
+        derived_rng(config.seed, "order", split).shuffle(tasks)
+        planned += [Planned(split, i, task) for i, task in enumerate(tasks)]
+    return planned
+
+
+def load_system_prompt() -> str:
+    try:
+        return prompts.system_prompt()
+    except FileNotFoundError as exc:
+        raise SynthError(f"system prompt file missing ({exc.filename}); it is part of the deepeyes package") from exc
+
+
+def _clean(out: Path) -> None:
+    for entry in OUTPUT_ENTRIES:
+        path = out / entry
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    for folder in ("images", "sft", "rl", "eval", "search", "image_search/images"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+
+
+def build_samples(
+    config: SynthConfig, planned: list[Planned], on_sample: Callable[[], None] = lambda: None
+) -> tuple[dict[str, TaskSample], World]:
+    """Every planned sample (image, question, answer, plan) and the world they live in; writes nothing."""
+    text_ids = [p.sample_id for p in planned if p.task == "text_search"]
+    image_ids = [p.sample_id for p in planned if p.task == "image_search"]
+    world = build_world(
+        derived_rng(config.seed, "world"),
+        entity_count=len(text_ids) + config.distractor_entities,
+        landmark_count=len(image_ids) + RESULTS + 5,
+    )
+    entity_of = dict(zip(text_ids, world.entities))
+    landmark_of = dict(zip(image_ids, world.landmarks))
+    samples = {}
+    for p in planned:
+        context = TaskContext(entity=entity_of.get(p.sample_id), landmark=landmark_of.get(p.sample_id), landmarks=world.landmarks)
+        samples[p.sample_id] = BUILDERS[p.task](derived_rng(config.seed, p.split, p.index, p.task), context)
+        on_sample()
+    return samples, world
+
+
+def _check_retrieval(search: CorpusSearch, sample_id: str, sample: TaskSample) -> None:
+    target = sample.text_search
+    assert target is not None
+    links = [result["link"] for result in search.search(target.query).results]
+    if target.gold_link not in links[:GOLD_RANK_LIMIT]:
+        raise SynthError(f"{sample_id}: gold document not in the top {GOLD_RANK_LIMIT} for {target.query!r}: {links}")
+
+
+def _sharegpt(seed: dict[str, Any]) -> dict[str, Any]:
+    """The DeepEyesV2 ShareGPT rendering of a seed record, by the project's one seed renderer."""
+    sample = from_seed(seed, seed["id"], "synth")
+    return {"messages": sample.messages, "images": sample.images}
+
+
+def _record_sft(
+    sft_plan: list[Planned],
+    samples: dict[str, TaskSample],
+    thumbnails: dict[str, list[str]],
+    out: Path,
+    search: CorpusSearch,
+    workers: int,
+    on_record: Callable[[], None],
+) -> list[dict[str, Any]]:
+    """Seed records in plan order; code runs in ``workers`` parallel fresh processes."""
+
+    def record(p: Planned) -> dict[str, Any]:
+        seed = record_seed(
+            p.sample_id, samples[p.sample_id], out, f"images/{p.sample_id}.png", search, thumbnails.get(p.sample_id, [])
+        )
+        on_record()
+        return seed
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(record, sft_plan))
+
+
+def _rl_row(p: Planned, sample: TaskSample, system_prompt: str) -> dict[str, Any]:
+    return {
+        "data_source": DATA_SOURCE,
+        "prompt": [
+            {"role": "system", "content": system_prompt},
+            {"role": "user", "content": prompts.user_prompt(sample.question)},
+        ],
+        "images": [{"image": f"images/{p.sample_id}.png"}],
+        "ability": ABILITY[sample.task],
+        "env_name": ENV_NAME,
+        "reward_model": {"style": "rule", "ground_truth": sample.answer},
+        "extra_info": {
+            "index": p.index,
+            "id": p.sample_id,
+            # the key into image_search/cache.json (present for every row; only image_search rows have an entry)
+            "sample_index": p.sample_id,
+            "answer_type": "number" if sample.answer.isdigit() else "text",
+            "question": sample.question,
+            "answer": sample.answer,
+            "split": "train" if p.split == "rl_train" else "val",
+            "task": sample.task,
+        },
+    }
+
+
+def _eval_row(p: Planned, sample: TaskSample, png: bytes, choice_rng: random.Random, choice_share: float) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "index": p.index,
+        "image": formats.png_base64(png),
+        "question": sample.question,
+        "answer": sample.answer,
+        "category": sample.task,
+    }
+    distractors = list(dict.fromkeys(d for d in sample.distractors if d != sample.answer))
+    if p.split == "eval_visual" and len(distractors) >= 3 and choice_rng.random() < choice_share:
+        options = distractors[:3] + [sample.answer]
+        choice_rng.shuffle(options)
+        row.update(dict(zip("ABCD", options)))
+        row["answer"] = "ABCD"[options.index(sample.answer)]
+    if sample.task == "image_search":
+        row["image_index"] = p.sample_id
+    return row
+
+
+def _write_rl(by_split: dict[str, list[Planned]], samples: dict[str, TaskSample], system_prompt: str, out: Path) -> None:
+    for split, name in (("rl_train", "train"), ("rl_val", "val")):
+        rows = [_rl_row(p, samples[p.sample_id], system_prompt) for p in by_split.get(split, [])]
+        if rows:
+            formats.write_parquet(rows, out / f"rl/{name}.parquet")
+
+
+def _write_eval(
+    by_split: dict[str, list[Planned]], samples: dict[str, TaskSample], pngs: dict[str, bytes], config: SynthConfig, out: Path
+) -> None:
+    choice_rng = derived_rng(config.seed, "choices")
+    for split, benchmark in BENCHMARKS.items():
+        rows = [
+            _eval_row(p, samples[p.sample_id], pngs[p.sample_id], choice_rng, config.eval_choice_share)
+            for p in by_split.get(split, [])
+        ]
+        formats.write_tsv(rows, TSV_COLUMNS, out / f"eval/{benchmark}.tsv")
+
+
+def _write_search_files(
+    planned: list[Planned], samples: dict[str, TaskSample], thumbnails: dict[str, list[str]], out: Path
+) -> None:
+    """``search/questions.jsonl`` and the image-search cache, for every split's questions."""
+    questions: list[dict[str, Any]] = []
+    cache: dict[str, Any] = {}
+    queries: list[dict[str, Any]] = []
+    for p in planned:
+        sample = samples[p.sample_id]
+        if sample.text_search is not None:
+            questions.append(
+                {
+                    "id": p.sample_id,
+                    "question": sample.question,
+                    "query": sample.text_search.query,
+                    "gold_link": sample.text_search.gold_link,
+                    "answer": sample.answer,
+                }
+            )
+        if sample.image_search is not None:
+            cache[p.sample_id] = {
+                "tool_returned_web_title": sample.image_search.titles,
+                "cached_images_path": [rel.removeprefix("image_search/") for rel in thumbnails[p.sample_id]],
+            }
+            queries.append(
+                {
+                    "index": p.sample_id,
+                    "image_path": f"images/{p.sample_id}.png",
+                    "answer": sample.answer,
+                    "gold_title": sample.image_search.gold_title,
+                }
+            )
+    formats.write_jsonl(questions, out / "search/questions.jsonl")
+    formats.write_json(cache, out / "image_search/cache.json")
+    formats.write_jsonl(queries, out / "image_search/queries.jsonl")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def generate(config: SynthConfig, show_progress: bool = True) -> dict[str, Any]:
+    """Write the sample data under ``config.out`` and return the manifest."""
+    config.validate()
+    system_prompt = load_system_prompt()
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _clean(out)
+
+    planned = plan(config)
+    sft_plan = [p for p in planned if p.split == "sft"]
+    with tqdm(total=len(planned) + len(sft_plan), desc="building samples", disable=not show_progress) as bar:
+        samples, world = build_samples(config, planned, on_sample=lambda: bar.update(1))
+        pngs = {sid: formats.png_bytes(sample.image) for sid, sample in samples.items()}
+        for sid, png in pngs.items():
+            (out / f"images/{sid}.png").write_bytes(png)
+        thumbnails = {sid: save_thumbnails(sid, sample, out) for sid, sample in samples.items() if sample.image_search}
+
+        documents = [doc.as_row() for doc in world.documents]
+        derived_rng(config.seed, "corpus").shuffle(documents)
+        formats.write_jsonl(documents, out / "search/corpus.jsonl")
+
+        bar.set_description("recording SFT trajectories")
+        with CorpusSearch(out / "search/corpus.jsonl") as search:
+            for p in planned:
+                if p.task == "text_search":
+                    _check_retrieval(search, p.sample_id, samples[p.sample_id])
+            seeds = _record_sft(sft_plan, samples, thumbnails, out, search, config.workers, on_record=lambda: bar.update(1))
+
+    formats.write_jsonl(seeds, out / "sft/seed.jsonl")
+    formats.write_json([_sharegpt(seed) for seed in seeds], out / "sft/sharegpt.json")
+    by_split: dict[str, list[Planned]] = {}
+    for p in planned:
+        by_split.setdefault(p.split, []).append(p)
+    _write_rl(by_split, samples, system_prompt, out)
+    _write_eval(by_split, samples, pngs, config, out)
+    _write_search_files(planned, samples, thumbnails, out)
+    manifest = _manifest(config, planned, _written_files(planned, seeds, thumbnails, out), out, len(documents))
+    formats.write_json(manifest, out / "manifest.json")
+    logger.info("wrote %d files under %s (seed %d)", len(manifest["files"]) + 1, out, config.seed)
+    return manifest
+
+
+def _written_files(planned: list[Planned], seeds: list[dict[str, Any]], thumbnails: dict[str, list[str]], out: Path) -> list[str]:
+    """Every file this run wrote (relative paths), derived from the data rather than by
+    listing the folder: search tools may build their indices next to the corpus meanwhile."""
+    fixed = ["sft/seed.jsonl", "sft/sharegpt.json", "search/corpus.jsonl", "search/questions.jsonl"]
+    fixed += ["image_search/cache.json", "image_search/queries.jsonl"]
+    fixed += [f"eval/{name}.tsv" for name in BENCHMARKS.values()]
+    fixed += [f"rl/{name}.parquet" for name in ("train", "val") if (out / f"rl/{name}.parquet").is_file()]
+    images = [f"images/{p.sample_id}.png" for p in planned]
+    shown = [path for seed in seeds for call in seed["tool_calls"] if call["tool"] == "code_execution" for path in call["images"]]
+    cached = [path for paths in thumbnails.values() for path in paths]
+    return sorted(fixed + images + shown + cached)
+
+
+def _manifest(config: SynthConfig, planned: list[Planned], files: list[str], out: Path, corpus_size: int) -> dict[str, Any]:
+    counts: dict[str, dict[str, int]] = {}
+    for p in planned:
+        split = counts.setdefault(p.split, {})
+        split[p.task] = split.get(p.task, 0) + 1
+    return {
+        "generator": "deepeyes.data.synth",
+        "version": GENERATOR_VERSION,
+        "seed": config.seed,
+        "sizes": config.split_sizes(),
+        "counts": counts,
+        "corpus_documents": corpus_size,
+        "files": {name: _sha256(out / name) for name in files},
+    }

@@ -1,0 +1,85 @@
+"""The in-memory shape of one generated question before it is written in any format.
+
+A task builds a :class:`TaskSample`: the image, the question and its ground truth, and a
+*plan* of tool steps (thought + tool input). Running the plan (executing the code, querying
+the corpus, looking up the image-search cache) turns it into a recorded trajectory; the
+final thought is written only after the observations exist, because it cites them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from PIL import Image
+
+ToolName = Literal["code_execution", "text_search", "image_search"]
+
+
+@dataclass
+class Observation:
+    """What one tool step returned: text plus images (PNG bytes) shown back to the model."""
+
+    text: str
+    images: list[bytes] = field(default_factory=list)
+    #: Text-search results as ``{title, link, snippet, date}`` dicts (empty for other tools).
+    results: list[dict] = field(default_factory=list)
+    stderr: str = ""
+
+
+@dataclass
+class ToolStep:
+    tool: ToolName
+    thought: str
+    #: Code for ``code_execution``, the query for ``text_search``, empty for ``image_search``.
+    input: str
+    #: For code: the exact stdout the generator expects; a mismatch aborts generation,
+    #: which is what proves the code really computes the answer from the image.
+    expected_stdout: str | None = None
+
+
+@dataclass
+class ImageSearchEntry:
+    """One MMSearch-R1 cache entry: result titles and their thumbnails, in rank order."""
+
+    titles: list[str]
+    thumbnails: list[Image.Image]
+    gold_title: str
+
+
+@dataclass
+class TextSearchTarget:
+    query: str
+    gold_link: str
+
+
+FinalThought = Callable[[list[Observation]], str]
+
+
+@dataclass
+class TaskSample:
+    task: str
+    question: str
+    answer: str
+    image: Image.Image
+    steps: list[ToolStep]
+    final_thought: FinalThought
+    #: Wrong but plausible answers; evaluation turns some rows into A-D multiple choice.
+    distractors: list[str] = field(default_factory=list)
+    text_search: TextSearchTarget | None = None
+    image_search: ImageSearchEntry | None = None
+
+
+def numeric_distractors(value: int, offsets: tuple[int, ...], count: int = 3) -> list[str]:
+    """The first ``count`` distinct non-negative wrong answers ``value + offset``."""
+    wrong: list[str] = []
+    for offset in offsets:
+        candidate = value + offset
+        if candidate >= 0 and candidate != value and str(candidate) not in wrong:
+            wrong.append(str(candidate))
+    return wrong[:count]
+
+
+class SynthError(RuntimeError):
+    """A generated sample failed its own check (code output, search result, answer)."""
