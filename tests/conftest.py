@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from deepeyes.models.tiny import build as build_tiny_model
-from deepeyes.paths import TINY_MODEL_DIR
+from deepeyes.paths import SAMPLE_DIR, TINY_MODEL_DIR
 from deepeyes.utils.processes import RedisServer
 
 
@@ -35,3 +35,15 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if (TINY_MODEL_DIR / "model.safetensors").is_file():
         return TINY_MODEL_DIR
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default sample data: the set setup.sh generated, or a fresh generation when absent."""
+    if (SAMPLE_DIR / "manifest.json").is_file():
+        return SAMPLE_DIR
+    from deepeyes.data.synth import SynthConfig, generate
+
+    out = tmp_path_factory.mktemp("sample") / "sample"
+    generate(SynthConfig(out=out), show_progress=False)
+    return out

@@ -343,39 +343,3 @@ def test_both_sft_files_pass_the_llamafactory_converter_strictly(sample_dir: Pat
         )
         assert result.dataset_file is not None
         assert len(json.loads(result.dataset_file.read_text())) == SMALL["sft"]
-
-
-def test_replaying_sft_trajectories_through_the_real_tools_gives_the_recorded_observations(
-    sample_dir: Path, seeds: list[dict], tmp_path: Path
-) -> None:
-    """Recorded actions, executed by the agent's ToolManager (real Redis, sandbox kernels,
-    BM25 and image-search tools), return the recorded observations and images. One sample
-    per task keeps it quick; every code block is re-run in a fresh process above."""
-    from deepeyes.actions import parse_action
-    from deepeyes.tool_manager import ToolManager, ToolManagerConfig
-
-    config = ToolManagerConfig()
-    config.search.cache.enabled = False
-    config.search.text.local.corpus_path = str(sample_dir / "search/corpus.jsonl")
-    config.search.text.local.index_dir = str(tmp_path / "bm25")
-    config.search.image.cache_json = str(sample_dir / "image_search/cache.json")
-    config.search.image.queries_jsonl = str(sample_dir / "image_search/queries.jsonl")
-    config.search.image.query_image_root = str(sample_dir)
-    config.search.image.index_dir = str(tmp_path / "image_index")
-    records = formats.read_json(sample_dir / "sft/sharegpt.json")
-    one_per_task = {seed["task"]: (record, seed) for record, seed in zip(records, seeds)}
-    with ToolManager(config=config) as tools:
-        for record, seed in one_per_task.values():
-            session = tools.open_session([str(sample_dir / seed["image"])], sample_index=seed["id"])
-            for turn, call in enumerate(seed["tool_calls"]):
-                result = tools.execute(session, parse_action(record["messages"][2 + 2 * turn]["content"]))
-                assert result.observation.status == "success", (seed["id"], result.observation.text)
-                if call["tool"] == "code_execution":
-                    # the tool manager trims the trailing newline of stdout
-                    expected = wire.code_observation(call["output"].rstrip("\n"), "", len(call["images"]))
-                else:
-                    expected = record["messages"][3 + 2 * turn]["content"]
-                assert result.observation.text == expected, seed["id"]
-                recorded = [Image.open(sample_dir / p).convert("RGB").tobytes() for p in call.get("images", [])]
-                assert [image.convert("RGB").tobytes() for image in result.images] == recorded, seed["id"]
-            tools.close_session(session)

@@ -1,0 +1,46 @@
+"""Replaying every sample SFT trajectory through the agent loop and the real tools reproduces it.
+
+The assistant turns of each ShareGPT record are fed back by a ScriptedPolicy; the live
+sandbox, BM25 search and image search must return exactly the recorded observation text
+and images. This is what makes the SFT data "real" and the tools deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from PIL import Image
+
+from deepeyes.agent import AgentConfig, AgentLoop, AgentRequest, Rollout
+from deepeyes.data import formats
+from deepeyes.policies.scripted import ScriptedPolicy
+from deepeyes.tool_manager import ToolManager
+
+
+def test_every_sft_trajectory_replays_to_its_recorded_observations(tool_manager: ToolManager, sample_dir: Path) -> None:
+    records = json.loads((sample_dir / "sft/sharegpt.json").read_text(encoding="utf-8"))
+    seeds = formats.read_jsonl(sample_dir / "sft/seed.jsonl")
+    assert len(records) == len(seeds) >= 100
+    loop = AgentLoop(tool_manager, AgentConfig(max_turns=10))
+
+    def replay(pair: tuple[dict, dict]) -> tuple[dict, Rollout]:
+        record, seed = pair
+        turns = [m["content"] for m in record["messages"] if m["role"] == "assistant"]
+        request = AgentRequest(seed["text"], [sample_dir / record["images"][0]], id=seed["id"], sample_index=seed["id"])
+        return record, loop.rollout(ScriptedPolicy(turns), request)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(replay, zip(records, seeds, strict=True)))
+
+    mismatches = []
+    for record, rollout in results:
+        recorded_turns = record["messages"][1:]  # drop the system prompt; both start with the question
+        live_turns = rollout.messages[1:]
+        recorded_images = [Image.open(sample_dir / p).convert("RGB").tobytes() for p in record["images"]]
+        live_images = [image.convert("RGB").tobytes() for m in live_turns for image in m.images]
+        texts_match = [m["content"] for m in recorded_turns] == [m.content for m in live_turns]
+        if not (texts_match and live_images == recorded_images and rollout.trajectory.stop_reason == "answer"):
+            mismatches.append(rollout.trajectory.id)
+    assert mismatches == [], f"{len(mismatches)} of {len(results)} trajectories did not replay: {mismatches[:10]}"
