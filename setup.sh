@@ -2,9 +2,13 @@
 # One-command, idempotent set-up: venv + pinned stack, redis-server, tiny model, sample data.
 # A second run with nothing changed only checks stamps and takes seconds.
 #
+# Usage: bash setup.sh [--with-vlmeval]
+#   --with-vlmeval          also create .venv-vlmeval, the separate VLMEvalKit environment
+#                           (its omegaconf>=2.4 breaks verl's hydra-core; see evaluation/README.md)
 # Environment:
-#   PYTHON            interpreter used to create .venv (default: python3.11, else python3)
-#   DEEPEYES_SKIP_APT set to 1 to never call apt-get (redis-server must then be on PATH)
+#   PYTHON                  interpreter used to create .venv (default: python3.11, else python3)
+#   DEEPEYES_SKIP_APT=1     never call apt-get (redis-server must then be on PATH)
+#   DEEPEYES_WITH_VLMEVAL=1 same as --with-vlmeval
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -74,6 +78,12 @@ if [ "$(cat "$SAMPLE_DIR/.build-stamp" 2>/dev/null)" != "$DATA_HASH" ]; then
     step "sample data" "generated at data/sample"
 else
     step "sample data" "up to date"
+fi
+
+# 6. Optional: VLMEvalKit's own environment ---------------------------------------------------
+if [ "${DEEPEYES_WITH_VLMEVAL:-0}" = "1" ] || [[ " $* " == *" --with-vlmeval "* ]]; then
+    bash "$ROOT/evaluation/vlmeval/setup_env.sh"
+    step "vlmeval environment" "ready at .venv-vlmeval"
 fi
 
 step "done" "in $(( $(date +%s) - START )) s"

@@ -104,7 +104,8 @@ class HFPolicy:
             to_hf_messages(messages), add_generation_prompt=add_generation_prompt, tokenize=False
         )
         images = [prepare_for_qwen(image, self.min_pixels, self.max_pixels) for image in all_images(messages)]
-        inputs = self.processor(text=[prompt], images=images or None, return_tensors="pt")
+        with self._lock:
+            inputs = self.processor(text=[prompt], images=images or None, return_tensors="pt")
         return {key: value.to(self.config.device) for key, value in inputs.items()}
 
     def generate(self, messages: list[Message]) -> Generation:
@@ -120,11 +121,12 @@ class HFPolicy:
             for messages in conversations
             for image in all_images(messages)
         ]
-        self.tokenizer.padding_side = "left"
-        inputs = self.processor(text=prompts, images=images or None, padding=True, return_tensors="pt")
-        inputs = {key: value.to(self.config.device) for key, value in inputs.items()}
         sampling = self.config.temperature > 0
+        # The fast tokenizer is not re-entrant ("Already borrowed"), so tokenising shares the lock.
         with self._lock, torch.no_grad():
+            self.tokenizer.padding_side = "left"
+            inputs = self.processor(text=prompts, images=images or None, padding=True, return_tensors="pt")
+            inputs = {key: value.to(self.config.device) for key, value in inputs.items()}
             output = self.model.generate(
                 **inputs,
                 max_new_tokens=self.config.max_new_tokens,

@@ -1,0 +1,86 @@
+"""Build what an evaluation runs with: the policy (``num_workers`` copies) and the tool manager.
+
+Shared by the evaluation runner and the VLMEvalKit model class, so that both read the
+same settings the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+
+from deepeyes.chat import Message
+from deepeyes.evaluation.config import EvalConfig
+from deepeyes.paths import TOOL_MANAGER_CONFIG
+from deepeyes.policies.base import Generation, Policy
+from deepeyes.tool_manager import ToolManager
+
+logger = logging.getLogger(__name__)
+
+
+class PolicyPool:
+    """Lends each generation a policy no other thread is using, and takes it back afterwards.
+
+    Parallel generation with local models needs several model copies; the pool also
+    keeps thread-unsafe parts of a policy (its tokenizer) to one thread at a time.
+    """
+
+    def __init__(self, policies: list[Policy]):
+        if not policies:
+            raise ValueError("a policy pool needs at least one policy")
+        self._free: queue.Queue[Policy] = queue.Queue()
+        for policy in policies:
+            self._free.put(policy)
+        self.size = len(policies)
+
+    def generate(self, messages: list[Message]) -> Generation:
+        policy = self._free.get()
+        try:
+            return policy.generate(messages)
+        finally:
+            self._free.put(policy)
+
+
+def build_policy(config: EvalConfig) -> Policy:
+    """The configured model: an OpenAI-compatible endpoint, or ``num_workers`` local copies.
+
+    An endpoint client is thread-safe and shared by every sample in flight. Local copies
+    sit in a :class:`PolicyPool` even when there is one: a copy is used by one thread at
+    a time, because a model generates one sequence batch at a time and HF's fast
+    tokenizer raises "Already borrowed" when two threads encode with it at once.
+    """
+    if config.api_base:
+        from deepeyes.policies.openai import OpenAIPolicy
+
+        return OpenAIPolicy(config.api_base, config.served_model, temperature=config.temperature, max_tokens=config.max_new_tokens)
+    from deepeyes.policies.hf import HFPolicy
+
+    if config.device == "cpu" and config.num_workers > 1:
+        import torch
+
+        # Each copy gets its share of the cores instead of all of them fighting over every core.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.num_workers))
+    logger.info("loading %d copy/copies of %s", config.num_workers, config.model_path)
+    return PolicyPool(
+        [
+            HFPolicy(
+                config.model_path,
+                adapter_path=config.adapter_path,
+                temperature=config.temperature,
+                max_new_tokens=config.max_new_tokens,
+                device=config.device,
+            )
+            for _ in range(config.num_workers)
+        ]
+    )
+
+
+def build_tool_manager(config: EvalConfig) -> ToolManager:
+    """From ``tool_manager_config``, else the repo's default file, else local services on loopback.
+
+    Not started here: the manager starts Redis/sandbox on the first valid tool call, so a
+    model that never calls a tool costs no service start-up. Close it when done.
+    """
+    path = config.tool_manager_config or (str(TOOL_MANAGER_CONFIG) if TOOL_MANAGER_CONFIG.is_file() else None)
+    return ToolManager.from_config(path) if path else ToolManager()

@@ -1,0 +1,229 @@
+"""The visual report: ``eval_report.pdf`` and a self-contained ``eval_report.html``.
+
+Both show the same content — a summary table over datasets, then per dataset a table
+per category and three plots (accuracy and completion by category, tool-call rate per
+tool by category, latency histogram) — drawn once with matplotlib: PDF pages are the
+figures themselves, the HTML embeds the plots as PNG and renders the tables as HTML.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: reports are written on servers and in CI
+
+import matplotlib.pyplot as plt
+from matplotlib.backends.backend_pdf import PdfPages
+from matplotlib.figure import Figure
+
+from deepeyes.evaluation import metrics
+from deepeyes.trajectory import TOOL_KINDS
+
+#: (header, key path in a metric block, format) — one row per group in every table.
+COLUMNS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("n", ("n",), "d"),
+    ("accuracy", ("accuracy",), "pct"),
+    ("completion", ("task_completion",), "pct"),
+    ("any tool", ("any_tool_call_rate",), "pct"),
+    *((tool.replace("_", " "), ("tool_call_rate", tool), "pct") for tool in TOOL_KINDS),
+    ("call validity", ("tool_call_validity",), "pct"),
+    ("valid actions", ("valid_action_share",), "pct"),
+    ("turns", ("mean_turns",), "f2"),
+    ("mean s", ("latency_mean_s",), "f2"),
+    ("p95 s", ("latency_p95_s",), "f2"),
+    ("errors", ("errors",), "d"),
+)
+
+
+def _value(block: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(block, dict) or key not in block:
+            return None
+        block = block[key]
+    return block
+
+
+def _format(value: Any, style: str) -> str:
+    if value is None:
+        return "–"
+    if style == "pct":
+        return f"{100 * value:.1f}%"
+    if style == "f2":
+        return f"{value:.2f}"
+    return str(value)
+
+
+def table_rows(groups: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """Formatted cells, one row per group (dataset or category), in the order of :data:`COLUMNS`."""
+    return [[name, *(_format(_value(block, path), style) for _, path, style in COLUMNS)] for name, block in groups.items()]
+
+
+def _draw_table(ax, first_header: str, groups: dict[str, dict[str, Any]], title: str) -> None:
+    ax.axis("off")
+    ax.set_title(title, loc="left", fontsize=11, fontweight="bold")
+    table = ax.table(
+        cellText=table_rows(groups),
+        colLabels=[first_header, *(header for header, _, _ in COLUMNS)],
+        loc="upper center",
+        cellLoc="center",
+        colWidths=[0.17] + [0.83 / len(COLUMNS)] * len(COLUMNS),
+    )
+    table.auto_set_font_size(False)
+    table.set_fontsize(7)
+    table.scale(1.0, 1.3)
+
+
+def _bar_groups(ax, labels: list[str], series: dict[str, list[float]], title: str, ylabel: str) -> None:
+    width = 0.8 / max(1, len(series))
+    for offset, (name, values) in enumerate(series.items()):
+        ax.bar([i + offset * width for i in range(len(labels))], values, width=width, label=name)
+    ax.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(labels))], labels, rotation=30, ha="right", fontsize=7)
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title, fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.legend(fontsize=6)
+
+
+def _draw_plots(axes, result: dict[str, Any], records: list[dict[str, Any]]) -> None:
+    categories = result["categories"]
+    labels = list(categories)
+    _bar_groups(
+        axes[0],
+        labels,
+        {
+            "accuracy": [categories[c].get("accuracy", 0.0) for c in labels],
+            "completion": [categories[c].get("task_completion", 0.0) for c in labels],
+        },
+        "accuracy and task completion by category",
+        "share of samples",
+    )
+    _bar_groups(
+        axes[1],
+        labels,
+        {tool: [categories[c].get("tool_call_rate", {}).get(tool, 0.0) for c in labels] for tool in TOOL_KINDS},
+        "tool-call rate by category",
+        "share of samples calling the tool",
+    )
+    axes[2].hist(metrics.latencies(records), bins=min(20, max(5, len(records))), color="tab:gray")
+    axes[2].set_title("latency per sample", fontsize=9)
+    axes[2].set_xlabel("seconds", fontsize=8)
+    axes[2].set_ylabel("samples", fontsize=8)
+
+
+def dataset_figure(name: str, result: dict[str, Any], records: list[dict[str, Any]], with_table: bool) -> Figure:
+    """One dataset's page: category table (PDF only) above the three plots."""
+    if with_table:
+        figure = plt.figure(figsize=(11.7, 8.3))  # A4 landscape
+        grid = figure.add_gridspec(2, 3, height_ratios=[1, 1.3], left=0.06, right=0.98, top=0.95, bottom=0.12, wspace=0.3, hspace=0.25)
+        rows = {"all": result["overall"], **result["categories"]}
+        _draw_table(figure.add_subplot(grid[0, :]), "category", rows, f"{name} — metrics by category")
+        axes = [figure.add_subplot(grid[1, i]) for i in range(3)]
+    else:
+        figure, axes = plt.subplots(1, 3, figsize=(13, 4), gridspec_kw={"left": 0.05, "right": 0.98, "top": 0.9, "bottom": 0.25, "wspace": 0.3})
+    _draw_plots(axes, result, records)
+    return figure
+
+
+def summary_figure(results: dict[str, Any]) -> Figure:
+    """First page: run settings, the table over datasets, accuracy per dataset."""
+    figure = plt.figure(figsize=(11.7, 8.3))
+    grid = figure.add_gridspec(3, 1, height_ratios=[0.5, 1, 1.2], left=0.08, right=0.97, top=0.95, bottom=0.15, hspace=0.3)
+    header = figure.add_subplot(grid[0])
+    header.axis("off")
+    header.text(0, 1, _settings_text(results), va="top", family="monospace", fontsize=8)
+    groups = {name: block["overall"] for name, block in results["datasets"].items()}
+    groups["all datasets"] = results["overall"]
+    _draw_table(figure.add_subplot(grid[1]), "dataset", groups, "Evaluation summary")
+    ax = figure.add_subplot(grid[2])
+    names = list(results["datasets"])
+    _bar_groups(
+        ax,
+        names,
+        {
+            "accuracy": [results["datasets"][n]["overall"].get("accuracy", 0.0) for n in names],
+            "completion": [results["datasets"][n]["overall"].get("task_completion", 0.0) for n in names],
+            "any tool call": [results["datasets"][n]["overall"].get("any_tool_call_rate", 0.0) for n in names],
+        },
+        "per dataset",
+        "share of samples",
+    )
+    return figure
+
+
+def _settings_text(results: dict[str, Any]) -> str:
+    config = results["config"]
+    model = f"{config['api_base']} ({config['served_model']})" if config["api_base"] else config["model_path"]
+    lines = [
+        f"DeepEyes evaluation — {results['created']}",
+        f"model: {model}" + (f" + adapter {config['adapter_path']}" if config.get("adapter_path") else ""),
+        (
+            f"tools: {'on' if config['use_tools'] else 'off'}   max_turns: {config['max_turns']}   "
+            f"max_samples: {config['max_samples'] or 'all'}   elapsed: {results['elapsed_s']:.1f} s"
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def _png(figure: Figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _html_table(first_header: str, groups: dict[str, dict[str, Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in (first_header, *(c[0] for c in COLUMNS)))
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in table_rows(groups))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_STYLE = """
+body { font-family: sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }
+th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #eee; }
+pre { background: #f6f6f6; padding: 0.8em; }
+img { max-width: 100%; }
+"""
+
+
+def render_html(results: dict[str, Any], records: dict[str, list[dict[str, Any]]]) -> str:
+    sections = []
+    for name, result in results["datasets"].items():
+        figure = dataset_figure(name, result, records[name], with_table=False)
+        sections.append(
+            f"<h2>{html.escape(name)}</h2>"
+            f"<p>{result['overall']['n']} samples · trajectories: <code>{html.escape(result['trajectories'])}</code></p>"
+            + _html_table("category", {"all": result["overall"], **result["categories"]})
+            + f'<img alt="{html.escape(name)} plots" src="data:image/png;base64,{_png(figure)}">'
+        )
+        plt.close(figure)
+    groups = {name: block["overall"] for name, block in results["datasets"].items()}
+    groups["all datasets"] = results["overall"]
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>DeepEyes evaluation</title>"
+        f"<style>{_STYLE}</style></head><body><h1>DeepEyes evaluation</h1>"
+        f"<pre>{html.escape(_settings_text(results))}</pre>"
+        + _html_table("dataset", groups)
+        + "".join(sections)
+        + "<p>Metric definitions: docs/evaluation.md.</p></body></html>\n"
+    )
+
+
+def write_reports(results: dict[str, Any], records: dict[str, list[dict[str, Any]]], html_path: Path, pdf_path: Path) -> None:
+    """Write the HTML report and the PDF (summary page + one page per dataset)."""
+    html_path.write_text(render_html(results, records), encoding="utf-8")
+    with PdfPages(pdf_path, metadata={"Title": "DeepEyes evaluation report"}) as pdf:
+        figure = summary_figure(results)
+        pdf.savefig(figure)
+        plt.close(figure)
+        for name, result in results["datasets"].items():
+            figure = dataset_figure(name, result, records[name], with_table=True)
+            pdf.savefig(figure)
+            plt.close(figure)

@@ -1,0 +1,90 @@
+"""Building the evaluated policy: an OpenAI-compatible endpoint (local stand-in) and the worker pool."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask, jsonify, request
+from werkzeug.serving import make_server
+
+from deepeyes.evaluation.config import EvalConfig
+from deepeyes.evaluation.factory import PolicyPool, build_policy
+from deepeyes.evaluation.runner import evaluate
+from deepeyes.policies.base import Generation
+from deepeyes.policies.openai import OpenAIPolicy
+from deepeyes.utils.processes import free_port
+
+
+@pytest.fixture()
+def chat_server() -> Iterator[tuple[str, list[dict]]]:
+    """A local chat-completions endpoint answering with the first number in the question."""
+    seen: list[dict] = []
+    app = Flask("chat-standin")
+
+    @app.post("/v1/chat/completions")
+    def complete():
+        body = request.get_json()
+        seen.append(body)
+        question = next(m for m in body["messages"] if m["role"] == "user")["content"]
+        text = " ".join(part.get("text", "") for part in question) if isinstance(question, list) else question
+        number = re.search(r"\d+", text).group()
+        message = {"role": "assistant", "content": f"<think>reading</think><answer>{number}</answer>"}
+        return jsonify({"choices": [{"message": message, "finish_reason": "stop"}], "usage": {"prompt_tokens": 5, "completion_tokens": 3}})
+
+    port = free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}/v1", seen
+    server.shutdown()
+    thread.join()
+
+
+def test_evaluates_through_an_openai_compatible_endpoint(make_tsv, chat_server, tmp_path):
+    api_base, seen = chat_server
+    path = make_tsv("Numbers", [{"index": i, "question": f"What is {i} times one?", "answer": str(i)} for i in range(4)])
+    config = EvalConfig(
+        api_base=api_base, served_model="standin", datasets=["Numbers"], lmudata=str(path.parent),
+        output_dir=str(tmp_path / "out"), use_tools=False, show_progress=False, report=False, max_new_tokens=64,
+    )
+    assert isinstance(build_policy(config), OpenAIPolicy)
+    results = evaluate(config)
+    assert results["overall"]["accuracy"] == 1.0 and len(seen) == 4
+    assert {body["model"] for body in seen} == {"standin"} and {body["max_tokens"] for body in seen} == {64}
+    image_part = seen[0]["messages"][1]["content"][0]
+    assert image_part["type"] == "image_url" and image_part["image_url"]["url"].startswith("data:image/png;base64,")
+
+
+class ExclusiveCheckPolicy:
+    """Fails if two threads use it at once; records how often it was used."""
+
+    def __init__(self):
+        self.in_use = threading.Lock()
+        self.calls = 0
+
+    def generate(self, messages) -> Generation:
+        if not self.in_use.acquire(blocking=False):
+            raise AssertionError("policy used by two threads at once")
+        try:
+            time.sleep(0.01)
+            self.calls += 1
+            return Generation("<answer>x</answer>")
+        finally:
+            self.in_use.release()
+
+
+def test_pool_lends_each_policy_to_one_thread_at_a_time():
+    policies = [ExclusiveCheckPolicy(), ExclusiveCheckPolicy()]
+    pool = PolicyPool(policies)
+    threads = [threading.Thread(target=lambda: [pool.generate([]) for _ in range(10)]) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(p.calls for p in policies) == 60 and all(p.calls > 0 for p in policies)
+    with pytest.raises(ValueError, match="at least one policy"):
+        PolicyPool([])
