@@ -1,0 +1,1 @@
+"""Text-search backends: ``local`` (BM25), ``http`` (JSON web-search APIs), ``private`` (user function)."""
