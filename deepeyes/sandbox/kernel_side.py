@@ -1,0 +1,241 @@
+"""Code that runs *inside* each sandbox kernel (sent as source text, never imported there).
+
+The server executes this file in a freshly started kernel and then calls
+``__deepeyes__.install(settings)``.  It must only use the standard library and the packages
+the kernel already has (cloudpickle, PIL), because the kernel cannot import ``deepeyes``
+(the repository is outside its read allowlist).
+
+It provides four things the server needs from inside the kernel:
+
+* ``install``: preload modules, inline figures, and the best-effort policy guards (an audit
+  hook for process, network and file access, and an import allowlist for user code);
+* ``attach``: bind the kernel to a session (working directory, ``image_1 … image_N``);
+* ``snapshot``: the user namespace as per-name cloudpickle blobs, sending only names whose
+  pickle changed since the last snapshot, and listing names that cannot be pickled; after
+  every successful user cell it is also written to ``snapshot_file`` (a ``post_run_cell``
+  hook), which the server reads once the kernel is idle: no extra message, no formatter;
+* ``restore``: load a snapshot written by the server into the user namespace.
+"""
+
+import base64
+import builtins
+import importlib
+import json
+import os
+import pickle
+import sys
+
+import cloudpickle
+from IPython import get_ipython
+
+_WRITE_MODE_CHARS = set("wax+")
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+_PROCESS_EVENTS = {
+    "os.system": "running shell commands",
+    "os.exec": "exec of another program",
+    "os.posix_spawn": "spawning processes",
+    "os.spawn": "spawning processes",
+    "os.fork": "fork",
+    "os.forkpty": "fork",
+    "subprocess.Popen": "subprocesses",
+    "pty.spawn": "spawning processes",
+}
+_NETWORK_EVENTS = {"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo",
+                   "socket.gethostbyname", "socket.gethostbyaddr"}
+_PATH_WRITE_EVENTS = {"os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.symlink",
+                      "os.link", "os.truncate", "os.utime", "shutil.rmtree", "shutil.move", "shutil.copyfile"}
+_PATH_READ_EVENTS = {"os.listdir", "os.scandir", "glob.glob"}
+#: Objects not worth snapshotting: pickling a matplotlib figure costs more than drawing it,
+#: and every plotting call makes new ones. They are reported like unpicklable names.
+_NOT_SNAPSHOTTED_MODULES = ("matplotlib.",)
+#: Values that cannot change in place: unchanged identity means an unchanged pickle.
+_IMMUTABLE_TYPES = (int, float, complex, bool, str, bytes, type(None), frozenset, range)
+
+
+class SandboxPolicyError(PermissionError):
+    """Raised by the guards; the message starts with ``sandbox policy:`` so callers can tell."""
+
+
+class _Policy:
+    """The guards' rules. Deliberately not reachable from ``__deepeyes__`` (user code sees that
+    name) and with immutable collections, so switching them off takes more than an attribute."""
+
+    def __init__(self, read_roots, write_roots, import_allowlist):
+        self.read_roots = tuple(os.path.realpath(p) for p in read_roots)
+        self.write_roots = tuple(os.path.realpath(p) for p in write_roots)
+        self.import_allowlist = frozenset(import_allowlist)
+
+    def _inside(self, path, roots):
+        if isinstance(path, int):
+            return True  # an already-open descriptor was checked when it was opened
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        real = os.path.realpath(os.fspath(path))
+        return real in ("/dev/null", "/dev/urandom", "/dev/random") or any(
+            real == root or real.startswith(root + os.sep) for root in roots
+        )
+
+    def check_read(self, path):
+        if not self._inside(path, self.read_roots + self.write_roots):
+            raise SandboxPolicyError(f"sandbox policy: reading '{path}' is not allowed (outside the session directory and the read allowlist)")
+
+    def check_write(self, path):
+        if not self._inside(path, self.write_roots):
+            raise SandboxPolicyError(f"sandbox policy: writing '{path}' is not allowed; write files only inside the session directory {self.write_roots[0]}")
+
+    def audit(self, event, args):
+        if event == "open":
+            path, mode, flags = args
+            if path is None:
+                return
+            writing = (isinstance(mode, str) and bool(_WRITE_MODE_CHARS & set(mode))) or (
+                mode is None and isinstance(flags, int) and bool(flags & _WRITE_FLAGS))
+            (self.check_write if writing else self.check_read)(path)
+        elif event in _PROCESS_EVENTS:
+            raise SandboxPolicyError(f"sandbox policy: {_PROCESS_EVENTS[event]} is not allowed ({event})")
+        elif event in _NETWORK_EVENTS:
+            raise SandboxPolicyError(f"sandbox policy: network access is not allowed ({event})")
+        elif event in _PATH_WRITE_EVENTS:
+            for path in args[:2]:
+                if isinstance(path, (str, bytes, os.PathLike)):
+                    self.check_write(path)
+        elif event in _PATH_READ_EVENTS and args and isinstance(args[0], (str, bytes, os.PathLike)):
+            self.check_read(args[0])
+
+    def guarded_import(self, original):
+        def __import__(name, globals=None, locals=None, fromlist=(), level=0):
+            if level == 0 and globals is not None and globals.get("__name__") == "__main__":
+                top = name.partition(".")[0]
+                if top not in self.import_allowlist:
+                    raise SandboxPolicyError(
+                        f"sandbox policy: importing '{top}' is not allowed; allowed modules: "
+                        + ", ".join(sorted(self.import_allowlist)))
+            return original(name, globals, locals, fromlist, level)
+        return __import__
+
+
+class _JsonReply:
+    """The JSON the server reads back (its repr *is* the JSON, so IPython returns it verbatim)."""
+
+    def __init__(self, payload):
+        self.text = json.dumps(payload)
+
+    def __repr__(self):
+        return self.text
+
+
+class KernelSide:
+    def __init__(self):
+        #: name -> (id, blob) of the last snapshot sent; comparing blobs (a memcmp) is cheaper
+        #: than hashing them, at the price of one pickled copy of the namespace in memory.
+        self.saved = {}
+        #: name -> (id, reason) of values that failed to pickle, so they are not retried each call
+        #: (a failed pickle can be slow: it walks the object graph before giving up).
+        self.unpicklable = {}
+        self.reported_unpicklable = set()  # so each unpicklable name is announced once
+        self.max_snapshot_bytes = 0
+        self.snapshot_file = None
+
+    def install(self, settings):
+        shell = get_ipython()
+        for module in settings["preload_modules"]:
+            importlib.import_module(module)
+        if "matplotlib.pyplot" in sys.modules:
+            shell.run_line_magic("matplotlib", "inline")
+        shell.run_line_magic("xmode", "Plain")
+        self.max_snapshot_bytes = settings["max_snapshot_bytes"]
+        if settings["snapshot_file"]:
+            self.snapshot_file = settings["snapshot_file"]
+            shell.events.register("post_run_cell", self._snapshot_after_cell)
+        if settings["audit_guards"]:
+            policy = _Policy(settings["read_roots"], settings["write_roots"], settings["import_allowlist"])
+            builtins.__import__ = policy.guarded_import(builtins.__import__)
+            sys.addaudithook(policy.audit)
+        return _JsonReply({"pid": os.getpid()})
+
+    def attach(self, workdir, image_paths):
+        from PIL import Image
+
+        os.chdir(workdir)
+        shell = get_ipython()
+        for index, path in enumerate(image_paths, start=1):
+            image = Image.open(path)
+            image.load()
+            shell.user_ns[f"image_{index}"] = image
+        return _JsonReply({"images": len(image_paths)})
+
+    def _user_names(self):
+        shell = get_ipython()
+        hidden = shell.user_ns_hidden
+        return {n: v for n, v in shell.user_ns.items() if not n.startswith("_") and n not in hidden}
+
+    def _pickle(self, name, value):
+        """The value's pickle, or None with the reason recorded in ``self.unpicklable``."""
+        failed = self.unpicklable.get(name)
+        if failed and failed[0] == id(value):
+            return None
+        if type(value).__module__.startswith(_NOT_SNAPSHOTTED_MODULES):
+            self.unpicklable[name] = (id(value), f"{type(value).__name__}: plotting objects are not snapshotted")
+            return None
+        try:
+            blob = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # noqa: BLE001 - any pickling failure means "cannot be saved"
+            self.unpicklable[name] = (id(value), f"{type(value).__name__}: {type(exc).__name__}")
+            return None
+        if len(blob) > self.max_snapshot_bytes:
+            self.unpicklable[name] = (id(value), f"{type(value).__name__}: {len(blob)} bytes is over the snapshot limit")
+            return None
+        return blob
+
+    def snapshot(self):
+        changed, saved, unpicklable = {}, {}, {}
+        for name, value in self._user_names().items():
+            previous = self.saved.get(name)
+            if previous and previous[0] == id(value) and (
+                isinstance(value, _IMMUTABLE_TYPES) or type(value).__name__ == "module"
+            ):
+                saved[name] = previous
+                continue
+            blob = self._pickle(name, value)
+            if blob is None:
+                unpicklable[name] = self.unpicklable[name][1]
+                continue
+            self.unpicklable.pop(name, None)
+            saved[name] = (id(value), blob)
+            if not previous or previous[1] != blob:
+                changed[name] = base64.b64encode(blob).decode("ascii")
+        deleted = sorted(set(self.saved) - set(saved) - set(unpicklable))
+        newly_unpicklable = sorted(set(unpicklable) - self.reported_unpicklable)
+        unpicklable_changed = set(unpicklable) != self.reported_unpicklable
+        self.saved, self.reported_unpicklable = saved, set(unpicklable)
+        return _JsonReply({"changed": changed, "deleted": deleted, "unpicklable": unpicklable,
+                          "newly_unpicklable": newly_unpicklable, "unpicklable_changed": unpicklable_changed})
+
+    def _snapshot_after_cell(self, result):
+        if not result.success:
+            return
+        try:
+            text = self.snapshot().text
+        except Exception as exc:  # noqa: BLE001 - reported to the server instead of the user's output
+            text = json.dumps({"error": f"{type(exc).__name__}: {exc}"})
+        with open(self.snapshot_file, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+    def restore(self, path):
+        with open(path, "rb") as handle:
+            blobs = pickle.load(handle)  # a dict of bytes written by the server
+        shell = get_ipython()
+        restored, failed = [], {}
+        for name, blob in blobs.items():
+            try:
+                value = cloudpickle.loads(blob)
+            except Exception as exc:  # noqa: BLE001 - report every name that does not come back
+                failed[name] = f"{type(exc).__name__}: {exc}"
+                continue
+            shell.user_ns[name] = value
+            restored.append(name)
+            self.saved[name] = (id(value), blob)
+        return _JsonReply({"restored": sorted(restored), "failed": failed})
+
+
+__deepeyes__ = KernelSide()

@@ -1,0 +1,329 @@
+"""HTTP front of one sandbox instance.
+
+``python -m deepeyes.sandbox.server --port 8888 --redis_host 127.0.0.1 --redis_port 6379``
+
+Endpoints (JSON in, JSON out; any malformed request gets HTTP 400 with ``{"error": …}``):
+
+* ``POST /jupyter_sandbox`` ``{session_id, code, timeout?}`` →
+  ``{status, execution_time, output: {stdout, stderr, result, images}, notes}`` (DeepEyesV2's shape);
+* ``POST /sessions/open`` ``{session_id, images?: [base64 PNG/JPEG]}`` → ``{session_id, images, instance, notes}``;
+* ``POST /sessions/close`` ``{session_id}`` → ``{session_id, closed}``;
+* ``GET /health`` → ``{status: "ok", instance, sessions, warm_kernels, pool_size, ready}``.
+
+A threaded ``http.server`` with HTTP/1.1 keep-alive and TCP_NODELAY: a warm call costs the
+kernel round trip plus well under a millisecond of HTTP handling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from deepeyes.config import ConfigError, load_config
+from deepeyes.sandbox.config import SandboxConfig
+from deepeyes.sandbox.pool import KernelFactory, KernelPool
+from deepeyes.sandbox.sessions import SessionInputError, SessionManager
+from deepeyes.sandbox.store import SessionStore
+
+logger = logging.getLogger("deepeyes.sandbox.server")
+
+_SESSION_ID = re.compile(r"^[\w.:@/+=-]{1,256}$")
+
+
+class BadRequest(ValueError):
+    """A request the server refuses with HTTP 400."""
+
+
+def _field(body: Any, name: str, kind: type | tuple[type, ...], required: bool = True) -> Any:
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    if name not in body or body[name] is None:
+        if required:
+            raise BadRequest(f"missing field '{name}'")
+        return None
+    value = body[name]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise BadRequest(f"field '{name}' must be {expected}, got {type(value).__name__}")
+    return value
+
+
+def _session_id(body: Any) -> str:
+    session_id = _field(body, "session_id", str)
+    if not _SESSION_ID.match(session_id):
+        raise BadRequest("field 'session_id' must be 1-256 characters of letters, digits and ._:@/+=-")
+    return session_id
+
+
+def _timeout(body: Any, config: SandboxConfig) -> float:
+    timeout = _field(body, "timeout", (int, float), required=False)
+    if timeout is None:
+        return config.default_timeout_s
+    if not 0 < timeout <= config.max_timeout_s:
+        raise BadRequest(f"field 'timeout' must be in (0, {config.max_timeout_s:g}] seconds, got {timeout}")
+    return float(timeout)
+
+
+def _images(body: Any) -> list[bytes]:
+    encoded = _field(body, "images", list, required=False) or []
+    images = []
+    for index, item in enumerate(encoded, start=1):
+        if not isinstance(item, str):
+            raise BadRequest(f"images[{index}] must be a base64 string")
+        try:
+            images.append(base64.b64decode(item, validate=True))
+        except (binascii.Error, ValueError) as exc:
+            raise BadRequest(f"images[{index}] is not valid base64: {exc}") from exc
+    return images
+
+
+class SandboxApi:
+    """Routing and validation, separate from the HTTP plumbing: ``handle`` maps a request to a JSON reply."""
+
+    def __init__(self, manager: SessionManager, config: SandboxConfig, ready: threading.Event):
+        self.manager = manager
+        self.config = config
+        self.ready = ready
+        self.routes: dict[tuple[str, str], Callable[[Any, RequestLog], dict]] = {
+            ("POST", "/jupyter_sandbox"): self.execute,
+            ("POST", "/sessions/open"): self.open_session,
+            ("POST", "/sessions/close"): self.close_session,
+            ("GET", "/health"): self.health,
+        }
+
+    def handle(self, method: str, path: str, body: bytes | None, log: RequestLog) -> tuple[int, dict]:
+        route = self.routes.get((method, path.split("?", 1)[0]))
+        if route is None:
+            known = any(p == path.split("?", 1)[0] for _, p in self.routes)
+            return (405, {"error": f"{method} not allowed on {path}"}) if known else (404, {"error": f"no route {path}"})
+        try:
+            data = None
+            if method == "POST":
+                try:
+                    data = json.loads(body or b"")
+                except ValueError:
+                    raise BadRequest("the request body must be JSON") from None
+            return 200, route(data, log)
+        except (BadRequest, SessionInputError) as exc:
+            return 400, {"error": str(exc)}
+        except Exception as exc:
+            logger.exception("unhandled error on %s %s", method, path)
+            return 500, {"error": f"internal sandbox error: {type(exc).__name__}: {exc}"}
+
+    def execute(self, data: Any, log: RequestLog) -> dict:
+        log.session_id = session_id = _session_id(data)
+        code = _field(data, "code", str)
+        timeout = _timeout(data, self.config)
+        result = self.manager.execute(session_id, code, timeout)
+        log.outcome = f"status={result.status} "
+        return result.to_wire()
+
+    def open_session(self, data: Any, log: RequestLog) -> dict:
+        log.session_id = session_id = _session_id(data)
+        return self.manager.open(session_id, _images(data))
+
+    def close_session(self, data: Any, log: RequestLog) -> dict:
+        log.session_id = session_id = _session_id(data)
+        return {"session_id": session_id, "closed": self.manager.close(session_id)}
+
+    def health(self, _data: Any, _log: RequestLog) -> dict:
+        return {"status": "ok", "instance": self.manager.instance, "ready": self.ready.is_set(), **self.manager.stats()}
+
+
+@dataclass
+class RequestLog:
+    """What the one log line of a request says besides method, path, code and duration."""
+
+    session_id: str = "-"
+    outcome: str = ""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """HTTP/1.1 with keep-alive and without Nagle delays: a warm call pays no TCP or thread set-up.
+
+    (Werkzeug's development server closes every connection, which cost more than the
+    rest of the HTTP layer together on the 2-core machine.)
+    """
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    timeout = 300  # idle keep-alive connections give their thread back after this
+    api: SandboxApi  # set on the subclass made by make_handler
+    max_body: int
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        started = time.perf_counter()
+        log = RequestLog()
+        body, error = self._read_body()
+        if error:
+            status, payload = 400, {"error": error}
+        else:
+            status, payload = self.api.handle(self.command, self.path, body, log)
+        encoded = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(encoded)))
+        self.end_headers()
+        self.wfile.write(encoded)
+        logger.info("%s %s %d session=%s %s%.1f ms", self.command, self.path, status, log.session_id, log.outcome,
+                    (time.perf_counter() - started) * 1000)
+
+    def _read_body(self) -> tuple[bytes | None, str]:
+        """The request body, or an error; an oversized body is drained so keep-alive stays in sync."""
+        if self.command != "POST":
+            return None, ""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True
+            return None, "chunked request bodies are not supported; send Content-Length"
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            self.close_connection = True
+            return None, "invalid Content-Length"
+        if length <= self.max_body:
+            return self.rfile.read(length), ""
+        if length > 16 * self.max_body:
+            self.close_connection = True  # not worth reading; the client sees the connection close
+        else:
+            remaining = length
+            while remaining > 0:
+                chunk = self.rfile.read(min(1 << 20, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+        return None, f"request body is larger than {self.max_body / 2**20:g} MB"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("http: " + format, *args)
+
+
+def make_handler(api: SandboxApi, max_body: int) -> type[_Handler]:
+    return type("SandboxHandler", (_Handler,), {"api": api, "max_body": max_body})
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m deepeyes.sandbox.server",
+        description="Stateful Python code sandbox (Jupyter kernels, Redis-backed sessions) over HTTP. "
+                    "Several instances may share one Redis; clients route sessions between them.",
+    )
+    parser.add_argument("--port", type=int, required=True, help="TCP port to listen on")
+    parser.add_argument("--host", default=None, help="address to bind (default: config host, 127.0.0.1)")
+    parser.add_argument("--redis_host", default=None, help="Redis host holding session snapshots")
+    parser.add_argument("--redis_port", type=int, default=None, help="Redis port (required here or in --config)")
+    parser.add_argument("--pool_size", type=int, default=None, help="warm kernels kept ready")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="YAML file with the sandbox settings (e.g. tool_manager_config.yaml)")
+    parser.add_argument("--config_section", default="sandbox",
+                        help="top-level key of --config holding the settings (default: sandbox)")
+    parser.add_argument("--work_dir", type=Path, default=None,
+                        help="directory for kernel and session files (default: a fresh temp dir)")
+    parser.add_argument("--log_level", default="INFO", help="logging level (default: INFO)")
+    parser.add_argument("--exit_with_parent", action="store_true",
+                        help="shut down when the starting process dies (used by SandboxCluster, so a "
+                             "crashed CLI or test run leaves no server behind)")
+    return parser.parse_args(argv)
+
+
+def build_config(args: argparse.Namespace) -> SandboxConfig:
+    config = load_config(args.config, SandboxConfig, section=args.config_section) if args.config else SandboxConfig()
+    overrides = {"host": args.host, "redis_host": args.redis_host, "redis_port": args.redis_port,
+                 "pool_size": args.pool_size, "work_dir": args.work_dir}
+    for name, value in overrides.items():
+        if value is not None:
+            setattr(config, name, value)
+    if config.redis_port is None:
+        raise ConfigError("the sandbox server needs a Redis: pass --redis_port (or set sandbox.redis_port)")
+    return config
+
+
+def _watch_parent(server: Any) -> None:
+    """Shut ``server`` down once this process is re-parented (its starter died, even by SIGKILL)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        logger.warning("parent process %d is gone: shutting down", parent)
+        server.shutdown()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def serve(config: SandboxConfig, port: int, exit_with_parent: bool = False) -> None:
+    """Run one instance until SIGTERM/SIGINT; kernels are killed on the way out."""
+    instance = f"{config.host}:{port}"
+    own_work_dir = config.work_dir is None
+    if config.work_dir is None:
+        work_dir = Path(tempfile.mkdtemp(prefix=f"deepeyes-sandbox-{port}-"))
+    else:  # instances may share one configured directory
+        work_dir = config.work_dir / f"instance-{port}"
+        config.work_dir.mkdir(parents=True, exist_ok=True)
+        config.work_dir.chmod(0o711)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    work_dir.chmod(0o711)  # kernels (other uids) must traverse it to reach their own directory
+    redis_client = redis.Redis(host=config.redis_host, port=config.redis_port)
+    redis_client.ping()
+    store = SessionStore(redis_client, config.state_ttl_s)
+    pool = KernelPool(KernelFactory(config, work_dir, uid_block=port % 1000), config.pool_size).start()
+    manager = SessionManager(config, store, pool, instance).start()
+    api = SandboxApi(manager, config, pool.filled_once)
+    server = ThreadingHTTPServer((config.host, port), make_handler(api, int(config.max_request_mb * 2**20)))
+    server.daemon_threads = True
+
+    def _stop(signum: int, _frame: Any) -> None:
+        logger.info("signal %d: shutting down", signum)
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    if exit_with_parent:
+        _watch_parent(server)
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    logger.info("sandbox %s serving (redis %s:%s, pool %d, work dir %s)", instance, config.redis_host,
+                config.redis_port, config.pool_size, work_dir)
+    try:
+        server.serve_forever()
+    finally:
+        manager.shutdown()
+        pool.close()
+        redis_client.close()
+        if own_work_dir:
+            shutil.rmtree(work_dir, ignore_errors=True)
+        logger.info("sandbox %s stopped", instance)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = build_config(args)
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    serve(config, args.port, exit_with_parent=args.exit_with_parent)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Session life cycle inside one instance: idle eviction, LRU eviction, ownership moves."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import yaml
+
+from deepeyes.config import load_config
+from deepeyes.sandbox.config import SandboxConfig
+from deepeyes.sandbox.pool import KernelFactory, KernelPool
+from deepeyes.sandbox.sessions import SessionManager
+from deepeyes.sandbox.store import SessionStore
+from deepeyes.utils.processes import RedisServer, wait_until
+
+
+@pytest.fixture(scope="module")
+def manager(redis_server: RedisServer, make_sandbox_config: Callable[..., SandboxConfig]) -> Iterator[SessionManager]:
+    """An in-process instance with a 2 s idle TTL and room for two live sessions."""
+    config = make_sandbox_config(pool_size=1, session_ttl_s=2.0, max_sessions=2)
+    client = redis.Redis(host=redis_server.host, port=redis_server.port)
+    with tempfile.TemporaryDirectory(prefix="deepeyes-sandbox-test-") as name:
+        Path(name).chmod(0o711)
+        pool = KernelPool(KernelFactory(config, Path(name), uid_block=997), config.pool_size).start()
+        sessions = SessionManager(config, SessionStore(client, config.state_ttl_s), pool, "in-process:0").start()
+        yield sessions
+        sessions.shutdown()
+        pool.close()
+    client.close()
+
+
+def test_idle_sessions_are_snapshotted_evicted_and_restored(manager: SessionManager) -> None:
+    manager.execute("idle", "z = {'k': 5}", timeout=10)
+    wait_until(lambda: manager.stats()["sessions"] == 0, 20, "idle eviction")
+    assert manager.store.owner("idle") is None
+    result = manager.execute("idle", "z['k']", timeout=10)
+    assert result.result == "5"
+    assert any("restored from its last snapshot" in note for note in result.notes)
+    manager.close("idle")
+
+
+def test_state_changed_by_a_failing_call_survives_eviction(manager: SessionManager) -> None:
+    manager.execute("partial", "a = 1", timeout=10)
+    assert manager.execute("partial", "a = 2\nraise ValueError('late')", timeout=10).status == "error"
+    wait_until(lambda: manager.stats()["sessions"] == 0, 20, "idle eviction")
+    assert manager.execute("partial", "a", timeout=10).result == "2"  # the eviction snapshot saw a = 2
+    manager.close("partial")
+
+
+def test_least_recently_used_session_makes_room(manager: SessionManager, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(manager.config, "session_ttl_s", 3600.0)  # only max_sessions evicts here
+    for name in ("lru-a", "lru-b", "lru-c"):
+        manager.execute(name, f"tag = {name!r}", timeout=10)
+    assert manager.stats()["sessions"] == 2
+    assert manager.store.owner("lru-a") is None  # evicted first, state kept in Redis
+    assert manager.execute("lru-a", "tag", timeout=10).result == "'lru-a'"
+    for name in ("lru-a", "lru-b", "lru-c"):
+        manager.close(name)
+
+
+def test_session_taken_over_elsewhere_is_reloaded_here(manager: SessionManager) -> None:
+    manager.execute("moved", "m = 1", timeout=10)
+    manager.store.claim("moved", "other-instance:1")
+    result = manager.execute("moved", "m", timeout=10)
+    assert result.result == "1"
+    assert any("restored" in note for note in result.notes)
+    assert manager.store.owner("moved") == "in-process:0"
+    manager.close("moved")
+
+
+def test_yaml_section_loads_with_nested_security(tmp_path: Path) -> None:
+    path = tmp_path / "tool_manager_config.yaml"
+    path.write_text(yaml.safe_dump({"sandbox": {"ports": [8888, 8889], "pool_size": 4,
+                                                "security": {"memory_limit_mb": 2048, "import_allowlist": ["math"]}}}))
+    config = load_config(path, SandboxConfig, section="sandbox")
+    assert config.ports == [8888, 8889] and config.pool_size == 4
+    assert config.security.memory_limit_mb == 2048 and config.security.import_allowlist == ["math"]
+    assert config.security.os_isolation == "auto"
