@@ -77,3 +77,20 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
 def test_from_dict_rejects_non_mapping() -> None:
     with pytest.raises(ConfigError, match="expected a mapping"):
         from_dict(Outer, ["name"])
+
+
+def test_repository_tool_manager_config_loads_and_a_typo_names_key_and_file(tmp_path: Path) -> None:
+    from deepeyes.paths import TOOL_MANAGER_CONFIG
+    from deepeyes.tool_manager import ToolManagerConfig
+
+    config = load_config(TOOL_MANAGER_CONFIG, ToolManagerConfig)
+    assert config.sandbox.default_timeout_s == 30.0 and config.search.text.backend == "local"
+    broken = tmp_path / "tools.yaml"
+    broken.write_text(TOOL_MANAGER_CONFIG.read_text().replace("pool_size:", "pool_sise:"))
+    with pytest.raises(ConfigError, match=r"'sandbox\.pool_sise'") as err:
+        load_config(broken, ToolManagerConfig)
+    assert str(broken) in str(err.value)
+    wrong_type = tmp_path / "tools2.yaml"
+    wrong_type.write_text(TOOL_MANAGER_CONFIG.read_text().replace("top_k: 5", "top_k: five"))
+    with pytest.raises(ConfigError, match=r"'search\.text\.top_k'"):
+        load_config(wrong_type, ToolManagerConfig)
