@@ -47,6 +47,18 @@ def script(tool_turns: int, code: str) -> list[str]:
     ]
 
 
+def wait_for_full_pool(tools: ToolManager, timeout_s: float = 120.0) -> None:
+    """Measure with every warm kernel ready, as a long-running service would be."""
+    client = tools.sandbox_client
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        reports = [r for r in client.health().values() if r]
+        if reports and all(r["warm_kernels"] >= r["pool_size"] for r in reports):
+            return
+        time.sleep(0.2)
+    raise TimeoutError("sandbox pool did not refill")
+
+
 def loop_overhead(tools: ToolManager, trajectories: int, tool_turns: int) -> list[float]:
     loop = AgentLoop(tools, AgentConfig(max_turns=tool_turns + 1))
     policy = ScriptedPolicy(script(tool_turns, "x = 1"))
@@ -66,7 +78,7 @@ def overlap(tools: ToolManager, concurrency: int, tool_turns: int, gen_s: float,
     policy = SingleEnginePolicy(ScriptedPolicy(script(tool_turns, f"import time\ntime.sleep({tool_s})")), gen_s)
     image = Image.new("RGB", (64, 64), "white")
     requests = [AgentRequest(question=f"q{i}", images=[image]) for i in range(concurrency)]
-    loop.run_batch(policy, requests[:2])  # warm the kernels' imports
+    wait_for_full_pool(tools)
     started = time.perf_counter()
     rollouts = loop.run_batch(policy, requests)
     wall = time.perf_counter() - started

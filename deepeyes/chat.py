@@ -24,6 +24,8 @@ class Message:
     images: list[Image.Image] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.role == "assistant" and not self.images:
+            return  # model text: a literal "<image>" it writes is just text
         placeholders = self.content.count(IMAGE_PLACEHOLDER)
         if placeholders != len(self.images):
             raise ValueError(
@@ -32,6 +34,8 @@ class Message:
 
     def segments(self) -> list[str | Image.Image]:
         """Text and images interleaved in reading order (empty text pieces dropped)."""
+        if not self.images:
+            return [self.content] if self.content else []
         pieces: list[str | Image.Image] = []
         texts = self.content.split(IMAGE_PLACEHOLDER)
         for index, text in enumerate(texts):

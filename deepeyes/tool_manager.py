@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -105,6 +106,7 @@ class ToolManager:
         self._lock = threading.Lock()
         self._started = False
         self._sandbox_client = None
+        self._closer: ThreadPoolExecutor | None = None
         self._text_searcher = None
         self._image_searcher = None
         self._redis: redis.Redis | None = None
@@ -180,6 +182,11 @@ class ToolManager:
         self._disabled -= set(tools)
 
     @property
+    def sandbox_client(self):
+        """The sandbox client in use (None until started or when code is disabled)."""
+        return self._sandbox_client
+
+    @property
     def disabled_tools(self) -> set[str]:
         return set(self._disabled)
 
@@ -194,10 +201,16 @@ class ToolManager:
         )
 
     def close_session(self, session: ToolSession) -> None:
-        if session.sandbox_open and self._sandbox_client is not None:
-            with contextlib.suppress(Exception):
-                self._sandbox_client.close_session(session.session_id)
+        """Release the session's kernel in the background: the trajectory is already finished."""
+        if session.sandbox_open and self._sandbox_client is not None and self._closer is not None:
+            self._closer.submit(self._close_sandbox_session, session.session_id)
             session.sandbox_open = False
+
+    def _close_sandbox_session(self, session_id: str) -> None:
+        try:
+            self._sandbox_client.close_session(session_id)
+        except Exception:  # the instance is gone or busy: its TTL eviction frees the kernel
+            logger.warning("closing sandbox session %s failed", session_id, exc_info=True)
 
     # -- execution -----------------------------------------------------------------------
     def execute(self, session: ToolSession, action: Action) -> ToolResult:

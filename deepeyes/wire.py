@@ -23,6 +23,11 @@ TEXT_SEARCH_TOOL = "search"
 IMAGE_SEARCH_TOOL = "image_search"
 
 
+def escape_placeholders(text: str) -> str:
+    """Neutralise a literal ``<image>`` inside tool output: in a user turn it would claim an image."""
+    return text.replace(IMAGE_PLACEHOLDER, "< image >")
+
+
 def think(text: str) -> str:
     return f"{THINK_OPEN}\n{text.strip()}\n{THINK_CLOSE}\n"
 
@@ -50,7 +55,7 @@ def code_observation(stdout: str, stderr: str, image_count: int) -> str:
     Trailing newlines are dropped (``print`` always adds one) so that recorded SFT
     observations and live sandbox observations render identically.
     """
-    stdout, stderr = stdout.rstrip("\n"), stderr.rstrip("\n")
+    stdout, stderr = escape_placeholders(stdout.rstrip("\n")), escape_placeholders(stderr.rstrip("\n"))
     images = "Images:\n" + IMAGE_PLACEHOLDER * image_count if image_count else ""
     return (
         "Code execution result:\n"
@@ -67,10 +72,10 @@ def tool_response(body: str) -> str:
 
 def text_search_entry(rank: int, title: str, link: str, snippet: str, date: str | None = None) -> str:
     """One numbered text-search result: ``N. [title](link)``, optional date line, snippet."""
-    lines = [f"{rank}. [{title}]({link})"]
+    lines = [f"{rank}. [{escape_placeholders(title)}]({link})"]
     if date:
         lines.append(f"Date published: {date}")
-    lines.append(snippet)
+    lines.append(escape_placeholders(snippet))
     return "\n".join(lines)
 
 
@@ -88,7 +93,7 @@ def image_search_body(titles: list[str]) -> str:
     """Body of an image-search response: numbered entries, each its thumbnail then its title."""
     if not titles:
         return "No results found."
-    return "\n".join(f"{i}. {IMAGE_PLACEHOLDER} {title}" for i, title in enumerate(titles, start=1))
+    return "\n".join(f"{i}. {IMAGE_PLACEHOLDER} {escape_placeholders(title)}" for i, title in enumerate(titles, start=1))
 
 
 def error_response(kind: str, message: str) -> str:

@@ -130,3 +130,13 @@ def test_undecodable_image_is_a_clear_error(tmp_path: Path) -> None:
         load_image(broken)
     with pytest.raises(ImageLoadError, match="not found"):
         load_image(tmp_path / "absent.png")
+
+
+def test_literal_image_tag_in_model_text_or_tool_output_is_plain_text() -> None:
+    from deepeyes import wire
+
+    assistant = Message("assistant", "<think>the <image> shows</think><answer>x</answer>")
+    assert assistant.segments() == [assistant.content]
+    observation = wire.code_observation("printed <image> literally", "", 0)
+    assert observation.count("<image>") == 0
+    Message("user", observation, [])  # placeholder count matches: no error

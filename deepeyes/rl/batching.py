@@ -1,0 +1,89 @@
+"""Dynamic batching of concurrent generation calls onto one model.
+
+The agent loop runs trajectories in threads and asks the policy for one turn at a time;
+one model serving those calls one by one leaves the machine idle between tiny matrix
+products. :class:`BatchingPolicy` gathers the calls that arrive together (all
+trajectories start at once, and come back from fast tool calls within milliseconds) and
+answers them with one batched ``generate`` — the same idea as an inference server's
+continuous batching, at turn granularity.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from deepeyes.chat import Message
+from deepeyes.policies.base import Generation
+from deepeyes.policies.hf import HFPolicy
+
+
+@dataclass(eq=False)  # identity, not value: many trajectories ask the very same first question
+class _Pending:
+    messages: list[Message]
+    result: Generation | None = None
+    error: Exception | None = None
+    done: bool = False
+
+
+class BatchingPolicy:
+    """A :class:`~deepeyes.policies.base.Policy` that batches calls arriving within ``gather_s``.
+
+    The first caller to find the model idle becomes the batch leader: it waits up to
+    ``gather_s`` (or until ``max_batch`` calls are queued), runs one ``generate_batch``
+    for the queue, hands every caller its result, and wakes them. ``busy_s`` is the time
+    spent generating, for the step's time split.
+    """
+
+    def __init__(self, policy: HFPolicy, max_batch: int, gather_s: float = 0.05):
+        self.policy = policy
+        self.max_batch = max(1, max_batch)
+        self.gather_s = gather_s
+        self.busy_s = 0.0
+        self.batches = 0
+        self._queue: list[_Pending] = []
+        self._running = False
+        self._cond = threading.Condition()
+
+    def generate(self, messages: list[Message]) -> Generation:
+        pending = _Pending(messages)
+        with self._cond:
+            self._queue.append(pending)
+            self._cond.notify_all()
+            while not pending.done and self._running:
+                self._cond.wait()
+            if pending.done:
+                return self._unwrap(pending)
+            # The model is idle and this call is unanswered: lead a batch that includes it.
+            self._running = True
+            deadline = time.monotonic() + self.gather_s
+            while len(self._queue) < self.max_batch and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(timeout=left)
+            self._queue.remove(pending)
+            batch = [pending, *self._queue[: self.max_batch - 1]]
+            self._queue = self._queue[self.max_batch - 1 :]
+        started = time.perf_counter()
+        try:
+            results = self.policy.generate_batch([item.messages for item in batch])
+            for item, result in zip(batch, results, strict=True):
+                item.result = result
+        except Exception as exc:  # noqa: BLE001 - re-raised in every caller of the batch
+            for item in batch:
+                item.error = exc
+        finally:
+            with self._cond:
+                self.busy_s += time.perf_counter() - started
+                self.batches += 1
+                for item in batch:
+                    item.done = True
+                self._running = False
+                self._cond.notify_all()
+        return self._unwrap(pending)
+
+    @staticmethod
+    def _unwrap(pending: _Pending) -> Generation:
+        if pending.error is not None:
+            raise pending.error
+        assert pending.result is not None
+        return pending.result

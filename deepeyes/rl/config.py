@@ -1,0 +1,252 @@
+"""The RL configuration: the seed's schema plus the engine, algorithm and rollout settings.
+
+One YAML file drives both engines (the single-machine ``local`` engine and verl's own
+trainer on a cluster), so that moving an experiment from a laptop to a cluster changes
+``trainer.engine`` and the sizes, not the file's shape. Loading is strict: a misspelt key
+fails at start-up naming the key (``deepeyes.config.from_dict``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from deepeyes.config import ConfigError, from_dict
+from deepeyes.paths import REPO_ROOT
+
+logger = logging.getLogger(__name__)
+
+
+class RLSetupError(RuntimeError):
+    """The run cannot start as configured (message says what to change); the CLI prints it without a traceback."""
+
+
+@dataclass
+class ModelConfig:
+    base_model: str = "data/models/tiny-qwen2.5-vl"
+    #: LoRA adapter from the cold-start SFT stage; merged into the base before RL. null: none.
+    sft_lora_path: str | None = None
+    #: False: a missing ``sft_lora_path`` is logged and RL starts from the base model.
+    sft_lora_required: bool = True
+    #: True: train a fresh LoRA on top of (base + SFT); False: train every language-model weight.
+    use_peft: bool = True
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    #: Module names LoRA wraps; only the language model's are matched (the vision tower stays frozen).
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.lora_rank < 1:
+            raise ValueError("lora_rank must be >= 1")
+
+
+@dataclass
+class DataConfig:
+    rl_data_path: str = "data/sample/rl/train.parquet"
+    #: Prompts per training step (each is rolled out ``rollout.n`` times).
+    batch_size: int = 2
+    #: Longer conversations get no loss past this many tokens.
+    max_seq_length: int = 4096
+    shuffle: bool = True
+    seed: int = 0
+    #: Where relative image paths of the parquet are resolved; null: the parquet's folder, then its parent.
+    image_root: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.max_seq_length < 16:
+            raise ValueError("data.batch_size must be >= 1 and data.max_seq_length >= 16")
+
+
+@dataclass
+class ToolConfig:
+    """Where the tools live. Empty ports / null Redis port: started on loopback for the run."""
+
+    code_sandbox_ports: list[int] = field(default_factory=list)
+    redis_host: str = "127.0.0.1"
+    redis_port: int | None = None
+    search_cache_path: str | None = None
+    text_search_api_type: str = "local"
+    #: A ``tool_manager_config.yaml`` to start from; the keys above override it.
+    tool_manager_config: str | None = None
+
+
+@dataclass
+class EvaluationConfig:
+    """The reward server. Empty ``server_url``: one is started on loopback with these weights."""
+
+    server_url: str = ""
+    #: (task completion, tool efficiency, result accuracy).
+    reward_weights: list[float] = field(default_factory=lambda: [0.5, 0.3, 0.2])
+    #: Other reward settings (penalties, tolerances) for a server started here; null: defaults.
+    reward_config: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.reward_weights) != 3:
+            raise ValueError("evaluation.reward_weights needs 3 numbers (task completion, tool efficiency, accuracy)")
+
+
+@dataclass
+class TrainingConfig:
+    learning_rate: float = 1e-6
+    #: Passes over the RL data, used when ``trainer.total_steps`` is null.
+    num_train_epochs: int = 1
+    ppo_clip_ratio: float = 0.2
+    #: Trajectories per forward/backward pass (micro-batch).
+    batch_size: int = 4
+    #: Micro-batches per optimizer step.
+    gradient_accumulation_steps: int = 1
+    #: Passes over one step's trajectories.
+    ppo_epochs: int = 1
+    #: Weight of the KL(policy ‖ reference) loss; the reference is base + SFT (LoRA switched off). 0: off.
+    kl_coef: float = 0.001
+    kl_type: Literal["kl", "k1", "abs", "mse", "k2", "low_var_kl", "k3"] = "low_var_kl"
+    loss_agg_mode: Literal["token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean"] = "token-mean"
+    #: GRPO: divide the group-centred reward by the group's std (False: Dr.GRPO).
+    norm_adv_by_std: bool = True
+    max_grad_norm: float = 1.0
+    weight_decay: float = 0.0
+    #: PPO only: the value head's loss weight, its clip range, and GAE's gamma / lambda.
+    value_loss_coef: float = 0.5
+    value_clip_range: float = 0.5
+    gamma: float = 1.0
+    lam: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.learning_rate <= 0 or self.batch_size < 1 or self.gradient_accumulation_steps < 1 or self.ppo_epochs < 1:
+            raise ValueError("training: learning_rate must be > 0; batch_size, gradient_accumulation_steps, ppo_epochs >= 1")
+        if not 0 < self.ppo_clip_ratio < 1:
+            raise ValueError("training.ppo_clip_ratio must be in (0, 1)")
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "outputs/rl"
+    #: Checkpoint every N steps (and always after the last step). 0: only at the end.
+    save_steps: int = 0
+    #: Keep the newest N checkpoints. 0: keep all.
+    save_total_limit: int = 2
+    #: Write every rollout to ``trajectories.jsonl``.
+    log_trajectories: bool = True
+    tensorboard: bool = True
+
+
+@dataclass
+class TrainerConfig:
+    engine: Literal["local", "verl"] = "local"
+    #: Number of steps to run (overrides ``training.num_train_epochs``); null: that many passes over the data.
+    total_steps: int | None = 4
+    #: Score a fixed held-in batch (the first ``eval_prompts`` training prompts) every N steps. 0: off.
+    eval_steps: int = 0
+    eval_prompts: int = 4
+    #: Samples per held-in prompt.
+    eval_n: int = 2
+    #: torch threads on CPU; null: torch's default.
+    num_threads: int | None = None
+
+
+@dataclass
+class RolloutConfig:
+    #: Trajectories per prompt (the GRPO group size).
+    n: int = 4
+    max_turns: int = 3
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+    max_context_tokens: int = 4096
+    #: Trajectories in flight at once (tool calls overlap other trajectories' generation).
+    concurrency: int = 4
+
+    def __post_init__(self) -> None:
+        if self.n < 1 or self.max_turns < 1 or self.max_new_tokens < 1:
+            raise ValueError("rollout.n, rollout.max_turns and rollout.max_new_tokens must be >= 1")
+
+
+@dataclass
+class VerlConfig:
+    """Cluster settings used only by ``trainer.engine: verl``."""
+
+    nnodes: int = 1
+    n_gpus_per_node: int = 8
+    rollout_backend: Literal["vllm", "sglang"] = "vllm"
+    tensor_model_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.6
+    max_prompt_length: int = 4096
+    max_response_length: int = 8192
+    project_name: str = "deepeyes"
+    experiment_name: str = "deepeyes_rl"
+    loggers: list[str] = field(default_factory=lambda: ["console", "tensorboard"])
+    agent_workers: int = 8
+    #: Extra Hydra overrides appended verbatim (they win over ours).
+    extra_overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RLConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    tool: ToolConfig = field(default_factory=ToolConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    algorithm: Literal["grpo", "ppo"] = "grpo"
+    verl: VerlConfig = field(default_factory=VerlConfig)
+
+    def sft_adapter(self) -> Path | None:
+        """The SFT adapter to merge, or None (none configured, or optional and not there)."""
+        path = self.resolve(self.model.sft_lora_path)
+        if path is None or (path / "adapter_config.json").is_file():
+            return path
+        if self.model.sft_lora_required:
+            raise ConfigError(f"model.sft_lora_path: no adapter_config.json in {path} (run cold_start/run_cold_start.sh first)")
+        logger.warning("SFT adapter %s not found; RL starts from the base model %s", path, self.model.base_model)
+        return None
+
+    def resolve(self, path: str | None) -> Path | None:
+        """A config path made absolute against the repository root (configs are run from anywhere)."""
+        if path is None or path == "":
+            return None
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else REPO_ROOT / candidate
+
+
+def apply_overrides(document: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a loaded document."""
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {override!r} is not of the form key=value")
+        node = document
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {override!r}: '{part}' is not a section")
+            node = child
+        node[parts[-1]] = yaml.safe_load(raw) if raw else None
+    return document
+
+
+def load_rl_config(path: str | Path, overrides: list[str] | None = None) -> RLConfig:
+    """Read the YAML at ``path``, apply ``overrides``, and build a validated :class:`RLConfig`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return from_dict(RLConfig, apply_overrides(document, list(overrides or [])), source=str(path))

@@ -1,0 +1,129 @@
+"""RL prompts: verl-convention parquet rows turned into agent requests, and the step order.
+
+The rows follow verl's conventions (DESIGN §5) so the same file feeds verl's trainer on a
+cluster; the local engine reads the question, images, ground truth and search-cache key
+from them. The order is a seeded permutation per epoch, so a resumed run sees the same
+prompts at the same step as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from deepeyes.agent import AgentRequest
+from deepeyes.rl.config import RLSetupError
+
+
+class RLDataError(RLSetupError):
+    """The RL data file is missing or a row lacks what training needs."""
+
+
+@dataclass
+class RLPrompt:
+    """One training prompt."""
+
+    uid: str  # stable id: the GRPO group key
+    question: str
+    images: list[Path]
+    ground_truth: str
+    data_source: str | None
+    sample_index: str | None
+    metadata: dict[str, Any]
+
+    def request(self, sample: int) -> AgentRequest:
+        return AgentRequest(
+            question=self.question,
+            images=list(self.images),
+            id=f"{self.uid}#{sample}",
+            ground_truth=self.ground_truth,
+            data_source=self.data_source,
+            sample_index=self.sample_index,
+            metadata={**self.metadata, "prompt_uid": self.uid, "sample": sample},
+        )
+
+
+def _image_path(entry: Any, roots: list[Path], row: int) -> Path:
+    value = entry.get("image") if isinstance(entry, dict) else entry
+    if not isinstance(value, str) or not value:
+        raise RLDataError(f"row {row}: image entry {entry!r} is not a path (expected {{'image': 'path'}})")
+    path = Path(value)
+    if path.is_absolute():
+        return path
+    for root in roots:
+        if (root / path).is_file():
+            return root / path
+    raise RLDataError(f"row {row}: image {value!r} not found under {[str(r) for r in roots]}")
+
+
+def _question(row: dict[str, Any], index: int) -> str:
+    extra = row.get("extra_info") or {}
+    if extra.get("question"):
+        return str(extra["question"])
+    users = [m for m in row.get("prompt") or [] if m.get("role") == "user"]
+    if not users:
+        raise RLDataError(f"row {index}: no extra_info.question and no user message in 'prompt'")
+    return str(users[-1]["content"]).replace("<image>", "").strip()
+
+
+def load_prompts(path: str | Path, image_root: str | Path | None = None) -> list[RLPrompt]:
+    """Read an RL parquet file (verl conventions) into prompts, resolving image paths."""
+    path = Path(path)
+    if not path.is_file():
+        raise RLDataError(f"RL data not found: {path} (make the sample data with `python -m deepeyes.data.synth --out data/sample`)")
+    rows = pq.read_table(path).to_pylist()
+    if not rows:
+        raise RLDataError(f"{path}: no rows")
+    roots = [Path(image_root)] if image_root else [path.parent, path.parent.parent]
+    prompts = []
+    for index, row in enumerate(rows):
+        reward_model = row.get("reward_model") or {}
+        if reward_model.get("ground_truth") in (None, ""):
+            raise RLDataError(f"{path}: row {index} has no reward_model.ground_truth")
+        extra = dict(row.get("extra_info") or {})
+        uid = str(extra.get("id") or extra.get("index", index))
+        prompts.append(
+            RLPrompt(
+                uid=uid,
+                question=_question(row, index),
+                images=[_image_path(entry, roots, index) for entry in row.get("images") or []],
+                ground_truth=str(reward_model["ground_truth"]),
+                data_source=row.get("data_source"),
+                sample_index=str(extra.get("sample_index") or extra.get("id") or uid),
+                metadata={key: extra[key] for key in ("task", "answer_type", "choices") if extra.get(key) is not None},
+            )
+        )
+    return prompts
+
+
+class PromptSchedule:
+    """Which prompts each step trains on: epoch-wise seeded permutations, cut into batches."""
+
+    def __init__(self, prompts: list[RLPrompt], batch_size: int, seed: int, shuffle: bool = True):
+        if batch_size > len(prompts):
+            raise RLDataError(f"data.batch_size {batch_size} exceeds the {len(prompts)} prompts in the data")
+        self.prompts = prompts
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.prompts) // self.batch_size
+
+    def _order(self, epoch: int) -> list[int]:
+        order = list(range(len(self.prompts)))
+        if self.shuffle:
+            random.Random(self.seed * 100_003 + epoch).shuffle(order)
+        return order
+
+    def batch(self, step: int) -> list[RLPrompt]:
+        """The prompts of (0-based) ``step``; the tail of an epoch that does not fill a batch is skipped."""
+        epoch, position = divmod(step, self.steps_per_epoch)
+        order = self._order(epoch)
+        start = position * self.batch_size
+        return [self.prompts[i] for i in order[start : start + self.batch_size]]

@@ -1,0 +1,359 @@
+"""The ``local`` engine: RL on one machine (CPU or one GPU) without Ray, FSDP or vLLM.
+
+Each step: roll the current policy weights through the shared agent loop with live tools
+(``rollout.n`` trajectories per prompt), score them on the reward server, turn the
+conversations into tokens with a generated-token mask, and update a LoRA adapter with
+verl's estimators and losses (:mod:`deepeyes.rl.algorithms`). verl's own trainer needs
+GPUs and an inference server; this engine is what runs everywhere else, and what CI runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from deepeyes.agent import AgentConfig, AgentLoop, Rollout
+from deepeyes.config import to_dict
+from deepeyes.policies.hf import HFPolicy
+from deepeyes.rewards.client import RewardClient
+from deepeyes.rl import algorithms, checkpoint
+from deepeyes.rl.batching import BatchingPolicy
+from deepeyes.rl.config import RLConfig, RLSetupError
+from deepeyes.rl.data import PromptSchedule, RLPrompt, load_prompts
+from deepeyes.rl.masking import TokenizedConversation, collate, tokenize_conversation
+from deepeyes.rl.metrics import MetricsWriter, rollout_metrics
+from deepeyes.rl.policy_model import PolicyModel, load_policy
+from deepeyes.rl.services import rl_services
+from deepeyes.trajectory import write_jsonl
+
+logger = logging.getLogger(__name__)
+
+#: The held-in evaluation batch samples with its own seed, so its curve does not depend on training's RNG.
+_EVAL_SEED = 12345
+_REWARD_CHUNK = 256
+
+
+@dataclass
+class TrainResult:
+    steps_done: int
+    output_dir: Path
+    last_checkpoint: Path | None
+    metrics_path: Path
+
+
+@dataclass
+class _Scored:
+    rollouts: list[Rollout]
+    results: list[dict[str, Any]]
+    generation_s: float
+    tools_s: float
+    rollout_s: float
+    reward_s: float
+
+
+class LocalTrainer:
+    """Runs ``trainer.total_steps`` RL steps; use :meth:`run` inside nothing (it starts its own services)."""
+
+    def __init__(self, config: RLConfig, resume: str | None = None, show_progress: bool = True):
+        self.config = config
+        self.output_dir = config.resolve(config.output.dir) or Path(config.output.dir)
+        self.resume = resume
+        self.show_progress = show_progress
+        if config.trainer.num_threads:
+            torch.set_num_threads(config.trainer.num_threads)
+
+    # -- setup ---------------------------------------------------------------------------
+    def _total_steps(self, schedule: PromptSchedule) -> int:
+        if self.config.trainer.total_steps is not None:
+            return self.config.trainer.total_steps
+        return self.config.training.num_train_epochs * schedule.steps_per_epoch
+
+    def _load(self, resume_dir: Path | None) -> None:
+        config = self.config
+        self.policy: PolicyModel = load_policy(
+            config.model,
+            config.resolve(config.model.base_model),
+            config.sft_adapter(),
+            resume_adapter=resume_dir / "policy" if resume_dir else None,
+        )
+        self.value_head: torch.nn.Module | None = None
+        if config.algorithm == "ppo":
+            hidden = self.policy.model.get_input_embeddings().embedding_dim
+            self.value_head = torch.nn.Linear(hidden, 1).to(config.model.device)
+            torch.nn.init.zeros_(self.value_head.weight)
+            torch.nn.init.zeros_(self.value_head.bias)
+        parameters = self.policy.trainable_parameters() + (list(self.value_head.parameters()) if self.value_head else [])
+        self.optimizer = torch.optim.AdamW(parameters, lr=config.training.learning_rate, weight_decay=config.training.weight_decay)
+        self.actor = algorithms.actor_config(config.training, config.rollout.n)
+        probe = HFPolicy.from_model(self.policy.model, self.policy.processor)
+        self.min_pixels, self.max_pixels = probe.min_pixels, probe.max_pixels
+
+    def _hf_policy(self) -> BatchingPolicy:
+        rollout = self.config.rollout
+        return BatchingPolicy(
+            HFPolicy.from_model(
+                self.policy.model,
+                self.policy.processor,
+                temperature=rollout.temperature,
+                top_p=rollout.top_p,
+                max_new_tokens=rollout.max_new_tokens,
+                device=self.config.model.device,
+                max_pixels=self.max_pixels,
+                min_pixels=self.min_pixels,
+            ),
+            max_batch=rollout.concurrency,
+        )
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        config = self.config
+        resume_dir = checkpoint.resolve_resume(self.output_dir, self.resume)
+        if resume_dir is None and checkpoint.list_checkpoints(self.output_dir):
+            raise RLSetupError(
+                f"{self.output_dir} already holds checkpoints of an earlier run: continue it with --resume, "
+                "or choose another output.dir (--set output.dir=...)"
+            )
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        (self.output_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False), encoding="utf-8")
+        prompts = load_prompts(config.resolve(config.data.rl_data_path), config.resolve(config.data.image_root))
+        schedule = PromptSchedule(prompts, config.data.batch_size, config.data.seed, config.data.shuffle)
+        total_steps = self._total_steps(schedule)
+        torch.manual_seed(config.training.seed)
+        random.seed(config.training.seed)
+        self._load(resume_dir)
+        start_step = 0
+        if resume_dir is not None:
+            start_step = checkpoint.restore_training_state(resume_dir, self.optimizer, self.value_head).step
+            logger.info("resuming from %s (step %d)", resume_dir, start_step)
+        writer = MetricsWriter(self.output_dir, tensorboard=config.output.tensorboard)
+        # A fresh run starts its logs over; a resumed one drops what came after its checkpoint.
+        writer.truncate_after(start_step if resume_dir else -1)
+        _truncate_trajectories(self.output_dir / "trajectories.jsonl", start_step)
+        last_checkpoint = resume_dir
+        agent_config = AgentConfig(
+            max_turns=config.rollout.max_turns,
+            max_context_tokens=config.rollout.max_context_tokens,
+            concurrency=config.rollout.concurrency,
+        )
+        held_in = prompts[: config.trainer.eval_prompts]
+        try:
+            with rl_services(config, self.output_dir / "logs") as (tools, reward_url):
+                self.agent = AgentLoop(tools, agent_config)
+                self.reward = RewardClient(reward_url)
+                if config.trainer.eval_steps and start_step == 0:
+                    writer.write(0, self._evaluate(held_in))
+                bar = tqdm(range(start_step, total_steps), desc="RL steps", unit="step", disable=not self.show_progress, initial=start_step, total=total_steps)
+                for step in bar:
+                    metrics = self._train_step(step, schedule.batch(step))
+                    done = step + 1
+                    if config.trainer.eval_steps and (done % config.trainer.eval_steps == 0 or done == total_steps):
+                        metrics.update(self._evaluate(held_in))
+                    writer.write(done, metrics)
+                    logger.info(
+                        "step %d/%d reward %.3f±%.3f acc %.2f turns %.1f | time gen %.1fs tools %.1fs rollout %.1fs reward %.1fs update %.1fs",
+                        done, total_steps, metrics["reward/mean"], metrics["reward/std"], metrics["reward/accuracy"],
+                        metrics["rollout/turns"], metrics["time/generation_s"], metrics["time/tools_s"],
+                        metrics["time/rollout_s"], metrics["time/reward_s"], metrics["time/update_s"],
+                    )
+                    bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", step_s=f"{metrics['time/step_s']:.1f}")
+                    save_every = config.output.save_steps
+                    if done == total_steps or (save_every and done % save_every == 0):
+                        last_checkpoint = checkpoint.save_checkpoint(
+                            self.output_dir,
+                            checkpoint.TrainerState(step=done, config=to_dict(config)),
+                            self.policy,
+                            self.optimizer,
+                            self.value_head,
+                            keep=config.output.save_total_limit,
+                        )
+                self.reward.close()
+        finally:
+            writer.close()
+        return TrainResult(total_steps, self.output_dir, last_checkpoint, writer.path)
+
+    def _rollout_and_score(self, requests: list) -> _Scored:
+        self.policy.model.eval()
+        policy = self._hf_policy()
+        started = time.perf_counter()
+        rollouts = self.agent.run_batch(policy, requests)
+        rollout_s = time.perf_counter() - started
+        started = time.perf_counter()
+        payloads = [{"trajectory": r.trajectory.to_dict()} for r in rollouts]
+        results = []
+        for offset in range(0, len(payloads), _REWARD_CHUNK):
+            results += self.reward.score_batch(payloads[offset : offset + _REWARD_CHUNK])
+        reward_s = time.perf_counter() - started
+        for rollout, result in zip(rollouts, results, strict=True):
+            rollout.trajectory.reward = result
+        tools_s = sum(t.observation.latency_s for r in rollouts for t in r.trajectory.turns if t.observation)
+        return _Scored(rollouts, results, policy.busy_s, tools_s, rollout_s, reward_s)
+
+    def _train_step(self, step: int, prompts: list[RLPrompt]) -> dict[str, float]:
+        started = time.perf_counter()
+        requests = [prompt.request(sample) for prompt in prompts for sample in range(self.config.rollout.n)]
+        scored = self._rollout_and_score(requests)
+        for rollout in scored.rollouts:
+            rollout.trajectory.metadata["step"] = step + 1
+        if self.config.output.log_trajectories:
+            write_jsonl(self.output_dir / "trajectories.jsonl", [r.trajectory for r in scored.rollouts])
+        update_started = time.perf_counter()
+        update_metrics = self._update(scored)
+        update_s = time.perf_counter() - update_started
+        metrics = rollout_metrics([r.trajectory for r in scored.rollouts], scored.results)
+        metrics.update(update_metrics)
+        metrics.update(
+            {
+                "time/generation_s": scored.generation_s,
+                "time/tools_s": scored.tools_s,
+                "time/rollout_s": scored.rollout_s,
+                "time/reward_s": scored.reward_s,
+                "time/update_s": update_s,
+                "time/step_s": time.perf_counter() - started,
+            }
+        )
+        return metrics
+
+    # -- the update --------------------------------------------------------------------------
+    def _micro_batches(self, indices: list[int]) -> list[list[int]]:
+        size = self.config.training.batch_size
+        return [indices[i : i + size] for i in range(0, len(indices), size)]
+
+    def _update(self, scored: _Scored) -> dict[str, float]:
+        config = self.config
+        processor = self.policy.processor
+        conversations = [
+            tokenize_conversation(
+                processor, r.messages, min_pixels=self.min_pixels, max_pixels=self.max_pixels, max_length=config.data.max_seq_length
+            )
+            for r in scored.rollouts
+        ]
+        pad_id = processor.tokenizer.pad_token_id
+        count = len(conversations)
+        minibatch = config.training.batch_size * config.training.gradient_accumulation_steps
+        # One pass over one mini-batch is fully on-policy: the old log-probs equal the update's own
+        # (detached) log-probs, so the separate scoring pass is skipped.
+        on_policy = config.training.ppo_epochs == 1 and count <= minibatch and config.algorithm == "grpo"
+        old, ref, values = self._score_tokens(conversations, pad_id, need_old=not on_policy)
+        width = max(c.length for c in conversations) - 1
+        masks = _pad_rows([c.loss_mask[1:].float() for c in conversations], width)
+        scores = torch.tensor([float(r["score"]) for r in scored.results])
+        group_ids = [r.trajectory.metadata["prompt_uid"] for r in scored.rollouts]
+        padded_values = _pad_rows(values, width) if values else None
+        advantages, returns = algorithms.compute_advantages(config.algorithm, scores, masks, group_ids, config.training, padded_values)
+
+        self.policy.model.train()
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        grad_norms = []
+        for _ in range(config.training.ppo_epochs):
+            for start in range(0, count, minibatch):
+                members = list(range(start, min(count, start + minibatch)))
+                tokens = max(1, int(sum(masks[i].sum() for i in members)))
+                loss_sums: dict[str, float] = {}
+                for micro in self._micro_batches(members):
+                    batch = collate([conversations[i] for i in micro], pad_id)
+                    current = algorithms.forward(self.policy.model, batch, self.value_head)
+                    cut = current.log_probs.shape[1]
+                    device = current.log_probs.device
+                    parts = algorithms.policy_loss(
+                        self.actor,
+                        config.training,
+                        current,
+                        old_log_probs=current.log_probs.detach() if on_policy else _pad_rows([old[i] for i in micro], cut).to(device),
+                        advantages=advantages[micro, :cut].to(device),
+                        ref_log_probs=_pad_rows([ref[i] for i in micro], cut).to(device) if ref else None,
+                        returns=returns[micro, :cut].to(device) if values else None,
+                        old_values=_pad_rows([values[i] for i in micro], cut).to(device) if values else None,
+                        minibatch_tokens=tokens,
+                        minibatch_size=len(members),
+                    )
+                    parts.total.backward()
+                    for name, value in parts.metrics.items():
+                        if "loss" in name:  # partial sums of the mini-batch loss
+                            loss_sums[name] = loss_sums.get(name, 0.0) + value
+                        else:
+                            sums[name] = sums.get(name, 0.0) + value
+                            counts[name] = counts.get(name, 0) + 1
+                parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
+                grad_norms.append(float(torch.nn.utils.clip_grad_norm_(parameters, config.training.max_grad_norm)))
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                for name, value in loss_sums.items():
+                    sums[name] = sums.get(name, 0.0) + value
+                    counts[name] = counts.get(name, 0) + 1
+        metrics = {name: sums[name] / counts[name] for name in sums}
+        valid = masks > 0
+        metrics.update(
+            {
+                "actor/grad_norm": sum(grad_norms) / len(grad_norms),
+                "actor/advantage_mean": float(advantages[valid].mean()) if valid.any() else 0.0,
+                "actor/advantage_abs_max": float(advantages[valid].abs().max()) if valid.any() else 0.0,
+                "actor/trained_tokens": float(masks.sum()),
+                "actor/sequence_tokens": float(sum(c.length for c in conversations) / count),
+            }
+        )
+        return metrics
+
+    @torch.no_grad()
+    def _score_tokens(
+        self, conversations: list[TokenizedConversation], pad_id: int, need_old: bool = True
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+        """Per conversation: log-probs under the rollout weights (when ``need_old``), under the reference, and values."""
+        self.policy.model.eval()
+        old: list[torch.Tensor] = []
+        ref: list[torch.Tensor] = []
+        values: list[torch.Tensor] = []
+        for micro in self._micro_batches(list(range(len(conversations)))):
+            batch = collate([conversations[i] for i in micro], pad_id)
+            lengths = [conversations[i].length - 1 for i in micro]
+            if need_old:
+                current = algorithms.forward(self.policy.model, batch, self.value_head)
+                old += [current.log_probs[row, :n].cpu() for row, n in enumerate(lengths)]
+                if current.values is not None:
+                    values += [current.values[row, :n].cpu() for row, n in enumerate(lengths)]
+            if self.config.training.kl_coef > 0:
+                with self.policy.reference_context():
+                    reference = algorithms.forward(self.policy.reference_model(), batch)
+                ref += [reference.log_probs[row, :n].cpu() for row, n in enumerate(lengths)]
+        return old, ref, values
+
+    # -- held-in evaluation ------------------------------------------------------------------
+    def _evaluate(self, prompts: list[RLPrompt]) -> dict[str, float]:
+        """Reward of a fixed batch of training prompts under the current weights (the learning curve)."""
+        requests = [p.request(k) for p in prompts for k in range(self.config.trainer.eval_n)]
+        with torch.random.fork_rng():
+            torch.manual_seed(_EVAL_SEED)
+            scored = self._rollout_and_score(requests)
+        metrics = rollout_metrics([r.trajectory for r in scored.rollouts], scored.results, prefix="eval/")
+        return {key: value for key, value in metrics.items() if key.startswith(("eval/reward/", "eval/rollout/", "eval/tools/invalid"))}
+
+
+def _pad_rows(rows: list[torch.Tensor], width: int) -> torch.Tensor:
+    """Stack 1-D tensors, cut or zero-padded to ``width``."""
+    out = torch.zeros((len(rows), width), dtype=torch.float32)
+    for index, row in enumerate(rows):
+        n = min(width, row.shape[0])
+        out[index, :n] = row[:n].float()
+    return out
+
+
+def _truncate_trajectories(path: Path, step: int) -> None:
+    """Drop logged trajectories of steps after ``step`` (they are rolled out again on resume)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and json.loads(line).get("metadata", {}).get("step", 0) <= step:
+            kept.append(line)
+    with contextlib.suppress(OSError):
+        path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")

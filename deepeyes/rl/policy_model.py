@@ -1,0 +1,119 @@
+"""The trainable policy: base model, the SFT adapter merged in, and a fresh LoRA for RL.
+
+Merging the cold-start adapter first makes (base + SFT) the starting policy *and* the KL
+reference: with LoRA, switching the adapter off gives the reference for free, without a
+second copy of the weights. Without LoRA (``use_peft: false``) the language model is
+trained in full and a frozen copy serves as the reference.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deepeyes.rl.config import ModelConfig
+
+logger = logging.getLogger(__name__)
+
+#: Tokens a turn must never contain: they would add image slots without images, or open a
+#: fake turn, when the conversation is tokenized again (a young policy samples them).
+STRUCTURAL_TOKENS: tuple[str, ...] = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<|im_start|>")
+
+#: Only language-model projections get LoRA: the vision tower stays as SFT left it.
+_LANGUAGE_MODEL_SCOPE = r".*language_model.*\.({names})$"
+
+
+@dataclass
+class PolicyModel:
+    model: Any
+    processor: Any
+    #: A frozen copy used as the KL reference when training without LoRA.
+    reference: Any | None = None
+
+    def reference_context(self) -> AbstractContextManager:
+        """Inside this context ``self.model`` computes the reference policy (LoRA off)."""
+        if self.reference is None and hasattr(self.model, "disable_adapter"):
+            return self.model.disable_adapter()
+        return nullcontext()
+
+    def reference_model(self) -> Any:
+        return self.reference if self.reference is not None else self.model
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def save(self, directory: Path) -> None:
+        """Write the trainable weights: the LoRA adapter, or the full model."""
+        self.model.save_pretrained(directory)
+        self.processor.save_pretrained(directory)
+
+
+def _lora_config(config: ModelConfig):
+    from peft import LoraConfig
+
+    names = "|".join(config.lora_target_modules)
+    return LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=_LANGUAGE_MODEL_SCOPE.format(names=names),
+        bias="none",
+    )
+
+
+def load_base_with_sft(base_model: str | Path, sft_lora_path: str | Path | None, dtype: str = "float32") -> tuple[Any, Any]:
+    """Base model with the SFT adapter merged into its weights (when one is given), and its processor."""
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    base_model = Path(base_model)
+    if not base_model.is_dir():
+        raise FileNotFoundError(f"model directory not found: {base_model}")
+    processor = AutoProcessor.from_pretrained(base_model)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(base_model, dtype=getattr(torch, dtype))
+    if sft_lora_path:
+        from peft import PeftModel
+
+        sft_lora_path = Path(sft_lora_path)
+        if not (sft_lora_path / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"no adapter_config.json in SFT adapter directory {sft_lora_path}")
+        model = PeftModel.from_pretrained(model, str(sft_lora_path)).merge_and_unload()
+        if hasattr(model, "peft_config"):  # merged: the RL LoRA must be the only adapter
+            del model.peft_config
+        logger.info("merged SFT adapter %s into %s", sft_lora_path, base_model)
+    return model, processor
+
+
+def forbid_structural_tokens(model: Any, processor: Any) -> None:
+    """Make ``generate`` never sample :data:`STRUCTURAL_TOKENS` (set on the model's generation config)."""
+    ids = [processor.tokenizer.convert_tokens_to_ids(token) for token in STRUCTURAL_TOKENS]
+    unknown = processor.tokenizer.unk_token_id
+    model.generation_config.suppress_tokens = sorted({i for i in ids if i is not None and i != unknown})
+
+
+def load_policy(config: ModelConfig, base_model: Path, sft_lora_path: Path | None, resume_adapter: Path | None = None) -> PolicyModel:
+    """The policy to train; ``resume_adapter`` continues from a saved RL adapter or full model."""
+    if resume_adapter is not None and not config.use_peft:
+        base_model, sft_lora_path = resume_adapter, None
+    model, processor = load_base_with_sft(base_model, sft_lora_path, config.dtype)
+    model.to(config.device)
+    forbid_structural_tokens(model, processor)
+    if not config.use_peft:
+        reference = copy.deepcopy(model).eval().requires_grad_(False)
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_("visual" not in name)
+        return PolicyModel(model=model, processor=processor, reference=reference)
+    from peft import PeftModel, get_peft_model
+
+    if resume_adapter is not None:
+        model = PeftModel.from_pretrained(model, str(resume_adapter), is_trainable=True)
+    else:
+        model = get_peft_model(model, _lora_config(config))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info("policy: %s + LoRA r=%d (%d trainable parameters)", base_model, config.lora_rank, trainable)
+    return PolicyModel(model=model, processor=processor)

@@ -1,0 +1,94 @@
+"""The live services an RL run talks to: the reward server and the tools.
+
+What the config points at is used as is; what it leaves empty (no reward-server URL, no
+sandbox ports, no Redis port) is started on loopback for the run and stopped when the
+context exits, so a crashed or interrupted run leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+import requests
+import yaml
+
+from deepeyes.config import load_config, to_dict
+from deepeyes.paths import REPO_ROOT
+from deepeyes.rewards.client import RewardClient
+from deepeyes.rewards.config import load_reward_config
+from deepeyes.rl.config import RLConfig, RLSetupError
+from deepeyes.tool_manager import ToolManager, ToolManagerConfig
+from deepeyes.utils.processes import ManagedProcess, free_port, wait_until
+
+logger = logging.getLogger(__name__)
+
+REWARD_SERVER_SCRIPT = REPO_ROOT / "reinforcement_learning" / "evaluation_server" / "server.py"
+
+
+def build_tool_manager(config: RLConfig) -> ToolManager:
+    """A tool manager for the ``tool`` section (not started yet)."""
+    tool = config.tool
+    base = load_config(config.resolve(tool.tool_manager_config), ToolManagerConfig) if tool.tool_manager_config else ToolManagerConfig()
+    return ToolManager(
+        code_sandbox_ports=list(tool.code_sandbox_ports) or None,
+        redis_host=tool.redis_host,
+        redis_port=tool.redis_port,
+        search_cache_path=str(config.resolve(tool.search_cache_path)) if tool.search_cache_path else None,
+        text_search_api_type=tool.text_search_api_type,
+        config=base,
+    )
+
+
+def _server_healthy(url: str) -> bool:
+    with contextlib.suppress(requests.RequestException):
+        return requests.get(url + "/health", timeout=1).status_code == 200
+    return False
+
+
+def check_reward_weights(client: RewardClient, expected: list[float]) -> None:
+    """Fail when a running reward server scores with other weights than the config asks for."""
+    served = client.health().get("weights", {})
+    weights = [served.get(name) for name in ("task_completion", "tool_efficiency", "accuracy")]
+    if any(w is None for w in weights) or any(abs(a - b) > 1e-9 for a, b in zip(weights, expected, strict=True)):
+        raise RLSetupError(
+            f"the reward server at {client.url} scores with weights {served} but evaluation.reward_weights is {expected}; "
+            "restart it with matching weights or change the config"
+        )
+
+
+@contextlib.contextmanager
+def reward_server(config: RLConfig, log_dir: Path):
+    """Yield the reward server's URL, starting one on a free loopback port when none is configured."""
+    if config.evaluation.server_url:
+        url = config.evaluation.server_url.rstrip("/")
+        client = RewardClient(url)
+        check_reward_weights(client, config.evaluation.reward_weights)
+        client.close()
+        yield url
+        return
+    reward_config = load_reward_config(config.resolve(config.evaluation.reward_config))
+    reward_config.weights = list(config.evaluation.reward_weights)
+    with tempfile.TemporaryDirectory(prefix="deepeyes-reward-") as tmp:
+        config_path = Path(tmp) / "reward_config.yaml"
+        config_path.write_text(yaml.safe_dump(to_dict(reward_config)), encoding="utf-8")
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        argv = [sys.executable, str(REWARD_SERVER_SCRIPT), "--host", "127.0.0.1", "--port", str(port), "--config", str(config_path)]
+        log_dir.mkdir(parents=True, exist_ok=True)
+        with ManagedProcess(argv, name=f"reward-server:{port}", log_path=log_dir / "reward_server.log") as process:
+            wait_until(lambda: _server_healthy(url), 60, "reward server", process.process)
+            logger.info("reward server on %s (log: %s)", url, log_dir / "reward_server.log")
+            yield url
+
+
+@contextlib.contextmanager
+def rl_services(config: RLConfig, log_dir: Path):
+    """``(tool_manager, reward_url)`` for the run; everything started here stops on exit."""
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(reward_server(config, log_dir))
+        tools = stack.enter_context(build_tool_manager(config))
+        yield tools, url

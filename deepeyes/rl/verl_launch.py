@@ -1,0 +1,198 @@
+"""The ``verl`` engine: our config → verl ``main_ppo`` Hydra overrides, and the launch.
+
+On a cluster, verl's own trainer (Ray, FSDP, vLLM/SGLang) does the RL; DeepEyes plugs in
+at verl's extension points only: the agent loop (``deepeyes_agent``, registered through
+``agent_loop_config_path``) and the custom reward function (calling the reward server).
+Everything else is mapped from our YAML so one config file describes a run on either engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from deepeyes.config import to_dict
+from deepeyes.paths import REPO_ROOT
+from deepeyes.rl.config import RLConfig
+from deepeyes.rl.policy_model import load_base_with_sft
+from deepeyes.rl.services import build_tool_manager
+
+logger = logging.getLogger(__name__)
+
+#: The name our agent loop is registered under, and the class verl instantiates for it.
+AGENT_NAME = "deepeyes_agent"
+AGENT_LOOP_CLASS = "deepeyes.rl.verl_agent_loop.DeepEyesAgentLoop"
+REWARD_FUNCTION_FILE = Path(__file__).resolve().with_name("verl_reward.py")
+
+
+@dataclass
+class VerlPaths:
+    """Files the launch prepares (or, in a dry run, would prepare) under ``output.dir/verl``."""
+
+    root: Path
+    model: Path  # base model, or base + SFT merged into a full checkpoint
+    train_files: Path
+    agent_loop_config: Path
+    tool_manager_config: Path
+
+    @classmethod
+    def plan(cls, config: RLConfig) -> VerlPaths:
+        root = (config.resolve(config.output.dir) or Path(config.output.dir)) / "verl"
+        sft = config.resolve(config.model.sft_lora_path)
+        sft_present = sft is not None and (sft / "adapter_config.json").is_file()
+        return cls(
+            root=root,
+            model=root / "merged_sft_model" if sft_present else config.resolve(config.model.base_model),  # type: ignore[arg-type]
+            train_files=root / "data" / Path(config.data.rl_data_path).name,
+            agent_loop_config=root / "agent_loop.yaml",
+            tool_manager_config=root / "tool_manager_config.yaml",
+        )
+
+
+def agent_loop_entries(config: RLConfig, paths: VerlPaths) -> list[dict]:
+    """The ``agent_loop_config_path`` file's content: our class and its settings."""
+    return [
+        {
+            "name": AGENT_NAME,
+            "_target_": AGENT_LOOP_CLASS,
+            "tool_manager_config": str(paths.tool_manager_config),
+            "max_turns": config.rollout.max_turns,
+            "max_context_tokens": config.rollout.max_context_tokens,
+            "max_new_tokens": config.rollout.max_new_tokens,
+            "trajectory_dir": str(paths.root / "trajectories") if config.output.log_trajectories else None,
+        }
+    ]
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _list(items: list) -> str:
+    return "[" + ",".join(str(item) for item in items) + "]"
+
+
+def build_overrides(config: RLConfig, paths: VerlPaths, reward_server_url: str) -> list[str]:
+    """Hydra overrides for ``verl.trainer.main_ppo`` (verl 0.9.1's ``ppo_trainer`` config)."""
+    training, rollout, verl, model = config.training, config.rollout, config.verl, config.model
+    micro = training.batch_size
+    overrides = [
+        f"algorithm.adv_estimator={'grpo' if config.algorithm == 'grpo' else 'gae'}",
+        f"algorithm.norm_adv_by_std_in_grpo={_bool(training.norm_adv_by_std)}",
+        "algorithm.use_kl_in_reward=false",
+        f"algorithm.gamma={training.gamma}",
+        f"algorithm.lam={training.lam}",
+        f"data.train_files={_list([paths.train_files])}",
+        f"data.val_files={_list([paths.train_files])}",
+        f"data.train_batch_size={config.data.batch_size}",
+        f"data.max_prompt_length={verl.max_prompt_length}",
+        f"data.max_response_length={verl.max_response_length}",
+        "data.image_key=images",
+        "data.return_raw_chat=true",
+        f"data.shuffle={_bool(config.data.shuffle)}",
+        f"data.seed={config.data.seed}",
+        f"actor_rollout_ref.model.path={paths.model}",
+        f"actor_rollout_ref.model.lora_rank={model.lora_rank if model.use_peft else 0}",
+        f"actor_rollout_ref.model.lora_alpha={model.lora_alpha}",
+        f"actor_rollout_ref.model.target_modules={_list(model.lora_target_modules)}",
+        "actor_rollout_ref.model.exclude_modules=.*visual.*",
+        f"actor_rollout_ref.actor.optim.lr={training.learning_rate}",
+        f"actor_rollout_ref.actor.optim.weight_decay={training.weight_decay}",
+        f"actor_rollout_ref.actor.optim.clip_grad={training.max_grad_norm}",
+        f"actor_rollout_ref.actor.ppo_mini_batch_size={config.data.batch_size}",
+        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={micro}",
+        f"actor_rollout_ref.actor.ppo_epochs={training.ppo_epochs}",
+        f"actor_rollout_ref.actor.clip_ratio={training.ppo_clip_ratio}",
+        f"actor_rollout_ref.actor.clip_ratio_low={training.ppo_clip_ratio}",
+        f"actor_rollout_ref.actor.clip_ratio_high={training.ppo_clip_ratio}",
+        f"actor_rollout_ref.actor.loss_agg_mode={training.loss_agg_mode}",
+        f"actor_rollout_ref.actor.use_kl_loss={_bool(training.kl_coef > 0)}",
+        f"actor_rollout_ref.actor.kl_loss_coef={training.kl_coef}",
+        f"actor_rollout_ref.actor.kl_loss_type={training.kl_type}",
+        f"actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu={micro}",
+        f"actor_rollout_ref.rollout.name={verl.rollout_backend}",
+        f"actor_rollout_ref.rollout.n={rollout.n}",
+        f"actor_rollout_ref.rollout.temperature={rollout.temperature}",
+        f"actor_rollout_ref.rollout.top_p={rollout.top_p}",
+        f"actor_rollout_ref.rollout.tensor_model_parallel_size={verl.tensor_model_parallel_size}",
+        f"actor_rollout_ref.rollout.gpu_memory_utilization={verl.gpu_memory_utilization}",
+        f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={micro}",
+        "actor_rollout_ref.rollout.multi_turn.enable=true",
+        f"actor_rollout_ref.rollout.multi_turn.max_assistant_turns={rollout.max_turns}",
+        f"actor_rollout_ref.rollout.agent.agent_loop_config_path={paths.agent_loop_config}",
+        f"actor_rollout_ref.rollout.agent.default_agent_loop={AGENT_NAME}",
+        f"actor_rollout_ref.rollout.agent.num_workers={verl.agent_workers}",
+        f"reward.custom_reward_function.path={REWARD_FUNCTION_FILE}",
+        "reward.custom_reward_function.name=compute_score",
+        f"+reward.custom_reward_function.reward_kwargs.server_url={reward_server_url}",
+        f"trainer.project_name={verl.project_name}",
+        f"trainer.experiment_name={verl.experiment_name}",
+        f"trainer.logger={_list(verl.loggers)}",
+        f"trainer.nnodes={verl.nnodes}",
+        f"trainer.n_gpus_per_node={verl.n_gpus_per_node}",
+        f"trainer.total_epochs={training.num_train_epochs}",
+        f"trainer.total_training_steps={config.trainer.total_steps if config.trainer.total_steps is not None else 'null'}",
+        f"trainer.save_freq={config.output.save_steps or -1}",
+        f"trainer.max_actor_ckpt_to_keep={config.output.save_total_limit or 'null'}",
+        f"trainer.default_local_dir={paths.root / 'checkpoints'}",
+        "trainer.val_before_train=false",
+        "trainer.test_freq=-1",
+    ]
+    if config.algorithm == "ppo":
+        overrides += [
+            f"critic.model.path={paths.model}",
+            f"critic.optim.lr={training.learning_rate}",
+            f"critic.ppo_micro_batch_size_per_gpu={micro}",
+            f"critic.cliprange_value={training.value_clip_range}",
+        ]
+    return overrides + list(verl.extra_overrides)
+
+
+def command(overrides: list[str]) -> list[str]:
+    return [sys.executable, "-m", "verl.trainer.main_ppo", *overrides]
+
+
+def _absolute_images(source: Path, destination: Path) -> None:
+    """Copy the RL parquet with image paths made absolute (Ray workers run in other directories)."""
+    table = pq.read_table(source)
+    rows = table.to_pylist()
+    roots = [source.parent, source.parent.parent]
+    for row in rows:
+        for entry in row.get("images") or []:
+            path = Path(entry["image"])
+            if not path.is_absolute():
+                entry["image"] = str(next((r / path for r in roots if (r / path).is_file()), roots[0] / path))
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), destination)
+
+
+def prepare(config: RLConfig, paths: VerlPaths) -> None:
+    """Write what the overrides point at: merged SFT model, data with absolute paths, agent-loop and tool configs."""
+    paths.root.mkdir(parents=True, exist_ok=True)
+    tool_config = to_dict(build_tool_manager(config).config)
+    paths.tool_manager_config.write_text(yaml.safe_dump(tool_config, sort_keys=False), encoding="utf-8")
+    sft = config.sft_adapter()
+    if sft is not None and not (paths.model / "config.json").is_file():
+        model, processor = load_base_with_sft(config.resolve(config.model.base_model), sft, config.model.dtype)  # type: ignore[arg-type]
+        model.save_pretrained(paths.model)
+        processor.save_pretrained(paths.model)
+    elif sft is None:
+        paths.model = config.resolve(config.model.base_model)  # type: ignore[assignment]
+    _absolute_images(config.resolve(config.data.rl_data_path), paths.train_files)  # type: ignore[arg-type]
+    paths.agent_loop_config.write_text(yaml.safe_dump(agent_loop_entries(config, paths), sort_keys=False), encoding="utf-8")
+
+
+def launch(config: RLConfig, reward_server_url: str) -> int:
+    """Prepare the files and run verl's trainer with our overrides; returns its exit code."""
+    paths = VerlPaths.plan(config)
+    prepare(config, paths)
+    argv = command(build_overrides(config, paths, reward_server_url))
+    logger.info("launching verl: %s", " ".join(argv))
+    return subprocess.call(argv, cwd=REPO_ROOT)

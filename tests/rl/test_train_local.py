@@ -1,0 +1,192 @@
+"""The local engine end to end: train.py with the real sandbox, Redis and reward server.
+
+A 2-step run on the tiny model writes metrics, trajectories and checkpoints; resuming
+continues at step 3 from the saved adapter; the SFT adapter is merged under the RL LoRA.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from deepeyes.paths import REPO_ROOT
+from deepeyes.rl.checkpoint import list_checkpoints
+from deepeyes.rl.config import ModelConfig, load_rl_config
+from deepeyes.rl.local_engine import LocalTrainer
+from deepeyes.rl.policy_model import load_policy
+from deepeyes.trajectory import read_jsonl
+
+TRAIN = REPO_ROOT / "reinforcement_learning" / "train.py"
+DEFAULT_CONFIG = REPO_ROOT / "reinforcement_learning" / "configs" / "deepeyes_rl.yaml"
+
+
+@pytest.fixture(scope="module")
+def sft_adapter(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LoRA adapter with non-zero weights, standing in for the cold-start output."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    torch.manual_seed(0)
+    base = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_model_dir)
+    adapter = get_peft_model(base, LoraConfig(r=4, lora_alpha=32, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    path = tmp_path_factory.mktemp("sft-adapter")
+    adapter.save_pretrained(path)
+    return path
+
+
+def _overrides(rl_sample_dir: Path, tool_config_file: Path, tiny_model_dir: Path, sft_adapter: Path, output: Path) -> list[str]:
+    return [
+        f"model.base_model={tiny_model_dir}",
+        f"model.sft_lora_path={sft_adapter}",
+        "model.sft_lora_required=true",
+        f"data.rl_data_path={rl_sample_dir / 'rl' / 'train.parquet'}",
+        f"tool.tool_manager_config={tool_config_file}",
+        f"tool.search_cache_path={rl_sample_dir / 'image_search' / 'cache.json'}",
+        f"output.dir={output}",
+        "data.batch_size=2",
+        "rollout.n=2",
+        "rollout.max_turns=2",
+        "rollout.max_new_tokens=32",
+        "rollout.concurrency=4",
+        "training.batch_size=2",
+        "training.gradient_accumulation_steps=2",
+        "trainer.total_steps=2",
+        "trainer.eval_steps=2",
+        "trainer.eval_prompts=1",
+        "trainer.eval_n=2",
+        "output.save_steps=1",
+        "output.save_total_limit=2",
+    ]
+
+
+def test_sft_adapter_is_merged_and_rl_lora_starts_as_identity(tiny_model_dir, sft_adapter):
+    from peft import PeftModel
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    policy = load_policy(ModelConfig(lora_rank=4), tiny_model_dir, sft_adapter)
+    ids = torch.tensor([[1, 50, 60, 70, 80, 90]])
+    base = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_model_dir).eval()
+    merged = PeftModel.from_pretrained(Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_model_dir), str(sft_adapter)).merge_and_unload().eval()
+    policy.model.eval()
+    with torch.no_grad():
+        with policy.reference_context():
+            reference = policy.model(input_ids=ids).logits
+        current = policy.model(input_ids=ids).logits
+        assert torch.allclose(reference, merged(input_ids=ids).logits, atol=1e-5)
+        assert not torch.allclose(reference, base(input_ids=ids).logits, atol=1e-3)
+    assert torch.allclose(current, reference, atol=1e-6)  # fresh LoRA: policy = reference at the start
+    trainable = [name for name, p in policy.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in name and "language_model" in name for name in trainable)
+
+
+@pytest.mark.slow
+def test_two_step_run_then_resume(tmp_path, rl_sample_dir, tool_config_file, tiny_model_dir, sft_adapter):
+    output = tmp_path / "run"
+    overrides = _overrides(rl_sample_dir, tool_config_file, tiny_model_dir, sft_adapter, output)
+    argv = [sys.executable, str(TRAIN), "--config", str(DEFAULT_CONFIG), "--no-progress"]
+    for override in overrides:
+        argv += ["--set", override]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "finished 2 steps" in result.stdout
+    log = result.stderr
+    for service in ("reward-server", "redis-server", "sandbox"):
+        assert f"started {service}" in log and f"stopped {service}" in log
+
+    records = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [0, 1, 2]  # held-in evaluation before training, then each step
+    for record in records[1:]:
+        for key in ("reward/mean", "reward/std", "reward/accuracy", "tools/code_call_rate", "tools/search_call_rate",
+                    "tools/image_search_call_rate", "tools/invalid_call_rate", "rollout/turns", "rollout/response_tokens",
+                    "time/generation_s", "time/tools_s", "time/reward_s", "time/update_s", "actor/pg_loss", "actor/grad_norm"):
+            assert key in record, key
+        assert record["actor/trained_tokens"] > 0
+    assert "eval/reward/mean" in records[0] and "eval/reward/mean" in records[2]
+    assert list((output / "tensorboard").glob("events.out.tfevents.*"))
+
+    trajectories = read_jsonl(output / "trajectories.jsonl")
+    assert len(trajectories) == 2 * 2 * 2 and all(t.reward is not None and "score" in t.reward for t in trajectories)
+    assert {t.metadata["step"] for t in trajectories} == {1, 2}
+
+    checkpoints = list_checkpoints(output)
+    assert [c.name for c in checkpoints] == ["step-000001", "step-000002"]
+    adapter_1 = load_file(checkpoints[0] / "policy" / "adapter_model.safetensors")
+    adapter_2 = load_file(checkpoints[1] / "policy" / "adapter_model.safetensors")
+    assert adapter_1.keys() == adapter_2.keys() and all("lora_" in k for k in adapter_1)
+    # Whether weights moved depends on the sampled rewards (equal rewards in a group: zero advantage);
+    # the direction of an update is tested with fixed rewards in test_update_moves_towards_the_rewarded_turn.
+    moved = any(not torch.equal(adapter_1[k], adapter_2[k]) for k in adapter_1)
+    assert moved == (records[2]["actor/advantage_abs_max"] > 0 or records[2]["actor/kl_loss"] > 0)
+
+    # Resume: continue to step 3 from the step-2 checkpoint.
+    config = load_rl_config(DEFAULT_CONFIG, [*overrides, "trainer.total_steps=3"])
+    trainer = LocalTrainer(config, resume="auto", show_progress=False)
+    assert trainer.run().steps_done == 3
+    steps = [json.loads(line)["step"] for line in (output / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [0, 1, 2, 3]
+    assert [c.name for c in list_checkpoints(output)] == ["step-000002", "step-000003"]
+    # One optimizer step per RL step here: a restored optimizer has taken 3 in all, a fresh one 1.
+    optimizer = torch.load(output / "checkpoints" / "step-000003" / "optimizer.pt", weights_only=False)
+    assert {float(s["step"]) for s in optimizer["state"].values()} == {3.0}
+    state = json.loads((output / "checkpoints" / "step-000003" / "trainer_state.json").read_text())
+    assert state["step"] == 3
+    assert {t.metadata["step"] for t in read_jsonl(output / "trajectories.jsonl")} == {1, 2, 3}
+
+
+@pytest.mark.parametrize("algorithm", ["grpo", "ppo"])
+def test_update_moves_towards_the_rewarded_turn(tmp_path, tiny_model_dir, algorithm):
+    """Two answers to one prompt, rewarded 1 and 0: the update raises the first's likelihood and lowers the second's."""
+    from PIL import Image
+
+    from deepeyes.agent import Rollout
+    from deepeyes.chat import Message
+    from deepeyes.prompts import system_prompt, user_prompt
+    from deepeyes.rl import algorithms
+    from deepeyes.rl.local_engine import _Scored
+    from deepeyes.rl.masking import collate, tokenize_conversation
+    from deepeyes.trajectory import Trajectory
+
+    config = load_rl_config(
+        DEFAULT_CONFIG,
+        [f"model.base_model={tiny_model_dir}", "model.sft_lora_path=null", "training.learning_rate=0.01", "training.kl_coef=0",
+         "rollout.n=2", "training.batch_size=2", "training.gradient_accumulation_steps=1", f"output.dir={tmp_path}",
+         f"algorithm={algorithm}"],
+    )
+    trainer = LocalTrainer(config, show_progress=False)
+    trainer._load(None)
+    image = Image.new("RGB", (64, 64), "green")
+    turns = {"good": "<think>Count them.</think>\n<answer>4</answer>", "bad": "<think>Guess.</think>\n<answer>7</answer>"}
+
+    def conversation(text: str) -> list[Message]:
+        return [Message("system", system_prompt()), Message("user", user_prompt("How many?", 1), [image]), Message("assistant", text)]
+
+    rollouts = [
+        Rollout(Trajectory(id=name, question="How many?", images=["<in-memory>"], metadata={"prompt_uid": "p"}), conversation(text))
+        for name, text in turns.items()
+    ]
+    scored = _Scored(rollouts, [{"score": 1.0}, {"score": 0.0}], 0.0, 0.0, 0.0, 0.0)
+
+    def likelihood(text: str) -> float:
+        tokenized = tokenize_conversation(
+            trainer.policy.processor, conversation(text), min_pixels=trainer.min_pixels, max_pixels=trainer.max_pixels
+        )
+        with torch.no_grad():
+            out = algorithms.forward(trainer.policy.model, collate([tokenized], trainer.policy.processor.tokenizer.pad_token_id))
+        return float((out.log_probs * out.loss_mask).sum())
+
+    before = {name: likelihood(text) for name, text in turns.items()}
+    for _ in range(3):
+        metrics = trainer._update(scored)
+    after = {name: likelihood(text) for name, text in turns.items()}
+    assert metrics["actor/advantage_abs_max"] > 0
+    assert ("critic/vf_loss" in metrics) == (algorithm == "ppo")
+    # The rewarded answer gains likelihood relative to the other one.
+    assert after["good"] - before["good"] > after["bad"] - before["bad"]
+    if algorithm == "grpo":  # symmetric group advantages: one goes up, the other down
+        assert after["good"] > before["good"] and after["bad"] < before["bad"]

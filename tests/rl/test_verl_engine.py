@@ -1,0 +1,196 @@
+"""The verl engine: overrides compose against verl 0.9.1's own trainer config, and our agent
+loop and reward function work inside verl's interfaces (in-process, with a stand-in server)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import verl.trainer.config as verl_config
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from deepeyes import wire
+from deepeyes.paths import REPO_ROOT
+from deepeyes.rl import verl_launch
+from deepeyes.rl.config import RLConfig, load_rl_config
+
+VERL_CONFIG_DIR = str(Path(verl_config.__file__).parent)
+DEFAULT_CONFIG = REPO_ROOT / "reinforcement_learning" / "configs" / "deepeyes_rl.yaml"
+
+
+def _config(tmp_path: Path, tiny_model_dir: Path, rl_sample_dir: Path, tool_config_file: Path, *extra: str) -> RLConfig:
+    return load_rl_config(
+        DEFAULT_CONFIG,
+        [
+            "trainer.engine=verl",
+            f"model.base_model={tiny_model_dir}",
+            "model.sft_lora_path=null",
+            f"data.rl_data_path={rl_sample_dir / 'rl' / 'train.parquet'}",
+            f"tool.tool_manager_config={tool_config_file}",
+            f"tool.search_cache_path={rl_sample_dir / 'image_search' / 'cache.json'}",
+            f"output.dir={tmp_path / 'out'}",
+            "verl.max_prompt_length=2048",
+            "verl.max_response_length=2048",
+            *extra,
+        ],
+    )
+
+
+def _compose(overrides: list[str]):
+    with initialize_config_dir(config_dir=VERL_CONFIG_DIR, version_base=None):
+        return compose(config_name="ppo_trainer", overrides=overrides)
+
+
+@pytest.mark.parametrize("algorithm", ["grpo", "ppo"])
+def test_overrides_compose_into_verls_trainer_config(tmp_path, tiny_model_dir, rl_sample_dir, tool_config_file, algorithm):
+    from verl.utils.config import omega_conf_to_dataclass
+
+    config = _config(tmp_path, tiny_model_dir, rl_sample_dir, tool_config_file, f"algorithm={algorithm}")
+    paths = verl_launch.VerlPaths.plan(config)
+    composed = _compose(verl_launch.build_overrides(config, paths, "http://127.0.0.1:5000"))
+    assert composed.algorithm.adv_estimator == ("grpo" if algorithm == "grpo" else "gae")
+    rollout = composed.actor_rollout_ref.rollout
+    assert rollout.n == config.rollout.n and rollout.multi_turn.enable and rollout.multi_turn.max_assistant_turns == config.rollout.max_turns
+    assert rollout.agent.default_agent_loop == verl_launch.AGENT_NAME
+    assert rollout.agent.agent_loop_config_path == str(paths.agent_loop_config)
+    reward = composed.reward.custom_reward_function
+    assert reward.path == str(verl_launch.REWARD_FUNCTION_FILE) and reward.name == "compute_score"
+    assert reward.reward_kwargs.server_url == "http://127.0.0.1:5000"
+    assert composed.actor_rollout_ref.model.path == str(tiny_model_dir)
+    assert composed.actor_rollout_ref.actor.optim.lr == config.training.learning_rate
+    # The sections verl turns into its typed configs accept our values.
+    for node in (composed.algorithm, rollout, composed.actor_rollout_ref.actor, composed.actor_rollout_ref.model):
+        omega_conf_to_dataclass(node)
+    OmegaConf.resolve(composed)
+
+
+def test_a_misspelt_override_is_refused_by_hydra(tmp_path, tiny_model_dir, rl_sample_dir, tool_config_file):
+    """The composition check is real: an unknown key fails in verl's struct config."""
+    config = _config(tmp_path, tiny_model_dir, rl_sample_dir, tool_config_file, "verl.extra_overrides=[actor_rollout_ref.rollout.max_turnz=3]")
+    with pytest.raises(ConfigCompositionException):
+        _compose(verl_launch.build_overrides(config, verl_launch.VerlPaths.plan(config), "http://127.0.0.1:5000"))
+
+
+def test_dry_run_prints_the_full_command(tmp_path, tiny_model_dir, rl_sample_dir, tool_config_file):
+    config_path = tmp_path / "rl.yaml"
+    config = _config(tmp_path, tiny_model_dir, rl_sample_dir, tool_config_file)
+    from deepeyes.config import to_dict
+
+    config_path.write_text(yaml.safe_dump(to_dict(config)), encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "reinforcement_learning" / "train.py"), "--config", str(config_path), "--dry-run"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    assert "verl.trainer.main_ppo" in result.stdout
+    assert "actor_rollout_ref.rollout.agent.default_agent_loop=deepeyes_agent" in result.stdout
+    assert "reward.custom_reward_function.name=compute_score" in result.stdout
+    assert not (tmp_path / "out" / "verl").exists()  # a dry run prepares nothing
+
+
+class ScriptedServer:
+    """Stands in for verl's server manager: replays assistant turns as token ids."""
+
+    def __init__(self, tokenizer, turns: list[str]):
+        self.tokenizer = tokenizer
+        self.turns = turns
+        self.calls: list[dict] = []
+
+    async def generate(self, request_id, *, prompt_ids, sampling_params, image_data=None, **kwargs):
+        from verl.workers.rollout.replica import TokenOutput
+
+        self.calls.append({"request_id": request_id, "prompt_ids": list(prompt_ids), "sampling_params": sampling_params, "images": len(image_data or [])})
+        text = self.turns[len(self.calls) - 1]
+        return TokenOutput(token_ids=self.tokenizer.encode(text, add_special_tokens=False))
+
+
+@pytest.mark.slow
+def test_agent_loop_runs_one_trajectory_through_our_tools_and_reward(
+    tmp_path, tiny_model_dir, rl_sample_dir, tool_config_file, reward_url
+):
+    from transformers import AutoProcessor
+    from verl.experimental.agent_loop.agent_loop import DictConfigWrap
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    from deepeyes.rl.verl_agent_loop import DeepEyesAgentLoop
+    from deepeyes.rl.verl_reward import compute_score
+    from deepeyes.tool_manager import ToolManager
+
+    config = _config(tmp_path, tiny_model_dir, rl_sample_dir, tool_config_file)
+    paths = verl_launch.VerlPaths.plan(config)
+    verl_launch.prepare(config, paths)
+    composed = _compose(verl_launch.build_overrides(config, paths, reward_url))
+    entry = yaml.safe_load(paths.agent_loop_config.read_text())[0]
+    assert entry["_target_"] == verl_launch.AGENT_LOOP_CLASS and entry["name"] == verl_launch.AGENT_NAME
+
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    tokenizer = processor.tokenizer
+    dataset = RLHFDataset(data_files=[str(paths.train_files)], tokenizer=tokenizer, config=composed.data, processor=processor)
+    row = dataset[0]
+    truth = str(row["reward_model"]["ground_truth"])
+    code_turn = "<think>Measure first.</think>\n" + wire.code_action("print('size', image_1.size)")
+    server = ScriptedServer(tokenizer, [code_turn + " trailing words the server ran on", f"<think>Done.</think>\n<answer>{truth}</answer><|im_end|>"])
+
+    async def run_one():
+        with ToolManager.from_config(tool_config_file) as tools:
+            loop = DeepEyesAgentLoop(
+                trainer_config=DictConfigWrap(composed),
+                server_manager=server,
+                tokenizer=tokenizer,
+                processor=processor,
+                dataset_cls=RLHFDataset,
+                data_config=DictConfigWrap(composed.data),
+                hf_model_type="qwen2_5_vl",
+                tool_manager=tools,
+                max_turns=entry["max_turns"],
+                max_new_tokens=entry["max_new_tokens"],
+                trajectory_dir=str(tmp_path / "trajectories"),
+            )
+            return await loop.run({"temperature": 1.0}, **row)
+
+    output = asyncio.run(run_one())
+
+    # Two generations; the second prompt carries the real sandbox output as a user turn.
+    assert len(server.calls) == 2 and server.calls[0]["request_id"] == server.calls[1]["request_id"]
+    assert set(wire.STOP_STRINGS) - {"<|im_end|>"} <= set(server.calls[0]["sampling_params"]["stop"])
+    second_prompt = tokenizer.decode(server.calls[1]["prompt_ids"])
+    assert "Code execution result" in second_prompt and "size (" in second_prompt
+    assert "trailing words" not in second_prompt  # text after </code> is not part of the turn
+    assert server.calls[0]["images"] == server.calls[1]["images"] == 1  # the question's image; print() makes no figure
+
+    # verl's output: prompt ends at the first assistant header; the mask covers exactly the model's turns.
+    assert tokenizer.decode(output.prompt_ids).endswith("<|im_start|>assistant\n")
+    generated = [t for t, m in zip(output.response_ids, output.response_mask, strict=True) if m]
+    observation = [t for t, m in zip(output.response_ids, output.response_mask, strict=True) if not m]
+    assert tokenizer.decode(generated) == code_turn + f"<think>Done.</think>\n<answer>{truth}</answer><|im_end|>"
+    assert "Code execution result" in tokenizer.decode(observation)
+    assert output.extra_fields["tool_stats"]["code"] == 1 and output.extra_fields["stop_reason"] == "answer"
+    assert len(output.multi_modal_data["images"]) == 1
+    assert (tmp_path / "trajectories" / "trajectories.jsonl").is_file()
+
+    # verl's reward manager decodes the response and merges our extra_fields into extra_info.
+    solution = tokenizer.decode(output.response_ids, skip_special_tokens=True)
+    extra_info = {**row["extra_info"], **output.extra_fields}
+    right = compute_score(row["data_source"], solution, row["reward_model"]["ground_truth"], extra_info, server_url=reward_url)
+    wrong = compute_score(row["data_source"], solution, truth + "0 and something else", extra_info, server_url=reward_url)
+    assert right["accuracy"] == 1.0 and wrong["accuracy"] == 0.0
+    assert right["tool_efficiency"] > 0 and right["score"] > wrong["score"]
+
+
+def test_response_cut_never_splits_an_image(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from deepeyes.rl.verl_agent_loop import _cut_whole_images
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    start, pad, end = (tokenizer.convert_tokens_to_ids(t) for t in ("<|vision_start|>", "<|image_pad|>", "<|vision_end|>"))
+    ids = [5, start, pad, pad, end, 6, 7, start, pad, pad, pad, end, 8]
+    assert _cut_whole_images(ids, 100, ["a", "b"], tokenizer) == (len(ids), ["a", "b"])
+    assert _cut_whole_images(ids, 9, ["a", "b"], tokenizer) == (7, ["a"])  # inside the second image: cut before it
+    assert _cut_whole_images(ids, 12, ["a", "b"], tokenizer) == (12, ["a", "b"])  # just after it: both kept
+    assert _cut_whole_images(ids, 3, ["a", "b"], tokenizer) == (1, [])
