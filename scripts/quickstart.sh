@@ -1,17 +1,42 @@
 #!/usr/bin/env bash
-# The main job on the tiny default model: set-up (when needed), then the tiny Qwen2.5-VL
-# answering a sample question through the full agent loop (real sandbox, real search).
+# The main job on the tiny default model, end to end on CPU:
+#   set-up (when needed) → cold-start SFT (LLaMA-Factory, LoRA, merged by its export)
+#   → RL (local engine, verl algorithms, live tools, reward server)
+#   → evaluation of the base, SFT and RL models on the mini benchmarks
+#   → one comparison table (accuracy, valid-action share, tool-call rate) and the report paths.
+#
+# Environment: OUT (default outputs/quickstart), EVAL_SAMPLES per dataset (default 10),
+# RL_STEPS (default 4). Every stage's own variables still apply.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/setup.sh"
 cd "$ROOT"
 PY="$ROOT/.venv/bin/python"
 OUT="${OUT:-$ROOT/outputs/quickstart}"
-mkdir -p "$OUT"
+EVAL_SAMPLES="${EVAL_SAMPLES:-10}"
+RL_STEPS="${RL_STEPS:-4}"
+BASE_MODEL="$ROOT/data/models/tiny-qwen2.5-vl"
+START=$(date +%s)
+stage() { printf '\n[quickstart] %s (%ds elapsed)\n' "$1" "$(( $(date +%s) - START ))"; }
 
-IMAGE=$("$PY" -c "import json; r = json.loads(open('data/sample/sft/seed.jsonl').readline()); print('data/sample/' + r['image'])")
-QUESTION=$("$PY" -c "import json; print(json.loads(open('data/sample/sft/seed.jsonl').readline())['text'])")
-echo "[quickstart] tiny model answering: $QUESTION"
-"$PY" -m deepeyes.infer --image "$IMAGE" --question "$QUESTION" --max_turns 3 --max_new_tokens 64 \
-    --trajectory_out "$OUT/trajectory.jsonl"
-echo "[quickstart] trajectory written to $OUT/trajectory.jsonl"
+stage "1/4 cold-start SFT through LLaMA-Factory"
+OUTPUT_DIR="$OUT/cold_start" EXPORT_DIR="$OUT/sft_model" bash cold_start/run_cold_start.sh
+
+stage "2/4 RL (local engine) from the SFT model"
+"$PY" reinforcement_learning/train.py --config reinforcement_learning/configs/deepeyes_rl.yaml --no-progress \
+    --set "model.base_model=$OUT/sft_model" --set model.sft_lora_path=null \
+    --set "output.dir=$OUT/rl" --set "trainer.total_steps=$RL_STEPS" --set "output.save_steps=$RL_STEPS"
+RL_ADAPTER=$(ls -d "$OUT"/rl/checkpoints/step-* | sort | tail -n 1)
+
+stage "3/4 evaluation of base, SFT and RL models"
+evaluate() {  # name, model, [adapter]
+    MODEL_PATH="$2" ADAPTER_PATH="${3:-}" OUTPUT_REPORT="$OUT/eval_$1" OVERWRITE=1 \
+        MAX_SAMPLES="$EVAL_SAMPLES" MAX_TURNS=3 MAX_NEW_TOKENS=96 bash evaluation/run_eval.sh
+}
+evaluate base "$BASE_MODEL"
+evaluate sft "$OUT/sft_model"
+evaluate rl "$OUT/sft_model" "$RL_ADAPTER"
+
+stage "4/4 comparison"
+"$PY" -m deepeyes.evaluation.compare --runs "base=$OUT/eval_base" "sft=$OUT/eval_sft" "rl=$OUT/eval_rl"
+echo "[quickstart] done in $(( $(date +%s) - START )) s; everything is under $OUT"
