@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Cold-start SFT through LLaMA-Factory (DESIGN §1, issue 5).
+#
+# Converts + validates the SFT data, writes the LLaMA-Factory YAML it runs into
+# $OUTPUT_DIR, trains with `llamafactory-cli train`, and optionally merges the LoRA
+# adapter with `llamafactory-cli export`. Defaults: the tiny model, the sample SFT data,
+# CPU, LoRA (a few minutes on a 2-core machine). Every parameter is an environment variable:
+#
+#   RECIPE                       LLaMA-Factory YAML with the defaults  [cold_start/recipes/tiny_cpu_lora.yaml]
+#                                (published: qwen2_5_vl_7b_full.yaml, qwen2_5_vl_32b_full.yaml, qwen2_5_vl_7b_lora.yaml)
+#   MODEL_NAME_OR_PATH           local model directory                 [data/models/tiny-qwen2.5-vl, or the recipe's]
+#   DATA_PATH                    seed JSONL / ShareGPT JSON / dir of parts / saved HF dataset  [data/sample/sft/seed.jsonl]
+#   IMAGE_ROOT                   base of relative image paths          [data/sample with the default data, else DATA_PATH's dir]
+#   OUTPUT_DIR                   adapter/model, trainer_log.jsonl, YAMLs, sft_data/  [outputs/cold_start]
+#   EXPORT_DIR                   if set, merge the LoRA adapter into a full model here
+#   STRICT                       true: stop on any data problem instead of excluding the sample  [false]
+#   MAX_SEQ_LENGTH BATCH_SIZE LEARNING_RATE NUM_TRAIN_EPOCHS GRADIENT_ACCUMULATION_STEPS
+#   USE_PEFT FINETUNING_TYPE LORA_RANK LORA_TARGET FP16 BF16 FREEZE_VISION_TOWER DEEPSPEED
+#   MAX_SAMPLES IMAGE_MAX_PIXELS TEMPLATE LOGGING_STEPS SEED USE_CPU
+#                                override single recipe keys (unset: the recipe's value)
+#   NPROC_PER_NODE NNODES NODE_RANK MASTER_ADDR MASTER_PORT
+#                                multi-GPU / multi-node: LLaMA-Factory launches torchrun itself
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV_BIN="$ROOT/.venv/bin"
+if [[ ! -x "$VENV_BIN/python" || ! -x "$VENV_BIN/llamafactory-cli" ]]; then
+    echo "error: $ROOT/.venv is missing or incomplete: run bash setup.sh" >&2
+    exit 1
+fi
+# LLaMA-Factory's torchrun launch looks torchrun up on PATH.
+export PATH="$VENV_BIN:$PATH"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+# Nothing is fetched at run time (DESIGN §3).
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
+export DISABLE_VERSION_CHECK=1 WANDB_DISABLED=true
+
+RECIPE="${RECIPE:-$ROOT/cold_start/recipes/tiny_cpu_lora.yaml}"
+if [[ -z "${DATA_PATH:-}" ]]; then
+    DATA_PATH="$ROOT/data/sample/sft/seed.jsonl"
+    IMAGE_ROOT="${IMAGE_ROOT:-$ROOT/data/sample}"
+fi
+if [[ -z "${MODEL_NAME_OR_PATH:-}" && "$RECIPE" -ef "$ROOT/cold_start/recipes/tiny_cpu_lora.yaml" ]]; then
+    export MODEL_NAME_OR_PATH="$ROOT/data/models/tiny-qwen2.5-vl"
+fi
+OUTPUT_DIR="${OUTPUT_DIR:-$ROOT/outputs/cold_start}"
+
+prepare_args=(--recipe "$RECIPE" --data "$DATA_PATH" --output_dir "$OUTPUT_DIR")
+[[ -n "${IMAGE_ROOT:-}" ]] && prepare_args+=(--image_root "$IMAGE_ROOT")
+[[ -n "${EXPORT_DIR:-}" ]] && prepare_args+=(--export_dir "$EXPORT_DIR")
+[[ "${STRICT:-false}" == "true" ]] && prepare_args+=(--strict)
+"$VENV_BIN/python" -m deepeyes.data.sft_prepare "${prepare_args[@]}"
+
+OUTPUT_DIR="$(cd "$OUTPUT_DIR" && pwd)"
+TRAIN_YAML="$OUTPUT_DIR/llamafactory_train.yaml"
+if [[ "${NPROC_PER_NODE:-1}" -gt 1 || "${NNODES:-1}" -gt 1 ]] || grep -q '^deepspeed:' "$TRAIN_YAML"; then
+    export FORCE_TORCHRUN=1  # DeepSpeed and multi-process runs go through LLaMA-Factory's torchrun launch
+fi
+echo "training: llamafactory-cli train $TRAIN_YAML"
+"$VENV_BIN/llamafactory-cli" train "$TRAIN_YAML"
+
+if [[ -n "${EXPORT_DIR:-}" ]]; then
+    echo "merging the adapter: llamafactory-cli export $OUTPUT_DIR/llamafactory_export.yaml"
+    "$VENV_BIN/llamafactory-cli" export "$OUTPUT_DIR/llamafactory_export.yaml"
+fi
+echo "cold start finished: $OUTPUT_DIR"

@@ -1,0 +1,1 @@
+"""In-package evaluation helpers that stages share (e.g. the SFT format check)."""

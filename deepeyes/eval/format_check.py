@@ -1,0 +1,146 @@
+"""How often a model's first turn parses into a valid action: the cold-start SFT's yardstick.
+
+Cold-start SFT exists to teach the wire format (DESIGN §4) before RL. This check asks the
+model for the first assistant turn of N held-in conversations (their system prompt, question
+and image) and parses each reply with the shared action parser, the one the agent loop
+uses, so "valid" here means exactly "the agent loop would run this action".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from deepeyes.actions import parse_action
+from deepeyes.chat import Message
+from deepeyes.data.sft_readers import InputError
+from deepeyes.data.sft_sample import SftSample
+from deepeyes.data.to_llamafactory import load_samples
+from deepeyes.policies.base import Generation, Policy
+from deepeyes.wire import IMAGE_PLACEHOLDER
+
+
+@dataclass
+class FormatCheckResult:
+    prompts: int
+    valid: int
+    by_kind: dict[str, int]
+    #: A few invalid replies with the parser's reason, for a human to look at.
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def valid_share(self) -> float:
+        return self.valid / self.prompts if self.prompts else 0.0
+
+
+def held_in_prompts(samples: list[SftSample], count: int) -> list[tuple[str, list[Message]]]:
+    """The conversation up to each sample's first assistant turn, for ``count`` samples spread
+    evenly over the data (the files are often grouped by task)."""
+    answerable = [s for s in samples if any(m["role"] == "assistant" for m in s.messages)]
+    chosen = [answerable[i * len(answerable) // count] for i in range(count)] if count < len(answerable) else answerable
+    prompts = []
+    for sample in chosen:
+        first_reply = next(i for i, m in enumerate(sample.messages) if m["role"] == "assistant")
+        images = iter(sample.images)
+        messages = []
+        for message in sample.messages[:first_reply]:
+            paths = [next(images) for _ in range(message["content"].count(IMAGE_PLACEHOLDER))]
+            messages.append(Message(message["role"], message["content"], [_open_rgb(p) for p in paths]))
+        prompts.append((sample.id, messages))
+    return prompts
+
+
+def _open_rgb(path: str) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def _generate(policy: Policy, conversations: list[list[Message]]) -> list[Generation]:
+    batched = getattr(policy, "generate_batch", None)  # HFPolicy batches; any Policy works one by one
+    return batched(conversations) if batched else [policy.generate(messages) for messages in conversations]
+
+
+def check(policy: Policy, prompts: list[tuple[str, list[Message]]], batch_size: int = 8, failures_kept: int = 5) -> FormatCheckResult:
+    """Generate the next turn of every prompt with ``policy`` and parse each reply."""
+    kinds: Counter[str] = Counter()
+    failures: list[dict[str, str]] = []
+    for start in range(0, len(prompts), batch_size):
+        batch = prompts[start : start + batch_size]
+        generations = _generate(policy, [messages for _, messages in batch])
+        for (sample_id, _), generation in zip(batch, generations, strict=True):
+            action = parse_action(generation.text)
+            kinds[action.kind] += 1
+            if action.kind == "invalid" and len(failures) < failures_kept:
+                failures.append({"id": sample_id, "reason": action.reason or "", "text": generation.text[:300]})
+    valid = sum(count for kind, count in kinds.items() if kind != "invalid")
+    return FormatCheckResult(prompts=len(prompts), valid=valid, by_kind=dict(sorted(kinds.items())), failures=failures)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m deepeyes.eval.format_check",
+        description=(
+            "Generate the first assistant turn for N held-in SFT prompts and report the share that parses into "
+            "a valid action (code, search, image_search or answer) with the shared action parser."
+        ),
+    )
+    parser.add_argument("--model", type=Path, required=True, help="base model directory")
+    parser.add_argument("--adapter", type=Path, default=None, help="LoRA adapter directory (adapter_config.json), optional")
+    parser.add_argument("--data", type=Path, nargs="+", required=True, help="SFT data in any format the converter reads (seed, ShareGPT, converted LLaMA-Factory JSON)")
+    parser.add_argument("--image_root", type=Path, default=None, help="base for relative image paths; default: each input's directory")
+    parser.add_argument("--num_prompts", type=int, default=32, help="how many held-in prompts; default: %(default)s")
+    parser.add_argument(
+        "--max_samples",
+        type=int,
+        default=None,
+        help="draw prompts from the first N samples only, as LLaMA-Factory's max_samples trains on the first N",
+    )
+    parser.add_argument(
+        "--max_new_tokens",
+        type=int,
+        default=768,
+        help="generation budget per reply (the longest first turn of the sample data is ~580 tokens); default: %(default)s",
+    )
+    parser.add_argument("--batch_size", type=int, default=8, help="prompts generated together; default: %(default)s")
+    parser.add_argument("--max_pixels", type=int, default=None, help="image size limit at generation; default: the processor's")
+    parser.add_argument("--device", default="cpu", help="torch device; default: %(default)s")
+    parser.add_argument("--out", type=Path, default=None, help="also write the result as JSON here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.num_prompts < 1:
+        print("error: --num_prompts must be at least 1", file=sys.stderr)
+        return 2
+    from deepeyes.policies.hf import HFPolicy
+
+    with tempfile.TemporaryDirectory() as embedded:
+        try:
+            samples, _ = load_samples(args.data, args.image_root, Path(embedded))
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if not samples:
+            print(f"error: no usable samples in {', '.join(map(str, args.data))}", file=sys.stderr)
+            return 2
+        prompts = held_in_prompts(samples[: args.max_samples], args.num_prompts)
+    policy = HFPolicy(args.model, adapter_path=args.adapter, max_new_tokens=args.max_new_tokens, max_pixels=args.max_pixels, device=args.device)
+    result = check(policy, prompts, batch_size=args.batch_size)
+    summary = {**asdict(result), "valid_share": result.valid_share}
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"valid actions: {result.valid}/{result.prompts} = {result.valid_share:.1%}  {result.by_kind}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Recipes and environment overrides become the LLaMA-Factory YAML the script runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deepeyes.data import sft_prepare
+from deepeyes.data.sft_prepare import (
+    PrepareError,
+    RunPaths,
+    build_train_config,
+    env_overrides,
+    load_recipe,
+    prepare,
+)
+from deepeyes.paths import REPO_ROOT
+
+RECIPES = REPO_ROOT / "cold_start" / "recipes"
+
+
+def _lf_keys() -> set[str]:
+    from llamafactory.hparams.parser import _TRAIN_ARGS
+
+    return {f.name for cls in _TRAIN_ARGS for f in dataclasses.fields(cls)}
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.name)
+def test_recipes_use_only_keys_llamafactory_knows(recipe: Path) -> None:
+    unknown = set(yaml.safe_load(recipe.read_text())) - _lf_keys()
+    assert unknown == set()
+
+
+@pytest.mark.parametrize("name", ["qwen2_5_vl_7b_full.yaml", "qwen2_5_vl_32b_full.yaml"])
+def test_full_recipes_carry_the_published_hyperparameters(name: str) -> None:
+    recipe = load_recipe(RECIPES / name)
+    published = {
+        "finetuning_type": "full",
+        "freeze_vision_tower": True,
+        "freeze_multi_modal_projector": True,
+        "learning_rate": 1.0e-5,
+        "num_train_epochs": 3,
+        "lr_scheduler_type": "cosine",
+        "warmup_ratio": 0.1,
+        "cutoff_len": 20480,
+        "bf16": True,
+        "template": "qwen2_vl",
+    }
+    assert {key: recipe[key] for key in published} == published
+    deepspeed = json.loads(Path(recipe["deepspeed"]).read_text())
+    assert deepspeed["zero_optimization"]["stage"] == 3
+
+
+def test_lora_recipe_is_rank_8_as_in_the_original_release() -> None:
+    recipe = load_recipe(RECIPES / "qwen2_5_vl_7b_lora.yaml")
+    assert (recipe["finetuning_type"], recipe["lora_rank"], recipe["learning_rate"], recipe["num_train_epochs"]) == ("lora", 8, 2.0e-5, 3)
+    assert (recipe["per_device_train_batch_size"], recipe["gradient_accumulation_steps"], recipe["cutoff_len"]) == (8, 4, 4096)
+
+
+def test_environment_overrides_map_onto_llamafactory_keys(tmp_path: Path) -> None:
+    environ = {
+        "MAX_SEQ_LENGTH": "1024",
+        "BATCH_SIZE": "2",
+        "LEARNING_RATE": "3e-4",
+        "NUM_TRAIN_EPOCHS": "1.5",
+        "GRADIENT_ACCUMULATION_STEPS": "4",
+        "LORA_RANK": "32",
+        "BF16": "true",
+        "FREEZE_VISION_TOWER": "false",
+        "USE_PEFT": "false",
+        "MODEL_NAME_OR_PATH": "models/m",
+        "DEEPSPEED": "ds.json",
+        "MAX_SAMPLES": "",  # empty means "not set"
+    }
+    assert env_overrides(environ, tmp_path) == {
+        "cutoff_len": 1024,
+        "per_device_train_batch_size": 2,
+        "learning_rate": 3e-4,
+        "num_train_epochs": 1.5,
+        "gradient_accumulation_steps": 4,
+        "lora_rank": 32,
+        "bf16": True,
+        "freeze_vision_tower": False,
+        "freeze_multi_modal_projector": False,
+        "finetuning_type": "full",
+        "model_name_or_path": str(tmp_path / "models/m"),
+        "deepspeed": str(tmp_path / "ds.json"),
+    }
+
+
+def test_finetuning_type_wins_over_use_peft(tmp_path: Path) -> None:
+    assert env_overrides({"USE_PEFT": "true", "FINETUNING_TYPE": "freeze"}, tmp_path) == {"finetuning_type": "freeze"}
+
+
+@pytest.mark.parametrize(("variable", "value"), [("FP16", "maybe"), ("BATCH_SIZE", "two"), ("LEARNING_RATE", "fast")])
+def test_bad_values_name_the_variable(variable: str, value: str, tmp_path: Path) -> None:
+    with pytest.raises(PrepareError, match=variable):
+        env_overrides({variable: value}, tmp_path)
+
+
+def _paths(tmp_path: Path) -> RunPaths:
+    return RunPaths(data=[tmp_path / "data.jsonl"], output_dir=tmp_path / "run")
+
+
+def test_run_owned_keys_point_at_the_converted_data(tiny_model_dir: Path, tmp_path: Path) -> None:
+    recipe = load_recipe(RECIPES / "tiny_cpu_lora.yaml")
+    config = build_train_config(recipe, {"model_name_or_path": str(tiny_model_dir)}, _paths(tmp_path), "mine")
+    assert config["dataset"] == "mine"
+    assert config["dataset_dir"] == str(tmp_path / "run" / sft_prepare.DATA_SUBDIR)
+    assert config["output_dir"] == str(tmp_path / "run")
+
+
+def test_a_missing_model_fails_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(PrepareError, match="MODEL_NAME_OR_PATH=.*not a local model directory"):
+        build_train_config(load_recipe(RECIPES / "qwen2_5_vl_7b_full.yaml"), {}, _paths(tmp_path), "d")
+
+
+def test_a_missing_deepspeed_config_is_reported(tiny_model_dir: Path, tmp_path: Path) -> None:
+    overrides = {"model_name_or_path": str(tiny_model_dir), "deepspeed": str(tmp_path / "nope.json")}
+    with pytest.raises(PrepareError, match="DEEPSPEED"):
+        build_train_config(load_recipe(RECIPES / "tiny_cpu_lora.yaml"), overrides, _paths(tmp_path), "d")
+
+
+def test_missing_data_is_reported_first(tmp_path: Path) -> None:
+    with pytest.raises(PrepareError, match="DATA_PATH=.*no such file"):
+        prepare(RECIPES / "tiny_cpu_lora.yaml", _paths(tmp_path), {}, tmp_path)
+
+
+def test_export_yaml_merges_the_adapter(seed_file: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    paths = RunPaths(data=[seed_file], output_dir=tmp_path / "run", export_dir=tmp_path / "merged")
+    train_yaml = prepare(RECIPES / "tiny_cpu_lora.yaml", paths, {"MODEL_NAME_OR_PATH": str(tiny_model_dir)}, tmp_path)
+    train = yaml.safe_load(train_yaml.read_text())
+    export = yaml.safe_load((tmp_path / "run" / sft_prepare.EXPORT_YAML).read_text())
+    assert export["adapter_name_or_path"] == train["output_dir"]
+    assert export["export_dir"] == str(tmp_path / "merged")
+    assert (Path(train["dataset_dir"]) / "dataset_info.json").is_file()
+
+
+def test_tiny_recipe_trains_at_the_image_size_hf_policy_uses(tiny_model_dir: Path) -> None:
+    processor_config = json.loads((tiny_model_dir / "processor_config.json").read_text())
+    assert load_recipe(RECIPES / "tiny_cpu_lora.yaml")["image_max_pixels"] == processor_config["image_processor"]["size"]["longest_edge"]
