@@ -26,7 +26,7 @@ stage "2/4 RL (local engine) from the SFT model"
 "$PY" reinforcement_learning/train.py --config reinforcement_learning/configs/deepeyes_rl.yaml --no-progress \
     --set "model.base_model=$OUT/sft_model" --set model.sft_lora_path=null \
     --set "output.dir=$OUT/rl" --set "trainer.total_steps=$RL_STEPS" --set "output.save_steps=$RL_STEPS"
-RL_ADAPTER=$(ls -d "$OUT"/rl/checkpoints/step-* | sort | tail -n 1)
+RL_ADAPTER="$(ls -d "$OUT"/rl/checkpoints/step-* | sort | tail -n 1)/policy"  # the RL LoRA adapter
 
 stage "3/4 evaluation of base, SFT and RL models"
 evaluate() {  # name, model, [adapter]
