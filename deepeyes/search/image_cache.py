@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepeyes.utils.jsonl import iter_jsonl_records
+
 TITLES_FIELD = "tool_returned_web_title"
 IMAGES_FIELD = "cached_images_path"
 
@@ -69,15 +71,8 @@ def load_query_images(path: Path, image_root: Path) -> dict[str, Path]:
     if not path.is_file():
         raise ImageCacheError(f"image-search query list not found: {path} (search.image.queries_jsonl)")
     queries = {}
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ImageCacheError(f"{path}:{line_number}: not valid JSON: {exc}") from exc
-            if "index" not in record or not isinstance(record.get("image_path"), str):
-                raise ImageCacheError(f"{path}:{line_number}: needs 'index' and a string 'image_path'")
-            queries[str(record["index"])] = resolve_image_path(record["image_path"], image_root)
+    for line_number, record in iter_jsonl_records(path, ImageCacheError):
+        if "index" not in record or not isinstance(record.get("image_path"), str):
+            raise ImageCacheError(f"{path}:{line_number}: needs 'index' and a string 'image_path'")
+        queries[str(record["index"])] = resolve_image_path(record["image_path"], image_root)
     return queries

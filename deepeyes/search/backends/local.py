@@ -23,6 +23,7 @@ import numpy as np
 
 from deepeyes.search.backends.base import BackendError, make_result
 from deepeyes.search.config import LocalBackendConfig, resolve_path
+from deepeyes.utils.jsonl import iter_jsonl_records
 
 logger = logging.getLogger(__name__)
 
@@ -48,18 +49,11 @@ def load_corpus(path: Path) -> list[Document]:
     if not path.is_file():
         raise CorpusError(f"text-search corpus not found: {path} (run the sample-data generator or set search.text.local.corpus_path)")
     documents = []
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CorpusError(f"{path}:{line_number}: not valid JSON: {exc}") from exc
-            missing = [key for key in ("title", "link", "text") if not isinstance(record.get(key), str)]
-            if missing:
-                raise CorpusError(f"{path}:{line_number}: missing string field(s) {missing}")
-            documents.append(Document(record["title"], record["link"], record["text"], record.get("date")))
+    for line_number, record in iter_jsonl_records(path, CorpusError):
+        missing = [key for key in ("title", "link", "text") if not isinstance(record.get(key), str)]
+        if missing:
+            raise CorpusError(f"{path}:{line_number}: missing string field(s) {missing}")
+        documents.append(Document(record["title"], record["link"], record["text"], record.get("date")))
     if not documents:
         raise CorpusError(f"{path}: the corpus is empty")
     return documents
