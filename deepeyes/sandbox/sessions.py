@@ -340,11 +340,16 @@ class SessionManager:
             with self._guard:
                 if self._sessions.get(session.session_id) is not session:
                     return False
-                del self._sessions[session.session_id]
-            if session.kernel.alive():
-                self._snapshot(session)
-            self.store.release(session.session_id, self.instance)
-            session.kernel.shutdown()
+            # The session stays counted until its snapshot is saved and its ownership released,
+            # so a caller that sees the count drop also sees the session free in Redis.
+            try:
+                if session.kernel.alive():
+                    self._snapshot(session)
+                self.store.release(session.session_id, self.instance)
+            finally:
+                with self._guard:
+                    self._sessions.pop(session.session_id, None)
+                session.kernel.shutdown()
             logger.info("evicted session %s", session.session_id)
             return True
         finally:
