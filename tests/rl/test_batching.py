@@ -43,7 +43,7 @@ def _ask(policy: BatchingPolicy, index: int) -> str:
 
 def test_concurrent_calls_share_batches_and_get_their_own_answers():
     model = RecordingModel()
-    policy = BatchingPolicy(model, max_batch=4, gather_s=0.2)  # type: ignore[arg-type]
+    policy = BatchingPolicy(model, max_batch=4, gather_s=0.5)  # type: ignore[arg-type]  # slack for a loaded CI box
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(pool.map(lambda i: _ask(policy, i), range(8)))
     assert answers == [f"echo q{i}" for i in range(8)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +84,6 @@ def test_redis_cache_expires_by_ttl(redis_client: redis.Redis) -> None:
     assert searcher.search("saltpans").cached is True
     keys = redis_client.keys("t:*")
     assert len(keys) == 1 and 0 < redis_client.pttl(keys[0]) <= 300
-    import time
-
     time.sleep(0.45)
     assert searcher.search("saltpans").cached is False
     assert len(backend.calls) == 2
