@@ -6,7 +6,8 @@
 #   → one comparison table (accuracy, valid-action share, tool-call rate) and the report paths.
 #
 # Environment: OUT (default outputs/quickstart), EVAL_SAMPLES per dataset (default 10),
-# RL_STEPS (default 4). Every stage's own variables still apply.
+# RL_STEPS (default 4). Every stage's own variables still apply. A re-run starts afresh:
+# each stage replaces what an earlier quickstart left under OUT.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/setup.sh"
@@ -23,6 +24,7 @@ stage "1/4 cold-start SFT through LLaMA-Factory"
 OUTPUT_DIR="$OUT/cold_start" EXPORT_DIR="$OUT/sft_model" bash cold_start/run_cold_start.sh
 
 stage "2/4 RL (local engine) from the SFT model"
+rm -rf "$OUT/rl"  # an earlier run's RL checkpoints were trained from a different SFT model
 "$PY" reinforcement_learning/train.py --config reinforcement_learning/configs/deepeyes_rl.yaml --no-progress \
     --set "model.base_model=$OUT/sft_model" --set model.sft_lora_path=null \
     --set "output.dir=$OUT/rl" --set "trainer.total_steps=$RL_STEPS" --set "output.save_steps=$RL_STEPS"
