@@ -1,0 +1,190 @@
+"""What a code call does, read from its syntax tree (Python ``ast``), never by running it.
+
+The classes answer "what did the model use the sandbox for": perception tasks should lead
+to image operations (cropping, zooming, enhancing), reasoning tasks to numeric work.
+
+A call gets every class one of its operations belongs to (:attr:`CodeOperations.classes`)
+and one *primary* class, the first present in :data:`CODE_CLASSES` order: an operation that
+changes the image states the call's purpose better than the size lookups and coordinate
+arithmetic that serve it (``w, h = img.size; img.crop((w // 2, 0, w, h))`` is a crop).
+Arithmetic that only computes the arguments of an image operation is part of that
+operation and does not make the call numeric. ``file_other`` is a call with none of the
+other operations (loading, printing, file work); code that does not parse is ``syntax_error``.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from functools import lru_cache
+
+CROP, ENHANCE, PLOT, MEASURE, NUMERIC, OTHER = "crop_zoom_resize", "enhance_filter", "plotting", "measure_count", "numeric", "file_other"
+SYNTAX_ERROR = "syntax_error"
+#: Precedence order for the primary class (see module docstring).
+CODE_CLASSES: tuple[str, ...] = (CROP, ENHANCE, PLOT, MEASURE, NUMERIC, OTHER)
+ALL_CLASSES: tuple[str, ...] = (*CODE_CLASSES, SYNTAX_ERROR)
+LABELS: dict[str, str] = {
+    CROP: "crop / zoom / resize",
+    ENHANCE: "enhance / filter",
+    PLOT: "plotting / drawing",
+    MEASURE: "measure / count",
+    NUMERIC: "arithmetic / numeric",
+    OTHER: "file / other",
+    SYNTAX_ERROR: "does not parse",
+}
+
+_FUNCTION_CLASSES: dict[str, str] = {
+    **dict.fromkeys(
+        ("crop", "resize", "thumbnail", "zoom", "rescale", "rotate", "transpose", "flip", "fliplr", "flipud", "warpAffine",
+         "warpPerspective", "getRectSubPix", "pyrUp", "pyrDown", "pad", "contain", "cover", "scale"),
+        CROP,
+    ),
+    **dict.fromkeys(
+        ("filter", "enhance", "GaussianBlur", "medianBlur", "blur", "bilateralFilter", "threshold", "adaptiveThreshold",
+         "equalizeHist", "Canny", "Sobel", "Laplacian", "filter2D", "dilate", "erode", "morphologyEx", "cvtColor",
+         "autocontrast", "equalize", "invert", "posterize", "solarize", "grayscale", "point", "gaussian_filter",
+         "median_filter", "sobel", "sharpen", "Brightness", "Contrast", "Sharpness", "Color", "UnsharpMask", "createCLAHE",
+         "normalize"),
+        ENHANCE,
+    ),
+    **dict.fromkeys(
+        ("plot", "scatter", "bar", "barh", "hist", "savefig", "imshow", "subplots", "pie", "Draw", "rectangle", "ellipse",
+         "polygon", "circle", "putText", "drawContours"),
+        PLOT,
+    ),
+    **dict.fromkeys(
+        ("getpixel", "getbbox", "histogram", "getcolors", "getextrema", "count_nonzero", "findContours", "connectedComponents",
+         "connectedComponentsWithStats", "label", "contourArea", "boundingRect", "Stat", "unique", "bincount", "argwhere",
+         "nonzero", "count", "HoughCircles", "HoughLines", "HoughLinesP", "regionprops"),
+        MEASURE,
+    ),
+    **dict.fromkeys(
+        ("sqrt", "mean", "median", "std", "var", "sum", "round", "abs", "min", "max", "log", "log10", "exp", "ceil",
+         "floor", "average", "percentile", "dot", "hypot", "degrees", "radians", "sin", "cos", "tan", "atan2", "fsum", "prod",
+         "cumsum", "diff", "solve", "isclose", "gcd", "factorial", "comb", "Fraction", "Decimal", "sympify", "simplify"),
+        NUMERIC,
+    ),
+}
+#: Modules whose every call is of one class, whatever the function is called.
+_MODULE_CLASSES: dict[str, str] = {
+    "matplotlib": PLOT, "seaborn": PLOT, "plotly": PLOT, "PIL.ImageDraw": PLOT,
+    "PIL.ImageEnhance": ENHANCE, "PIL.ImageFilter": ENHANCE,
+    "PIL.ImageStat": MEASURE,
+    "math": NUMERIC, "statistics": NUMERIC, "cmath": NUMERIC, "fractions": NUMERIC, "sympy": NUMERIC,
+}
+#: Bare (unimported) names: only Python builtins mean something; ``filter()`` is not an image filter.
+_BUILTIN_CLASSES: dict[str, str] = {"len": MEASURE, **dict.fromkeys(("sum", "round", "abs", "min", "max", "pow", "divmod"), NUMERIC)}
+#: ``img.convert(mode)`` is an enhancement only to a mode that changes what is seen (grey, binary).
+_PLAIN_MODES = frozenset({"RGB", "RGBA"})
+_SIZE_ATTRIBUTES = frozenset({"size", "shape", "width", "height"})
+_ARITHMETIC = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow)
+_IMAGE_OPS = frozenset({CROP, ENHANCE, PLOT})
+
+
+@dataclass(frozen=True)
+class CodeOperations:
+    """The classes of one code call and its primary class (both from :data:`ALL_CLASSES`)."""
+
+    classes: frozenset[str]
+    primary: str
+
+
+def _dotted(node: ast.AST) -> str | None:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    parts.append(node.id)
+    return ".".join(reversed(parts))
+
+
+def _is_text(node: ast.AST) -> bool:
+    return isinstance(node, ast.JoinedStr) or (isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)))
+
+
+class _Classifier(ast.NodeVisitor):
+    def __init__(self, aliases: dict[str, str]):
+        self.aliases = aliases  # local name → full module/object path, from the imports
+        self.found: set[str] = set()
+        self._image_op_depth = 0
+
+    def _call_class(self, call: ast.Call) -> str | None:
+        if isinstance(call.func, ast.Attribute) and call.func.attr == "convert":
+            mode = call.args[0] if call.args else None
+            plain = mode is None or (isinstance(mode, ast.Constant) and mode.value in _PLAIN_MODES)
+            return None if plain else ENHANCE
+        name = _dotted(call.func)
+        if name is None:  # e.g. a method of a call's result: classify by the method name
+            return _FUNCTION_CLASSES.get(call.func.attr) if isinstance(call.func, ast.Attribute) else None
+        head, _, rest = name.partition(".")
+        if not rest and head not in self.aliases:
+            return _BUILTIN_CLASSES.get(head)
+        full = self.aliases.get(head, head) + ("." + rest if rest else "")
+        for module, cls in _MODULE_CLASSES.items():
+            if full == module or full.startswith(module + "."):
+                return cls
+        return _FUNCTION_CLASSES.get(full.rsplit(".", 1)[-1])
+
+    def visit_Call(self, node: ast.Call) -> None:
+        cls = self._call_class(node)
+        if cls is not None:
+            self.found.add(cls)
+        inside_op = cls in _IMAGE_OPS
+        self._image_op_depth += inside_op
+        self.generic_visit(node)
+        self._image_op_depth -= inside_op
+
+    def visit_Subscript(self, node: ast.Subscript) -> None:
+        # img[y0:y1, x0:x1] — a crop of an array image. A single slice is list slicing, and
+        # unbounded slices (a[:, :, 0]) select a channel rather than a region.
+        index = node.slice
+        slices = [e for e in index.elts if isinstance(e, ast.Slice)] if isinstance(index, ast.Tuple) else []
+        is_crop = len(slices) >= 2 and any(s.lower is not None or s.upper is not None for s in slices)
+        if is_crop:
+            self.found.add(CROP)
+        self._image_op_depth += is_crop
+        self.generic_visit(node)
+        self._image_op_depth -= is_crop
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        if node.attr in _SIZE_ATTRIBUTES and isinstance(node.ctx, ast.Load):
+            self.found.add(MEASURE)
+        self.generic_visit(node)
+
+    def visit_BinOp(self, node: ast.BinOp) -> None:
+        if isinstance(node.op, _ARITHMETIC) and not self._image_op_depth and not (_is_text(node.left) or _is_text(node.right)):
+            self.found.add(NUMERIC)
+        self.generic_visit(node)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        if isinstance(node.op, _ARITHMETIC) and not _is_text(node.value):
+            self.found.add(NUMERIC)
+        self.generic_visit(node)
+
+
+def _aliases(tree: ast.Module) -> dict[str, str]:
+    aliases: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                aliases[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            for alias in node.names:
+                aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return aliases
+
+
+@lru_cache(maxsize=8192)  # models repeat their code a lot; the cache bounds memory, not correctness
+def classify(code: str) -> CodeOperations:
+    """Classify one code call. ``code`` is the call's source (the action content, fences removed)."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):  # ValueError: source with NUL bytes
+        return CodeOperations(frozenset({SYNTAX_ERROR}), SYNTAX_ERROR)
+    classifier = _Classifier(_aliases(tree))
+    classifier.visit(tree)
+    classes = frozenset(classifier.found) or frozenset({OTHER})
+    primary = next(cls for cls in CODE_CLASSES if cls in classes)
+    return CodeOperations(classes, primary)
