@@ -88,14 +88,12 @@ class Digest:
     response_tokens: int
     required: frozenset[str] | None
     step: int | None
+    total_calls: int = 0
+    used: frozenset[str] = frozenset()
 
-    @property
-    def total_calls(self) -> int:
-        return sum(self.calls.values())
-
-    @property
-    def used(self) -> frozenset[str]:
-        return frozenset(tool for tool, count in self.calls.items() if count)
+    def __post_init__(self) -> None:
+        self.total_calls = sum(self.calls.values())
+        self.used = frozenset(tool for tool, count in self.calls.items() if count)
 
 
 def category_of(record: dict[str, Any]) -> str:
@@ -196,10 +194,13 @@ class GroupStats:
 
     def add(self, d: Digest) -> None:
         self.n += 1
+        calls, used = self.calls, self.used
         for tool, count in d.calls.items():
-            self.calls[tool] += count
-            self.used[tool] += count > 0
-        self.tool_failed.update(d.tool_failed)
+            calls[tool] += count
+            if count:
+                used[tool] += 1
+        for tool, count in d.tool_failed.items():
+            self.tool_failed[tool] += count
         total = d.total_calls
         self.any_tool += total > 0
         self.failed += d.failed
@@ -212,10 +213,12 @@ class GroupStats:
         for key, value in d.reward.items():
             self.reward_sum[key] += value
             self.reward_n[key] += 1
-        self.code_calls += len(d.code_primary)
-        self.code_primary.update(d.code_primary)
-        for classes in d.code_classes:
-            self.code_classes.update(classes)
+        if d.code_primary:
+            self.code_calls += len(d.code_primary)
+            for primary, classes in zip(d.code_primary, d.code_classes, strict=True):
+                self.code_primary[primary] += 1
+                for cls in classes:
+                    self.code_classes[cls] += 1
         if d.required is not None:
             self.labelled += 1
             self.choice_match += d.used == d.required
@@ -276,6 +279,20 @@ class GroupStats:
         }
 
 
+@dataclass
+class _Bucket:
+    """A complexity bucket: accuracy and tool use of the trajectories with so many turns/calls."""
+
+    accuracy: _Accuracy = field(default_factory=_Accuracy)
+    calls: int = 0
+    any_tool: int = 0
+
+    def add(self, d: Digest) -> None:
+        self.accuracy.add(d.accuracy)
+        self.calls += d.total_calls
+        self.any_tool += d.total_calls > 0
+
+
 def _path(kinds: list[str], stop_reason: str, max_actions: int) -> str:
     runs: list[list[Any]] = []
     for kind in kinds:
@@ -309,8 +326,8 @@ class RunAggregator:
         self.combinations: dict[str, Counter] = defaultdict(Counter)
         self.transitions: Counter = Counter()
         self.states: list[str] = []
-        self.by_turns: dict[str, GroupStats] = defaultdict(GroupStats)
-        self.by_calls: dict[str, GroupStats] = defaultdict(GroupStats)
+        self.by_turns: dict[str, _Bucket] = defaultdict(_Bucket)
+        self.by_calls: dict[str, _Bucket] = defaultdict(_Bucket)
 
     def add(self, record: dict[str, Any]) -> Digest:
         d = digest(record)
@@ -349,20 +366,15 @@ class RunAggregator:
             "probabilities": [[c / sum(row) if sum(row) else 0.0 for c in row] for row in counts],
         }
 
-    def _complexity(self, buckets: dict[str, GroupStats], cap: int, start: int) -> list[dict[str, Any]]:
+    def _complexity(self, buckets: dict[str, _Bucket], cap: int) -> list[dict[str, Any]]:
         rows = []
-        for key in [*(str(i) for i in range(start, cap)), f"{cap}+"]:
-            stats = buckets.get(key)
-            if stats is None or stats.n == 0:
+        for key in [*(str(i) for i in range(cap)), f"{cap}+"]:
+            bucket = buckets.get(key)
+            if bucket is None:
                 continue
+            n = bucket.accuracy.n
             rows.append(
-                {
-                    "bucket": key,
-                    "n": stats.n,
-                    "accuracy": stats.accuracy.to_dict()["accuracy"],
-                    "tool_call_rate": sum(stats.calls.values()) / stats.n,
-                    "any_tool_rate": stats.any_tool / stats.n,
-                }
+                {"bucket": key, "n": n, "accuracy": bucket.accuracy.to_dict()["accuracy"], "tool_call_rate": bucket.calls / n, "any_tool_rate": bucket.any_tool / n}
             )
         return rows
 
@@ -386,8 +398,8 @@ class RunAggregator:
             },
             "transitions": self._transition_block(),
             "complexity": {
-                "by_turns": self._complexity(self.by_turns, config.max_turn_bucket, 0),
-                "by_tool_calls": self._complexity(self.by_calls, config.max_call_bucket, 0),
+                "by_turns": self._complexity(self.by_turns, config.max_turn_bucket),
+                "by_tool_calls": self._complexity(self.by_calls, config.max_call_bucket),
                 "with_vs_without_tools": {
                     c: {"with_tools": self.categories[c].with_tools.to_dict(), "without_tools": self.categories[c].without_tools.to_dict()}
                     for c in categories

@@ -15,6 +15,7 @@ other operations (loading, printing, file work); code that does not parse is ``s
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -105,8 +106,8 @@ def _is_text(node: ast.AST) -> bool:
 
 
 class _Classifier(ast.NodeVisitor):
-    def __init__(self, aliases: dict[str, str]):
-        self.aliases = aliases  # local name → full module/object path, from the imports
+    def __init__(self) -> None:
+        self.aliases: dict[str, str] = {}  # local name → full module/object path, from the imports seen so far
         self.found: set[str] = set()
         self._image_op_depth = 0
 
@@ -126,6 +127,21 @@ class _Classifier(ast.NodeVisitor):
             if full == module or full.startswith(module + "."):
                 return cls
         return _FUNCTION_CLASSES.get(full.rsplit(".", 1)[-1])
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            root = alias.name.split(".")[0]
+            self.aliases[alias.asname or root] = alias.name if alias.asname else root
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        for alias in node.names:
+            self.aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}" if node.module else alias.name
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        pass  # leaves: skip generic_visit's field walk
+
+    def visit_Name(self, node: ast.Name) -> None:
+        pass
 
     def visit_Call(self, node: ast.Call) -> None:
         cls = self._call_class(node)
@@ -164,26 +180,26 @@ class _Classifier(ast.NodeVisitor):
         self.generic_visit(node)
 
 
-def _aliases(tree: ast.Module) -> dict[str, str]:
-    aliases: dict[str, str] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                aliases[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            for alias in node.names:
-                aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
-    return aliases
+_DIGITS = re.compile(r"[0-9]+")
 
 
-@lru_cache(maxsize=8192)  # models repeat their code a lot; the cache bounds memory, not correctness
 def classify(code: str) -> CodeOperations:
-    """Classify one code call. ``code`` is the call's source (the action content, fences removed)."""
+    """Classify one code call. ``code`` is the call's source (the action content, fences removed).
+
+    Digit runs are replaced by ``0`` first: the classes never depend on a number's value
+    (and ``0`` keeps every literal and name valid), while models rerun the same code with
+    other coordinates all the time — one cached parse serves all of them.
+    """
+    return _classify(_DIGITS.sub("0", code))
+
+
+@lru_cache(maxsize=8192)  # bounded: memory does not grow with the run
+def _classify(code: str) -> CodeOperations:
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):  # ValueError: source with NUL bytes
         return CodeOperations(frozenset({SYNTAX_ERROR}), SYNTAX_ERROR)
-    classifier = _Classifier(_aliases(tree))
+    classifier = _Classifier()
     classifier.visit(tree)
     classes = frozenset(classifier.found) or frozenset({OTHER})
     primary = next(cls for cls in CODE_CLASSES if cls in classes)
