@@ -4,12 +4,14 @@ The classes answer "what did the model use the sandbox for": perception tasks sh
 to image operations (cropping, zooming, enhancing), reasoning tasks to numeric work.
 
 A call gets every class one of its operations belongs to (:attr:`CodeOperations.classes`)
-and one *primary* class, the first present in :data:`CODE_CLASSES` order: an operation that
-changes the image states the call's purpose better than the size lookups and coordinate
-arithmetic that serve it (``w, h = img.size; img.crop((w // 2, 0, w, h))`` is a crop).
-Arithmetic that only computes the arguments of an image operation is part of that
-operation and does not make the call numeric. ``file_other`` is a call with none of the
-other operations (loading, printing, file work); code that does not parse is ``syntax_error``.
+and one *primary* class, the first present in :data:`CODE_CLASSES` order: cropping or
+zooming, then measuring/counting (a grey conversion before counting serves the count),
+then enhancing, plotting, numeric work. Helpers do not count on their own: arithmetic that
+only computes the arguments of an image operation is part of that operation, and reading
+an image's size (``img.size``, ``a.shape``) or calling ``len()`` makes a call
+``measure_count`` only when it does nothing else (``w, h = img.size; img.crop(...)`` is a
+crop). ``file_other`` is a call with none of these operations (loading, printing, file
+work); code that does not parse is ``syntax_error``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from functools import lru_cache
 CROP, ENHANCE, PLOT, MEASURE, NUMERIC, OTHER = "crop_zoom_resize", "enhance_filter", "plotting", "measure_count", "numeric", "file_other"
 SYNTAX_ERROR = "syntax_error"
 #: Precedence order for the primary class (see module docstring).
-CODE_CLASSES: tuple[str, ...] = (CROP, ENHANCE, PLOT, MEASURE, NUMERIC, OTHER)
+CODE_CLASSES: tuple[str, ...] = (CROP, MEASURE, ENHANCE, PLOT, NUMERIC, OTHER)
 ALL_CLASSES: tuple[str, ...] = (*CODE_CLASSES, SYNTAX_ERROR)
 LABELS: dict[str, str] = {
     CROP: "crop / zoom / resize",
@@ -74,7 +76,7 @@ _MODULE_CLASSES: dict[str, str] = {
     "math": NUMERIC, "statistics": NUMERIC, "cmath": NUMERIC, "fractions": NUMERIC, "sympy": NUMERIC,
 }
 #: Bare (unimported) names: only Python builtins mean something; ``filter()`` is not an image filter.
-_BUILTIN_CLASSES: dict[str, str] = {"len": MEASURE, **dict.fromkeys(("sum", "round", "abs", "min", "max", "pow", "divmod"), NUMERIC)}
+_BUILTIN_CLASSES: dict[str, str] = dict.fromkeys(("sum", "round", "abs", "min", "max", "pow", "divmod"), NUMERIC)
 #: ``img.convert(mode)`` is an enhancement only to a mode that changes what is seen (grey, binary).
 _PLAIN_MODES = frozenset({"RGB", "RGBA"})
 _SIZE_ATTRIBUTES = frozenset({"size", "shape", "width", "height"})
@@ -109,6 +111,7 @@ class _Classifier(ast.NodeVisitor):
     def __init__(self) -> None:
         self.aliases: dict[str, str] = {}  # local name → full module/object path, from the imports seen so far
         self.found: set[str] = set()
+        self.helpers: set[str] = set()  # classes of helper operations (size reads, len()): used alone only
         self._image_op_depth = 0
 
     def _call_class(self, call: ast.Call) -> str | None:
@@ -144,6 +147,8 @@ class _Classifier(ast.NodeVisitor):
         pass
 
     def visit_Call(self, node: ast.Call) -> None:
+        if isinstance(node.func, ast.Name) and node.func.id == "len" and "len" not in self.aliases:
+            self.helpers.add(MEASURE)
         cls = self._call_class(node)
         if cls is not None:
             self.found.add(cls)
@@ -166,7 +171,7 @@ class _Classifier(ast.NodeVisitor):
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         if node.attr in _SIZE_ATTRIBUTES and isinstance(node.ctx, ast.Load):
-            self.found.add(MEASURE)
+            self.helpers.add(MEASURE)
         self.generic_visit(node)
 
     def visit_BinOp(self, node: ast.BinOp) -> None:
@@ -201,6 +206,6 @@ def _classify(code: str) -> CodeOperations:
         return CodeOperations(frozenset({SYNTAX_ERROR}), SYNTAX_ERROR)
     classifier = _Classifier()
     classifier.visit(tree)
-    classes = frozenset(classifier.found) or frozenset({OTHER})
+    classes = frozenset(classifier.found or classifier.helpers or {OTHER})
     primary = next(cls for cls in CODE_CLASSES if cls in classes)
     return CodeOperations(classes, primary)

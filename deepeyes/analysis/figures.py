@@ -7,6 +7,7 @@ report saves it as PNG and as a PDF page.
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 import matplotlib
@@ -53,7 +54,7 @@ def _empty(ax: Axes, text: str) -> None:
 
 def tool_use_figure(run: str, block: dict[str, Any]) -> Figure:
     """View 1: tool use per category — use rate, calls, failure/repeat/invalid rates, combinations."""
-    figure, axes = plt.subplots(2, 2, figsize=A4_LANDSCAPE, gridspec_kw={"hspace": 0.55, "wspace": 0.25, "bottom": 0.12, "top": 0.9})
+    figure, axes = plt.subplots(2, 2, figsize=A4_LANDSCAPE, gridspec_kw={"hspace": 0.55, "wspace": 0.3, "bottom": 0.12, "top": 0.9, "left": 0.07, "right": 0.83})
     figure.suptitle(f"{run} — tool use by category", fontsize=12, fontweight="bold")
     categories, tools = list(block["categories"]), block["tools"]
     labels = ["all", *categories]
@@ -96,7 +97,7 @@ def _combinations(ax: Axes, combinations: dict[str, dict[str, int]]) -> None:
     ax.set_xlim(0, 1)
     ax.set_title("tool combinations per trajectory (share)", fontsize=9)
     ax.tick_params(axis="y", labelsize=7)
-    ax.legend(fontsize=6, loc="lower right")
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def code_operations_figure(run: str, block: dict[str, Any]) -> Figure:
@@ -161,15 +162,16 @@ def paths_figure(run: str, block: dict[str, Any]) -> Figure:
 
 def complexity_figure(run: str, block: dict[str, Any]) -> Figure:
     """View 4: accuracy and tool use against turns and tool calls; with vs without tools."""
-    figure, axes = plt.subplots(1, 3, figsize=A4_LANDSCAPE, gridspec_kw={"wspace": 0.35, "bottom": 0.3, "top": 0.85})
+    figure, axes = plt.subplots(1, 3, figsize=A4_LANDSCAPE, gridspec_kw={"wspace": 0.6, "bottom": 0.3, "top": 0.85, "left": 0.06, "right": 0.97})
     figure.suptitle(f"{run} — complexity", fontsize=12, fontweight="bold")
     for ax, key, xlabel in ((axes[0], "by_turns", "turns"), (axes[1], "by_tool_calls", "tool calls")):
         rows = block["complexity"][key]
         if not rows:
             _empty(ax, "no trajectories")
             continue
-        x = [r["bucket"] for r in rows]
+        x = list(range(len(rows)))
         ax.bar(x, [_value(r["accuracy"]) for r in rows], color="tab:green", alpha=0.7, label="accuracy")
+        ax.set_xticks(x, [r["bucket"] for r in rows])
         ax.set_ylim(0, 1.05)
         ax.set_xlabel(xlabel, fontsize=8)
         ax.set_ylabel("accuracy", fontsize=8)
@@ -297,12 +299,24 @@ def comparison_figure(comparison: dict[str, Any]) -> Figure:
     return figure
 
 
-def title_figure(lines: list[tuple[str, str]]) -> Figure:
-    """The PDF's first page: one text line per entry, ``(text, color)``."""
+def title_figure(lines: list[tuple[str, str]], table: tuple[list[str], list[list[str]]] | None = None) -> Figure:
+    """The PDF's first page: each entry ``(text, color)`` wrapped to the page width (coloured lines
+    in bold), then ``table`` (headers, rows) — the runs side by side — below them."""
     figure = plt.figure(figsize=A4_LANDSCAPE)
     y = 0.95
     for text, color in lines:
         bold = color != "black"
-        figure.text(0.05, y, text, fontsize=10 if not bold else 11, color=color, family="monospace", fontweight="bold" if bold else "normal", va="top")
-        y -= 0.035
+        for part in textwrap.wrap(text, width=110, subsequent_indent="    ") or [""]:
+            figure.text(0.05, y, part, fontsize=10, color=color, family="monospace", fontweight="bold" if bold else "normal", va="top")
+            y -= 0.032
+    if table is not None:
+        headers, rows = table
+        ax = figure.add_axes((0.03, 0.03, 0.94, max(0.1, y - 0.08)))
+        ax.axis("off")
+        ax.set_title("runs side by side (in brackets: difference to the first run)", loc="left", fontsize=10, fontweight="bold")
+        rows = [[cell.replace(" (", "\n(") for cell in row] for row in rows]  # the delta under its value
+        drawn = ax.table(cellText=rows, colLabels=[textwrap.fill(h, 12) for h in headers], loc="upper center", cellLoc="center")
+        drawn.auto_set_font_size(False)
+        drawn.set_fontsize(7)
+        drawn.scale(1.0, 3.0)
     return figure

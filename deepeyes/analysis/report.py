@@ -91,7 +91,8 @@ def draw_figures(summary: dict[str, Any], out: Path) -> list[tuple[str, str, Fig
 
 def write_pdf(summary: dict[str, Any], drawn: list[tuple[str, str, Figure]], path: Path) -> None:
     with PdfPages(path, metadata={"Title": "DeepEyes behaviour report"}) as pdf:
-        title = figures.title_figure(_title_lines(summary))
+        table = comparison_cells(summary["comparison"]) if len(summary["runs"]) > 1 else None
+        title = figures.title_figure(_title_lines(summary), table)
         pdf.savefig(title)
         plt.close(title)
         for _, _, figure in drawn:
@@ -171,20 +172,42 @@ def _choice_table(run: dict[str, Any]) -> str:
     return _table(["category", "labelled", "exact match", "covers required", "called a tool where none needed"], rows)
 
 
-def _comparison_table(comparison: dict[str, Any]) -> str:
-    baseline = comparison["baseline"]
+#: How a compared number is shown: (header, kind) with kind "count", "mean" or "share".
+COMPARISON_FORMAT: dict[str, tuple[str, str]] = {
+    "n": ("trajectories", "count"),
+    "accuracy": ("accuracy", "share"),
+    "any_tool_rate": ("any tool", "share"),
+    "tool_call_rate": ("tool calls / traj.", "mean"),
+    "failure_rate": ("failed calls", "share"),
+    "repeat_rate": ("repeated calls", "share"),
+    "invalid_rate": ("invalid turns", "share"),
+    "mean_turns": ("turns", "mean"),
+    "tool_choice_match_rate": ("tool choice match", "share"),
+}
+
+
+def comparison_cells(comparison: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Plain-text headers and rows of the runs-side-by-side table (value, and delta against the baseline)."""
     keys = [k for k in comparison["metrics"] if any(r.get(k) is not None for r in comparison["runs"].values())]
+    headers = ["run", *(COMPARISON_FORMAT.get(k, (k.replace("tool_use_rate/", "uses "), "share"))[0] for k in keys)]
     rows = []
     for name, values in comparison["runs"].items():
-        cells = []
+        cells = [name]
         for key in keys:
+            kind = COMPARISON_FORMAT.get(key, (key, "share"))[1]
             value, delta = values.get(key), comparison["deltas"][name].get(key)
-            shown = _num(value) if key in ("tool_call_rate", "mean_turns", "n") else _pct(value)
-            if name != baseline and delta is not None:
-                shown += f" ({delta:+.2f})" if key in ("tool_call_rate", "mean_turns", "n") else f" ({100 * delta:+.1f} pt)"
+            shown = str(value) if kind == "count" else _num(value) if kind == "mean" else _pct(value)
+            if name != comparison["baseline"] and delta is not None and kind != "count":
+                shown += f" ({delta:+.2f})" if kind == "mean" else f" ({100 * delta:+.1f} pt)"
             cells.append(shown)
-        rows.append([html.escape(name), *cells])
-    return f"<p>Deltas against <b>{html.escape(baseline)}</b>.</p>" + _table(["run", *(html.escape(k) for k in keys)], rows)
+        rows.append(cells)
+    return headers, rows
+
+
+def _comparison_table(comparison: dict[str, Any]) -> str:
+    headers, rows = comparison_cells(comparison)
+    escaped = [[html.escape(cell) for cell in row] for row in rows]
+    return f"<p>In brackets: the difference to <b>{html.escape(comparison['baseline'])}</b>.</p>" + _table([html.escape(h) for h in headers], escaped)
 
 
 _STYLE = """
@@ -193,7 +216,7 @@ table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }
 th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 th { background: #eee; }
-img { max-width: 100%; }
+img { max-width: 100%; width: 1100px; }
 .alarm { color: #c00000; font-weight: bold; font-size: 1.1em; }
 .empty { color: #c00000; }
 """

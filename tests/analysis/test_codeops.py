@@ -8,7 +8,7 @@ from deepeyes.analysis.codeops import CROP, ENHANCE, MEASURE, NUMERIC, OTHER, PL
 
 CASES = [
     # (code, primary, all classes)
-    ("from PIL import Image\nimg = Image.open('a.png')\nw, h = img.size\nimg.crop((w // 4, 0, w, h)).save('c.png')", CROP, {CROP, MEASURE}),
+    ("from PIL import Image\nimg = Image.open('a.png')\nw, h = img.size\nimg.crop((w // 4, 0, w, h)).save('c.png')", CROP, {CROP}),
     ("import cv2\nimg = cv2.imread('a.png')\nbig = cv2.resize(img, None, fx=2, fy=2)", CROP, {CROP}),
     ("import numpy as np\na = np.zeros((10, 10))\npatch = a[2:5, 3:8]", CROP, {CROP}),
     ("from PIL import Image\nImage.open('a.png').rotate(90).save('r.png')", CROP, {CROP}),
@@ -21,6 +21,9 @@ CASES = [
     ("from PIL import Image\nimg = Image.open('a.png')\nprint(img.size, img.getpixel((3, 4)))", MEASURE, {MEASURE}),
     ("import numpy as np\nfrom PIL import Image\nmask = np.array(Image.open('a.png')) > 200\nprint(np.count_nonzero(mask))", MEASURE, {MEASURE}),
     ("items = ['a', 'b']\nprint(len(items))", MEASURE, {MEASURE}),
+    ("from PIL import Image\nprint(Image.open('a.png').size)", MEASURE, {MEASURE}),
+    ("values = [1, 2]\nprint(sum(values) / len(values))", NUMERIC, {NUMERIC}),  # len() serves the mean
+    ("import cv2\ngrey = cv2.cvtColor(cv2.imread('a.png'), cv2.COLOR_BGR2GRAY)\nprint(len(cv2.findContours(grey, 0, 1)[0]))", MEASURE, {MEASURE, ENHANCE}),
     ("print((12.5 + 7.5) / 2)", NUMERIC, {NUMERIC}),
     ("import math\nprint(math.sqrt(2))", NUMERIC, {NUMERIC}),
     ("from math import sqrt as root\nprint(root(2))", NUMERIC, {NUMERIC}),
