@@ -43,6 +43,11 @@ def _num(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
+def _shown(run: dict[str, Any], view: str, applies: Callable[[dict[str, Any]], bool]) -> bool:
+    """An empty run shows nothing but, for an RL folder without logged trajectories, the trainer's step metrics."""
+    return applies(run) and (not run["empty"] or view == "rl_steps")
+
+
 def alarm_lines(summary: dict[str, Any]) -> list[str]:
     """One sentence per collapse the alarm found, over all runs."""
     lines = []
@@ -79,10 +84,8 @@ def draw_figures(summary: dict[str, Any], out: Path) -> list[tuple[str, str, Fig
     if len(summary["runs"]) > 1 and any(not run["empty"] for run in summary["runs"].values()):
         drawn.append(("comparison", f"{FIGURE_DIR}/comparison.png", figures.comparison_figure(summary["comparison"])))
     for name, run in summary["runs"].items():
-        if run["empty"]:
-            continue
         for stem, _, draw, applies in RUN_VIEWS:
-            if applies(run):
+            if _shown(run, stem, applies):
                 drawn.append((f"{name}/{stem}", f"{FIGURE_DIR}/{slug(name)}_{stem}.png", draw(name, run)))
     for _, path, figure in drawn:
         figure.savefig(out / path, dpi=100)
@@ -241,13 +244,12 @@ def render_html(summary: dict[str, Any], pngs: dict[str, str]) -> str:
     if "comparison" in pngs:
         parts.append("<h2>Runs side by side</h2>" + _comparison_table(summary["comparison"]) + f"<img src='{e(pngs['comparison'])}' alt='comparison'>")
     for name, run in summary["runs"].items():
-        if run["empty"]:
+        views = [(stem, title) for stem, title, _, applies in RUN_VIEWS if _shown(run, stem, applies)]
+        if not views:
             continue
         parts.append(f"<h2>Run {e(name)}</h2>")
         tables = {"tool_use": _tool_table, "code_operations": _code_table, "paths": _paths_table, "tool_choice": _choice_table}
-        for stem, title, _, applies in RUN_VIEWS:
-            if not applies(run):
-                continue
+        for stem, title in views:
             parts.append(f"<h3>{e(title)}</h3>")
             if stem == "rl_steps":
                 collapse = run["rl_steps"]["collapse"]
