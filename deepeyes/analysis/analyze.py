@@ -20,7 +20,12 @@ from tqdm import tqdm
 
 from deepeyes.analysis.aggregate import AnalysisConfig, RunAggregator
 from deepeyes.analysis.browser import ExampleKeeper, write_browser
-from deepeyes.analysis.sources import ReadStats, iter_records, iter_step_metrics, resolve_run
+from deepeyes.analysis.sources import (
+    ReadStats,
+    iter_records,
+    iter_step_metrics,
+    resolve_run,
+)
 from deepeyes.config import to_dict
 from deepeyes.trajectory import SCHEMA_VERSION
 
@@ -92,7 +97,11 @@ def compare(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def analyze(runs: dict[str, str | Path], out: str | Path, config: AnalysisConfig | None = None, show_progress: bool = False) -> dict[str, Any]:
     """Analyse ``runs`` (name → run path) and write every output under ``out``; returns the summary."""
-    from deepeyes.analysis.report import REPORT_HTML, REPORT_PDF, write_report  # matplotlib only when writing
+    from deepeyes.analysis.report import (  # matplotlib only when writing
+        REPORT_HTML,
+        REPORT_PDF,
+        write_report,
+    )
 
     if not runs:
         raise ValueError("no runs to analyse")

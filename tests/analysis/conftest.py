@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 
 from deepeyes import wire
-from deepeyes.trajectory import Action, Observation, ToolCallCounts, Trajectory, Turn, validate
+from deepeyes.trajectory import (
+    Action,
+    Observation,
+    ToolCallCounts,
+    Trajectory,
+    Turn,
+    validate,
+)
 
 CROP_CODE = "from PIL import Image\nimg = Image.open('x.png')\nw, h = img.size\nimg.crop((0, 0, w // 2, h // 2)).save('c.png')"
 NUMERIC_CODE = "print((12.5 + 7.5) / 2)"

@@ -10,7 +10,13 @@ from conftest import five_trajectories, write_jsonl
 
 from deepeyes.analysis.analyze import analyze
 from deepeyes.analysis.cli import main
-from deepeyes.analysis.sources import ReadStats, RunNotFoundError, SchemaVersionError, iter_records, resolve_run
+from deepeyes.analysis.sources import (
+    ReadStats,
+    RunNotFoundError,
+    SchemaVersionError,
+    iter_records,
+    resolve_run,
+)
 
 
 def test_malformed_lines_are_named_counted_and_skipped(tmp_path, caplog):

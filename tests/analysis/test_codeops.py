@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from deepeyes.analysis.codeops import CROP, ENHANCE, MEASURE, NUMERIC, OTHER, PLOT, SYNTAX_ERROR, classify
+from deepeyes.analysis.codeops import (
+    CROP,
+    ENHANCE,
+    MEASURE,
+    NUMERIC,
+    OTHER,
+    PLOT,
+    SYNTAX_ERROR,
+    classify,
+)
 
 CASES = [
     # (code, primary, all classes)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from PIL import Image
 from conftest import NUMERIC_CODE, five_trajectories, trajectory, turn, write_jsonl
+from PIL import Image
 
 from deepeyes.analysis.aggregate import AnalysisConfig
 from deepeyes.analysis.analyze import SUMMARY_FILE, analyze
@@ -110,11 +110,11 @@ def test_cli_and_entry_script(tmp_path, capsys):
     assert "only: 5 trajectories, 0 malformed lines skipped" in printed and "behavior_report.html" in printed
     script = subprocess.run(
         [sys.executable, str(ROOT / "behavior_analysis" / "analyze.py"), "--runs", f"x={run}", "--out", str(tmp_path / "b"), "--no_progress"],
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        check=False, capture_output=True, text=True, cwd=ROOT, timeout=300,
     )
     assert script.returncode == 0, script.stderr
     assert (tmp_path / "b" / "behavior_report.pdf").is_file()
-    help_text = subprocess.run([sys.executable, "-m", "deepeyes.analysis", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    help_text = subprocess.run([sys.executable, "-m", "deepeyes.analysis", "--help"], check=False, capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert help_text.returncode == 0 and "--collapse_patience" in help_text.stdout
 
 
