@@ -7,7 +7,8 @@ Writes an RL output folder (``trajectories.jsonl`` over ``--steps`` steps plus
 their own tool habits, code calls of every operation class with varying numbers (so the
 classifier's cache rarely helps), a tool-call rate that decays over the steps — then runs
 ``python -m deepeyes.analysis`` on it in a child process and prints its wall time and peak
-resident memory (the child's ``ru_maxrss``) against the issue's limits (60 s, 2 GB).
+resident memory (the child's ``ru_maxrss``) against the issue's limits (60 s, 2 GB), and its
+CPU time, which a loaded shared machine inflates far less than the wall time.
 
 Figures depend on the machine and its load (printed alongside); record them with both.
 """
@@ -161,8 +162,10 @@ def main() -> None:
         started = time.perf_counter()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
         elapsed = time.perf_counter() - started
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux: KiB
-        print(f"analysis (stream, aggregate, figures, HTML, PDF, browser): {elapsed:.1f} s for {args.n} trajectories ({args.n / elapsed:.0f} /s); limit 60 s")
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        peak_mb = usage.ru_maxrss / 1024  # Linux: KiB
+        print(f"analysis (stream, aggregate, figures, HTML, PDF, browser): {elapsed:.1f} s wall for {args.n} trajectories ({args.n / elapsed:.0f} /s); limit 60 s")
+        print(f"  of which CPU time of the analysis process: {usage.ru_utime + usage.ru_stime:.1f} s (what an unloaded core would need)")
         print(f"peak resident memory of the analysis process: {peak_mb:.0f} MiB; limit 2048 MiB")
         bench_classifier()
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (shared; timings inflate with load)")
