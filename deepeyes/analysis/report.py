@@ -155,8 +155,13 @@ def _code_table(run: dict[str, Any]) -> str:
 
 
 def _paths_table(run: dict[str, Any]) -> str:
+    """The most frequent paths overall, then the three most frequent per category."""
     rows = [[html.escape(p["path"]), str(p["count"]), _pct(p["share"])] for p in run["paths"]["top"]]
-    return _table(["path", "trajectories", "share"], rows)
+    per_category = [
+        [html.escape(category), "<br>".join(f"{html.escape(p['path'])} ({_pct(p['share'])})" for p in top[:3])]
+        for category, top in run["paths"]["categories"].items()
+    ]
+    return _table(["path", "trajectories", "share"], rows) + _table(["category", "most frequent paths"], per_category)
 
 
 def _choice_table(run: dict[str, Any]) -> str:
