@@ -123,3 +123,16 @@ def test_cli_rejects_bad_run_specs(tmp_path, capsys):
         main(["--runs", "no-equals-sign", "--out", str(tmp_path)])
     assert main(["--runs", f"a={tmp_path / 'missing'}", "--out", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_unscored_trajectories_report_without_accuracy(tmp_path):
+    """Demo and inference logs carry no reward: accuracy is absent, not zero, and nothing breaks."""
+    records = [
+        trajectory("u1", "chart", [turn(0, "code", NUMERIC_CODE), turn(1, "answer", "3")], None),
+        trajectory("u2", "chart", [turn(0, "answer", "4")], None),
+    ]
+    summary = analyze({"demo": write_jsonl(tmp_path / "demo.jsonl", records)}, tmp_path / "out")
+    run = summary["runs"]["demo"]
+    assert run["overall"]["accuracy"] is None and run["overall"]["reward"] == {}
+    assert [row["accuracy"] for row in run["complexity"]["by_turns"]] == [None, None]
+    assert "demo/complexity" in summary["figures"] and (tmp_path / "out" / "behavior_report.pdf").is_file()
