@@ -18,6 +18,7 @@ from PIL import Image
 from deepeyes.analysis.aggregate import AnalysisConfig
 from deepeyes.analysis.analyze import SUMMARY_FILE, analyze
 from deepeyes.analysis.cli import main
+from deepeyes.analysis.collapse import CollapseAlarm
 from deepeyes.evaluation.config import EvalConfig
 from deepeyes.evaluation.runner import evaluate
 from deepeyes.policies.scripted import ScriptedPolicy
@@ -136,3 +137,32 @@ def test_unscored_trajectories_report_without_accuracy(tmp_path):
     assert run["overall"]["accuracy"] is None and run["overall"]["reward"] == {}
     assert [row["accuracy"] for row in run["complexity"]["by_turns"]] == [None, None]
     assert "demo/complexity" in summary["figures"] and (tmp_path / "out" / "behavior_report.pdf").is_file()
+
+
+def test_trainer_metrics_and_trajectories_give_the_same_alarm(tmp_path):
+    """The RL trainer's own metric (rollout_metrics → MetricsWriter) and the replay over its
+    logged trajectories (write_jsonl) fire the collapse alarm at the same step."""
+    from deepeyes.rl.metrics import MetricsWriter, rollout_metrics
+    from deepeyes.trajectory import Trajectory
+    from deepeyes.trajectory import write_jsonl as write_trajectories
+
+    folder = tmp_path / "rl"
+    writer = MetricsWriter(folder, tensorboard=False)
+    trainer_alarm = CollapseAlarm(fraction=0.5, patience=2)
+    for step, calls in enumerate([3, 3, 2, 1, 1, 1], start=1):
+        records = [
+            trajectory(f"s{step}a", "math", [*(turn(i, "code", NUMERIC_CODE) for i in range(calls)), turn(calls, "answer", "1")], 1.0, step=step),
+            trajectory(f"s{step}b", "math", [turn(0, "answer", "1")], 0.0, step=step),
+        ]
+        batch = [Trajectory.from_dict(r) for r in records]
+        results = [{"score": r["reward"]["score"], "accuracy": r["reward"]["accuracy"], "format": 1.0, "tool_efficiency": 0.0, "task_completion": 1.0} for r in records]
+        metrics = rollout_metrics(batch, results)
+        trainer_alarm.update(step, metrics["tools/calls_per_trajectory"])
+        writer.write(step, metrics)
+        write_trajectories(folder / "trajectories.jsonl", batch)
+    writer.close()
+    summary = analyze({"rl": folder}, tmp_path / "out", AnalysisConfig(collapse_fraction=0.5, collapse_patience=2))
+    rl = summary["runs"]["rl"]["rl_steps"]
+    # 1.5, 1.5, 1.0, 0.5, 0.5, 0.5 calls per trajectory: threshold 0.75, below at 4 and 5 → fires at 5
+    assert trainer_alarm.fired_at == rl["collapse"]["fired_at"] == [5]
+    assert rl["series"]["tool_call_rate"] == rl["trainer_metrics"]["series"]["tools/calls_per_trajectory"]
