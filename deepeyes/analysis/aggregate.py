@@ -55,17 +55,20 @@ class AnalysisConfig:
 def required_tools(metadata: dict[str, Any]) -> frozenset[str] | None:
     """The tools a sample's task needs, from ``metadata.required_tools`` (or under ``extra``/``extra_info``).
 
-    Accepts a list of names or one comma-separated string; names are mapped through
-    :data:`TOOL_ALIASES`. ``None`` when the sample does not say; an empty set means "no tool needed".
+    Accepts a list of names or one comma-separated string (a TSV column); ``"none"`` or an
+    empty list/string means "no tool needed" (the empty set). Names are mapped through
+    :data:`TOOL_ALIASES`. ``None`` when the sample does not say (also for a missing TSV cell, NaN).
     """
     value = metadata.get("required_tools")
     for nested in ("extra", "extra_info"):
         if value is None and isinstance(metadata.get(nested), dict):
             value = metadata[nested].get("required_tools")
-    if value is None:
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple, set, frozenset)):
         return None
-    names = value.split(",") if isinstance(value, str) else value
-    return frozenset(TOOL_ALIASES.get(str(n).strip(), str(n).strip()) for n in names if str(n).strip())
+    names = (str(n).strip() for n in value)
+    return frozenset(TOOL_ALIASES.get(n, n) for n in names if n and n.lower() != "none")
 
 
 @dataclass
@@ -88,8 +91,8 @@ class Digest:
     response_tokens: int
     required: frozenset[str] | None
     step: int | None
-    total_calls: int = 0
-    used: frozenset[str] = frozenset()
+    total_calls: int = field(init=False)
+    used: frozenset[str] = field(init=False)  # tools called at least once
 
     def __post_init__(self) -> None:
         self.total_calls = sum(self.calls.values())

@@ -102,6 +102,8 @@ def test_tool_choice_accuracy():
         ({"required_tools": []}, frozenset()),
         ({"required_tools": "code_execution, text_search"}, frozenset({"code", "search"})),
         ({"extra": {"required_tools": ["image_zoom_in_tool"]}}, frozenset({"image_zoom_in_tool"})),
+        ({"required_tools": "none"}, frozenset()),
+        ({"required_tools": float("nan")}, None),  # an empty TSV cell
     ],
 )
 def test_required_tools_field(metadata, expected):
