@@ -106,12 +106,12 @@ def resolve(
         )
     except (RepositoryNotFoundError, GatedRepoError) as exc:
         raise HubResolutionError(
-            f"{what}={text}: the hub has no {repo_type} {repo_id} that this machine may read "
+            f"{what}={text}: no such local path, and the hub has no {repo_type} {repo_id} that this machine may read "
             f"(is the name right? gated repositories need HF_TOKEN). Hub said: {exc}"
         ) from exc
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:  # before EntryNotFoundError: a subclass of it
         raise HubResolutionError(
-            f"{what}={text}: {repo_type} {repo_id} is not in the hub cache ({hub_constants.HF_HUB_CACHE}) and "
+            f"{what}={text}: no such local path, and {repo_type} {repo_id} is not in the hub cache ({hub_constants.HF_HUB_CACHE}) and "
             + ("HF_HUB_OFFLINE is set" if offline else f"the hub ({hub_constants.ENDPOINT}) could not be reached")
             + f". Download it where there is a network (`hf download {repo_id}"
             + (" --repo-type dataset" if repo_type == "dataset" else "")
