@@ -8,9 +8,11 @@
 #
 #   RECIPE                       LLaMA-Factory YAML with the defaults  [cold_start/recipes/tiny_cpu_lora.yaml]
 #                                (published: qwen2_5_vl_7b_full.yaml, qwen2_5_vl_32b_full.yaml, qwen2_5_vl_7b_lora.yaml)
-#   MODEL_NAME_OR_PATH           local model directory                 [data/models/tiny-qwen2.5-vl, or the recipe's]
-#   DATA_PATH                    seed JSONL / ShareGPT JSON / dir of parts / saved HF dataset  [data/sample/sft/seed.jsonl]
-#   IMAGE_ROOT                   base of relative image paths          [data/sample with the default data, else DATA_PATH's dir]
+#   MODEL_NAME_OR_PATH           local model directory or hub id (Qwen/Qwen2.5-VL-7B-Instruct)  [data/models/tiny-qwen2.5-vl, or the recipe's]
+#   DATA_PATH                    seed JSONL / ShareGPT JSON / dir of parts / saved HF dataset,
+#                                or a hub data set id (honglyhly/DeepEyesV2_SFT)  [data/sample/sft/seed.jsonl]
+#   IMAGE_ROOT                   base of relative image paths          [data/sample with the default data, else DATA_PATH's dir,
+#                                or where DATA_PATH's zipped images were unpacked]
 #   OUTPUT_DIR                   adapter/model, trainer_log.jsonl, YAMLs, sft_data/  [outputs/cold_start]
 #   EXPORT_DIR                   if set, merge the LoRA adapter into a full model here
 #   STRICT                       true: stop on any data problem instead of excluding the sample  [false]
@@ -31,9 +33,6 @@ fi
 # LLaMA-Factory's torchrun launch looks torchrun up on PATH.
 export PATH="$VENV_BIN:$PATH"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-# Nothing is fetched at run time (DESIGN §3).
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
-export DISABLE_VERSION_CHECK=1 WANDB_DISABLED=true
 
 RECIPE="${RECIPE:-$ROOT/cold_start/recipes/tiny_cpu_lora.yaml}"
 if [[ -z "${DATA_PATH:-}" ]]; then
@@ -43,6 +42,24 @@ fi
 if [[ -z "${MODEL_NAME_OR_PATH:-}" && "$RECIPE" -ef "$ROOT/cold_start/recipes/tiny_cpu_lora.yaml" ]]; then
     export MODEL_NAME_OR_PATH="$ROOT/data/models/tiny-qwen2.5-vl"
 fi
+MODEL_NAME_OR_PATH="${MODEL_NAME_OR_PATH:-$("$VENV_BIN/python" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1])).get("model_name_or_path") or "")' "$RECIPE")}"
+
+# Hub ids are fetched once into the hub cache (HF_ENDPOINT / HF_HUB_OFFLINE honoured) and
+# zipped images unpacked; local paths pass through unchanged. After this, nothing is fetched.
+hub_resolve() {  # name, repo type, variable name, [--extract]
+    "$VENV_BIN/python" -m deepeyes.hub --name_or_path "$1" --repo_type "$2" --what "$3" ${4:-}
+}
+if [[ ! -e "$DATA_PATH" ]]; then
+    resolved="$(hub_resolve "$DATA_PATH" dataset DATA_PATH --extract)"
+    DATA_PATH="$(sed -n 1p <<<"$resolved")"
+    IMAGE_ROOT="${IMAGE_ROOT:-$(sed -n 2p <<<"$resolved")}"
+fi
+if [[ -n "$MODEL_NAME_OR_PATH" && ! -e "$MODEL_NAME_OR_PATH" ]]; then
+    MODEL_NAME_OR_PATH="$(hub_resolve "$MODEL_NAME_OR_PATH" model MODEL_NAME_OR_PATH)"
+fi
+export MODEL_NAME_OR_PATH
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
+export DISABLE_VERSION_CHECK=1 WANDB_DISABLED=true
 OUTPUT_DIR="${OUTPUT_DIR:-$ROOT/outputs/cold_start}"
 
 prepare_args=(--recipe "$RECIPE" --data "$DATA_PATH" --output_dir "$OUTPUT_DIR")

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import LogitsProcessorList
 
 from deepeyes import wire
 from deepeyes.chat import Message, all_images
 from deepeyes.images import prepare_for_qwen
 from deepeyes.policies.base import Generation
+from deepeyes.policies.tool_gate import ToolCallGate
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +54,10 @@ class HFPolicyConfig:
     min_pixels: int | None = None
     device: str = "cpu"
     dtype: str = "float32"
+    #: The seed's inference switches (see deepeyes.policies.tool_gate): 0..1, the higher the
+    #: less readily a tool call is opened; and no tool call at all.
+    tool_call_threshold: float = 0.0
+    force_no_tool: bool = False
 
 
 class HFPolicy:
@@ -93,6 +99,8 @@ class HFPolicy:
         self.max_pixels = self.config.max_pixels or int(size["longest_edge"])
         self.min_pixels = self.config.min_pixels or int(size["shortest_edge"])
         self._lock = threading.Lock()
+        gate = ToolCallGate(self.tokenizer, self.config.tool_call_threshold, self.config.force_no_tool)
+        self._logits_processors = LogitsProcessorList([gate] if gate.active else [])
 
     @property
     def tokenizer(self):
@@ -137,6 +145,7 @@ class HFPolicy:
                 stop_strings=list(wire.STOP_STRINGS),
                 tokenizer=self.tokenizer,
                 pad_token_id=self.tokenizer.pad_token_id,
+                logits_processor=self._logits_processors,
             )
         prompt_length = inputs["input_ids"].shape[1]
         generations = []

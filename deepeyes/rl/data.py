@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from deepeyes.agent import AgentRequest
 from deepeyes.rl.config import RLSetupError
+from deepeyes.rl.data_sources import RLDataSourceError, check_env_names, expand_data_files
 
 
 class RLDataError(RLSetupError):
@@ -70,34 +71,43 @@ def _question(row: dict[str, Any], index: int) -> str:
     return str(users[-1]["content"]).replace("<image>", "").strip()
 
 
-def load_prompts(path: str | Path, image_root: str | Path | None = None) -> list[RLPrompt]:
-    """Read an RL parquet file (verl conventions) into prompts, resolving image paths."""
-    path = Path(path)
-    if not path.is_file():
-        raise RLDataError(f"RL data not found: {path} (make the sample data with `python -m deepeyes.data.synth --out data/sample`)")
-    rows = pq.read_table(path).to_pylist()
-    if not rows:
-        raise RLDataError(f"{path}: no rows")
-    roots = [Path(image_root)] if image_root else [path.parent, path.parent.parent]
+def load_prompts(path: str | Path | list[str | Path], image_root: str | Path | None = None) -> list[RLPrompt]:
+    """Read RL parquet rows (verl conventions) into prompts, resolving image paths.
+
+    ``path`` is anything :func:`~deepeyes.rl.data_sources.expand_data_files` accepts: one
+    file, a folder of parts, a glob, a comma-separated list or a hub data set id. Every
+    row's tool environment is checked first (:func:`~deepeyes.rl.data_sources.check_env_names`).
+    """
+    try:
+        files = expand_data_files(path if isinstance(path, list) else str(path))
+    except RLDataSourceError as exc:
+        raise RLDataError(f"{exc} (make the sample data with `python -m deepeyes.data.synth --out data/sample`)") from exc
+    check_env_names(files)
     prompts = []
-    for index, row in enumerate(rows):
-        reward_model = row.get("reward_model") or {}
-        if reward_model.get("ground_truth") in (None, ""):
-            raise RLDataError(f"{path}: row {index} has no reward_model.ground_truth")
-        extra = dict(row.get("extra_info") or {})
-        uid = str(extra.get("id") or extra.get("index", index))
-        prompts.append(
-            RLPrompt(
-                uid=uid,
-                question=_question(row, index),
-                images=[_image_path(entry, roots, index) for entry in row.get("images") or []],
-                ground_truth=str(reward_model["ground_truth"]),
-                data_source=row.get("data_source"),
-                sample_index=str(extra.get("sample_index") or extra.get("id") or uid),
-                metadata={key: extra[key] for key in ("task", "answer_type", "choices") if extra.get(key) is not None},
-            )
-        )
+    for file in files:
+        rows = pq.read_table(file).to_pylist()
+        if not rows:
+            raise RLDataError(f"{file}: no rows")
+        roots = [Path(image_root)] if image_root else [file.parent, file.parent.parent]
+        prompts += [_prompt(file, index, row, roots, prefix=f"{file.stem}:" if len(files) > 1 else "") for index, row in enumerate(rows)]
     return prompts
+
+
+def _prompt(file: Path, index: int, row: dict[str, Any], roots: list[Path], prefix: str) -> RLPrompt:
+    reward_model = row.get("reward_model") or {}
+    if reward_model.get("ground_truth") in (None, ""):
+        raise RLDataError(f"{file}: row {index} has no reward_model.ground_truth")
+    extra = dict(row.get("extra_info") or {})
+    uid = prefix + str(extra.get("id") or extra.get("index", index))
+    return RLPrompt(
+        uid=uid,
+        question=_question(row, index),
+        images=[_image_path(entry, roots, index) for entry in row.get("images") or []],
+        ground_truth=str(reward_model["ground_truth"]),
+        data_source=row.get("data_source"),
+        sample_index=str(extra.get("sample_index") or extra.get("id") or uid),
+        metadata={key: extra[key] for key in ("task", "answer_type", "choices") if extra.get(key) is not None},
+    )
 
 
 class PromptSchedule:

@@ -8,13 +8,36 @@ works from any working directory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from deepeyes.paths import REPO_ROOT
 
 HttpPresetName = Literal["bing", "serper", "serpapi", "baidu", "custom"]
+
+
+def text_search_for_api_type(config: TextSearchConfig, api_type: str) -> TextSearchConfig:
+    """The text-search settings the seed's ``text_search_api_type`` argument selects.
+
+    ``local``, ``http`` and ``private`` name a backend; a web-search provider's name
+    (``baidu``, ``bing``, ``serper``, ``serpapi``, ``custom``) selects the HTTP backend with
+    that preset, whose API key is read from the preset's environment variable on the first
+    search (a missing key is reported then, naming the variable).
+
+    Raises:
+        ValueError: ``api_type`` is none of these.
+    """
+    if api_type in ("local", "http"):
+        return replace(config, backend=api_type)
+    if api_type == "private":
+        return replace(config, backend="private", private=replace(config.private, api_type=api_type))
+    if api_type in get_args(HttpPresetName):
+        return replace(config, backend="http", http=replace(config.http, preset=api_type))
+    raise ValueError(
+        f"text_search_api_type={api_type!r}: expected local, http, private or a provider preset "
+        f"({', '.join(get_args(HttpPresetName))})"
+    )
 
 
 def resolve_path(path: str | Path) -> Path:
@@ -71,16 +94,25 @@ class HttpBackendConfig:
     timeout_s: float = 10.0
 
 
+#: The seed's customisation point: a file users edit, holding ``text_search(query, api_type)``.
+SEED_SEARCH_HOOK = "reinforcement_learning/search_utils.py:text_search"
+
+
 @dataclass
 class PrivateBackendConfig:
-    """A user function ``module:function`` called as ``fn(query, top_k, **kwargs)``.
+    """A user search function, ``package.module:function`` or ``path/to/file.py:function``.
 
-    It returns a list of mappings with ``title`` and optional ``link``, ``snippet``
-    (or ``text``) and ``date``; a private knowledge base plugs in here.
+    Called as ``fn(query, top_k, **kwargs)``, or as ``fn(query, api_type, **kwargs)`` when
+    its signature is the seed's two-argument ``text_search(query, api_type)`` (no
+    ``top_k`` parameter). It returns a list of mappings with ``title`` and optional
+    ``link``, ``snippet`` (or ``text``) and ``date``; a private knowledge base plugs in
+    here. The default is the seed's hook file, so ``backend: private`` works unchanged.
     """
 
-    function: str = ""
+    function: str = SEED_SEARCH_HOOK
     kwargs: dict[str, Any] = field(default_factory=dict)
+    #: Passed as ``api_type`` to a two-argument seed-style function.
+    api_type: str = "private"
 
 
 @dataclass
