@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from deepeyes.actions import parse_action
+from deepeyes.wire import parse_action
 from deepeyes.chat import Message
 from deepeyes.data.sft_readers import InputError
 from deepeyes.data.sft_sample import SftSample

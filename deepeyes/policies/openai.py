@@ -46,6 +46,32 @@ def to_openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
     return converted
 
 
+class OpenAIPolicyConfig:
+    api_base: str  # e.g. http://127.0.0.1:8000/v1
+    model: str
+    api_key_env: str = "OPENAI_API_KEY"  # the key is read from this environment variable, never from a file
+    max_tokens: int = 2048
+    temperature: float = 0.0
+    timeout_s: float = 300.0
+
+
+def to_openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Our messages → OpenAI chat messages; images travel as PNG data URLs in place."""
+    converted = []
+    for message in messages:
+        if not message.images:
+            converted.append({"role": message.role, "content": message.content})
+            continue
+        parts = [
+            {"type": "text", "text": piece}
+            if isinstance(piece, str)
+            else {"type": "image_url", "image_url": {"url": to_data_url(piece)}}
+            for piece in message.segments()
+        ]
+        converted.append({"role": message.role, "content": parts})
+    return converted
+
+
 def restore_stop_string(text: str, finish_reason: str | None) -> str:
     """OpenAI-style servers drop the matched stop string; put the closing tag back.
 
@@ -80,7 +106,7 @@ class OpenAIPolicy:
             "messages": to_openai_messages(messages),
             "max_tokens": self.config.max_tokens,
             "temperature": self.config.temperature,
-            "stop": [wire.CODE_CLOSE, wire.TOOL_CALL_CLOSE],
+            "stop": list(wire.TOOL_STOPS),
             "include_stop_str_in_output": True,  # vLLM extension; other servers ignore it
         }
         url = f"{self.config.api_base}/chat/completions"
@@ -98,7 +124,7 @@ class OpenAIPolicy:
             raise PolicyServerError(f"chat endpoint {url} returned no chat completion: {response.text[:300]}") from exc
         usage = body.get("usage") or {}
         return Generation(
-            text=restore_stop_string(text, choice.get("finish_reason")),
+            text=wire.restore_stop_string(text, choice.get("finish_reason")),
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
         )
