@@ -46,46 +46,6 @@ def to_openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
     return converted
 
 
-class OpenAIPolicyConfig:
-    api_base: str  # e.g. http://127.0.0.1:8000/v1
-    model: str
-    api_key_env: str = "OPENAI_API_KEY"  # the key is read from this environment variable, never from a file
-    max_tokens: int = 2048
-    temperature: float = 0.0
-    timeout_s: float = 300.0
-
-
-def to_openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
-    """Our messages → OpenAI chat messages; images travel as PNG data URLs in place."""
-    converted = []
-    for message in messages:
-        if not message.images:
-            converted.append({"role": message.role, "content": message.content})
-            continue
-        parts = [
-            {"type": "text", "text": piece}
-            if isinstance(piece, str)
-            else {"type": "image_url", "image_url": {"url": to_data_url(piece)}}
-            for piece in message.segments()
-        ]
-        converted.append({"role": message.role, "content": parts})
-    return converted
-
-
-def restore_stop_string(text: str, finish_reason: str | None) -> str:
-    """OpenAI-style servers drop the matched stop string; put the closing tag back.
-
-    The parser needs ``</code>``/``</tool_call>`` to tell a finished call from a
-    truncated one, so a turn that stopped inside an open block gets its tag restored.
-    """
-    if finish_reason != "stop":
-        return text
-    for opening, closing in ((wire.CODE_OPEN, wire.CODE_CLOSE), (wire.TOOL_CALL_OPEN, wire.TOOL_CALL_CLOSE)):
-        if text.rfind(opening) > text.rfind(closing):
-            return text + closing
-    return text
-
-
 class OpenAIPolicy:
     def __init__(self, api_base: str, model: str, **options: Any):
         self.config = OpenAIPolicyConfig(api_base=api_base.rstrip("/"), model=model, **options)

@@ -79,8 +79,10 @@ def split_response(response: str) -> list[ResponseTurn]:
             text = _ROLE_AFTER_RE.sub("", text)
         turns.append(ResponseTurn(remove_end_of_turn(text), match.group()))
         position = match.end()
-    tail = remove_end_of_turn(_ROLE_AFTER_RE.sub("", response[position:]) if position else response[position:])
-    if tail.strip() or not turns:
+    rest = response[position:]
+    headed = bool(position and _ROLE_AFTER_RE.match(rest))  # a turn header: a turn, even if empty
+    tail = remove_end_of_turn(_ROLE_AFTER_RE.sub("", rest) if position else rest)
+    if tail.strip() or headed or not turns:
         turns.append(ResponseTurn(tail))
     return turns
 
@@ -106,13 +108,15 @@ def render_response(trajectory: Trajectory, chat_markers: bool = True) -> str:
     markers, or as verl decodes with ``skip_special_tokens`` (role words, no markers).
     """
     parts = []
-    for turn in trajectory.turns:
+    for index, turn in enumerate(trajectory.turns):
+        if index:
+            parts.append(f"{IM_START}{ASSISTANT_HEADER}" if chat_markers else f"\n{ASSISTANT_HEADER}")
         parts.append(turn.model_text)
         if turn.observation is not None:
             if chat_markers:
-                parts.append(f"{IM_END}\n{IM_START}user\n{turn.observation.text}{IM_END}\n{IM_START}{ASSISTANT_HEADER}")
+                parts.append(f"{IM_END}\n{IM_START}user\n{turn.observation.text}{IM_END}\n")
             else:
-                parts.append(f"\nuser\n{turn.observation.text}\n{ASSISTANT_HEADER}")
+                parts.append(f"\nuser\n{turn.observation.text}")
     return "".join(parts)
 
 
