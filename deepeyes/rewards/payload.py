@@ -30,6 +30,20 @@ _EXTRA_INFO_KEYS = ("tool_stats", "question", "answer_type", "choices", "stop_re
 TRAJECTORY_KEY = "trajectory"
 
 
+def reward_extra_fields(trajectory: Trajectory) -> dict[str, Any]:
+    """What an agent loop hands verl's reward hook through ``extra_fields`` (merged into ``extra_info``).
+
+    The trajectory itself (so the hook scores it on the trajectory route, see
+    :func:`parse_request` and :func:`deepeyes.rewards.scoring.compute_score`), plus its tool
+    stats (keys from the tool registry) and stop reason for hooks that only read those.
+    """
+    return {
+        TRAJECTORY_KEY: trajectory.to_dict(),
+        "tool_stats": trajectory.tool_calls.to_dict(),
+        "stop_reason": trajectory.stop_reason,
+    }
+
+
 class PayloadError(ValueError):
     """A score request is malformed; the message names the field."""
 
