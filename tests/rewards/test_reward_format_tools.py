@@ -8,6 +8,7 @@ import pytest
 
 from deepeyes import wire
 from deepeyes.rewards import RewardConfig, ToolPenalties, score_response
+from deepeyes.trajectory import ToolCallCounts
 from deepeyes.wire import split_response, trajectory_from_response
 
 
@@ -170,9 +171,7 @@ def test_invalid_tool_calls_are_penalised_even_when_wrong() -> None:
 def test_failed_call_gives_no_credit_and_a_penalty() -> None:
     response = code_turn("1/0", "", "ZeroDivisionError: division by zero") + final("4")
     result = score_response(response, "4")
-    assert result["details"]["tool_calls"] == {
-        "code": 1, "search": 0, "image_search": 0, "invalid": 0, "failed": 1, "repeated": 0,
-    }
+    assert result["details"]["tool_calls"] == ToolCallCounts(code=1, failed=1).to_dict()
     assert result["details"]["tool_credit"] == 0.0
     assert result["tool_efficiency"] == pytest.approx(-0.1)
 
@@ -184,7 +183,7 @@ def test_search_errors_and_image_search_are_counted() -> None:
         + final("Paris")
     )
     stats = derive_tool_stats(response)
-    assert stats == {"code": 0, "search": 1, "image_search": 1, "invalid": 0, "failed": 1, "repeated": 0}
+    assert stats == ToolCallCounts(search=1, image_search=1, failed=1).to_dict()
     assert score_response(response, "Paris")["tool_efficiency"] == pytest.approx(1.0 - 0.1)
 
 
@@ -224,7 +223,7 @@ def test_stop_at_turn_limit_is_not_completion() -> None:
 
 def test_search_call_identity_uses_arguments() -> None:
     response = search_turn("a") + search_turn("b") + search_turn("a")
-    assert derive_tool_stats(response) == {"code": 0, "search": 3, "image_search": 0, "invalid": 0, "failed": 0, "repeated": 1}
+    assert derive_tool_stats(response) == ToolCallCounts(search=3, repeated=1).to_dict()
 
 
 def test_search_without_query_is_invalid() -> None:
