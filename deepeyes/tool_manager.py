@@ -25,7 +25,15 @@ from deepeyes.config import load_config
 from deepeyes.images import ImageLoadError, fit_for_qwen, load_image
 from deepeyes.sandbox.config import SandboxConfig
 from deepeyes.search.config import SearchConfig
-from deepeyes.tools.base import BaseTool, ToolContext, ToolOutput, ToolResult, ToolSession, error_result
+from deepeyes.tools.base import (
+    BaseTool,
+    ToolContext,
+    ToolOutput,
+    ToolResult,
+    ToolSession,
+    error_result,
+)
+from deepeyes.tools.code import CodeTool
 from deepeyes.tools.registry import REGISTRY
 from deepeyes.trajectory import Action, Observation
 from deepeyes.wire import ERROR_BUDGET, ERROR_DISABLED, ERROR_INVALID
@@ -155,8 +163,7 @@ class ToolManager:
     @property
     def sandbox_client(self):
         """The sandbox client in use (None until started or when code is disabled)."""
-        code = self._tools.get("code")
-        return getattr(code, "client", None)
+        return getattr(self._tools.get(CodeTool.name), "client", None)
 
     @property
     def disabled_tools(self) -> set[str]:

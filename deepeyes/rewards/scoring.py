@@ -17,7 +17,12 @@ from typing import Any
 from deepeyes.rewards.accuracy import answer_length_cap, evaluate_accuracy
 from deepeyes.rewards.config import RewardConfig, load_reward_config
 from deepeyes.rewards.judge import LLMJudge
-from deepeyes.rewards.payload import TRAJECTORY_KEY, ScoreRequest, request_from_response, request_from_trajectory
+from deepeyes.rewards.payload import (
+    TRAJECTORY_KEY,
+    ScoreRequest,
+    request_from_response,
+    request_from_trajectory,
+)
 from deepeyes.rewards.tool_efficiency import tool_efficiency
 from deepeyes.trajectory import Trajectory
 from deepeyes.wire import FormatViolation, answer_action, check_turns, format_score

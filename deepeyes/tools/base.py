@@ -16,7 +16,6 @@ from PIL import Image
 from deepeyes import wire
 from deepeyes.trajectory import Observation, ObservationStatus
 
-
 #: Renders an observation's text from the indices of the images that reach the model and
 #: the notes to add (see :func:`deepeyes.tools.image_limits.fit_images`).
 Renderer = Callable[[list[int], list[str]], str]

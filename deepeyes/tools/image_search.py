@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from deepeyes import wire
-from deepeyes.tools.base import BaseTool, ToolContext, ToolOutput, ToolSession, error_output
+from deepeyes.tools.base import (
+    BaseTool,
+    ToolContext,
+    ToolOutput,
+    ToolSession,
+    error_output,
+)
 from deepeyes.tools.registry import ToolArgumentError
 
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from deepeyes import wire
-from deepeyes.tools.base import BaseTool, ToolContext, ToolOutput, ToolSession, response_renderer
+from deepeyes.tools.base import (
+    BaseTool,
+    ToolContext,
+    ToolOutput,
+    ToolSession,
+    response_renderer,
+)
 from deepeyes.tools.registry import ToolArgumentError
 
 #: Longer queries are refused: they are a runaway generation, not a question.

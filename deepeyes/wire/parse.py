@@ -195,7 +195,10 @@ def _parse_code(content: str) -> Action:
 
 
 def _parse_tool_call(content: str) -> Action:
-    from deepeyes.tools.registry import REGISTRY, ToolArgumentError  # the tools render through wire
+    from deepeyes.tools.registry import (  # the tools render through wire
+        REGISTRY,
+        ToolArgumentError,
+    )
 
     raw = content.strip()
     try:

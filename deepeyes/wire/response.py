@@ -20,7 +20,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from deepeyes.trajectory import Action, Observation, ObservationStatus, StopReason, Trajectory, Turn
+from deepeyes.trajectory import (
+    Action,
+    Observation,
+    ObservationStatus,
+    StopReason,
+    Trajectory,
+    Turn,
+)
 from deepeyes.wire.parse import parse_action, strip_thinking
 from deepeyes.wire.render import (
     ERROR_BUDGET,

@@ -65,8 +65,10 @@ def random_turns(rng: random.Random) -> list[str]:
 ISSUE_CASES = [
     ["<think>count</think><answer>42<|im_end|>"],
     [
-        '<think>need facts</think>\n<tool_call>\n{"name": "search", "arguments": {"query": "Eiffel tower height"}}\n'
-        "</tool_call>\n<answer>330 m</answer>",
+        (
+            '<think>need facts</think>\n<tool_call>\n{"name": "search", "arguments": {"query": "Eiffel tower height"}}\n'
+            "</tool_call>\n<answer>330 m</answer>"
+        ),
         wire.answer_action("330 m"),
     ],
     [wire.think("crop") + zoom([0, 0, 60, 45]) + zoom([60, 45, 120, 90]), wire.answer_action("42")],
