@@ -20,16 +20,25 @@ def zoom_manager(redis_server: RedisServer) -> Iterator[ToolManager]:
         yield manager
 
 
-@pytest.fixture(scope="module")
-def tool_manager_with_model(redis_server: RedisServer, tiny_model_dir):
-    """A code-only tool manager and the tiny model's HFPolicy (max_pixels from the model's processor)."""
+@pytest.fixture(scope="session")
+def code_manager(redis_server: RedisServer) -> Iterator[ToolManager]:
+    """Code (a real sandbox instance) and zoom; search tools refused."""
+    config = ToolManagerConfig()
+    config.tools.enabled = ["code", "image_zoom_in_tool"]
+    config.sandbox.redis_host, config.sandbox.redis_port = redis_server.host, redis_server.port
+    config.sandbox.pool_size = 2
+    with ToolManager(config=config) as manager:
+        yield manager
+
+
+@pytest.fixture()
+def tool_manager_with_model(code_manager: ToolManager, tiny_model_dir):
+    """The code manager, its image limit set to the tiny model's ``max_pixels``, and that model's HFPolicy."""
     from deepeyes.policies.hf import HFPolicy
 
     policy = HFPolicy(tiny_model_dir, max_new_tokens=4)
-    config = ToolManagerConfig()
-    config.tools.enabled = ["code"]
-    config.tools.max_image_pixels = policy.max_pixels
-    config.sandbox.redis_host, config.sandbox.redis_port = redis_server.host, redis_server.port
-    config.sandbox.pool_size = 1
-    with ToolManager(config=config) as manager:
-        yield manager, policy
+    saved, code_manager.config.tools.max_image_pixels = code_manager.config.tools.max_image_pixels, policy.max_pixels
+    try:
+        yield code_manager, policy
+    finally:
+        code_manager.config.tools.max_image_pixels = saved

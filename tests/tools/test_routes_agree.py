@@ -107,6 +107,29 @@ def test_issue_cases_score_the_same_on_every_route(zoom_manager: ToolManager, tu
     assert_routes_agree(run(zoom_manager, turns, truth), truth)
 
 
+CODE_CASES = [
+    [wire.think("compute") + wire.code_action("print(6 * 7)"), "<think>count</think><answer>42<|im_end|>"],
+    [wire.think("compute") + wire.code_action("print(6 * 7)") + wire.code_action("print(7 * 6)"), wire.answer_action("42")],
+    [wire.think("compute") + wire.code_action("1 / 0"), wire.think("retry") + wire.code_action("print(42)"), wire.answer_action("42")],
+    [wire.code_action("print(1)"), wire.code_action("print(1)"), wire.answer_action("42") + "\nDone."],
+]
+
+
+@pytest.mark.parametrize("turns", CODE_CASES, ids=["code_then_unclosed_answer", "two_code_blocks", "failed_then_ok", "repeat_then_text_after"])
+def test_code_cases_score_the_same_on_every_route(code_manager: ToolManager, turns: list[str]) -> None:
+    trajectory = run(code_manager, turns, "42")
+    assert trajectory.tool_calls.code >= 1
+    assert_routes_agree(trajectory, "42")
+
+
+def test_two_code_blocks_run_and_count_once(code_manager: ToolManager) -> None:
+    trajectory = run(code_manager, CODE_CASES[1], "42")
+    assert trajectory.tool_calls.code == 1 and "42" in trajectory.turns[0].observation.text
+    text = score_response(wire.render_response(trajectory, chat_markers=False), "42")
+    assert text["details"]["tool_calls"]["code"] == 1
+    assert [v["kind"] for v in text["details"]["format_violations"]] == ["multiple_actions"]
+
+
 def test_issue_case_values() -> None:
     # Unclosed final answer: accepted, with one format violation, on the text route alone too.
     result = score_response("<think>count</think><answer>42<|im_end|>", "42")
