@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from deepeyes.data.to_llamafactory import load_samples
-from deepeyes.eval.format_check import check, held_in_prompts
+from deepeyes.evaluation.format_check import check, held_in_prompts
 from deepeyes.paths import REPO_ROOT, TINY_MODEL_DIR
 
 SCRIPT = REPO_ROOT / "cold_start" / "run_cold_start.sh"

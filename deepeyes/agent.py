@@ -8,7 +8,6 @@ Every turn is recorded in a :class:`~deepeyes.trajectory.Trajectory`.
 from __future__ import annotations
 
 import logging
-import re
 import time
 import uuid
 from collections.abc import Callable
@@ -19,17 +18,15 @@ from typing import Any
 
 from PIL import Image
 
-from deepeyes.actions import parse_action
 from deepeyes.chat import Message
 from deepeyes.images import load_image
 from deepeyes.policies.base import Policy
 from deepeyes.prompts import no_tool_system_prompt, system_prompt, user_prompt
 from deepeyes.tool_manager import ToolManager
-from deepeyes.trajectory import TOOL_KINDS, Action, Observation, Trajectory, Turn
+from deepeyes.trajectory import Trajectory, Turn
+from deepeyes.wire import parse_action, strip_thinking
 
 logger = logging.getLogger(__name__)
-
-_THINK_BLOCK = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
 
 
 @dataclass
@@ -136,12 +133,12 @@ class AgentLoop:
             return True
         if not self.config.use_tools:
             # Plain VQA: a model that ignores the tag still gets its text scored.
-            trajectory.final_answer = _THINK_BLOCK.sub("", turn.model_text).strip() or None
+            trajectory.final_answer = strip_thinking(turn.model_text) or None
             trajectory.stop_reason = "no_action"
             return True
         result = self.tool_manager.execute(session, action)
         turn.observation = result.observation
-        _count(trajectory, action, result.observation)
+        trajectory.tool_calls.record(action, result.observation)
         messages.append(Message("user", result.observation.text, result.images))
         if context_tokens >= self.config.max_context_tokens:
             trajectory.stop_reason = "token_budget"
@@ -170,14 +167,3 @@ class AgentLoop:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agent") as pool:
             return list(pool.map(one, requests))
 
-
-def _count(trajectory: Trajectory, action: Action, observation: Observation) -> None:
-    counts = trajectory.tool_calls
-    if action.kind in TOOL_KINDS and observation.status not in ("disabled", "budget_exceeded"):
-        setattr(counts, action.kind, getattr(counts, action.kind) + 1)
-        if observation.status in ("error", "timeout", "denied"):
-            counts.failed += 1
-        if observation.repeated:
-            counts.repeated += 1
-    else:
-        counts.invalid += 1

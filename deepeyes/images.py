@@ -68,3 +68,42 @@ def to_png_bytes(image: Image.Image) -> bytes:
 
 def to_data_url(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(to_png_bytes(image)).decode("ascii")
+
+
+def fit_for_qwen(image: Image.Image, max_pixels: int) -> tuple[Image.Image, str | None]:
+    """``image`` brought within Qwen2.5-VL's limits, and a note for the model when it changed.
+
+    The limits are qwen-vl-utils ``smart_resize``'s: each side at least 28 px, aspect ratio
+    at most 200, and area at most ``max_pixels``. An image within them is returned as is
+    (the processor still snaps it to its 28-px grid). Past the aspect limit (or past what
+    ``max_pixels`` allows with a 28-px short side) the short side is padded white, since no
+    resize can fix a ratio; then the image is scaled down to ``max_pixels`` or up to a 28-px
+    short side. Unlike :func:`prepare_for_qwen` this never raises for a decodable image:
+    tool output must not abort a rollout. Raises :class:`ImageLoadError` for an empty image.
+    """
+    width, height = image.size
+    if min(width, height) < 1:
+        raise ImageLoadError(f"image of size {width}x{height} is empty")
+    max_pixels = max(max_pixels, QWEN_FACTOR * QWEN_FACTOR)
+    max_aspect = min(QWEN_MAX_ASPECT, max_pixels // (QWEN_FACTOR * QWEN_FACTOR))
+    changes = []
+    if max(width, height) / min(width, height) > max_aspect:
+        short = -(-max(width, height) // max_aspect)  # ceil: the ratio ends at most max_aspect
+        size = (width, short) if width > height else (short, height)
+        padded = Image.new("RGB", size, (255, 255, 255))
+        padded.paste(image.convert("RGB"), (0, 0))
+        image = padded
+        changes.append(f"padded to {size[0]}x{size[1]} (aspect ratio above {max_aspect})")
+    w, h = image.size
+    scale = 1.0
+    if w * h > max_pixels:
+        scale = (max_pixels / (w * h)) ** 0.5
+    if min(w, h) * scale < QWEN_FACTOR:
+        scale = QWEN_FACTOR / min(w, h)
+    if scale != 1.0:
+        new_size = (max(QWEN_FACTOR, int(w * scale)), max(QWEN_FACTOR, int(h * scale)))
+        image = image.resize(new_size, Image.Resampling.BICUBIC)
+        changes.append(f"resized to {new_size[0]}x{new_size[1]} (at least {QWEN_FACTOR} px a side, at most {max_pixels} pixels)")
+    if not changes:
+        return image, None
+    return image, f"image of size {width}x{height} " + ", then ".join(changes)

@@ -22,7 +22,8 @@ from deepeyes.agent import AgentConfig, AgentLoop, AgentRequest
 from deepeyes.images import ImageLoadError, load_image
 from deepeyes.paths import TINY_MODEL_DIR, TOOL_MANAGER_CONFIG
 from deepeyes.policies.base import Policy
-from deepeyes.tool_manager import ALL_TOOLS, ToolManager
+from deepeyes.tool_manager import ToolManager
+from deepeyes.tools.registry import REGISTRY
 from deepeyes.trajectory import Trajectory, Turn, write_jsonl
 
 
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     agent = parser.add_argument_group("agent loop and tools")
     agent.add_argument("--tool_manager_config", type=Path, default=TOOL_MANAGER_CONFIG, help="tool manager YAML")
     agent.add_argument("--max_turns", type=int, default=8, help="stop after this many model turns")
-    agent.add_argument("--disable_tools", default="", help=f"comma-separated tools the model may not use ({', '.join(ALL_TOOLS)})")
+    agent.add_argument("--disable_tools", default="", help=f"comma-separated tools the model may not use ({', '.join(REGISTRY.accepted_names())})")
     agent.add_argument("--no_tools", action="store_true", help="single turn, no tools (plain VQA)")
     agent.add_argument("--sample_index", default=None, help="key of this image in the image-search cache, when known")
     parser.add_argument("--trajectory_out", type=Path, default=None, help="append the trajectory (JSONL, shared schema) to this file")
@@ -71,7 +72,7 @@ def make_policy(args: argparse.Namespace) -> Policy:
 def print_turn(console: Console, turn: Turn) -> None:
     console.print(Panel(turn.model_text or "(empty)", title=f"turn {turn.index + 1} · model", title_align="left"), markup=False)
     action = turn.action
-    if action.kind in ("code", "search", "image_search"):
+    if action.kind in REGISTRY.names():
         console.print(f"[bold]tool input[/bold] ({action.kind}): {action.content or '(original image)'}", highlight=False)
     elif action.kind == "invalid":
         console.print(f"[bold red]invalid action[/bold red]: {action.reason}", highlight=False)

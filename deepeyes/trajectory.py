@@ -19,10 +19,22 @@ import jsonschema
 SCHEMA_PATH = Path(__file__).with_name("trajectory.schema.json")
 SCHEMA_VERSION = 1
 
-ActionKind = Literal["code", "search", "image_search", "answer", "invalid", "none"]
+#: A registered tool's name (see :mod:`deepeyes.tools`), or ``answer`` / ``invalid`` / ``none``.
+ActionKind = str
 ObservationStatus = Literal["success", "error", "timeout", "denied", "disabled", "budget_exceeded"]
 StopReason = Literal["answer", "max_turns", "token_budget", "no_action", "error"]
-TOOL_KINDS: tuple[str, ...] = ("code", "search", "image_search")
+#: Statuses of a call that was refused before it ran: counted as invalid, not as a call.
+REFUSED_STATUSES: tuple[str, ...] = ("disabled", "budget_exceeded")
+FAILED_STATUSES: tuple[str, ...] = ("error", "timeout", "denied")
+
+
+def __getattr__(name: str) -> Any:
+    # TOOL_KINDS comes from the tool registry, which is loaded on first use (no import cycle).
+    if name == "TOOL_KINDS":
+        from deepeyes.tools.registry import tool_names
+
+        return tool_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -55,18 +67,71 @@ class Turn:
     completion_tokens: int = 0
 
 
-@dataclass
 class ToolCallCounts:
-    code: int = 0
-    search: int = 0
-    image_search: int = 0
-    invalid: int = 0  # turns whose action did not parse (or named an unknown/disabled tool)
-    failed: int = 0  # valid calls whose execution failed (error/timeout/denied)
-    repeated: int = 0  # calls identical to an earlier call in the same trajectory
+    """Calls per registered tool (``counts.code``, ``counts.search``, …) plus three counters.
+
+    ``invalid``: turns whose action did not parse, or named a disabled tool, or exceeded the
+    budget; ``failed``: run calls whose execution failed (error/timeout/denied);
+    ``repeated``: run calls identical to an earlier one in the same trajectory. The tool
+    keys come from :mod:`deepeyes.tools.registry`; a record without a tool's key counts 0.
+    """
+
+    COUNTERS: tuple[str, ...] = ("invalid", "failed", "repeated")
+
+    def __init__(self, invalid: int = 0, failed: int = 0, repeated: int = 0, **calls: int):
+        from deepeyes.tools.registry import tool_names
+
+        names = tool_names()
+        unknown = sorted(set(calls) - set(names))
+        if unknown:
+            raise ValueError(f"unknown tool(s) {unknown} in tool-call counts; registered: {list(names)}")
+        object.__setattr__(self, "calls", {name: int(calls.get(name, 0)) for name in names})
+        self.invalid, self.failed, self.repeated = invalid, failed, repeated
+
+    def __getattr__(self, name: str) -> int:
+        calls = self.__dict__.get("calls", {})
+        if name in calls:
+            return calls[name]
+        raise AttributeError(f"{type(self).__name__} has no count {name!r}")
+
+    def __setattr__(self, name: str, value: int) -> None:
+        if name in self.__dict__.get("calls", {}):
+            self.calls[name] = value
+        else:
+            object.__setattr__(self, name, value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ToolCallCounts) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"ToolCallCounts({', '.join(f'{k}={v}' for k, v in self.to_dict().items())})"
+
+    def tools(self) -> tuple[str, ...]:
+        return tuple(self.calls)
 
     @property
     def total(self) -> int:
-        return self.code + self.search + self.image_search
+        return sum(self.calls.values())
+
+    def to_dict(self) -> dict[str, int]:
+        """The tool stats in the reward's and verl's shape: every tool, then the counters."""
+        return {**self.calls, "invalid": self.invalid, "failed": self.failed, "repeated": self.repeated}
+
+    def record(self, action: Action, observation: Observation | None) -> None:
+        """Count one turn's action and what came back (the one rule for every route).
+
+        A tool call counts when it ran (not refused by status); it failed on an
+        error/timeout/denied status; it repeated when the observation says so. Anything else
+        that is not an answer (invalid, refused) counts as invalid.
+        """
+        if action.kind == "answer":
+            return
+        if action.kind in self.calls and observation is not None and observation.status not in REFUSED_STATUSES:
+            self.calls[action.kind] += 1
+            self.failed += observation.status in FAILED_STATUSES
+            self.repeated += observation.repeated
+        else:
+            self.invalid += 1
 
 
 @dataclass
@@ -86,7 +151,9 @@ class Trajectory:
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        record = dataclasses.asdict(dataclasses.replace(self, tool_calls=None))
+        record["tool_calls"] = self.tool_calls.to_dict()
+        return record
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False)

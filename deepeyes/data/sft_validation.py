@@ -17,7 +17,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from deepeyes import wire
-from deepeyes.actions import parse_action
+from deepeyes.wire import parse_action
 from deepeyes.data.sft_sample import SftSample
 
 # Defect classes, as they appear in the report.

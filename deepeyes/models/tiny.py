@@ -30,24 +30,8 @@ logger = logging.getLogger(__name__)
 CORPUS_PATH = Path(__file__).with_name("tokenizer_corpus.txt")
 CHAT_TEMPLATE_PATH = Path(__file__).with_name("chat_template.jinja")
 
-#: Qwen2.5-VL's special tokens, in Qwen's id order, so templates and processors that
-#: look them up by string behave as with the released checkpoints.
-QWEN_SPECIAL_TOKENS: tuple[str, ...] = (
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|object_ref_start|>",
-    "<|object_ref_end|>",
-    "<|box_start|>",
-    "<|box_end|>",
-    "<|quad_start|>",
-    "<|quad_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|vision_pad|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-)
+#: Qwen2.5-VL's special tokens, in Qwen's id order (spelled in :mod:`deepeyes.wire.tokens`).
+QWEN_SPECIAL_TOKENS: tuple[str, ...] = wire.QWEN_SPECIAL_TOKENS
 #: Wire-format tags get a token each (not "special": they must survive decoding with
 #: ``skip_special_tokens=True``), which makes the format cheap for a tiny model to learn.
 WIRE_TOKENS: tuple[str, ...] = (
@@ -114,8 +98,8 @@ def build_processor(spec: TinyModelSpec):
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=train_tokenizer(spec),
         bos_token=None,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
+        eos_token=wire.IM_END,
+        pad_token=wire.END_OF_TEXT,
         unk_token=None,
         model_max_length=spec.max_position_embeddings,
         padding_side="left",
@@ -156,9 +140,9 @@ def build_model(spec: TinyModelSpec, tokenizer):
             "max_position_embeddings": spec.max_position_embeddings,
             "rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": list(spec.mrope_section)},
             "tie_word_embeddings": True,
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
+            "bos_token_id": ids[wire.END_OF_TEXT],
+            "eos_token_id": ids[wire.IM_END],
+            "pad_token_id": ids[wire.END_OF_TEXT],
         },
         vision_config={
             "depth": spec.vision_depth,
@@ -172,16 +156,16 @@ def build_model(spec: TinyModelSpec, tokenizer):
             "window_size": spec.patch_size * spec.spatial_merge_size * 4,
             "fullatt_block_indexes": [spec.vision_depth - 1],
         },
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
+        image_token_id=ids[wire.IMAGE_PAD],
+        video_token_id=ids[wire.VIDEO_PAD],
+        vision_start_token_id=ids[wire.VISION_START],
+        vision_end_token_id=ids[wire.VISION_END],
         tie_word_embeddings=True,
     )
     torch.manual_seed(spec.seed)
     model = Qwen2_5_VLForConditionalGeneration(config)
-    model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    model.generation_config.eos_token_id = [ids[wire.IM_END], ids[wire.END_OF_TEXT]]
+    model.generation_config.pad_token_id = ids[wire.END_OF_TEXT]
     model.generation_config.do_sample = False
     return model
 

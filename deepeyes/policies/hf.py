@@ -19,8 +19,6 @@ from deepeyes.policies.tool_gate import ToolCallGate
 
 logger = logging.getLogger(__name__)
 
-_END_OF_TURN = ("<|im_end|>", "<|endoftext|>")
-
 
 def to_hf_messages(messages: list[Message]) -> list[dict[str, Any]]:
     """Our messages → the content-list form HF chat templates take (images as ``{"type": "image"}``)."""
@@ -36,11 +34,7 @@ def to_hf_messages(messages: list[Message]) -> list[dict[str, Any]]:
 
 def trim_turn(text: str) -> str:
     """Cut generated text at the end-of-turn marker; ``</code>``/``</tool_call>`` stay in."""
-    for marker in _END_OF_TURN:
-        position = text.find(marker)
-        if position != -1:
-            text = text[:position]
-    return text
+    return wire.trim_end_of_turn(text)
 
 
 @dataclass

@@ -46,20 +46,6 @@ def to_openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
     return converted
 
 
-def restore_stop_string(text: str, finish_reason: str | None) -> str:
-    """OpenAI-style servers drop the matched stop string; put the closing tag back.
-
-    The parser needs ``</code>``/``</tool_call>`` to tell a finished call from a
-    truncated one, so a turn that stopped inside an open block gets its tag restored.
-    """
-    if finish_reason != "stop":
-        return text
-    for opening, closing in ((wire.CODE_OPEN, wire.CODE_CLOSE), (wire.TOOL_CALL_OPEN, wire.TOOL_CALL_CLOSE)):
-        if text.rfind(opening) > text.rfind(closing):
-            return text + closing
-    return text
-
-
 class OpenAIPolicy:
     def __init__(self, api_base: str, model: str, **options: Any):
         self.config = OpenAIPolicyConfig(api_base=api_base.rstrip("/"), model=model, **options)
@@ -80,7 +66,7 @@ class OpenAIPolicy:
             "messages": to_openai_messages(messages),
             "max_tokens": self.config.max_tokens,
             "temperature": self.config.temperature,
-            "stop": [wire.CODE_CLOSE, wire.TOOL_CALL_CLOSE],
+            "stop": list(wire.TOOL_STOPS),
             "include_stop_str_in_output": True,  # vLLM extension; other servers ignore it
         }
         url = f"{self.config.api_base}/chat/completions"
@@ -98,7 +84,7 @@ class OpenAIPolicy:
             raise PolicyServerError(f"chat endpoint {url} returned no chat completion: {response.text[:300]}") from exc
         usage = body.get("usage") or {}
         return Generation(
-            text=restore_stop_string(text, choice.get("finish_reason")),
+            text=wire.restore_stop_string(text, choice.get("finish_reason")),
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
         )

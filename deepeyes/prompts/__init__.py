@@ -5,6 +5,8 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
+from deepeyes.wire import IMAGE_PLACEHOLDER
+
 PROMPT_DIR = Path(__file__).resolve().parent
 
 
@@ -20,7 +22,7 @@ def user_template() -> str:
 
 def user_prompt(question: str, image_count: int = 1) -> str:
     """The first user turn: one ``<image>`` placeholder per input image, then the question."""
-    return "<image>" * image_count + "\n" + user_template().format(question=question)
+    return IMAGE_PLACEHOLDER * image_count + "\n" + user_template().format(question=question)
 
 
 @cache

@@ -14,10 +14,10 @@ from typing import Any
 
 import jsonschema
 
-from deepeyes.rewards.extraction import derive_tool_stats, extract_answer, split_assistant_turns
 from deepeyes.rewards.matching import ANSWER_TYPES
-from deepeyes.rewards.tool_efficiency import TOOL_STAT_KEYS
+from deepeyes.tools.registry import stat_keys
 from deepeyes.trajectory import StopReason, Trajectory, validate
+from deepeyes.wire import trajectory_from_response
 
 _STOP_REASONS: tuple[str, ...] = typing.get_args(StopReason)
 _REQUEST_KEYS = frozenset(
@@ -26,6 +26,22 @@ _REQUEST_KEYS = frozenset(
 )
 #: Keys of verl's ``extra_info`` that carry scoring inputs; any others are the dataset's own.
 _EXTRA_INFO_KEYS = ("tool_stats", "question", "answer_type", "choices", "stop_reason")
+#: verl's ``extra_info`` key under which an agent loop hands over the trajectory it built.
+TRAJECTORY_KEY = "trajectory"
+
+
+def reward_extra_fields(trajectory: Trajectory) -> dict[str, Any]:
+    """What an agent loop hands verl's reward hook through ``extra_fields`` (merged into ``extra_info``).
+
+    The trajectory itself (so the hook scores it on the trajectory route, see
+    :func:`parse_request` and :func:`deepeyes.rewards.scoring.compute_score`), plus its tool
+    stats (keys from the tool registry) and stop reason for hooks that only read those.
+    """
+    return {
+        TRAJECTORY_KEY: trajectory.to_dict(),
+        "tool_stats": trajectory.tool_calls.to_dict(),
+        "stop_reason": trajectory.stop_reason,
+    }
 
 
 class PayloadError(ValueError):
@@ -88,13 +104,14 @@ def _choices(value: Any) -> dict[str, str] | None:
 
 
 def _tool_stats(value: Any) -> dict[str, int]:
+    keys = stat_keys()
     if not isinstance(value, dict):
-        raise PayloadError(f"'tool_stats' must be a mapping with keys {list(TOOL_STAT_KEYS)}")
-    unknown = sorted(set(value) - set(TOOL_STAT_KEYS))
+        raise PayloadError(f"'tool_stats' must be a mapping with keys {list(keys)}")
+    unknown = sorted(set(value) - set(keys))
     if unknown:
-        raise PayloadError(f"'tool_stats' has unknown keys {unknown} (known: {list(TOOL_STAT_KEYS)})")
+        raise PayloadError(f"'tool_stats' has unknown keys {unknown} (known: {list(keys)})")
     stats = {}
-    for key in TOOL_STAT_KEYS:
+    for key in keys:
         count = value.get(key, 0)
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise PayloadError(f"'tool_stats.{key}' must be a non-negative integer, got {count!r}")
@@ -129,7 +146,7 @@ def request_from_trajectory(
         answer=final_answer,
         answered=final_answer is not None and record["stop_reason"] == "answer",
         stop_reason=record["stop_reason"],
-        tool_calls={key: record["tool_calls"][key] for key in TOOL_STAT_KEYS},
+        tool_calls={key: record["tool_calls"].get(key, 0) for key in stat_keys()},
         tool_stats_source="trajectory",
         question=record["question"],
         answer_type=_answer_type(answer_type if answer_type is not None else metadata.get("answer_type")),
@@ -149,21 +166,27 @@ def request_from_response(
     stop_reason: str | None = None,
     request_id: str | None = None,
 ) -> ScoreRequest:
-    """A request for a full response text; tool stats are read from the text when not given."""
+    """A request for a full response text, read into a trajectory by the wire parser.
+
+    The text is read with :func:`deepeyes.wire.trajectory_from_response` (the grammar
+    policy of :mod:`deepeyes.wire.parse`), so it scores as the trajectory the agent loop
+    would have recorded. ``tool_stats``, when given, replace the counts read from the text.
+    """
     if not isinstance(response, str):
         raise PayloadError(f"'response' must be a string, got {type(response).__name__}")
     if stop_reason is not None and stop_reason not in _STOP_REASONS:
         raise PayloadError(f"'stop_reason' must be one of {list(_STOP_REASONS)}, got {stop_reason!r}")
     if question is not None and not isinstance(question, str):
         raise PayloadError("'question' must be a string")
-    answer = extract_answer(response)
+    trajectory = trajectory_from_response(response, question or "", stop_reason)  # type: ignore[arg-type]
+    answer = trajectory.final_answer
     return ScoreRequest(
         ground_truths=_ground_truths(ground_truth),
-        turn_texts=split_assistant_turns(response),
+        turn_texts=[turn.model_text for turn in trajectory.turns],
         answer=answer,
-        answered=answer is not None and stop_reason in (None, "answer"),
+        answered=answer is not None and trajectory.stop_reason == "answer",
         stop_reason=stop_reason,
-        tool_calls=_tool_stats(tool_stats) if tool_stats is not None else derive_tool_stats(response),
+        tool_calls=_tool_stats(tool_stats) if tool_stats is not None else trajectory.tool_calls.to_dict(),
         tool_stats_source="given" if tool_stats is not None else "derived",
         question=question,
         answer_type=_answer_type(answer_type),
@@ -191,6 +214,13 @@ def parse_request(payload: Any) -> ScoreRequest:
     extra_info = payload.get("extra_info") or {}
     if not isinstance(extra_info, dict):
         raise PayloadError("'extra_info' must be a JSON object")
+    if extra_info.get(TRAJECTORY_KEY) is not None:  # verl form, from our agent loop: the trajectory wins
+        return request_from_trajectory(
+            extra_info[TRAJECTORY_KEY],
+            payload.get("ground_truth"),
+            answer_type=payload.get("answer_type", extra_info.get("answer_type")),
+            choices=payload.get("choices", extra_info.get("choices")),
+        )
     fields = {key: payload.get(key, extra_info.get(key)) for key in _EXTRA_INFO_KEYS}
     response = payload.get("response", payload.get("solution_str"))
     if response is None:

@@ -16,11 +16,16 @@ from typing import Any
 
 from deepeyes.rewards.accuracy import answer_length_cap, evaluate_accuracy
 from deepeyes.rewards.config import RewardConfig, load_reward_config
-from deepeyes.rewards.format_check import FormatViolation, check_turns, format_score
 from deepeyes.rewards.judge import LLMJudge
-from deepeyes.rewards.payload import ScoreRequest, request_from_response, request_from_trajectory
+from deepeyes.rewards.payload import (
+    TRAJECTORY_KEY,
+    ScoreRequest,
+    request_from_response,
+    request_from_trajectory,
+)
 from deepeyes.rewards.tool_efficiency import tool_efficiency
 from deepeyes.trajectory import Trajectory
+from deepeyes.wire import FormatViolation, answer_action, check_turns, format_score
 
 #: verl's hook reads the reward config from this file when no ``config_path`` kwarg is given.
 CONFIG_ENV = "DEEPEYES_REWARD_CONFIG"
@@ -87,7 +92,7 @@ class RewardScorer:
     def warm_up(self) -> None:
         """Pay one-off costs now (math-verify's sympy/ANTLR import and grammar build, ~1 s)
         so that a server's first requests do not queue behind them."""
-        self.score(request_from_response("<answer>\\frac{1}{2}</answer>", "0.5"))
+        self.score(request_from_response(answer_action("\\frac{1}{2}"), "0.5"))
 
     def score_batch(self, requests: list[ScoreRequest]) -> list[dict[str, Any]]:
         """Score many requests; judge calls (network-bound) run in parallel, in input order."""
@@ -141,22 +146,28 @@ def compute_score(
 
     Returns only numbers (``score`` plus the components and a judge-fallback flag) because
     verl averages every returned key into its metrics. Scoring inputs beyond the text come
-    from ``extra_info``: ``tool_stats``, ``question``, ``answer_type``, ``choices``,
-    ``stop_reason``. The config file is ``config_path`` (a ``reward_kwargs`` entry) or
+    from ``extra_info``: ``trajectory`` (the record our agent loop built: when present it is
+    scored and the text is not read), else ``tool_stats``, ``question``, ``answer_type``,
+    ``choices``, ``stop_reason`` beside the text. The config file is ``config_path`` (a ``reward_kwargs`` entry) or
     ``$DEEPEYES_REWARD_CONFIG``; defaults otherwise. ``data_source`` is accepted for the
     signature; scoring does not depend on it.
     """
     scorer = _scorer_from_file(kwargs.get("config_path") or os.environ.get(CONFIG_ENV) or None)
     info = extra_info or {}
-    request = request_from_response(
-        solution_str,
-        ground_truth,
-        tool_stats=info.get("tool_stats"),
-        question=info.get("question"),
-        answer_type=info.get("answer_type"),
-        choices=info.get("choices"),
-        stop_reason=info.get("stop_reason"),
-    )
+    if info.get(TRAJECTORY_KEY) is not None:
+        request = request_from_trajectory(
+            info[TRAJECTORY_KEY], ground_truth, answer_type=info.get("answer_type"), choices=info.get("choices")
+        )
+    else:
+        request = request_from_response(
+            solution_str,
+            ground_truth,
+            tool_stats=info.get("tool_stats"),
+            question=info.get("question"),
+            answer_type=info.get("answer_type"),
+            choices=info.get("choices"),
+            stop_reason=info.get("stop_reason"),
+        )
     result = scorer.score(request)
     return {
         "score": result["score"],

@@ -11,9 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from deepeyes.rewards.config import RewardConfig
-
-TOOL_STAT_KEYS: tuple[str, ...] = ("code", "search", "image_search", "invalid", "failed", "repeated")
-_TOOL_KINDS = ("code", "search", "image_search")
+from deepeyes.tools.registry import tool_names
 
 
 @dataclass
@@ -26,7 +24,7 @@ class ToolEfficiencyResult:
 
 def tool_efficiency(tool_calls: dict[str, int], answer_correct: bool, config: RewardConfig) -> ToolEfficiencyResult:
     """Score ``tool_calls`` (the trajectory's per-kind counts) for one trajectory."""
-    total = sum(tool_calls.get(kind, 0) for kind in _TOOL_KINDS)
+    total = sum(tool_calls.get(kind, 0) for kind in tool_names())
     invalid, failed, repeated = (tool_calls.get(k, 0) for k in ("invalid", "failed", "repeated"))
     useful = total - failed - repeated
     if not answer_correct:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from deepeyes import wire
 from deepeyes.agent import AgentRequest
 from deepeyes.rl.config import RLSetupError
 from deepeyes.rl.data_sources import RLDataSourceError, check_env_names, expand_data_files
@@ -68,7 +69,7 @@ def _question(row: dict[str, Any], index: int) -> str:
     users = [m for m in row.get("prompt") or [] if m.get("role") == "user"]
     if not users:
         raise RLDataError(f"row {index}: no extra_info.question and no user message in 'prompt'")
-    return str(users[-1]["content"]).replace("<image>", "").strip()
+    return str(users[-1]["content"]).replace(wire.IMAGE_PLACEHOLDER, "").strip()
 
 
 def load_prompts(path: str | Path | list[str | Path], image_root: str | Path | None = None) -> list[RLPrompt]:

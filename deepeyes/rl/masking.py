@@ -3,8 +3,9 @@
 RL must only push on tokens the model generated: the system prompt, the question, image
 tokens and every tool observation (a *user* turn in the wire format) are context, and a
 gradient on them would teach the model to predict its tools' output. The mask is found
-on the token ids themselves — each ``<|im_start|>assistant\\n`` header opens a trainable
-span that runs to its ``<|im_end|>`` — so it cannot drift from what the model is fed.
+on the token ids themselves — each assistant turn header opens a trainable span that runs
+to its end-of-turn token (both spelled in :mod:`deepeyes.wire.tokens`) — so it cannot
+drift from what the model is fed.
 Both engines use this module: the local engine to build its loss, the verl agent loop to
 build verl's ``response_mask``.
 """
@@ -21,12 +22,11 @@ from deepeyes.chat import Message, all_images
 from deepeyes.images import prepare_for_qwen
 from deepeyes.policies.hf import to_hf_messages
 
-IM_START = "<|im_start|>"
-IM_END = "<|im_end|>"
-VISION_START = "<|vision_start|>"
-#: Turns that end in one of these were cut by a stop string: the model did not write the
-#: closing ``<|im_end|>`` (the template adds it), so that token gets no loss.
-TOOL_STOPS: tuple[str, ...] = tuple(s for s in wire.STOP_STRINGS if s != IM_END)
+#: Turns that end in one of these were cut by a stop string (the grammar policy in
+#: :mod:`deepeyes.wire.parse`: a turn ends at its first closing tool tag): the model did not
+#: write the closing end-of-turn token (the template adds it), so that token gets no loss.
+#: Every token the model did write is trained, including text the parser ignores.
+TOOL_STOPS: tuple[str, ...] = wire.TOOL_STOPS
 
 
 @dataclass
@@ -50,9 +50,9 @@ def assistant_spans(input_ids: list[int], tokenizer: Any) -> list[tuple[int, int
     ``end`` is the position of the turn's ``<|im_end|>`` (or the sequence length when the
     conversation was cut); ``ends_turn`` says whether that token exists.
     """
-    im_start = tokenizer.convert_tokens_to_ids(IM_START)
-    im_end = tokenizer.convert_tokens_to_ids(IM_END)
-    header = tokenizer.encode("assistant\n", add_special_tokens=False)
+    im_start = tokenizer.convert_tokens_to_ids(wire.IM_START)
+    im_end = tokenizer.convert_tokens_to_ids(wire.IM_END)
+    header = tokenizer.encode(wire.ASSISTANT_HEADER, add_special_tokens=False)
     spans = []
     length = len(input_ids)
     position = 0
@@ -112,7 +112,7 @@ def tokenize_conversation(
     mask = generated_token_mask(input_ids.tolist(), processor.tokenizer)
     if max_length is not None and input_ids.shape[0] > max_length:
         mask[max_length:] = 0
-        vision_start = processor.tokenizer.convert_tokens_to_ids(VISION_START)
+        vision_start = processor.tokenizer.convert_tokens_to_ids(wire.VISION_START)
         if not bool((input_ids[max_length:] == vision_start).any()):
             input_ids, mask = input_ids[:max_length], mask[:max_length]
             if "mm_token_type_ids" in extra:

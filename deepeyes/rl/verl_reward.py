@@ -3,8 +3,10 @@
 verl loads this file with ``reward.custom_reward_function.path`` / ``name: compute_score``
 and calls it once per trajectory with the decoded response. The server does the scoring
 (so every stage scores alike); this adapter only forwards the fields the server reads —
-the tool statistics and stop reason that our agent loop put in ``extra_fields``, which
-verl merges into ``extra_info`` — in plain JSON types (verl hands over numpy values).
+the trajectory our agent loop put in ``extra_fields`` (which verl merges into
+``extra_info``), or for text-only rollouts the tool statistics and stop reason — in plain
+JSON types (verl hands over numpy values). With a trajectory the server scores it exactly
+as evaluation and the local engine do; without one it reads the text with the same parser.
 The server URL comes from ``reward_kwargs.server_url`` or ``$DEEPEYES_REWARD_SERVER_URL``.
 """
 
@@ -18,7 +20,9 @@ from deepeyes.rewards.client import RewardClient
 
 SERVER_URL_ENV = "DEEPEYES_REWARD_SERVER_URL"
 #: ``extra_info`` keys the reward server scores with; the rest is the dataset's own.
-FORWARDED_KEYS: tuple[str, ...] = ("tool_stats", "question", "answer_type", "choices", "stop_reason")
+#: ``trajectory`` is the record our agent loop built; when present the server scores it
+#: (the trajectory route) and the text only travels for the log.
+FORWARDED_KEYS: tuple[str, ...] = ("trajectory", "tool_stats", "question", "answer_type", "choices", "stop_reason")
 RETURNED_KEYS: tuple[str, ...] = ("score", "accuracy", "format", "tool_efficiency", "task_completion")
 
 

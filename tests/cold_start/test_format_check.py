@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from deepeyes.data.to_llamafactory import load_samples
-from deepeyes.eval.format_check import check, held_in_prompts, main
+from deepeyes.evaluation.format_check import check, held_in_prompts, main
 from deepeyes.policies.scripted import ScriptedPolicy
 
 

@@ -1,11 +1,11 @@
-"""The action parser: tolerant of sloppy formatting, strict where a wrong guess would run the wrong tool."""
+"""The turn parser (deepeyes.wire.parse): tolerant of sloppy formatting, strict where a wrong guess would run the wrong tool."""
 
 from __future__ import annotations
 
 import pytest
 
 from deepeyes import wire
-from deepeyes.actions import parse_action
+from deepeyes.wire import parse_action, parse_turn
 
 
 def test_round_trip_of_every_rendered_action() -> None:
@@ -24,7 +24,7 @@ def test_round_trip_of_every_rendered_action() -> None:
         ("<code>```py\nx = 2```</code>", "x = 2"),
         ("<code>\n  ```python\nx = 3\n```   \n</code>", "x = 3"),
         ("<code>\nx = 4\n</code>", "x = 4"),  # no fence at all
-        ("<code>```python\na=1\n```</code> then <code>```python\nb=2\n```</code>", "b=2"),  # last block wins
+        ("<code>```python\na=1\n```</code> then <code>```python\nb=2\n```</code>", "a=1"),  # the first block is the action
     ],
 )
 def test_tolerant_code_parsing(text: str, code: str) -> None:
@@ -32,14 +32,27 @@ def test_tolerant_code_parsing(text: str, code: str) -> None:
     assert (action.kind, action.content) == ("code", code)
 
 
-def test_several_blocks_take_the_last_one_even_across_kinds() -> None:
-    text = "<code>```python\nprint(1)\n```</code> <answer>7</answer>"
-    assert parse_action(text).kind == "answer"
+def test_several_blocks_take_the_first_one_and_are_a_violation() -> None:
+    # Generation stops at the first </code>: the parser reads the turn as the stop would have cut it.
+    parsed = parse_turn("<code>```python\nprint(1)\n```</code> <answer>7</answer>")
+    assert (parsed.action.kind, parsed.violations) == ("code", ["multiple_actions"])
+    parsed = parse_turn("<answer>7</answer>" + wire.code_action("print(1)"))
+    assert (parsed.action.kind, parsed.action.content, parsed.violations) == ("answer", "7", ["multiple_actions"])
 
 
-def test_answer_left_open_at_end_of_turn_is_accepted() -> None:
-    action = parse_action("<think>x</think><answer> Paris <|im_end|>")
-    assert (action.kind, action.content) == ("answer", "Paris")
+def test_text_after_the_action_is_ignored_and_flagged() -> None:
+    parsed = parse_turn(wire.answer_action("7") + " I hope that helps")
+    assert (parsed.action.content, parsed.violations) == ("7", ["text_after_action"])
+
+
+def test_tags_inside_thinking_are_text() -> None:
+    parsed = parse_turn("<think>maybe <answer>3</answer> or <code>x</code></think>" + wire.answer_action("4"))
+    assert (parsed.action.content, parsed.violations) == ("4", [])
+
+
+def test_answer_left_open_at_end_of_turn_is_accepted_with_a_violation() -> None:
+    parsed = parse_turn("<think>x</think><answer> Paris " + wire.IM_END)
+    assert (parsed.action.kind, parsed.action.content, parsed.violations) == ("answer", "Paris", ["unbalanced_answer"])
 
 
 @pytest.mark.parametrize(

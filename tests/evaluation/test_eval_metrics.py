@@ -13,6 +13,7 @@ from deepeyes.evaluation.metrics import SampleOutcome, aggregate
 from deepeyes.evaluation.runner import evaluate
 from deepeyes.evaluation.templates import build_question
 from deepeyes.policies.scripted import ScriptedPolicy
+from deepeyes.trajectory import TOOL_KINDS
 
 ROWS = [
     {"index": 1, "question": "What is 2 plus 3?", "answer": "5", "category": "alpha"},
@@ -58,9 +59,9 @@ def test_metrics_match_hand_computed_goldens(scripted_run):
         "n": 4,
         "accuracy": 0.5,
         "task_completion": 0.75,
-        "tool_call_rate": {"code": 0.5, "search": 0.25, "image_search": 0.0},
+        "tool_call_rate": {tool: {"code": 0.5, "search": 0.25}.get(tool, 0.0) for tool in TOOL_KINDS},
         "any_tool_call_rate": 0.5,
-        "tool_calls_per_sample": {"code": 0.5, "search": 0.25, "image_search": 0.0},
+        "tool_calls_per_sample": {tool: {"code": 0.5, "search": 0.25}.get(tool, 0.0) for tool in TOOL_KINDS},
         "tool_calls_attempted": 4,
         "tool_call_validity": 0.25,
         "tool_call_parse_rate": 0.75,
@@ -88,7 +89,7 @@ def test_metrics_match_hand_computed_goldens(scripted_run):
 
 def test_latency_mean_and_p95():
     def sample(latency: float) -> SampleOutcome:
-        calls = {"code": 0, "search": 0, "image_search": 0}
+        calls = {tool: 0 for tool in TOOL_KINDS}
         return SampleOutcome("c", 1.0, 1.0, True, latency, 1, calls, 0, 0, 0, 1, False)
 
     block = aggregate([sample(x) for x in (1.0, 2.0, 3.0, 4.0, 10.0)])

@@ -8,7 +8,12 @@ import pytest
 
 from deepeyes import wire
 from deepeyes.rewards import RewardConfig, ToolPenalties, score_response
-from deepeyes.rewards.extraction import derive_tool_stats, extract_answer, split_assistant_turns
+from deepeyes.trajectory import ToolCallCounts
+from deepeyes.wire import split_response, trajectory_from_response
+
+
+def derive_tool_stats(response: str) -> dict[str, int]:
+    return trajectory_from_response(response).tool_calls.to_dict()
 
 
 def violations(result: dict) -> list[str]:
@@ -42,7 +47,7 @@ def test_clean_response_has_full_format_and_completion() -> None:
         ("</think>backwards<think><answer>4</answer>", ["unbalanced_think"]),
         ("<think>a<think>b</think></think><answer>4</answer>", ["unbalanced_think"]),
         ("<think>x</think><answer>3</answer><answer>4</answer>", ["multiple_actions"]),
-        ("<think>x</think><answer>4</answer> and more words", ["text_after_answer"]),
+        ("<think>x</think><answer>4</answer> and more words", ["text_after_action"]),
         ("<think>x</think><answer>4", ["unbalanced_answer"]),
     ],
 )
@@ -57,7 +62,10 @@ def test_turn_without_action_loses_completion() -> None:
     assert violations(result) == ["no_action"]
     assert result["details"]["answered"] is False
     assert result["task_completion"] == 0.0
-    assert result["score"] == 0.0
+    # The agent loop answers a turn without action with an error observation and counts it
+    # invalid; the text route counts it the same way, so the invalid-call penalty applies.
+    assert result["details"]["tool_calls"]["invalid"] == 1
+    assert result["score"] == pytest.approx(-0.3 * RewardConfig().penalties.invalid)
 
 
 def test_tags_mentioned_while_thinking_are_not_actions() -> None:
@@ -96,7 +104,7 @@ def test_chat_template_markers_split_turns_by_role() -> None:
         "<|im_start|>user\n" + wire.code_observation("4", "", 0) + "<|im_end|>\n"
         "<|im_start|>assistant\n" + final("4") + "<|im_end|>"
     )
-    assert len(split_assistant_turns(response)) == 2
+    assert len(split_response(response)) == 2
     result = score_response(response, "4")
     assert violations(result) == []
     assert result["details"]["tool_calls"]["code"] == 1
@@ -111,15 +119,15 @@ def test_verl_decoded_multiturn_without_special_tokens() -> None:
         + final("828 m")
     )
     result = score_response(response, "828")
-    assert len(split_assistant_turns(response)) == 2
+    assert len(split_response(response)) == 2
     assert violations(result) == []
     assert result["details"]["tool_calls"]["search"] == 1
     assert result["score"] == 1.0
 
 
-def test_last_answer_tag_is_the_answer() -> None:
-    assert extract_answer("<answer>3</answer> text <answer> 4 </answer>") == "4"
-    assert extract_answer("<answer>unfinished") is None
+def test_first_answer_tag_is_the_answer_and_an_open_one_counts() -> None:
+    assert trajectory_from_response("<answer>3</answer> text <answer> 4 </answer>").final_answer == "3"
+    assert trajectory_from_response("<answer>unfinished").final_answer == "unfinished"
 
 
 # ---- tool efficiency --------------------------------------------------------------------
@@ -153,7 +161,7 @@ def test_repeated_identical_calls_are_penalised() -> None:
 
 def test_invalid_tool_calls_are_penalised_even_when_wrong() -> None:
     bad_json = wire.think("x") + "<tool_call>\n{not json}\n</tool_call>" + wire.tool_response("Error (parse): bad JSON")
-    unknown = wire.think("x") + '<tool_call>\n{"name": "browse", "arguments": {}}\n</tool_call>'
+    unknown = wire.think("x") + '<tool_call>\n{"name": "browse", "arguments": {}}\n</tool_call>' + wire.error_response("invalid call", "unknown")
     result = score_response(bad_json + unknown + final("5"), "4")
     assert result["details"]["tool_calls"]["invalid"] == 2
     assert result["tool_efficiency"] == pytest.approx(-0.5)
@@ -163,9 +171,7 @@ def test_invalid_tool_calls_are_penalised_even_when_wrong() -> None:
 def test_failed_call_gives_no_credit_and_a_penalty() -> None:
     response = code_turn("1/0", "", "ZeroDivisionError: division by zero") + final("4")
     result = score_response(response, "4")
-    assert result["details"]["tool_calls"] == {
-        "code": 1, "search": 0, "image_search": 0, "invalid": 0, "failed": 1, "repeated": 0,
-    }
+    assert result["details"]["tool_calls"] == ToolCallCounts(code=1, failed=1).to_dict()
     assert result["details"]["tool_credit"] == 0.0
     assert result["tool_efficiency"] == pytest.approx(-0.1)
 
@@ -177,7 +183,7 @@ def test_search_errors_and_image_search_are_counted() -> None:
         + final("Paris")
     )
     stats = derive_tool_stats(response)
-    assert stats == {"code": 0, "search": 1, "image_search": 1, "invalid": 0, "failed": 1, "repeated": 0}
+    assert stats == ToolCallCounts(search=1, image_search=1, failed=1).to_dict()
     assert score_response(response, "Paris")["tool_efficiency"] == pytest.approx(1.0 - 0.1)
 
 
@@ -217,7 +223,7 @@ def test_stop_at_turn_limit_is_not_completion() -> None:
 
 def test_search_call_identity_uses_arguments() -> None:
     response = search_turn("a") + search_turn("b") + search_turn("a")
-    assert derive_tool_stats(response) == {"code": 0, "search": 3, "image_search": 0, "invalid": 0, "failed": 0, "repeated": 1}
+    assert derive_tool_stats(response) == ToolCallCounts(search=3, repeated=1).to_dict()
 
 
 def test_search_without_query_is_invalid() -> None:

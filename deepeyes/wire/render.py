@@ -1,12 +1,15 @@
-"""The model-output wire format (DESIGN §4): the one place that spells its strings.
+"""Rendering the wire format (DESIGN §4): model actions and the observation turns.
 
 DeepEyesV2 checkpoints were trained on exactly these shapes, so SFT data, the agent loop
-and the tool observations all render through here; nothing else hard-codes a tag.
+and the tool observations all render through here; :mod:`deepeyes.wire.parse` reads them
+back with the same tag constants.
 """
 
 from __future__ import annotations
 
 import json
+
+from deepeyes.wire.tokens import IM_END
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 CODE_OPEN, CODE_CLOSE = "<code>", "</code>"
@@ -14,13 +17,21 @@ TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 TOOL_RESPONSE_OPEN, TOOL_RESPONSE_CLOSE = "<tool_response>", "</tool_response>"
 IMAGE_PLACEHOLDER = "<image>"
-IM_END = "<|im_end|>"
 
+#: Closing tags of the tool actions: generation stops right after the first one (the tool
+#: runs next), and the parser cuts the turn there too (see :mod:`deepeyes.wire.parse`).
+TOOL_STOPS: tuple[str, ...] = (CODE_CLOSE, TOOL_CALL_CLOSE)
 #: Generation stops at any of these; the stop string is kept in the model text.
-STOP_STRINGS: tuple[str, ...] = (CODE_CLOSE, TOOL_CALL_CLOSE, IM_END)
+STOP_STRINGS: tuple[str, ...] = (*TOOL_STOPS, IM_END)
 
 TEXT_SEARCH_TOOL = "search"
 IMAGE_SEARCH_TOOL = "image_search"
+#: Error kinds of :func:`error_response` that mean "the call was refused, not run".
+ERROR_DISABLED = "tool disabled"
+ERROR_BUDGET = "budget"
+ERROR_INVALID = "invalid call"
+#: Lines of a tool's stderr that start with this are notes from the tool, not errors.
+NOTE_PREFIX = "[note] "
 
 
 def escape_placeholders(text: str) -> str:
@@ -37,12 +48,11 @@ def code_action(code: str) -> str:
 
 
 def text_search_action(query: str) -> str:
-    call = {"name": TEXT_SEARCH_TOOL, "arguments": {"query": query}}
-    return f"{TOOL_CALL_OPEN}\n{json.dumps(call, ensure_ascii=False)}\n{TOOL_CALL_CLOSE}"
+    return tool_call_action(TEXT_SEARCH_TOOL, {"query": query})
 
 
 def image_search_action() -> str:
-    return f"{TOOL_CALL_OPEN}\n{json.dumps({'name': IMAGE_SEARCH_TOOL})}\n{TOOL_CALL_CLOSE}"
+    return tool_call_action(IMAGE_SEARCH_TOOL)
 
 
 def answer_action(answer: str) -> str:
@@ -63,6 +73,31 @@ def code_observation(stdout: str, stderr: str, image_count: int) -> str:
         f"stderr:\n```\n{stderr}\n```\n\n"
         f"{images}"
     )
+
+
+def note(text: str) -> str:
+    """One line the tool adds to stderr to tell the model what it changed (not an error)."""
+    return f"{NOTE_PREFIX}{text}"
+
+
+def tool_call_action(name: str, arguments: dict | None = None) -> str:
+    """A ``<tool_call>`` block calling ``name`` (``arguments`` omitted when ``None``)."""
+    call: dict = {"name": name} if arguments is None else {"name": name, "arguments": arguments}
+    return f"{TOOL_CALL_OPEN}\n{json.dumps(call, ensure_ascii=False)}\n{TOOL_CALL_CLOSE}"
+
+
+def restore_stop_string(text: str, finish_reason: str | None) -> str:
+    """OpenAI-style servers drop the matched stop string; put the closing tag back.
+
+    The parser needs ``</code>``/``</tool_call>`` to tell a finished call from a
+    truncated one, so a turn that stopped inside an open block gets its tag restored.
+    """
+    if finish_reason != "stop":
+        return text
+    for opening, closing in ((CODE_OPEN, CODE_CLOSE), (TOOL_CALL_OPEN, TOOL_CALL_CLOSE)):
+        if text.rfind(opening) > text.rfind(closing):
+            return text + closing
+    return text
 
 
 def tool_response(body: str) -> str:

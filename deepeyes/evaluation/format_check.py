@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from deepeyes.actions import parse_action
+from deepeyes.wire import parse_action
 from deepeyes.chat import Message
 from deepeyes.data.sft_readers import InputError
 from deepeyes.data.sft_sample import SftSample
@@ -85,7 +85,7 @@ def check(policy: Policy, prompts: list[tuple[str, list[Message]]], batch_size: 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m deepeyes.eval.format_check",
+        prog="python -m deepeyes.evaluation.format_check",
         description=(
             "Generate the first assistant turn for N held-in SFT prompts and report the share that parses into "
             "a valid action (code, search, image_search or answer) with the shared action parser."

@@ -1,1 +1,0 @@
-"""In-package evaluation helpers that stages share (e.g. the SFT format check)."""

@@ -1,0 +1,63 @@
+"""The code tool: a ``<code>`` block runs in the session's Jupyter kernel (DESIGN §4, §8).
+
+The kernel is opened on the session's first code call with the input images preloaded as
+``image_1 … image_N`` and freed when the trajectory ends (:meth:`CodeTool.close`), so a
+finished rollout never keeps a kernel alive.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from deepeyes import wire
+from deepeyes.images import load_image, to_png_bytes
+from deepeyes.tools.base import BaseTool, ToolContext, ToolOutput, ToolSession
+from deepeyes.tools.registry import ToolArgumentError
+
+logger = logging.getLogger(__name__)
+
+
+class CodeTool(BaseTool):
+    name = "code"
+    call_name = None  # written as a <code> block, not a <tool_call>
+    aliases = ("code_execution",)
+
+    @classmethod
+    def parse_arguments(cls, arguments: Any) -> str:
+        raise ToolArgumentError(f"run code with a {wire.CODE_OPEN} block, not a tool call")
+
+    def __init__(self, context: ToolContext):
+        super().__init__(context)
+        from deepeyes.sandbox.client import SandboxClient
+        from deepeyes.sandbox.launch import SandboxCluster
+
+        sandbox = context.config.sandbox
+        if sandbox.ports:
+            self.client = SandboxClient(sandbox.ports, host=sandbox.host)
+        else:
+            cluster = context.stack.enter_context(SandboxCluster(sandbox, num_instances=1))
+            self.client = cluster.client()
+        context.stack.callback(self.client.close)
+
+    def open(self, session: ToolSession) -> None:
+        self.client.open_session(session.session_id, [to_png_bytes(image) for image in session.images])
+
+    def execute(self, session: ToolSession, content: str) -> ToolOutput:
+        run = self.client.execute(session.session_id, content, timeout=self.context.config.sandbox.default_timeout_s)
+        images = [load_image(png) for png in run.images]
+        sandbox_notes = [f"sandbox: {note}" for note in run.notes]
+        stdout = run.stdout
+        if run.result and run.result not in stdout:
+            stdout = f"{stdout}{run.result}" if not stdout or stdout.endswith("\n") else f"{stdout}\n{run.result}"
+        status = run.status if run.status in ("success", "error", "timeout", "denied") else "error"
+
+        def render(kept: list[int], notes: list[str]) -> str:
+            lines = [run.stderr.rstrip("\n")] if run.stderr.strip() else []
+            lines += [wire.note(n) for n in [*sandbox_notes, *notes]]
+            return wire.code_observation(stdout, "\n".join(lines), len(kept))
+
+        return ToolOutput(status, render, images)  # type: ignore[arg-type]
+
+    def close(self, session: ToolSession) -> None:
+        self.client.close_session(session.session_id)

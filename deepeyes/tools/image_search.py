@@ -1,0 +1,50 @@
+"""The image-search tool: ``{"name": "image_search"}`` searches with the original image (DESIGN §4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deepeyes import wire
+from deepeyes.tools.base import (
+    BaseTool,
+    ToolContext,
+    ToolOutput,
+    ToolSession,
+    error_output,
+)
+from deepeyes.tools.registry import ToolArgumentError
+
+
+class ImageSearchTool(BaseTool):
+    name = "image_search"
+    call_name = "image_search"
+    aliases = ()
+
+    @classmethod
+    def parse_arguments(cls, arguments: Any) -> str:
+        if arguments not in (None, {}):
+            raise ToolArgumentError("image_search takes no arguments: it always searches with the original image.")
+        return ""
+
+    def __init__(self, context: ToolContext):
+        super().__init__(context)
+        from deepeyes.search.image import ImageSearcher
+
+        self.searcher = ImageSearcher.from_config(context.config.search)
+
+    def execute(self, session: ToolSession, content: str) -> ToolOutput:
+        if not session.images:
+            return error_output("image_search", "this question has no image to search with")
+        outcome = self.searcher.search(session.images[0], sample_index=session.sample_index)
+        if outcome.error is not None:
+            return ToolOutput("error", lambda _kept, _notes: outcome.render())
+        thumbnails = list(outcome.thumbnails)
+        titles = list(outcome.titles[: len(thumbnails)]) if thumbnails else list(outcome.titles)
+        if not thumbnails:
+            return ToolOutput("success", lambda _kept, _notes: wire.tool_response(wire.image_search_body(titles)))
+
+        def render(kept: list[int], notes: list[str]) -> str:
+            body = wire.image_search_body([titles[i] for i in kept])
+            return wire.tool_response("\n".join([body, *(wire.note(n) for n in notes)]))
+
+        return ToolOutput("success", render, thumbnails)

@@ -1,0 +1,221 @@
+"""Reading one model turn: exactly one action, plus the format violations it shows.
+
+This module is the written grammar policy (docs/wire.md repeats it for readers). The same
+rules hold in generation stops, this parser, the loss mask and the reward, on every route
+(agent loop, local RL engine, verl, evaluation, reward server, text-only callers):
+
+1. **End of turn.** ``<|im_end|>`` / ``<|endoftext|>`` end a turn; they and anything after
+   them are not part of it.
+2. **Thinking.** A closed ``<think>…</think>`` is thought: tags written inside it are text,
+   never actions. Think tags out of order or left open are the violation
+   ``unbalanced_think``; an unclosed ``<think>`` hides nothing (the action after it still counts).
+3. **The action is the first action block** (``<code>``, ``<tool_call>`` or ``<answer>``)
+   outside thinking. Generation stops right after the first ``</code>`` / ``</tool_call>``
+   (``wire.STOP_STRINGS``) because the tool runs next, so the parser reads a turn the way
+   the stop would have cut it: whatever follows the first block is never run, never
+   answered and never counted as a tool call.
+4. **After the first block.** Another action block there is the violation
+   ``multiple_actions``; other non-blank text is ``text_after_action``. (A policy that
+   honours the stops can only produce these after an ``<answer>``, where it stops at
+   ``<|im_end|>`` instead.)
+5. **An unclosed final answer counts.** ``<answer>42<|im_end|>`` (or ``<answer>42`` cut by
+   the token limit) answers ``42``, with the violation ``unbalanced_answer``: the turn has
+   ended, so the answer cannot be read differently. An unclosed ``<code>`` /
+   ``<tool_call>`` is not run (truncated code or JSON is not what the model meant): the
+   action is invalid and the violation ``unbalanced_code`` / ``unbalanced_tool_call``.
+   A closing action tag with no opening before it is ``unbalanced_<tag>`` too.
+6. **An empty answer is invalid**: ``<answer></answer>`` (blank inside) is an invalid
+   action, like a malformed tool call, not an answer.
+7. **No action** at all is an invalid action and the violation ``no_action``.
+
+Invalid actions (bad JSON, unknown tool, bad arguments, empty answer, unclosed call) carry
+a reason worded for the model: the agent loop sends it back as the observation, and the
+reward counts the turn as an invalid call. The loss mask trains on every token the model
+wrote, including text this parser ignores, so the format penalty reaches those tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from deepeyes.trajectory import Action
+from deepeyes.wire.render import (
+    ANSWER_CLOSE,
+    ANSWER_OPEN,
+    CODE_CLOSE,
+    CODE_OPEN,
+    THINK_CLOSE,
+    THINK_OPEN,
+    TOOL_CALL_CLOSE,
+    TOOL_CALL_OPEN,
+)
+from deepeyes.wire.tokens import trim_end_of_turn
+
+#: Tag name → (opening, closing) of the three action blocks.
+ACTION_TAGS: dict[str, tuple[str, str]] = {
+    "code": (CODE_OPEN, CODE_CLOSE),
+    "tool_call": (TOOL_CALL_OPEN, TOOL_CALL_CLOSE),
+    "answer": (ANSWER_OPEN, ANSWER_CLOSE),
+}
+_TAG_BY_STRING = {tag: (name, opening) for name, (o, c) in ACTION_TAGS.items() for tag, opening in ((o, True), (c, False))}
+_ACTION_TAG_RE = re.compile("|".join(re.escape(t) for t in _TAG_BY_STRING))
+_THINK_BLOCK_RE = re.compile(re.escape(THINK_OPEN) + r".*?" + re.escape(THINK_CLOSE), re.DOTALL)
+_THINK_TAG_RE = re.compile(re.escape(THINK_OPEN) + "|" + re.escape(THINK_CLOSE))
+_UNCLOSED_THINK_RE = re.compile(re.escape(THINK_OPEN) + r".*?(?:" + re.escape(THINK_CLOSE) + r"|$)", re.DOTALL)
+_FENCE = re.compile(r"```[ \t]*(?:python|py|Python)?[ \t]*\n?(?P<code>.*?)(?:```|$)", re.DOTALL)
+
+#: Every violation kind, for documentation and tests.
+VIOLATION_KINDS: tuple[str, ...] = (
+    "unbalanced_think",
+    *(f"unbalanced_{name}" for name in ACTION_TAGS),
+    "no_action",
+    "multiple_actions",
+    "text_after_action",
+    "answer_too_long",  # added by the reward, which knows the length cap
+)
+
+
+@dataclass(frozen=True)
+class FormatViolation:
+    turn: int
+    kind: str  # one of VIOLATION_KINDS
+
+    def to_dict(self) -> dict[str, object]:
+        return {"turn": self.turn, "kind": self.kind}
+
+
+@dataclass
+class ParsedTurn:
+    """One turn read under the policy above: its action and its violation kinds, in order."""
+
+    action: Action
+    violations: list[str] = field(default_factory=list)
+
+
+def _think_is_balanced(text: str) -> bool:
+    depth = 0
+    for match in _THINK_TAG_RE.finditer(text):
+        depth += 1 if match.group() == THINK_OPEN else -1
+        if depth not in (0, 1):  # a close before its open, or a nested open
+            return False
+    return depth == 0
+
+
+def parse_turn(text: str) -> ParsedTurn:
+    """Read one assistant turn (stop string included, end-of-turn token optional)."""
+    body = trim_end_of_turn(text)
+    violations: list[str] = [] if _think_is_balanced(body) else ["unbalanced_think"]
+    outside = _THINK_BLOCK_RE.sub(" ", body)
+    first: tuple[str, str, bool] | None = None  # (tag name, content, closed)
+    rest = ""
+    position = 0
+    while first is None:
+        match = _ACTION_TAG_RE.search(outside, position)
+        if match is None:
+            break
+        name, opening = _TAG_BY_STRING[match.group()]
+        if not opening:
+            violations.append(f"unbalanced_{name}")
+            position = match.end()
+            continue
+        close = outside.find(ACTION_TAGS[name][1], match.end())
+        if close == -1:
+            first = (name, outside[match.end() :], False)
+        else:
+            first = (name, outside[match.end() : close], True)
+            rest = outside[close + len(ACTION_TAGS[name][1]) :]
+    if first is None:
+        violations.append("no_action")
+        return ParsedTurn(
+            Action(
+                "invalid",
+                reason=f"No action found: end your reply with one {CODE_OPEN}…{CODE_CLOSE}, "
+                f"{TOOL_CALL_OPEN}…{TOOL_CALL_CLOSE} or {ANSWER_OPEN}…{ANSWER_CLOSE} block.",
+            ),
+            violations,
+        )
+    name, content, closed = first
+    if not closed:
+        violations.append(f"unbalanced_{name}")
+    if any(_TAG_BY_STRING[m.group()][1] for m in _ACTION_TAG_RE.finditer(rest)):
+        violations.append("multiple_actions")
+    elif rest.strip():
+        violations.append("text_after_action")
+    if name == "answer":
+        return ParsedTurn(_parse_answer(content), violations)
+    if not closed:
+        opening, closing = ACTION_TAGS[name]
+        return ParsedTurn(Action("invalid", reason=f"The {opening} block is not closed with {closing}."), violations)
+    if name == "code":
+        return ParsedTurn(_parse_code(content), violations)
+    return ParsedTurn(_parse_tool_call(content), violations)
+
+
+def parse_action(text: str) -> Action:
+    """The action of one assistant turn (see the module policy)."""
+    return parse_turn(text).action
+
+
+def check_turn(index: int, text: str) -> list[FormatViolation]:
+    """Violations in one assistant turn (``index`` only labels them)."""
+    return [FormatViolation(index, kind) for kind in parse_turn(text).violations]
+
+
+def check_turns(turn_texts: list[str]) -> list[FormatViolation]:
+    """Violations across all assistant turns, in turn order."""
+    return [v for index, text in enumerate(turn_texts) for v in check_turn(index, text)]
+
+
+def format_score(violation_count: int, penalty: float) -> float:
+    """1 for a clean output, minus ``penalty`` per violation, never below 0."""
+    return max(0.0, 1.0 - penalty * violation_count)
+
+
+def strip_thinking(text: str) -> str:
+    """The turn without its thinking (an unclosed ``<think>`` runs to the end) and end-of-turn
+    token: what a no-tool run scores as the answer when the model wrote no answer block."""
+    return _UNCLOSED_THINK_RE.sub("", trim_end_of_turn(text)).strip()
+
+
+def _parse_answer(content: str) -> Action:
+    answer = content.strip()
+    if not answer:
+        return Action("invalid", reason=f"The {ANSWER_OPEN} block is empty.")
+    return Action("answer", content=answer)
+
+
+def _parse_code(content: str) -> Action:
+    fenced = _FENCE.search(content)
+    code = (fenced.group("code") if fenced else content).strip("\n")
+    if not code.strip():
+        return Action("invalid", reason=f"The {CODE_OPEN} block contains no Python code.")
+    return Action("code", content=code)
+
+
+def _parse_tool_call(content: str) -> Action:
+    from deepeyes.tools.registry import (  # the tools render through wire
+        REGISTRY,
+        ToolArgumentError,
+    )
+
+    raw = content.strip()
+    try:
+        call = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return Action("invalid", content=raw, reason=f"The tool call is not valid JSON ({exc.msg} at position {exc.pos}).")
+    if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+        return Action("invalid", content=raw, reason='The tool call must be a JSON object with a "name" field.')
+    tool = REGISTRY.by_call_name(call["name"])
+    if tool is None:
+        return Action(
+            "invalid",
+            content=raw,
+            reason=f"Unknown tool '{call['name']}'. Available tools: {', '.join(REGISTRY.call_names())}; run code with {CODE_OPEN}.",
+        )
+    try:
+        argument = tool.parse_arguments(call.get("arguments"))
+    except ToolArgumentError as exc:
+        return Action("invalid", content=raw, reason=str(exc))
+    return Action(tool.name, content=argument)

@@ -1,0 +1,161 @@
+"""The text route: a whole decoded response read back into a trajectory.
+
+Foreign callers (``score_response``, ``POST /score {"response"}``, a verl hook handed only
+``solution_str``) have text, not a :class:`~deepeyes.trajectory.Trajectory`. This module
+rebuilds one from the text with the same turn parser and the same call counting as the
+agent loop, so the reward sees the same record either way. The turns are found at the
+observations (a model turn ends where a tool's user turn begins), never at a closing tag,
+so a turn holding two action blocks stays one turn (policy in :mod:`deepeyes.wire.parse`).
+
+What the text cannot show is read from the observation: a code call failed when its
+stderr holds anything other than tool notes (``[note] …`` lines); a ``<tool_response>``
+call failed when its body is an ``Error (kind): …`` line, and was refused (not run) when
+that kind is ``tool disabled`` or ``budget``. The agent loop's status comes from the
+tool itself, so the two agree except for a code run that succeeded while writing to
+stderr (a warning), which the text route counts as failed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from deepeyes.trajectory import (
+    Action,
+    Observation,
+    ObservationStatus,
+    StopReason,
+    Trajectory,
+    Turn,
+)
+from deepeyes.wire.parse import parse_action, strip_thinking
+from deepeyes.wire.render import (
+    ERROR_BUDGET,
+    ERROR_DISABLED,
+    IMAGE_PLACEHOLDER,
+    NOTE_PREFIX,
+    TOOL_RESPONSE_CLOSE,
+    TOOL_RESPONSE_OPEN,
+)
+from deepeyes.wire.tokens import ASSISTANT_HEADER, IM_END, IM_START, remove_end_of_turn
+
+_CODE_OBSERVATION = (
+    r"Code execution result:\nstdout:\n```\n.*?\n```\n\nstderr:\n```\n(?P<stderr>.*?)\n```"
+    r"(?:\n\n(?:Images:\n(?:" + re.escape(IMAGE_PLACEHOLDER) + r")*)?)?"
+)
+_TOOL_RESPONSE = re.escape(TOOL_RESPONSE_OPEN) + r"\n?(?P<body>.*?)\n?" + re.escape(TOOL_RESPONSE_CLOSE)
+_OBSERVATION_RE = re.compile(rf"(?P<code>{_CODE_OBSERVATION})|(?P<response>{_TOOL_RESPONSE})", re.DOTALL)
+_ERROR_RE = re.compile(r"\AError \((?P<kind>[^)]*)\):")
+#: verl decodes with ``skip_special_tokens``: the turn headers' role words stay around observations.
+_ROLE_BEFORE_RE = re.compile(r"\n?user\n?\Z")
+_ROLE_AFTER_RE = re.compile(r"\A\n?assistant\n")
+
+
+@dataclass
+class ResponseTurn:
+    """One model turn of a response and the observation that followed it, if any."""
+
+    model_text: str
+    observation: str | None = None
+
+
+def split_response(response: str) -> list[ResponseTurn]:
+    """The model turns of a decoded multi-turn response, each with its observation.
+
+    With chat-template markers (``<|im_start|>role``) roles decide: assistant blocks are
+    turns, a user block after a turn is its observation, anything before the first
+    assistant turn is prompt. The text before the first marker is an assistant turn (verl's
+    response starts inside one). Without markers the observations are found by their wire
+    shapes. An empty response is one empty turn.
+    """
+    if IM_START in response:
+        head, *blocks = response.split(IM_START)
+        turns = [ResponseTurn(remove_end_of_turn(head))] if head.strip() else []
+        for block in blocks:
+            role, _, body = block.partition("\n")
+            if role.strip() == ASSISTANT_HEADER.strip():
+                turns.append(ResponseTurn(remove_end_of_turn(body)))
+            elif role.strip() == "user" and turns and turns[-1].observation is None:
+                turns[-1].observation = remove_end_of_turn(body).strip("\n")
+        return turns or [ResponseTurn("")]
+    turns: list[ResponseTurn] = []
+    position = 0
+    for match in _OBSERVATION_RE.finditer(response):
+        text = _ROLE_BEFORE_RE.sub("", response[position : match.start()])
+        if position:
+            text = _ROLE_AFTER_RE.sub("", text)
+        turns.append(ResponseTurn(remove_end_of_turn(text), match.group()))
+        position = match.end()
+    rest = response[position:]
+    headed = bool(position and _ROLE_AFTER_RE.match(rest))  # a turn header: a turn, even if empty
+    tail = remove_end_of_turn(_ROLE_AFTER_RE.sub("", rest) if position else rest)
+    if tail.strip() or headed or not turns:
+        turns.append(ResponseTurn(tail))
+    return turns
+
+
+def observation_status(text: str) -> ObservationStatus:
+    """The status a tool observation shows (see the module docstring for the rules)."""
+    match = _OBSERVATION_RE.match(text.lstrip("\n"))
+    if match is None:
+        return "error"
+    if match.group("code") is not None:
+        stderr = [line for line in match.group("stderr").splitlines() if line.strip() and not line.startswith(NOTE_PREFIX)]
+        return "error" if stderr else "success"
+    error = _ERROR_RE.match(match.group("body").strip())
+    if error is None:
+        return "success"
+    return {ERROR_DISABLED: "disabled", ERROR_BUDGET: "budget_exceeded"}.get(error.group("kind"), "error")  # type: ignore[return-value]
+
+
+def render_response(trajectory: Trajectory, chat_markers: bool = True) -> str:
+    """A trajectory's turns and observations as one decoded response (what verl decodes).
+
+    ``chat_markers``: with the chat template's ``<|im_start|>role`` / ``<|im_end|>``
+    markers, or as verl decodes with ``skip_special_tokens`` (role words, no markers).
+    """
+    parts = []
+    for index, turn in enumerate(trajectory.turns):
+        if index:
+            parts.append(f"{IM_START}{ASSISTANT_HEADER}" if chat_markers else f"\n{ASSISTANT_HEADER}")
+        parts.append(turn.model_text)
+        if turn.observation is not None:
+            if chat_markers:
+                parts.append(f"{IM_END}\n{IM_START}user\n{turn.observation.text}{IM_END}\n")
+            else:
+                parts.append(f"\nuser\n{turn.observation.text}")
+    return "".join(parts)
+
+
+def trajectory_from_response(response: str, question: str = "", stop_reason: StopReason | None = None) -> Trajectory:
+    """A trajectory rebuilt from a decoded response, counted as the agent loop counts.
+
+    A tool call with no observation after it never ran: it is not counted. The final
+    answer is the last turn's answer; ``stop_reason`` defaults to ``answer`` when there is
+    one and ``max_turns`` otherwise; ``no_action`` (a no-tool run) takes the last turn
+    without its thinking as the answer, as the agent loop does.
+    """
+    trajectory = Trajectory(id="response", question=question, images=[])
+    seen: set[tuple[str, str]] = set()
+    for index, piece in enumerate(split_response(response)):
+        action = parse_action(piece.model_text)
+        turn = Turn(index, piece.model_text, action)
+        trajectory.turns.append(turn)
+        if piece.observation is not None:
+            status = observation_status(piece.observation)
+            identity = (action.kind, action.content.strip())
+            counted = status not in ("disabled", "budget_exceeded")
+            repeated = counted and action.kind in trajectory.tool_calls.tools() and identity in seen
+            if counted:
+                seen.add(identity)
+            turn.observation = Observation(piece.observation, piece.observation.count(IMAGE_PLACEHOLDER), status, 0.0, repeated)
+            trajectory.tool_calls.record(action, turn.observation)
+        elif action.kind == "invalid":
+            trajectory.tool_calls.record(action, None)
+    last: Action = trajectory.turns[-1].action
+    if last.kind == "answer":
+        trajectory.final_answer = last.content
+    trajectory.stop_reason = stop_reason or ("answer" if last.kind == "answer" else "max_turns")
+    if trajectory.stop_reason == "no_action" and trajectory.final_answer is None:
+        trajectory.final_answer = strip_thinking(trajectory.turns[-1].model_text) or None
+    return trajectory

@@ -1,0 +1,44 @@
+"""A tool manager with only the service-free zoom tool: fast, but every other tool really refused."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from deepeyes.tool_manager import ToolManager, ToolManagerConfig
+from deepeyes.utils.processes import RedisServer
+
+
+@pytest.fixture(scope="session")
+def zoom_manager(redis_server: RedisServer) -> Iterator[ToolManager]:
+    config = ToolManagerConfig()
+    config.tools.enabled = ["image_zoom_in_tool"]
+    config.tools.max_calls_per_session = 2
+    config.sandbox.redis_host, config.sandbox.redis_port = redis_server.host, redis_server.port
+    with ToolManager(config=config) as manager:
+        yield manager
+
+
+@pytest.fixture(scope="session")
+def code_manager(redis_server: RedisServer) -> Iterator[ToolManager]:
+    """Code (a real sandbox instance) and zoom; search tools refused."""
+    config = ToolManagerConfig()
+    config.tools.enabled = ["code", "image_zoom_in_tool"]
+    config.sandbox.redis_host, config.sandbox.redis_port = redis_server.host, redis_server.port
+    config.sandbox.pool_size = 2
+    with ToolManager(config=config) as manager:
+        yield manager
+
+
+@pytest.fixture()
+def tool_manager_with_model(code_manager: ToolManager, tiny_model_dir):
+    """The code manager, its image limit set to the tiny model's ``max_pixels``, and that model's HFPolicy."""
+    from deepeyes.policies.hf import HFPolicy
+
+    policy = HFPolicy(tiny_model_dir, max_new_tokens=4)
+    saved, code_manager.config.tools.max_image_pixels = code_manager.config.tools.max_image_pixels, policy.max_pixels
+    try:
+        yield code_manager, policy
+    finally:
+        code_manager.config.tools.max_image_pixels = saved
