@@ -93,7 +93,8 @@ def parse_cli(
     """One instance of each dataclass in ``dataclass_types``, filled from ``argv``.
 
     ``aliases`` maps an extra flag (an older spelling) to the field it sets, e.g.
-    ``{"--output": "output_dir"}``; aliases are accepted but not shown in ``--help``.
+    ``{"--output": "output_dir"}``, or with ``no:`` to a boolean field it switches off
+    (``{"--quiet": "no:progress"}``); aliases are accepted but not shown in ``--help``.
     A list-valued field repeated on the command line (``--set a=1 --set b=2``) collects
     every value. Exits with status 2 (argparse's usage error) on an unknown flag or a value
     a dataclass rejects; ``--help`` prints every field's help and default and exits 0.
@@ -122,10 +123,10 @@ def build_parser(
     """The parser :func:`parse_cli` uses (exposed for documentation generators and tests)."""
     parser = ConfigArgumentParser(list(dataclass_types), prog=prog, description=description, allow_abbrev=False)
     for flag, dest in (aliases or {}).items():
-        target = next(a for a in parser._actions if a.dest == dest)  # noqa: SLF001 - argparse exposes no public lookup
-        if flag.startswith("--no_"):
-            parser.add_argument(flag, dest=dest, action="store_false", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        if dest.startswith("no:"):
+            parser.add_argument(flag, dest=dest[3:], action="store_false", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         else:
+            target = next(a for a in parser._actions if a.dest == dest)  # noqa: SLF001 - argparse exposes no public lookup
             parser.add_argument(
                 flag, dest=dest, type=target.type, nargs=target.nargs, const=target.const, default=argparse.SUPPRESS, help=argparse.SUPPRESS
             )

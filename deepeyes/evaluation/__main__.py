@@ -19,7 +19,7 @@ DESCRIPTION = (
     "current directory."
 )
 #: Earlier spellings still accepted (not shown in --help).
-ALIASES = {"--output": "output_dir", "--no_progress": "show_progress"}
+ALIASES = {"--output": "output_dir", "--no_progress": "no:show_progress"}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[EvalConfig, QuietLoggingArguments]:
