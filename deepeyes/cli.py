@@ -126,7 +126,7 @@ def build_parser(
         if dest.startswith("no:"):
             parser.add_argument(flag, dest=dest[3:], action="store_false", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         else:
-            target = next(a for a in parser._actions if a.dest == dest)  # noqa: SLF001 - argparse exposes no public lookup
+            target = next(a for a in parser._actions if a.dest == dest)
             parser.add_argument(
                 flag, dest=dest, type=target.type, nargs=target.nargs, const=target.const, default=argparse.SUPPRESS, help=argparse.SUPPRESS
             )

@@ -10,7 +10,14 @@ from deepeyes.cli import QuietLoggingArguments, parse_cli
 from deepeyes.evaluation.compare import summary_line
 from deepeyes.evaluation.config import EvalConfig
 from deepeyes.evaluation.datasets import DatasetError
-from deepeyes.evaluation.runner import REPORT_HTML, REPORT_PDF, RESULTS_FILE, TRAJECTORY_DIR, ResumeMismatchError, evaluate
+from deepeyes.evaluation.runner import (
+    REPORT_HTML,
+    REPORT_PDF,
+    RESULTS_FILE,
+    TRAJECTORY_DIR,
+    ResumeMismatchError,
+    evaluate,
+)
 
 DESCRIPTION = (
     "Evaluate a model on benchmark TSVs (VLMEvalKit conventions) with the DeepEyes agent loop and reward, "

@@ -13,11 +13,16 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from deepeyes.cli import parse_cli
 from deepeyes.paths import resolve_path
-from deepeyes.search.image_cache import IMAGES_FIELD, TITLES_FIELD, ImageCacheError, load_image_cache, missing_images
+from deepeyes.search.image_cache import (
+    IMAGES_FIELD,
+    TITLES_FIELD,
+    ImageCacheError,
+    load_image_cache,
+    missing_images,
+)
 
 DESCRIPTION = (
     "Resolve the image paths of an MMSearch-R1 image-search cache "
