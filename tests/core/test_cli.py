@@ -17,7 +17,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deepeyes.cli import LoggingArguments, QuietLoggingArguments, build_parser, parse_cli
+from deepeyes.cli import (
+    LoggingArguments,
+    QuietLoggingArguments,
+    build_parser,
+    parse_cli,
+)
 from deepeyes.data import sft_prepare, to_llamafactory
 from deepeyes.data.synth import __main__ as synth_cli
 from deepeyes.data.synth.config import SynthConfig
