@@ -94,7 +94,8 @@ def parse_cli(
 
     ``aliases`` maps an extra flag (an older spelling) to the field it sets, e.g.
     ``{"--output": "output_dir"}``, or with ``no:`` to a boolean field it switches off
-    (``{"--quiet": "no:progress"}``); aliases are accepted but not shown in ``--help``.
+    (``{"--quiet": "no:progress"}``). An alias of a field is listed after its snake_case
+    flag in ``--help``; a ``no:`` alias is accepted but not listed.
     A list-valued field repeated on the command line (``--set a=1 --set b=2``) collects
     every value. Exits with status 2 (argparse's usage error) on an unknown flag or a value
     a dataclass rejects; ``--help`` prints every field's help and default and exits 0.
@@ -126,8 +127,8 @@ def build_parser(
         if dest.startswith("no:"):
             parser.add_argument(flag, dest=dest[3:], action="store_false", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         else:
-            target = next(a for a in parser._actions if a.dest == dest)
-            parser.add_argument(
-                flag, dest=dest, type=target.type, nargs=target.nargs, const=target.const, default=argparse.SUPPRESS, help=argparse.SUPPRESS
-            )
+            # The old spelling joins the field's own action, so that it also satisfies a required field.
+            target = next(a for a in parser._actions if a.dest == dest)  # argparse has no public lookup by dest
+            target.option_strings.append(flag)
+            parser._option_string_actions[flag] = target
     return parser

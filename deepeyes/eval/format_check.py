@@ -87,11 +87,11 @@ def check(policy: Policy, prompts: list[tuple[str, list[Message]]], batch_size: 
 
 @dataclass(frozen=True)
 class FormatCheckArguments:
-    model: str = field(metadata={"help": "base model directory"})
+    model_path: str = field(metadata={"help": "base model directory"})
     data: list[str] = field(
         metadata={"help": "SFT data in any format the converter reads (seed, ShareGPT, converted LLaMA-Factory JSON)"}
     )
-    adapter: str | None = field(default=None, metadata={"help": "LoRA adapter directory (adapter_config.json), optional"})
+    adapter_path: str | None = field(default=None, metadata={"help": "LoRA adapter directory (adapter_config.json), optional"})
     image_root: str | None = field(default=None, metadata={"help": "base for relative image paths (default: each input's directory)"})
     num_prompts: int = field(default=32, metadata={"help": "how many held-in prompts"})
     max_samples: int | None = field(
@@ -118,7 +118,13 @@ DESCRIPTION = (
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    (args,) = parse_cli([FormatCheckArguments], argv, prog="python -m deepeyes.eval.format_check", description=DESCRIPTION)
+    (args,) = parse_cli(
+        [FormatCheckArguments],
+        argv,
+        prog="python -m deepeyes.eval.format_check",
+        description=DESCRIPTION,
+        aliases={"--model": "model_path", "--adapter": "adapter_path"},
+    )
     from deepeyes.policies.hf import HFPolicy
 
     with tempfile.TemporaryDirectory() as embedded:
@@ -134,8 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         prompts = held_in_prompts(samples[: args.max_samples], args.num_prompts)
     policy = HFPolicy(
-        resolve_path(args.model),
-        adapter_path=resolve_path(args.adapter) if args.adapter else None,
+        resolve_path(args.model_path),
+        adapter_path=resolve_path(args.adapter_path) if args.adapter_path else None,
         max_new_tokens=args.max_new_tokens,
         max_pixels=args.max_pixels,
         device=args.device,

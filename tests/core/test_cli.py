@@ -70,7 +70,7 @@ REQUIRED: dict[str, list[str]] = {
     "search.convert_cache": ["--input_json", "c.json"],
     "data.sft_prepare": ["--recipe", "r.yaml", "--data", "d", "--output_dir", "o"],
     "data.to_llamafactory": ["--input", "i", "--out", "o"],
-    "eval.format_check": ["--model", "m", "--data", "d"],
+    "eval.format_check": ["--model_path", "m", "--data", "d"],
 }
 
 
