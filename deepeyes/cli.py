@@ -51,8 +51,8 @@ class QuietLoggingArguments(LoggingArguments):
 class ConfigArgumentParser(HfArgumentParser):
     """``HfArgumentParser`` that leaves out fields with no command-line form.
 
-    Mappings and nested dataclasses (e.g. a task mixture) keep their defaults; they are set
-    in a YAML config, not as flags.
+    Mappings and nested dataclasses (e.g. the synthetic data's task mixture) get no flag and
+    keep their defaults; code or a YAML config sets them.
     """
 
     def _add_dataclass_arguments(self, dtype: Any) -> None:
