@@ -9,7 +9,16 @@
 #   PYTHON                  interpreter used to create .venv (default: python3.11, else python3)
 #   DEEPEYES_SKIP_APT=1     never call apt-get (redis-server must then be on PATH)
 #   DEEPEYES_WITH_VLMEVAL=1 same as --with-vlmeval
+#   -h, --help              print this text and exit (nothing is installed); other arguments are refused (exit 2)
 set -euo pipefail
+WITH_VLMEVAL="${DEEPEYES_WITH_VLMEVAL:-0}"
+for arg in "$@"; do
+    case "$arg" in
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
+        --with-vlmeval|--with_vlmeval) WITH_VLMEVAL=1 ;;
+        *) echo "error: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
+    esac
+done
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$ROOT"
@@ -81,7 +90,7 @@ else
 fi
 
 # 6. Optional: VLMEvalKit's own environment ---------------------------------------------------
-if [ "${DEEPEYES_WITH_VLMEVAL:-0}" = "1" ] || [[ " $* " == *" --with-vlmeval "* ]]; then
+if [ "$WITH_VLMEVAL" = "1" ]; then
     bash "$ROOT/evaluation/vlmeval/setup_env.sh"
     step "vlmeval environment" "ready at .venv-vlmeval"
 fi

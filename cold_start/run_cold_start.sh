@@ -22,7 +22,19 @@
 #                                override single recipe keys (unset: the recipe's value)
 #   NPROC_PER_NODE NNODES NODE_RANK MASTER_ADDR MASTER_PORT
 #                                multi-GPU / multi-node: LLaMA-Factory launches torchrun itself
+#
+# Arguments: -h/--help prints this text and exits; any other argument is refused (exit 2).
+# Relative paths are taken from the current directory (docs/configuration.md).
 set -euo pipefail
+for arg in "$@"; do
+    case "$arg" in
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
+    esac
+done
+if [[ $# -gt 0 ]]; then
+    echo "error: unknown argument '$1': every setting is an environment variable (see --help)" >&2
+    exit 2
+fi
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV_BIN="$ROOT/.venv/bin"

@@ -10,15 +10,16 @@ names none, and stopped on exit.
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
 from rich.panel import Panel
 
 from deepeyes.agent import AgentConfig, AgentLoop, AgentRequest
+from deepeyes.cli import QuietLoggingArguments, parse_cli
 from deepeyes.images import ImageLoadError, load_image
 from deepeyes.paths import TINY_MODEL_DIR, TOOL_MANAGER_CONFIG
 from deepeyes.policies.base import Policy
@@ -26,38 +27,58 @@ from deepeyes.tool_manager import ToolManager
 from deepeyes.tools.registry import REGISTRY
 from deepeyes.trajectory import Trajectory, Turn, write_jsonl
 
+DESCRIPTION = (
+    "Ask a question about one or more images. The model reasons, may run Python on the images "
+    "(stateful Jupyter sandbox), search text or images, and answers. Each turn is printed as it happens."
+)
+#: Earlier spellings still accepted (not shown in --help).
+ALIASES = {"--adapter": "adapter_path", "--no_tools": "no:use_tools"}
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m deepeyes.infer",
-        description=(
-            "Ask a question about one or more images. The model reasons, may run Python on the images "
-            "(stateful Jupyter sandbox), search text or images, and answers. Each turn is printed as it happens."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+
+@dataclass(frozen=True)
+class InferArguments:
+    image: list[str] = field(
+        metadata={"help": "input image(s): image_1, image_2, ... in the order given (repeatable)", "action": "append"}
     )
-    parser.add_argument("--image", action="append", required=True, type=Path, help="input image (repeat for several: image_1, image_2, …)")
-    parser.add_argument("--question", required=True, help="the question to answer")
-    model = parser.add_argument_group("model (a local checkpoint, or an OpenAI-compatible server)")
-    model.add_argument("--model_path", type=Path, default=TINY_MODEL_DIR, help="local Qwen2.5-VL directory")
-    model.add_argument("--adapter", type=Path, default=None, help="LoRA adapter directory to apply on top of --model_path")
-    model.add_argument("--api_base", default=None, help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (overrides --model_path)")
-    model.add_argument("--served_model", default="deepeyes", help="model name to request from --api_base")
-    model.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (0 = greedy)")
-    model.add_argument("--max_new_tokens", type=int, default=512, help="token limit of one turn")
-    model.add_argument("--device", default="cpu", help="torch device for --model_path")
-    agent = parser.add_argument_group("agent loop and tools")
-    agent.add_argument("--tool_manager_config", type=Path, default=TOOL_MANAGER_CONFIG, help="tool manager YAML")
-    agent.add_argument("--max_turns", type=int, default=8, help="stop after this many model turns")
-    agent.add_argument("--disable_tools", default="", help=f"comma-separated tools the model may not use ({', '.join(REGISTRY.accepted_names())})")
-    agent.add_argument("--no_tools", action="store_true", help="single turn, no tools (plain VQA)")
-    agent.add_argument("--sample_index", default=None, help="key of this image in the image-search cache, when known")
-    parser.add_argument("--trajectory_out", type=Path, default=None, help="append the trajectory (JSONL, shared schema) to this file")
-    parser.add_argument("--verbose", action="store_true", help="log service start-up and tool details")
-    return parser
+    question: str = field(metadata={"help": "the question to answer"})
+    model_path: str = field(default=str(TINY_MODEL_DIR), metadata={"help": "local Qwen2.5-VL directory"})
+    adapter_path: str | None = field(default=None, metadata={"help": "LoRA adapter directory applied on top of --model_path"})
+    api_base: str | None = field(
+        default=None, metadata={"help": "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (overrides --model_path)"}
+    )
+    served_model: str = field(default="deepeyes", metadata={"help": "model name requested from --api_base"})
+    temperature: float = field(default=0.0, metadata={"help": "sampling temperature (0: greedy)"})
+    max_new_tokens: int = field(default=512, metadata={"help": "token limit of one model turn"})
+    device: str = field(default="cpu", metadata={"help": "torch device for --model_path"})
+    tool_manager_config: str = field(default=str(TOOL_MANAGER_CONFIG), metadata={"help": "tool manager YAML"})
+    max_turns: int = field(default=8, metadata={"help": "stop after this many model turns"})
+    disable_tools: list[str] = field(
+        default_factory=list, metadata={"help": f"tools the model may not use (of {', '.join(REGISTRY.accepted_names())}; space- or comma-separated)"}
+    )
+    use_tools: bool = field(default=True, metadata={"help": "false (--no_use_tools): single turn, no tools (plain VQA)"})
+    sample_index: str | None = field(default=None, metadata={"help": "key of this image in the image-search cache, when known"})
+    trajectory_out: str | None = field(
+        default=None, metadata={"help": "append the trajectory (JSONL, shared schema) to this file"}
+    )
+
+    def __post_init__(self) -> None:
+        names = [name.strip() for entry in self.disable_tools for name in entry.split(",") if name.strip()]
+        unknown = sorted(set(names) - set(REGISTRY.accepted_names()))
+        if unknown:
+            raise ValueError(f"--disable_tools: unknown tool(s) {unknown} (known: {', '.join(REGISTRY.accepted_names())})")
+        object.__setattr__(self, "disable_tools", names)
+        if self.max_turns < 1:
+            raise ValueError(f"--max_turns must be >= 1, got {self.max_turns}")
 
 
-def make_policy(args: argparse.Namespace) -> Policy:
+def parse_args(argv: Sequence[str] | None = None) -> tuple[InferArguments, QuietLoggingArguments]:
+    """The question, model and tool settings; exits 2 on a bad flag or value."""
+    return parse_cli(  # type: ignore[return-value]
+        [InferArguments, QuietLoggingArguments], argv, prog="python -m deepeyes.infer", description=DESCRIPTION, aliases=ALIASES
+    )
+
+
+def make_policy(args: InferArguments) -> Policy:
     if args.api_base:
         from deepeyes.policies.openai import OpenAIPolicy
 
@@ -65,7 +86,11 @@ def make_policy(args: argparse.Namespace) -> Policy:
     from deepeyes.policies.hf import HFPolicy
 
     return HFPolicy(
-        args.model_path, adapter_path=args.adapter, temperature=args.temperature, max_new_tokens=args.max_new_tokens, device=args.device
+        Path(args.model_path),
+        adapter_path=Path(args.adapter_path) if args.adapter_path else None,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        device=args.device,
     )
 
 
@@ -84,21 +109,20 @@ def print_turn(console: Console, turn: Turn) -> None:
         )
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+def main(argv: Sequence[str] | None = None) -> int:
+    args, logging_args = parse_args(argv)
+    logging_args.configure()
     console = Console()
     try:
-        images = [load_image(path) for path in args.image]
+        images = [load_image(Path(path)) for path in args.image]
     except ImageLoadError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
-    disabled = [tool.strip() for tool in args.disable_tools.split(",") if tool.strip()]
     policy = make_policy(args)
-    config = AgentConfig(max_turns=args.max_turns, use_tools=not args.no_tools)
-    tool_manager = None if args.no_tools else ToolManager.from_config(args.tool_manager_config)
-    if tool_manager is not None and disabled:
-        tool_manager.disable_tools(disabled)
+    config = AgentConfig(max_turns=args.max_turns, use_tools=args.use_tools)
+    tool_manager = ToolManager.from_config(args.tool_manager_config) if args.use_tools else None
+    if tool_manager is not None and args.disable_tools:
+        tool_manager.disable_tools(list(args.disable_tools))
     request = AgentRequest(question=args.question, images=images, sample_index=args.sample_index)
     request.metadata["image_paths"] = [str(path) for path in args.image]
 
@@ -114,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     trajectory.images = [str(path) for path in args.image]
     console.print(f"[bold green]final answer:[/bold green] {trajectory.final_answer}  (stop: {trajectory.stop_reason}, turns: {len(trajectory.turns)})", highlight=False)
     if args.trajectory_out:
-        write_jsonl(args.trajectory_out, [trajectory])
+        write_jsonl(Path(args.trajectory_out), [trajectory])
         console.print(f"trajectory appended to {args.trajectory_out}")
     return 0
 

@@ -10,3 +10,12 @@ DATA_DIR = REPO_ROOT / "data"
 SAMPLE_DIR = DATA_DIR / "sample"
 TINY_MODEL_DIR = DATA_DIR / "models" / "tiny-qwen2.5-vl"
 TOOL_MANAGER_CONFIG = REPO_ROOT / "tool_manager_config.yaml"
+
+
+def resolve_path(path: str | Path) -> Path:
+    """``path`` made absolute by the one rule every stage uses: a relative path is taken from the current directory.
+
+    The rule holds wherever the path was written (a flag, an environment variable, a ``--set``
+    override, a YAML config); ``~`` is expanded. See docs/configuration.md.
+    """
+    return Path(path).expanduser().absolute()

@@ -26,17 +26,30 @@
 #   TEMPERATURE, DEVICE  sampling temperature (0), torch device for MODEL_PATH (cpu)
 #   OVERWRITE            1: discard earlier results in OUTPUT_REPORT instead of resuming
 #
+# Arguments: -h/--help prints this text; any other argument is a flag of
+# `python -m deepeyes.evaluation` (see its --help) and wins over the variables above;
+# an unknown flag stops with exit status 2 before anything runs. Relative paths are taken
+# from the current directory (docs/configuration.md).
+#
 # Smoke-test sizing: with the tiny default model (MODEL_PATH and API_BASE unset) the run is
 # capped at MAX_SAMPLES=8, MAX_TURNS=3, MAX_NEW_TOKENS=32 so that it finishes on a CPU in a
 # few minutes (the tiny model is random and never stops early). With a real model the
 # defaults are every row, MAX_TURNS=8, MAX_NEW_TOKENS=2048.
 set -euo pipefail
+for arg in "$@"; do
+    if [[ "$arg" == "-h" || "$arg" == "--help" ]]; then
+        awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
+        exit 0
+    fi
+done
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="$ROOT/.venv/bin/python"
 if [ ! -x "$PY" ]; then
     echo "error: $ROOT/.venv is missing; run 'bash setup.sh' first" >&2
     exit 1
 fi
+# This checkout's package wins over any other install, from whatever directory the script runs.
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
 if [ -z "${MODEL_PATH:-}" ] && [ -z "${API_BASE:-}" ]; then
     : "${MAX_SAMPLES:=8}" "${MAX_TURNS:=3}" "${MAX_NEW_TOKENS:=32}"
@@ -45,11 +58,10 @@ args=(
     --model_path "${MODEL_PATH:-$ROOT/data/models/tiny-qwen2.5-vl}"
     --datasets "${DATASETS:-DeepEyesMini_Visual,DeepEyesMini_Search}"
     --lmudata "${LMUDATA:-$ROOT/data/sample/eval}"
-    --output "${OUTPUT_REPORT:-$ROOT/outputs/eval}"
+    --output_dir "${OUTPUT_REPORT:-$ROOT/outputs/eval}"
     --batch_size "${BATCH_SIZE:-4}"
     --num_workers "${NUM_WORKERS:-1}"
     --use_tools "${USE_TOOLS:-True}"
-    --max_samples "${MAX_SAMPLES:-0}"
     --max_turns "${MAX_TURNS:-8}"
     --max_new_tokens "${MAX_NEW_TOKENS:-2048}"
     --temperature "${TEMPERATURE:-0}"
@@ -63,6 +75,6 @@ args=(
 [ -n "${JUDGE_API_BASE:-}" ] && args+=(--judge_api_base "$JUDGE_API_BASE")
 [ -n "${REWARD_CONFIG:-}" ] && args+=(--reward_config "$REWARD_CONFIG")
 [ "${OVERWRITE:-0}" = "1" ] && args+=(--overwrite)
+[ -n "${MAX_SAMPLES:-}" ] && [ "${MAX_SAMPLES}" != "0" ] && args+=(--max_samples "$MAX_SAMPLES")
 
-cd "$ROOT"
 exec "$PY" -m deepeyes.evaluation "${args[@]}" "$@"

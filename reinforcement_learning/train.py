@@ -8,60 +8,62 @@ See reinforcement_learning/README.md and docs/rl.md.
 
 from __future__ import annotations
 
-import argparse
-import logging
 import shlex
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from deepeyes.cli import LoggingArguments, parse_cli
 from deepeyes.config import ConfigError
 from deepeyes.paths import REPO_ROOT
 from deepeyes.rl.config import RLConfig, RLSetupError, load_rl_config
 
 DEFAULT_CONFIG = REPO_ROOT / "reinforcement_learning" / "configs" / "deepeyes_rl.yaml"
+DESCRIPTION = (
+    "Train a DeepEyes policy with RL. The local engine runs rollouts through the shared agent loop with "
+    "live tools, scores them on the reward server and updates a LoRA adapter with verl's GRPO/PPO; the "
+    "verl engine launches verl's main_ppo with our agent loop and reward function. Services the config "
+    "does not point at (sandbox, Redis, reward server) are started on loopback and stopped at exit. "
+    "Relative paths (flags, --set values and paths inside the YAML) are taken from the current directory."
+)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=(
-            "Train a DeepEyes policy with RL. The local engine runs rollouts through the shared agent loop with "
-            "live tools, scores them on the reward server and updates a LoRA adapter with verl's GRPO/PPO; the "
-            "verl engine launches verl's main_ppo with our agent loop and reward function. Services the config "
-            "does not point at (sandbox, Redis, reward server) are started on loopback and stopped at exit."
-        ),
+@dataclass(frozen=True)
+class TrainArguments:
+    """How to run: which config, its overrides, and the run's own switches (the RL settings live in the YAML)."""
+
+    config: str = field(default=str(DEFAULT_CONFIG), metadata={"help": "RL config YAML (sections of deepeyes.rl.config.RLConfig)"})
+    set: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "override config keys: --set trainer.total_steps=30 rollout.n=8 (values parsed as YAML; repeatable)",
+            "action": "append",
+            "metavar": "KEY=VALUE",
+        },
     )
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help=f"RL config YAML (default: {DEFAULT_CONFIG.relative_to(REPO_ROOT)})")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set trainer.total_steps=30 --set rollout.n=8 (value parsed as YAML; repeatable)",
-    )
-    parser.add_argument(
-        "--resume",
-        nargs="?",
-        const="auto",
+    resume: str | None = field(
         default=None,
-        metavar="CHECKPOINT",
-        help="continue from a checkpoint directory, or with no value from the newest one under output.dir (local engine)",
+        metadata={
+            "help": "continue from a checkpoint directory, or with no value from the newest one under output.dir (local engine)",
+            "nargs": "?",
+            "const": "auto",
+            "metavar": "CHECKPOINT",
+        },
     )
-    parser.add_argument("--dry-run", action="store_true", help="verl engine: print the full verl command with its Hydra overrides and exit")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging level (default: INFO)")
-    return parser
+    dry_run: bool = field(default=False, metadata={"help": "verl engine: print the full verl command with its Hydra overrides and exit"})
+    progress: bool = field(default=True, metadata={"help": "progress bar (--no_progress: log lines only)"})
 
 
-def run_local(config: RLConfig, args: argparse.Namespace) -> int:
+def run_local(config: RLConfig, args: TrainArguments) -> int:
     from deepeyes.rl.local_engine import LocalTrainer
 
-    result = LocalTrainer(config, resume=args.resume, show_progress=not args.no_progress).run()
+    result = LocalTrainer(config, resume=args.resume, show_progress=args.progress).run()
     print(f"finished {result.steps_done} steps; metrics: {result.metrics_path}; checkpoint: {result.last_checkpoint}")
     return 0
 
 
-def run_verl(config: RLConfig, args: argparse.Namespace) -> int:
+def run_verl(config: RLConfig, args: TrainArguments) -> int:
     from deepeyes.rl import verl_launch
     from deepeyes.rl.services import reward_server
 
@@ -76,16 +78,16 @@ def run_verl(config: RLConfig, args: argparse.Namespace) -> int:
         return verl_launch.launch(config, url)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def main(argv: Sequence[str] | None = None) -> int:
+    args, logging_args = parse_cli([TrainArguments, LoggingArguments], argv, prog="python reinforcement_learning/train.py", description=DESCRIPTION)
+    logging_args.configure()
     try:
-        config = load_rl_config(args.config, args.overrides)
+        config = load_rl_config(args.config, args.set)
     except ConfigError as exc:
         print(f"bad RL config: {exc}", file=sys.stderr)
         return 2
     if args.dry_run and config.trainer.engine != "verl":
-        print("--dry-run prints the verl command; set trainer.engine: verl (e.g. --set trainer.engine=verl)", file=sys.stderr)
+        print("--dry_run prints the verl command; set trainer.engine: verl (e.g. --set trainer.engine=verl)", file=sys.stderr)
         return 2
     try:
         return run_verl(config, args) if config.trainer.engine == "verl" else run_local(config, args)

@@ -9,6 +9,15 @@
 # RL_STEPS (default 4). Every stage's own variables still apply. A re-run starts afresh:
 # each stage replaces what an earlier quickstart left under OUT.
 set -euo pipefail
+for arg in "$@"; do
+    case "$arg" in
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
+    esac
+done
+if [[ $# -gt 0 ]]; then
+    echo "error: unknown argument '$1': every setting is an environment variable (see --help)" >&2
+    exit 2
+fi
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/setup.sh"
 cd "$ROOT"

@@ -10,19 +10,20 @@ single keys, so ``LEARNING_RATE=1e-4 bash cold_start/run_cold_start.sh`` does wh
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from deepeyes.cli import parse_cli
 from deepeyes.data.sft_length import LengthSettings
 from deepeyes.data.sft_readers import InputError
 from deepeyes.data.to_llamafactory import ConvertOptions, ValidationFailed, convert
+from deepeyes.paths import resolve_path
 
 TRAIN_YAML = "llamafactory_train.yaml"
 EXPORT_YAML = "llamafactory_export.yaml"
@@ -110,14 +111,14 @@ def env_overrides(environ: Mapping[str, str], cwd: Path) -> dict[str, Any]:
 
 
 def load_recipe(path: Path) -> dict[str, Any]:
-    """A recipe is a LLaMA-Factory YAML; its relative ``deepspeed`` path is relative to it."""
+    """A recipe is a LLaMA-Factory YAML; a relative ``deepspeed`` path in it is taken from the current directory (as everywhere)."""
     if not path.is_file():
         raise PrepareError(f"RECIPE={path}: no such file")
     recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(recipe, dict):
         raise PrepareError(f"RECIPE={path}: expected a mapping of LLaMA-Factory keys")
     if recipe.get("deepspeed"):
-        recipe["deepspeed"] = str((path.parent / recipe["deepspeed"]).resolve())
+        recipe["deepspeed"] = str(resolve_path(recipe["deepspeed"]))
     return recipe
 
 
@@ -206,30 +207,29 @@ def prepare(recipe_path: Path, paths: RunPaths, environ: Mapping[str, str], cwd:
     return train_yaml
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m deepeyes.data.sft_prepare",
-        description=(
-            "Prepare a cold-start SFT run for LLaMA-Factory: merge a recipe YAML with environment-variable overrides "
-            "(MAX_SEQ_LENGTH, BATCH_SIZE, LEARNING_RATE, NUM_TRAIN_EPOCHS, GRADIENT_ACCUMULATION_STEPS, USE_PEFT, "
-            "FINETUNING_TYPE, LORA_RANK, LORA_TARGET, FP16, BF16, FREEZE_VISION_TOWER, DEEPSPEED, MODEL_NAME_OR_PATH, "
-            "MAX_SAMPLES, IMAGE_MAX_PIXELS, TEMPLATE, LOGGING_STEPS, SEED, USE_CPU), convert and validate the data, "
-            f"and write {TRAIN_YAML} (and {EXPORT_YAML} with --export_dir) into the output directory. "
-            "Normally called by cold_start/run_cold_start.sh."
-        ),
-    )
-    parser.add_argument("--recipe", type=Path, required=True, help="LLaMA-Factory YAML holding the defaults")
-    parser.add_argument("--data", type=Path, nargs="+", required=True, help="SFT data (seed records or ShareGPT, any layout the converter reads)")
-    parser.add_argument("--output_dir", type=Path, required=True, help="training output directory (converted data goes to its sft_data/)")
-    parser.add_argument("--image_root", type=Path, default=None, help="base for relative image paths; default: each input's directory")
-    parser.add_argument("--export_dir", type=Path, default=None, help="also write an export YAML merging the adapter into this directory")
-    parser.add_argument("--dataset_name", default="deepeyes_sft", help="dataset name in dataset_info.json; default: %(default)s")
-    parser.add_argument("--strict", action="store_true", help="fail on any data problem instead of excluding the sample")
-    return parser
+@dataclass(frozen=True)
+class PrepareArguments:
+    recipe: str = field(metadata={"help": "LLaMA-Factory YAML holding the defaults"})
+    data: list[str] = field(metadata={"help": "SFT data (seed records or ShareGPT, any layout the converter reads)"})
+    output_dir: str = field(metadata={"help": f"training output directory (converted data goes to its {DATA_SUBDIR}/)"})
+    image_root: str | None = field(default=None, metadata={"help": "base for relative image paths (default: each input's directory)"})
+    export_dir: str | None = field(default=None, metadata={"help": "also write an export YAML merging the adapter into this directory"})
+    dataset_name: str = field(default="deepeyes_sft", metadata={"help": "dataset name in dataset_info.json"})
+    strict: bool = field(default=False, metadata={"help": "fail on any data problem instead of excluding the sample"})
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+DESCRIPTION = (
+    "Prepare a cold-start SFT run for LLaMA-Factory: merge a recipe YAML with environment-variable overrides "
+    "(MAX_SEQ_LENGTH, BATCH_SIZE, LEARNING_RATE, NUM_TRAIN_EPOCHS, GRADIENT_ACCUMULATION_STEPS, USE_PEFT, "
+    "FINETUNING_TYPE, LORA_RANK, LORA_TARGET, FP16, BF16, FREEZE_VISION_TOWER, DEEPSPEED, MODEL_NAME_OR_PATH, "
+    "MAX_SAMPLES, IMAGE_MAX_PIXELS, TEMPLATE, LOGGING_STEPS, SEED, USE_CPU), convert and validate the data, "
+    f"and write {TRAIN_YAML} (and {EXPORT_YAML} with --export_dir) into the output directory. "
+    "Relative paths are taken from the current directory. Normally called by cold_start/run_cold_start.sh."
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    (args,) = parse_cli([PrepareArguments], argv, prog="python -m deepeyes.data.sft_prepare", description=DESCRIPTION)
     cwd = Path.cwd()
     paths = RunPaths(
         data=[(cwd / p).resolve() for p in args.data],
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         export_dir=(cwd / args.export_dir).resolve() if args.export_dir else None,
     )
     try:
-        train_yaml = prepare(args.recipe, paths, os.environ, cwd, args.dataset_name, args.strict)
+        train_yaml = prepare(Path(args.recipe), paths, os.environ, cwd, args.dataset_name, args.strict)
     except (PrepareError, InputError, ValidationFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

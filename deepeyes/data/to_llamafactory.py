@@ -10,15 +10,16 @@ was quietly thinned out.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deepeyes.cli import parse_cli
 from deepeyes.data.sft_length import LengthSettings, SequenceLengthCounter
 from deepeyes.data.sft_readers import InputError, RawRecord, read_records
 from deepeyes.data.sft_sample import (
@@ -35,6 +36,7 @@ from deepeyes.data.sft_validation import (
     Problem,
     validate,
 )
+from deepeyes.paths import resolve_path
 
 logger = logging.getLogger(__name__)
 
@@ -190,45 +192,53 @@ def _report(options: ConvertOptions, samples: list[SftSample], kept: list[SftSam
     }
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m deepeyes.data.to_llamafactory",
-        description=(
-            "Convert seed SFT records and/or DeepEyesV2 ShareGPT data (a JSON file, JSONL, a directory of "
-            "JSON/JSONL/parquet parts, or a saved HF datasets directory) into a LLaMA-Factory ShareGPT dataset "
-            "with dataset_info.json, after validating every sample. Defective samples are excluded and listed "
-            f"in {REPORT_FILE} next to the output."
-        ),
+@dataclass(frozen=True)
+class ToLlamaFactoryArguments:
+    """The command line of ``python -m deepeyes.data.to_llamafactory`` (mapped onto :class:`ConvertOptions`)."""
+
+    input: list[str] = field(metadata={"help": "one or more input files/directories"})
+    out: str = field(metadata={"help": "output directory (becomes LLaMA-Factory's dataset_dir)"})
+    image_root: str | None = field(default=None, metadata={"help": "base for relative image paths (default: each input's directory)"})
+    dataset_name: str = field(default=ConvertOptions.dataset_name, metadata={"help": "name in dataset_info.json"})
+    model: str | None = field(
+        default=None, metadata={"help": "model directory whose processor counts tokens for the cutoff check (omit to skip that check)"}
     )
-    parser.add_argument("--input", type=Path, nargs="+", required=True, help="one or more input files/directories")
-    parser.add_argument("--out", type=Path, required=True, help="output directory (becomes LLaMA-Factory's dataset_dir)")
-    parser.add_argument("--image_root", type=Path, default=None, help="base for relative image paths; default: each input's directory")
-    parser.add_argument("--dataset_name", default=ConvertOptions.dataset_name, help="name in dataset_info.json; default: %(default)s")
-    parser.add_argument("--model", type=Path, default=None, help="model directory whose processor counts tokens for the cutoff check (omit to skip that check)")
-    parser.add_argument("--cutoff_len", type=int, default=ConvertOptions.cutoff_len, help="samples longer than this many tokens are excluded; default: %(default)s")
-    parser.add_argument("--template", default=LengthSettings.template, help="LLaMA-Factory template used to count tokens; default: %(default)s")
-    parser.add_argument("--image_max_pixels", type=int, default=LengthSettings.image_max_pixels, help="as in the training YAML; default: %(default)s")
-    parser.add_argument("--image_min_pixels", type=int, default=LengthSettings.image_min_pixels, help="as in the training YAML; default: %(default)s")
-    parser.add_argument("--strict", action="store_true", help="fail (exit 1, no dataset written) on any problem instead of excluding samples")
-    return parser
+    cutoff_len: int = field(default=ConvertOptions.cutoff_len, metadata={"help": "samples longer than this many tokens are excluded"})
+    template: str = field(default=LengthSettings.template, metadata={"help": "LLaMA-Factory template used to count tokens"})
+    image_max_pixels: int = field(default=LengthSettings.image_max_pixels, metadata={"help": "as in the training YAML"})
+    image_min_pixels: int = field(default=LengthSettings.image_min_pixels, metadata={"help": "as in the training YAML"})
+    strict: bool = field(
+        default=False, metadata={"help": "fail (exit 1, no dataset written) on any problem instead of excluding samples"}
+    )
+
+    def options(self) -> ConvertOptions:
+        """The conversion these arguments ask for (relative paths taken from the current directory)."""
+        return ConvertOptions(
+            inputs=[resolve_path(p) for p in self.input],
+            out=resolve_path(self.out),
+            image_root=resolve_path(self.image_root) if self.image_root else None,
+            dataset_name=self.dataset_name,
+            model=resolve_path(self.model) if self.model else None,
+            cutoff_len=self.cutoff_len,
+            length=LengthSettings(self.template, self.image_max_pixels, self.image_min_pixels),
+            strict=self.strict,
+            show_progress=True,
+        )
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+DESCRIPTION = (
+    "Convert seed SFT records and/or DeepEyesV2 ShareGPT data (a JSON file, JSONL, a directory of "
+    "JSON/JSONL/parquet parts, or a saved HF datasets directory) into a LLaMA-Factory ShareGPT dataset "
+    "with dataset_info.json, after validating every sample. Defective samples are excluded and listed "
+    f"in {REPORT_FILE} next to the output."
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    (args,) = parse_cli([ToLlamaFactoryArguments], argv, prog="python -m deepeyes.data.to_llamafactory", description=DESCRIPTION)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    options = ConvertOptions(
-        inputs=args.input,
-        out=args.out,
-        image_root=args.image_root,
-        dataset_name=args.dataset_name,
-        model=args.model,
-        cutoff_len=args.cutoff_len,
-        length=LengthSettings(args.template, args.image_max_pixels, args.image_min_pixels),
-        strict=args.strict,
-        show_progress=True,
-    )
     try:
-        result = convert(options)
+        result = convert(args.options())
     except (InputError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -8,12 +8,14 @@ tool-call rate (samples with at least one tool call) — and the report paths.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deepeyes.cli import parse_cli
 from deepeyes.evaluation.runner import REPORT_HTML, REPORT_PDF, RESULTS_FILE
 
 HEADERS = ("run", "samples", "accuracy", "valid actions", "tool-call rate")
@@ -57,22 +59,30 @@ def comparison_table(runs: dict[str, str | Path]) -> str:
     return "\n".join(lines)
 
 
-def _run_spec(text: str) -> tuple[str, str]:
-    name, separator, path = text.partition("=")
-    if not separator or not name or not path:
-        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
-    return name, path
+@dataclass(frozen=True)
+class CompareArguments:
+    runs: list[str] = field(metadata={"help": "NAME=PATH pairs: a run's name and its OUTPUT_REPORT folder"})
+
+    def __post_init__(self) -> None:
+        for spec in self.runs:
+            name, separator, path = spec.partition("=")
+            if not separator or not name or not path:
+                raise ValueError(f"--runs: expected NAME=PATH, got {spec!r}")
+
+    def run_dirs(self) -> dict[str, str]:
+        """Run name → OUTPUT_REPORT folder, in the order given."""
+        return dict(spec.partition("=")[::2] for spec in self.runs)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+def main(argv: Sequence[str] | None = None) -> int:
+    (args,) = parse_cli(
+        [CompareArguments],
+        argv,
         prog="python -m deepeyes.evaluation.compare",
         description="Print one table comparing evaluation runs (accuracy, valid-action share, tool-call rate) and their report paths.",
     )
-    parser.add_argument("--runs", nargs="+", type=_run_spec, required=True, metavar="NAME=PATH", help="run name and its OUTPUT_REPORT folder")
-    args = parser.parse_args(argv)
     try:
-        print(comparison_table(dict(args.runs)))
+        print(comparison_table(args.run_dirs()))
     except (FileNotFoundError, json.JSONDecodeError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,9 @@
-"""Settings of one evaluation run (``evaluation/run_eval.sh`` maps its variables onto these)."""
+"""Settings of one evaluation run (``evaluation/run_eval.sh`` maps its variables onto these).
+
+The fields are also the flags of ``python -m deepeyes.evaluation`` (derived by
+``deepeyes.cli``), so each field's ``help`` is what ``--help`` prints. Relative paths are
+resolved against the current working directory (docs/configuration.md).
+"""
 
 from __future__ import annotations
 
@@ -10,37 +15,61 @@ from deepeyes.paths import SAMPLE_DIR, TINY_MODEL_DIR
 DEFAULT_DATASETS = ["DeepEyesMini_Visual", "DeepEyesMini_Search"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalConfig:
-    #: Local Qwen2.5-VL directory (ignored when ``api_base`` is set).
-    model_path: str = str(TINY_MODEL_DIR)
-    adapter_path: str | None = None  # LoRA adapter applied on top of model_path
-    api_base: str | None = None  # OpenAI-compatible endpoint, e.g. vLLM serving DeepEyesV2
-    served_model: str = "deepeyes"  # model name requested from api_base
-    datasets: list[str] = field(default_factory=lambda: list(DEFAULT_DATASETS))
-    lmudata: str = str(SAMPLE_DIR / "eval")  # folder holding <dataset>.tsv
-    output_dir: str = "outputs/eval"
-    #: Samples in flight per worker: one sample's tool call overlaps another's generation.
-    batch_size: int = 4
-    #: Copies of the local model generating in parallel; with api_base, requests in flight are batch_size × num_workers.
-    num_workers: int = 1
-    use_tools: bool = True
-    tool_manager_config: str | None = None  # None: local Redis + sandbox started on loopback
-    judge_api_base: str | None = None  # optional LLM judge for free-text answers
-    judge_model: str = "judge"
-    reward_config: str | None = None  # RewardConfig YAML; None: the defaults
-    max_samples: int | None = None  # first N rows per dataset; None: all
-    max_turns: int = 8
-    max_new_tokens: int = 512
-    temperature: float = 0.0
-    device: str = "cpu"
-    #: Start from scratch instead of resuming the trajectories already in output_dir.
-    overwrite: bool = False
-    #: Write eval_report.html/.pdf (off: results and trajectories only, e.g. while iterating).
-    report: bool = True
-    show_progress: bool = True
+    model_path: str = field(
+        default=str(TINY_MODEL_DIR), metadata={"help": "local Qwen2.5-VL directory (ignored when --api_base is set)"}
+    )
+    adapter_path: str | None = field(default=None, metadata={"help": "LoRA adapter directory applied on top of --model_path"})
+    api_base: str | None = field(
+        default=None,
+        metadata={"help": "OpenAI-compatible endpoint used instead of --model_path, e.g. http://127.0.0.1:8000/v1 (vLLM serving DeepEyesV2)"},
+    )
+    served_model: str = field(default="deepeyes", metadata={"help": "model name requested from --api_base"})
+    datasets: list[str] = field(
+        default_factory=lambda: list(DEFAULT_DATASETS),
+        metadata={"help": "dataset names, <name>.tsv under --lmudata (space- or comma-separated)"},
+    )
+    lmudata: str = field(default=str(SAMPLE_DIR / "eval"), metadata={"help": "folder holding the dataset TSVs (VLMEvalKit's LMUDATA)"})
+    output_dir: str = field(
+        default="outputs/eval",
+        metadata={"help": "output folder (OUTPUT_REPORT): eval_results.json, trajectories/<dataset>.jsonl, eval_report.html/.pdf"},
+    )
+    batch_size: int = field(
+        default=4, metadata={"help": "samples in flight per worker: one sample's tool call overlaps another's generation"}
+    )
+    num_workers: int = field(
+        default=1,
+        metadata={"help": "copies of the local model generating in parallel; with --api_base, requests in flight are batch_size x num_workers"},
+    )
+    use_tools: bool = field(default=True, metadata={"help": "false: single turn, no tools, plain VQA"})
+    tool_manager_config: str | None = field(
+        default=None, metadata={"help": "tool manager YAML (default: local Redis + sandbox started on loopback)"}
+    )
+    judge_api_base: str | None = field(
+        default=None, metadata={"help": "OpenAI-compatible endpoint of an optional LLM judge for free-text answers"}
+    )
+    judge_model: str = field(default="judge", metadata={"help": "model name requested from --judge_api_base"})
+    reward_config: str | None = field(
+        default=None, metadata={"help": "RewardConfig YAML (default: the built-in weights and tolerances)"}
+    )
+    max_samples: int | None = field(default=None, metadata={"help": "evaluate only the first N rows of each dataset (default: every row)"})
+    max_turns: int = field(default=8, metadata={"help": "model turns per sample before giving up"})
+    max_new_tokens: int = field(default=512, metadata={"help": "token limit of one model turn"})
+    temperature: float = field(default=0.0, metadata={"help": "sampling temperature (0: greedy)"})
+    device: str = field(default="cpu", metadata={"help": "torch device for --model_path"})
+    overwrite: bool = field(
+        default=False, metadata={"help": "discard the trajectories already in --output_dir instead of resuming from them"}
+    )
+    report: bool = field(
+        default=True, metadata={"help": "write eval_report.html/.pdf (--no_report: results JSON and trajectories only)"}
+    )
+    show_progress: bool = field(default=True, metadata={"help": "progress bars (--no_show_progress: none)"})
 
     def __post_init__(self) -> None:
+        # Comma-separated names (the DATASETS variable of run_eval.sh) are split into the list.
+        names = [name.strip() for entry in self.datasets for name in str(entry).split(",") if name.strip()]
+        object.__setattr__(self, "datasets", names)
         if not self.datasets:
             raise ValueError("datasets must name at least one benchmark")
         for name, value in (("batch_size", self.batch_size), ("num_workers", self.num_workers), ("max_turns", self.max_turns)):

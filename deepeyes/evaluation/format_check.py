@@ -8,11 +8,11 @@ uses, so "valid" here means exactly "the agent loop would run this action".
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,9 +20,11 @@ from PIL import Image
 
 from deepeyes.wire import parse_action
 from deepeyes.chat import Message
+from deepeyes.cli import parse_cli
 from deepeyes.data.sft_readers import InputError
 from deepeyes.data.sft_sample import SftSample
 from deepeyes.data.to_llamafactory import load_samples
+from deepeyes.paths import resolve_path
 from deepeyes.policies.base import Generation, Policy
 from deepeyes.wire import IMAGE_PLACEHOLDER
 
@@ -83,48 +85,53 @@ def check(policy: Policy, prompts: list[tuple[str, list[Message]]], batch_size: 
     return FormatCheckResult(prompts=len(prompts), valid=valid, by_kind=dict(sorted(kinds.items())), failures=failures)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m deepeyes.evaluation.format_check",
-        description=(
-            "Generate the first assistant turn for N held-in SFT prompts and report the share that parses into "
-            "a valid action (code, search, image_search or answer) with the shared action parser."
-        ),
+@dataclass(frozen=True)
+class FormatCheckArguments:
+    model_path: str = field(metadata={"help": "base model directory"})
+    data: list[str] = field(
+        metadata={"help": "SFT data in any format the converter reads (seed, ShareGPT, converted LLaMA-Factory JSON)"}
     )
-    parser.add_argument("--model", type=Path, required=True, help="base model directory")
-    parser.add_argument("--adapter", type=Path, default=None, help="LoRA adapter directory (adapter_config.json), optional")
-    parser.add_argument("--data", type=Path, nargs="+", required=True, help="SFT data in any format the converter reads (seed, ShareGPT, converted LLaMA-Factory JSON)")
-    parser.add_argument("--image_root", type=Path, default=None, help="base for relative image paths; default: each input's directory")
-    parser.add_argument("--num_prompts", type=int, default=32, help="how many held-in prompts; default: %(default)s")
-    parser.add_argument(
-        "--max_samples",
-        type=int,
+    adapter_path: str | None = field(default=None, metadata={"help": "LoRA adapter directory (adapter_config.json), optional"})
+    image_root: str | None = field(default=None, metadata={"help": "base for relative image paths (default: each input's directory)"})
+    num_prompts: int = field(default=32, metadata={"help": "how many held-in prompts"})
+    max_samples: int | None = field(
         default=None,
-        help="draw prompts from the first N samples only, as LLaMA-Factory's max_samples trains on the first N",
+        metadata={"help": "draw prompts from the first N samples only, as LLaMA-Factory's max_samples trains on the first N"},
     )
-    parser.add_argument(
-        "--max_new_tokens",
-        type=int,
-        default=768,
-        help="generation budget per reply (the longest first turn of the sample data is ~580 tokens); default: %(default)s",
+    max_new_tokens: int = field(
+        default=768, metadata={"help": "generation budget per reply (the longest first turn of the sample data is ~580 tokens)"}
     )
-    parser.add_argument("--batch_size", type=int, default=8, help="prompts generated together; default: %(default)s")
-    parser.add_argument("--max_pixels", type=int, default=None, help="image size limit at generation; default: the processor's")
-    parser.add_argument("--device", default="cpu", help="torch device; default: %(default)s")
-    parser.add_argument("--out", type=Path, default=None, help="also write the result as JSON here")
-    return parser
+    batch_size: int = field(default=8, metadata={"help": "prompts generated together"})
+    max_pixels: int | None = field(default=None, metadata={"help": "image size limit at generation (default: the processor's)"})
+    device: str = field(default="cpu", metadata={"help": "torch device"})
+    out: str | None = field(default=None, metadata={"help": "also write the result as JSON here"})
+
+    def __post_init__(self) -> None:
+        if self.num_prompts < 1:
+            raise ValueError("--num_prompts must be at least 1")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.num_prompts < 1:
-        print("error: --num_prompts must be at least 1", file=sys.stderr)
-        return 2
+DESCRIPTION = (
+    "Generate the first assistant turn for N held-in SFT prompts and report the share that parses into "
+    "a valid action (code, search, image_search or answer) with the shared action parser."
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    (args,) = parse_cli(
+        [FormatCheckArguments],
+        argv,
+        prog="python -m deepeyes.evaluation.format_check",
+        description=DESCRIPTION,
+        aliases={"--model": "model_path", "--adapter": "adapter_path"},
+    )
     from deepeyes.policies.hf import HFPolicy
 
     with tempfile.TemporaryDirectory() as embedded:
         try:
-            samples, _ = load_samples(args.data, args.image_root, Path(embedded))
+            samples, _ = load_samples(
+                [resolve_path(p) for p in args.data], resolve_path(args.image_root) if args.image_root else None, Path(embedded)
+            )
         except InputError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -132,12 +139,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: no usable samples in {', '.join(map(str, args.data))}", file=sys.stderr)
             return 2
         prompts = held_in_prompts(samples[: args.max_samples], args.num_prompts)
-    policy = HFPolicy(args.model, adapter_path=args.adapter, max_new_tokens=args.max_new_tokens, max_pixels=args.max_pixels, device=args.device)
+    policy = HFPolicy(
+        resolve_path(args.model_path),
+        adapter_path=resolve_path(args.adapter_path) if args.adapter_path else None,
+        max_new_tokens=args.max_new_tokens,
+        max_pixels=args.max_pixels,
+        device=args.device,
+    )
     result = check(policy, prompts, batch_size=args.batch_size)
     summary = {**asdict(result), "valid_share": result.valid_share}
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(summary, indent=2) + "\n")
+        out = resolve_path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"valid actions: {result.valid}/{result.prompts} = {result.valid_share:.1%}  {result.by_kind}")
     return 0
 

@@ -14,7 +14,6 @@ images resized to at most 224×224 pixels (64 visual tokens).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deepeyes import wire
+from deepeyes.cli import LoggingArguments, parse_cli
 from deepeyes.paths import TINY_MODEL_DIR
 from deepeyes.prompts import system_prompt
 
@@ -184,15 +184,20 @@ def build(out: Path, spec: TinyModelSpec = TinyModelSpec()) -> Path:
     return out
 
 
+@dataclass(frozen=True)
+class TinyBuildArguments:
+    out: Path = field(default=TINY_MODEL_DIR, metadata={"help": "output directory (replaced if present)"})
+    seed: int = field(default=0, metadata={"help": "weight initialisation seed"})
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    args, logging_args = parse_cli(
+        [TinyBuildArguments, LoggingArguments],
+        argv,
         prog="python -m deepeyes.models.tiny",
         description="Build the tiny random Qwen2.5-VL (model + processor) fully offline and deterministically.",
     )
-    parser.add_argument("--out", type=Path, default=TINY_MODEL_DIR, help="output directory (replaced if present); default: %(default)s")
-    parser.add_argument("--seed", type=int, default=0, help="weight initialisation seed; default: %(default)s")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging_args.log_level, format="%(message)s")
     build(args.out, TinyModelSpec(seed=args.seed))
     print(f"tiny model written to {args.out}")
 

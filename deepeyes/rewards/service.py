@@ -1,4 +1,6 @@
-"""The reward server's Flask app (``create_app``), shared by the CLI and the WSGI entry.
+"""The reward server's Flask app factory, ``create_app``: what ``deepeyes.rewards.server`` and gunicorn serve.
+
+    gunicorn -w 4 -b 127.0.0.1:5000 "deepeyes.rewards.service:create_app(config_path='reward.yaml')"
 
 Endpoints: ``POST /score`` (one request), ``POST /score_batch`` (``{"items": [...]}``,
 judge calls in parallel), ``GET /health``, ``GET /metrics``. Bad payloads get HTTP 400
@@ -9,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from deepeyes.config import to_dict
-from deepeyes.rewards.config import RewardConfig
+from deepeyes.rewards.config import RewardConfig, load_reward_config
 from deepeyes.rewards.metrics import ServiceMetrics
 from deepeyes.rewards.payload import PayloadError, parse_request
 from deepeyes.rewards.scoring import RewardScorer
@@ -32,8 +35,24 @@ def _error(status: int, message: str) -> tuple[Response, int]:
     return jsonify({"error": message}), status
 
 
-def create_app(config: RewardConfig | None = None) -> Flask:
-    """A reward server app scoring with ``config`` (defaults when ``None``)."""
+def create_app(
+    config: RewardConfig | None = None,
+    *,
+    config_path: str | Path | None = None,
+    section: str | None = None,
+    log_level: str | None = None,
+) -> Flask:
+    """A reward server app scoring with ``config``, or with the RewardConfig YAML at ``config_path``.
+
+    ``section`` selects one top-level key of that file; neither given: the defaults.
+    ``log_level`` (e.g. ``"INFO"``) installs a root log handler, for servers such as gunicorn
+    that import the factory in a fresh worker process. Raises ``deepeyes.config.ConfigError``
+    for a bad config file.
+    """
+    if log_level is not None:
+        logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+    if config is None and config_path is not None:
+        config = load_reward_config(config_path, section)
     scorer = RewardScorer(config)
     scorer.warm_up()
     metrics = ServiceMetrics()

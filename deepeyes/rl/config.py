@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from deepeyes.config import ConfigError, from_dict
-from deepeyes.paths import REPO_ROOT
+from deepeyes.paths import SAMPLE_DIR, TINY_MODEL_DIR, resolve_path
 
 logger = logging.getLogger(__name__)
 
@@ -25,9 +27,9 @@ class RLSetupError(RuntimeError):
     """The run cannot start as configured (message says what to change); the CLI prints it without a traceback."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
-    base_model: str = "data/models/tiny-qwen2.5-vl"
+    base_model: str = str(TINY_MODEL_DIR)
     #: LoRA adapter from the cold-start SFT stage; merged into the base before RL. null: none.
     sft_lora_path: str | None = None
     #: False: a missing ``sft_lora_path`` is logged and RL starts from the base model.
@@ -49,9 +51,9 @@ class ModelConfig:
             raise ValueError("lora_rank must be >= 1")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataConfig:
-    rl_data_path: str = "data/sample/rl/train.parquet"
+    rl_data_path: str = str(SAMPLE_DIR / "rl" / "train.parquet")
     #: Prompts per training step (each is rolled out ``rollout.n`` times).
     batch_size: int = 2
     #: Longer conversations get no loss past this many tokens.
@@ -66,7 +68,7 @@ class DataConfig:
             raise ValueError("data.batch_size must be >= 1 and data.max_seq_length >= 16")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ToolConfig:
     """Where the tools live. Empty ports / null Redis port: started on loopback for the run."""
 
@@ -79,7 +81,7 @@ class ToolConfig:
     tool_manager_config: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvaluationConfig:
     """The reward server. Empty ``server_url``: one is started on loopback with these weights."""
 
@@ -94,7 +96,7 @@ class EvaluationConfig:
             raise ValueError("evaluation.reward_weights needs 3 numbers (task completion, tool efficiency, accuracy)")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainingConfig:
     learning_rate: float = 1e-6
     #: Passes over the RL data, used when ``trainer.total_steps`` is null.
@@ -128,7 +130,7 @@ class TrainingConfig:
             raise ValueError("training.ppo_clip_ratio must be in (0, 1)")
 
 
-@dataclass
+@dataclass(frozen=True)
 class OutputConfig:
     dir: str = "outputs/rl"
     #: Checkpoint every N steps (and always after the last step). 0: only at the end.
@@ -140,7 +142,7 @@ class OutputConfig:
     tensorboard: bool = True
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainerConfig:
     engine: Literal["local", "verl"] = "local"
     #: Number of steps to run (overrides ``training.num_train_epochs``); null: that many passes over the data.
@@ -154,7 +156,7 @@ class TrainerConfig:
     num_threads: int | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class RolloutConfig:
     #: Trajectories per prompt (the GRPO group size).
     n: int = 4
@@ -171,7 +173,7 @@ class RolloutConfig:
             raise ValueError("rollout.n, rollout.max_turns and rollout.max_new_tokens must be >= 1")
 
 
-@dataclass
+@dataclass(frozen=True)
 class VerlConfig:
     """Cluster settings used only by ``trainer.engine: verl``."""
 
@@ -190,7 +192,7 @@ class VerlConfig:
     extra_overrides: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RLConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -214,28 +216,27 @@ class RLConfig:
         return None
 
     def resolve(self, path: str | None) -> Path | None:
-        """A config path made absolute against the repository root (configs are run from anywhere)."""
+        """A config path made absolute (relative ones are taken from the current directory); None for unset."""
         if path is None or path == "":
             return None
-        candidate = Path(path).expanduser()
-        return candidate if candidate.is_absolute() else REPO_ROOT / candidate
+        return resolve_path(path)
 
 
 def apply_overrides(document: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a loaded document."""
+    """``document`` with ``key.sub=value`` overrides merged in (OmegaConf dotlist; values parsed as YAML scalars/lists).
+
+    Returns a new mapping; ``document`` is left as it was. Raises :class:`ConfigError` for an
+    override without ``=`` or one that cannot be merged.
+    """
     for override in overrides:
-        key, sep, raw = override.partition("=")
+        key, sep, _ = override.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {override!r} is not of the form key=value")
-        node = document
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {override!r}: '{part}' is not a section")
-            node = child
-        node[parts[-1]] = yaml.safe_load(raw) if raw else None
-    return document
+    try:
+        merged = OmegaConf.merge(OmegaConf.create(document), OmegaConf.from_dotlist(list(overrides)))
+        return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"override {', '.join(overrides)}: {exc}") from exc
 
 
 def load_rl_config(path: str | Path, overrides: list[str] | None = None) -> RLConfig:

@@ -8,6 +8,7 @@ context exits, so a crashed or interrupted run leaves no process behind.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import sys
 import tempfile
@@ -17,7 +18,6 @@ import requests
 import yaml
 
 from deepeyes.config import load_config, to_dict
-from deepeyes.paths import REPO_ROOT
 from deepeyes.rewards.client import RewardClient
 from deepeyes.rewards.config import load_reward_config
 from deepeyes.rl.config import RLConfig, RLSetupError
@@ -26,7 +26,8 @@ from deepeyes.utils.processes import ManagedProcess, free_port, wait_until
 
 logger = logging.getLogger(__name__)
 
-REWARD_SERVER_SCRIPT = REPO_ROOT / "reinforcement_learning" / "evaluation_server" / "server.py"
+#: The reward server is started as its package module, never by the path of a stage script.
+REWARD_SERVER_MODULE = "deepeyes.rewards.server"
 
 
 def build_tool_manager(config: RLConfig) -> ToolManager:
@@ -70,14 +71,15 @@ def reward_server(config: RLConfig, log_dir: Path):
         client.close()
         yield url
         return
-    reward_config = load_reward_config(config.resolve(config.evaluation.reward_config))
-    reward_config.weights = list(config.evaluation.reward_weights)
+    reward_config = dataclasses.replace(
+        load_reward_config(config.resolve(config.evaluation.reward_config)), weights=list(config.evaluation.reward_weights)
+    )
     with tempfile.TemporaryDirectory(prefix="deepeyes-reward-") as tmp:
         config_path = Path(tmp) / "reward_config.yaml"
         config_path.write_text(yaml.safe_dump(to_dict(reward_config)), encoding="utf-8")
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        argv = [sys.executable, str(REWARD_SERVER_SCRIPT), "--host", "127.0.0.1", "--port", str(port), "--config", str(config_path)]
+        argv = [sys.executable, "-m", REWARD_SERVER_MODULE, "--host", "127.0.0.1", "--port", str(port), "--config", str(config_path)]
         log_dir.mkdir(parents=True, exist_ok=True)
         with ManagedProcess(argv, name=f"reward-server:{port}", log_path=log_dir / "reward_server.log") as process:
             wait_until(lambda: _server_healthy(url), 60, "reward server", process.process)

@@ -1,9 +1,9 @@
 """Settings of text and image search: the ``search:`` section of ``tool_manager_config.yaml``.
 
 Every field has a default that points at the synthetic sample data, so an empty ``search:``
-section gives a working offline setup. Relative paths are resolved against the repository
-root (``deepeyes.paths.REPO_ROOT``), never against the current directory, so the same YAML
-works from any working directory.
+section gives a working offline setup when run from the checkout. Relative paths are taken
+from the current working directory, as in every stage (``deepeyes.paths.resolve_path``,
+docs/configuration.md).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from deepeyes.paths import REPO_ROOT
+from deepeyes.paths import resolve_path as _resolve_path
 
 HttpPresetName = Literal["bing", "serper", "serpapi", "baidu", "custom"]
 
@@ -41,9 +41,8 @@ def text_search_for_api_type(config: TextSearchConfig, api_type: str) -> TextSea
 
 
 def resolve_path(path: str | Path) -> Path:
-    """Absolute form of a configured path (relative ones are taken from the repository root)."""
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else REPO_ROOT / path
+    """Absolute form of a configured path (relative ones are taken from the current directory)."""
+    return _resolve_path(path)
 
 
 @dataclass

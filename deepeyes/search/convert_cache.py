@@ -9,44 +9,53 @@ directory. Entries whose images are missing are listed (and kept, unless
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from deepeyes.search.image_cache import IMAGES_FIELD, TITLES_FIELD, ImageCacheError, load_image_cache, missing_images
+from deepeyes.cli import parse_cli
+from deepeyes.paths import resolve_path
+from deepeyes.search.image_cache import (
+    IMAGES_FIELD,
+    TITLES_FIELD,
+    ImageCacheError,
+    load_image_cache,
+    missing_images,
+)
+
+DESCRIPTION = (
+    "Resolve the image paths of an MMSearch-R1 image-search cache "
+    "({index: {tool_returned_web_title: [...], cached_images_path: [...]}}) and report entries whose images are missing."
+)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m deepeyes.search.convert_cache",
-        description="Resolve the image paths of an MMSearch-R1 image-search cache "
-        "({index: {tool_returned_web_title: [...], cached_images_path: [...]}}) and report entries whose images are missing.",
+@dataclass(frozen=True)
+class ConvertCacheArguments:
+    input_json: str = field(metadata={"help": "the MMSearch-R1 cache JSON"})
+    image_root: str | None = field(
+        default=None, metadata={"help": "folder relative image paths start from (default: the input file's folder)"}
     )
-    parser.add_argument("--input_json", type=Path, required=True, help="the MMSearch-R1 cache JSON")
-    parser.add_argument(
-        "--image_root", type=Path, default=None, help="folder relative image paths start from (default: the input file's folder)"
+    output_json: str | None = field(
+        default=None, metadata={"help": "converted cache to write (default: <input>_resolved.json next to the input)"}
     )
-    parser.add_argument(
-        "--output_json", type=Path, default=None, help="converted cache to write (default: <input>_resolved.json next to the input)"
+    missing_report: str | None = field(default=None, metadata={"help": "also write the missing images as JSON {index: [paths]} here"})
+    drop_missing: bool = field(
+        default=False, metadata={"help": "leave missing title/image pairs out of the output (they are still reported)"}
     )
-    parser.add_argument("--missing_report", type=Path, default=None, help="also write the missing images as JSON {index: [paths]} here")
-    parser.add_argument(
-        "--drop_missing", action="store_true", help="leave missing title/image pairs out of the output (they are still reported)"
-    )
-    parser.add_argument("--strict", action="store_true", help="exit with status 1 when any image is missing")
-    return parser
+    strict: bool = field(default=False, metadata={"help": "exit with status 1 when any image is missing"})
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None) -> int:
+    (args,) = parse_cli([ConvertCacheArguments], argv, prog="python -m deepeyes.search.convert_cache", description=DESCRIPTION)
+    input_json = resolve_path(args.input_json)
     try:
-        entries = load_image_cache(args.input_json, args.image_root.resolve() if args.image_root else None)
+        entries = load_image_cache(input_json, resolve_path(args.image_root) if args.image_root else None)
     except ImageCacheError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     missing = missing_images(entries)
-    output_path = args.output_json or args.input_json.with_name(args.input_json.stem + "_resolved.json")
+    output_path = resolve_path(args.output_json) if args.output_json else input_json.with_name(input_json.stem + "_resolved.json")
     converted = {}
     for key, entry in entries.items():
         gone = set(missing.get(key, []))
@@ -56,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     output_path.write_text(json.dumps(converted, ensure_ascii=False, indent=1), encoding="utf-8")
     if args.missing_report:
         report = {key: [str(p) for p in paths] for key, paths in missing.items()}
-        args.missing_report.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+        resolve_path(args.missing_report).write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
 
     total_images = sum(len(e.image_paths) for e in entries.values())
     missing_count = sum(len(paths) for paths in missing.values())

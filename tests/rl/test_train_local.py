@@ -48,6 +48,7 @@ def _overrides(rl_sample_dir: Path, tool_config_file: Path, tiny_model_dir: Path
         f"data.rl_data_path={rl_sample_dir / 'rl' / 'train.parquet'}",
         f"tool.tool_manager_config={tool_config_file}",
         f"tool.search_cache_path={rl_sample_dir / 'image_search' / 'cache.json'}",
+        f"evaluation.reward_config={REPO_ROOT / 'reinforcement_learning' / 'evaluation_server' / 'reward_config.yaml'}",
         f"output.dir={output}",
         "data.batch_size=2",
         "rollout.n=2",

@@ -32,20 +32,25 @@ def _training_mixture() -> dict[str, float]:
 class SynthConfig:
     """What to generate; every size is a number of questions."""
 
-    out: Path = SAMPLE_DIR
-    seed: int = 0
-    sft: int = 200
-    rl_train: int = 200
-    rl_val: int = 20
-    eval_visual: int = 60
-    eval_search: int = 40
-    #: Documents about entities nobody asks about, so retrieval has to discriminate.
-    distractor_entities: int = 120
-    #: Parallel code-execution processes used while rendering SFT trajectories.
-    workers: int = 2
-    #: Share of DeepEyesMini_Visual rows turned into multiple choice (A-D, letter answer).
-    eval_choice_share: float = 0.3
+    out: Path = field(default=SAMPLE_DIR, metadata={"help": "output folder (files generated there earlier are replaced)"})
+    seed: int = field(default=0, metadata={"help": "seed of every random choice"})
+    sft: int = field(default=200, metadata={"help": "number of SFT trajectories"})
+    rl_train: int = field(default=200, metadata={"help": "rows of rl/train.parquet"})
+    rl_val: int = field(default=20, metadata={"help": "rows of rl/val.parquet"})
+    eval_visual: int = field(default=60, metadata={"help": "rows of eval/DeepEyesMini_Visual.tsv"})
+    eval_search: int = field(default=40, metadata={"help": "rows of eval/DeepEyesMini_Search.tsv"})
+    distractor_entities: int = field(
+        default=120,
+        metadata={"help": "fictional entities nobody asks about (3 corpus documents each), so retrieval has to discriminate"},
+    )
+    workers: int = field(default=2, metadata={"help": "parallel processes executing SFT code blocks"})
+    eval_choice_share: float = field(
+        default=0.3, metadata={"help": "share of DeepEyesMini_Visual rows given A-D options (answer = letter)"}
+    )
     training_mixture: dict[str, float] = field(default_factory=_training_mixture)
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def split_sizes(self) -> dict[str, int]:
         return {
