@@ -203,6 +203,17 @@ class RLConfig:
     algorithm: Literal["grpo", "ppo"] = "grpo"
     verl: VerlConfig = field(default_factory=VerlConfig)
 
+    def __post_init__(self) -> None:
+        if self.algorithm == "grpo":
+            # GRPO's baseline is the group mean: one sample per prompt has no baseline (every
+            # advantage is 0), and greedy decoding gives a group without variance.
+            if self.rollout.n < 2:
+                raise ValueError(f"rollout.n must be >= 2 for GRPO (the group is the baseline), got {self.rollout.n}")
+            if self.rollout.temperature <= 0:
+                raise ValueError(f"rollout.temperature must be > 0 for GRPO (greedy groups have no variance), got {self.rollout.temperature}")
+        if self.rollout.temperature < 0:
+            raise ValueError(f"rollout.temperature must be >= 0, got {self.rollout.temperature}")
+
     def sft_adapter(self) -> Path | None:
         """The SFT adapter to merge, or None (none configured, or optional and not there)."""
         path = self.resolve(self.model.sft_lora_path)
