@@ -145,9 +145,12 @@ class TrainerConfig:
     engine: Literal["local", "verl"] = "local"
     #: Number of steps to run (overrides ``training.num_train_epochs``); null: that many passes over the data.
     total_steps: int | None = 4
-    #: Score a fixed held-in batch (the first ``eval_prompts`` training prompts) every N steps. 0: off.
+    #: Score a fixed batch (the first ``eval_prompts`` prompts) every N steps. 0: off.
     eval_steps: int = 0
     eval_prompts: int = 4
+    #: Where that batch comes from: an RL parquet of held-out prompts (e.g. ``rl/val.parquet``,
+    #: the learning curve the quick start plots); null: the training prompts (held-in).
+    eval_data_path: str | None = None
     #: Samples per held-in prompt.
     eval_n: int = 2
     #: torch threads on CPU; null: torch's default.

@@ -156,7 +156,9 @@ class LocalTrainer:
             max_context_tokens=config.rollout.max_context_tokens,
             concurrency=config.rollout.concurrency,
         )
-        held_in = prompts[: config.trainer.eval_prompts]
+        eval_path = config.resolve(config.trainer.eval_data_path)
+        eval_pool = load_prompts(eval_path, config.resolve(config.data.image_root)) if eval_path else prompts
+        held_in = eval_pool[: config.trainer.eval_prompts]
         try:
             with rl_services(config, self.output_dir / "logs") as (tools, reward_url):
                 self.agent = AgentLoop(tools, agent_config)
@@ -414,13 +416,14 @@ class LocalTrainer:
 
     # -- held-in evaluation ------------------------------------------------------------------
     def _evaluate(self, prompts: list[RLPrompt]) -> dict[str, float]:
-        """Reward of a fixed batch of training prompts under the current weights (the learning curve)."""
+        """Reward of a fixed batch of prompts under the current weights (the learning curve):
+        held-in training prompts, or held-out ones from ``trainer.eval_data_path``."""
         requests = [p.request(k) for p in prompts for k in range(self.config.trainer.eval_n)]
         with torch.random.fork_rng():
             torch.manual_seed(_EVAL_SEED)
             scored = self._rollout_and_score(requests)
         metrics = rollout_metrics([r.trajectory for r in scored.rollouts], scored.results, prefix="eval/")
-        return {key: value for key, value in metrics.items() if key.startswith(("eval/reward/", "eval/rollout/", "eval/tools/invalid"))}
+        return {key: value for key, value in metrics.items() if key.startswith(("eval/reward/", "eval/rollout/", "eval/tools/"))}
 
 
 def _clip_ratio(scored: _Scored) -> float:
