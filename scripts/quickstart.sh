@@ -2,12 +2,14 @@
 # The main job on the tiny default model, end to end on CPU:
 #   set-up (when needed) → cold-start SFT (LLaMA-Factory, LoRA, merged by its export)
 #   → RL (local engine, verl algorithms, live tools, reward server)
-#   → evaluation of the base, SFT and RL models on the mini benchmarks
-#   → one comparison table (accuracy, valid-action share, tool-call rate) and the report paths.
+#   → evaluation of the base, SFT and RL models on the held-out split (value-disjoint from training)
+#   → one comparison table, a per-category table (accuracy, valid-action share, tool-call rate),
+#     the targets of issue 12, and the RL curve (held-out reward and accuracy per step) as a PNG.
 #
-# Environment: OUT (default outputs/quickstart), EVAL_SAMPLES per dataset (default 10),
-# RL_STEPS (default 4). Every stage's own variables still apply. A re-run starts afresh:
-# each stage replaces what an earlier quickstart left under OUT.
+# Environment: OUT (default outputs/quickstart), EVAL_SAMPLES per dataset (default 20),
+# RL_STEPS (default 8), RL_EVAL_STEPS (held-out curve every N steps, default 2),
+# RL_EVAL_PROMPTS (held-out prompts per curve point, default 10). Every stage's own variables
+# still apply. A re-run starts afresh: each stage replaces what an earlier quickstart left under OUT.
 set -euo pipefail
 for arg in "$@"; do
     case "$arg" in
@@ -23,8 +25,10 @@ bash "$ROOT/setup.sh"
 cd "$ROOT"
 PY="$ROOT/.venv/bin/python"
 OUT="${OUT:-$ROOT/outputs/quickstart}"
-EVAL_SAMPLES="${EVAL_SAMPLES:-10}"
-RL_STEPS="${RL_STEPS:-4}"
+EVAL_SAMPLES="${EVAL_SAMPLES:-20}"
+RL_STEPS="${RL_STEPS:-8}"
+RL_EVAL_STEPS="${RL_EVAL_STEPS:-2}"
+RL_EVAL_PROMPTS="${RL_EVAL_PROMPTS:-10}"
 BASE_MODEL="$ROOT/data/models/tiny-qwen2.5-vl"
 START=$(date +%s)
 stage() { printf '\n[quickstart] %s (%ds elapsed)\n' "$1" "$(( $(date +%s) - START ))"; }
@@ -36,7 +40,9 @@ stage "2/4 RL (local engine) from the SFT model"
 rm -rf "$OUT/rl"  # an earlier run's RL checkpoints were trained from a different SFT model
 "$PY" reinforcement_learning/train.py --config reinforcement_learning/configs/deepeyes_rl.yaml --no-progress \
     --set "model.base_model=$OUT/sft_model" --set model.sft_lora_path=null \
-    --set "output.dir=$OUT/rl" --set "trainer.total_steps=$RL_STEPS" --set "output.save_steps=$RL_STEPS"
+    --set "output.dir=$OUT/rl" --set "trainer.total_steps=$RL_STEPS" --set "output.save_steps=$RL_STEPS" \
+    --set "trainer.eval_steps=$RL_EVAL_STEPS" --set "trainer.eval_prompts=$RL_EVAL_PROMPTS" --set trainer.eval_n=1 \
+    --set trainer.eval_data_path=data/sample/rl/val.parquet
 RL_ADAPTER="$(ls -d "$OUT"/rl/checkpoints/step-* | sort | tail -n 1)/policy"  # the RL LoRA adapter
 
 stage "3/4 evaluation of base, SFT and RL models"
@@ -50,4 +56,6 @@ evaluate rl "$OUT/sft_model" "$RL_ADAPTER"
 
 stage "4/4 comparison"
 "$PY" -m deepeyes.evaluation.compare --runs "base=$OUT/eval_base" "sft=$OUT/eval_sft" "rl=$OUT/eval_rl"
+echo
+"$PY" -m deepeyes.rl.learning_report --out "$OUT"  # per category, the targets, and the RL curve's path
 echo "[quickstart] done in $(( $(date +%s) - START )) s; everything is under $OUT"

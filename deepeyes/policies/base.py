@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from deepeyes.chat import Message
 
@@ -15,6 +15,15 @@ class Generation:
     text: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: The sampled token ids, exactly as generated (end-of-turn marker included when the model
+    #: wrote it, padding excluded); ``None`` for policies that only return text. RL trains on
+    #: these ids rather than on a re-tokenisation of ``text``, which can differ.
+    token_ids: list[int] | None = None
+    #: The prompt ids the turn was conditioned on (images expanded), padding excluded.
+    prompt_token_ids: list[int] | None = None
+    #: ``stop``: the model ended the turn (end-of-turn token or a wire stop string);
+    #: ``length``: cut at ``max_new_tokens``. ``None`` when the policy does not say.
+    finish_reason: Literal["stop", "length"] | None = None
 
 
 @runtime_checkable

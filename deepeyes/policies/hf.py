@@ -143,9 +143,39 @@ class HFPolicy:
             )
         prompt_length = inputs["input_ids"].shape[1]
         generations = []
-        for row, attention in zip(output, inputs["attention_mask"], strict=True):
-            new_tokens = row[prompt_length:]
-            text = trim_turn(self.tokenizer.decode(new_tokens, skip_special_tokens=False))
-            completion = int((new_tokens != self.tokenizer.pad_token_id).sum())
-            generations.append(Generation(text=text, prompt_tokens=int(attention.sum()), completion_tokens=completion))
+        for row, prompt_ids, attention in zip(output, inputs["input_ids"], inputs["attention_mask"], strict=True):
+            sampled, finish_reason = self._sampled_ids(row[prompt_length:].tolist())
+            text = trim_turn(self.tokenizer.decode(sampled, skip_special_tokens=False))
+            generations.append(
+                Generation(
+                    text=text,
+                    prompt_tokens=int(attention.sum()),
+                    completion_tokens=len(sampled),
+                    token_ids=sampled,
+                    prompt_token_ids=prompt_ids[attention.bool()].tolist(),
+                    finish_reason=finish_reason,
+                )
+            )
         return generations
+
+    def _end_ids(self) -> set[int]:
+        eos = self.model.generation_config.eos_token_id
+        ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        ids |= {self.tokenizer.convert_tokens_to_ids(marker) for marker in _END_OF_TURN}
+        return {i for i in ids if i is not None}
+
+    def _sampled_ids(self, new_tokens: list[int]) -> tuple[list[int], str]:
+        """The ids the model sampled (up to and including the token that ended the turn) and why it ended.
+
+        ``generate`` pads rows that finished early; the pad id can also be a real end token
+        (Qwen pads with ``<|endoftext|>``), so the cut is found from the left: the first end
+        token, or the first token after which the text ends with a wire stop string.
+        """
+        end_ids = self._end_ids()
+        for index, token in enumerate(new_tokens):
+            if token in end_ids:
+                return new_tokens[: index + 1], "stop"
+            piece = self.tokenizer.decode(new_tokens[max(0, index - 8) : index + 1], skip_special_tokens=False)
+            if piece.rstrip().endswith(wire.STOP_STRINGS):
+                return new_tokens[: index + 1], "stop"
+        return new_tokens, "length"

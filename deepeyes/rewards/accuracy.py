@@ -62,8 +62,12 @@ def _number_rule(answer: str, ground_truth: str, config: RewardConfig) -> tuple[
 def rules_match(
     answer: str, ground_truth: str, answer_type: str, config: RewardConfig, choices: dict[str, str] | None = None
 ) -> tuple[bool, str]:
-    """The rules' verdict for one ground truth of a known type, and the rule that decided."""
-    if matching.texts_match(answer, ground_truth):
+    """The rules' verdict for one ground truth of a known type, and the rule that decided.
+
+    Option letters never go through text equality: its article rule would read the "A" of
+    the hedge "A, B" as an article and leave "b" (the choice rule refuses every hedge).
+    """
+    if answer_type != "choice" and matching.texts_match(answer, ground_truth):
         return True, "exact"
     if answer_type == "choice":
         expected = _choice_ground_truth(ground_truth, choices)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deepeyes.config import load_config
+from deepeyes.rewards.presets import PRESETS
 
 #: Order of :attr:`RewardConfig.weights`; the docs and the result details use these names.
 WEIGHT_NAMES: tuple[str, str, str] = ("task_completion", "tool_efficiency", "accuracy")
@@ -56,10 +57,18 @@ class ToolPenalties:
 
 @dataclass
 class RewardConfig:
-    """How a trajectory is scored; see ``docs/rewards.md`` for the formula."""
+    """How a trajectory is scored; see ``docs/rewards.md`` for the formula of each preset."""
 
+    #: The combination formula: ``seed`` (the weights below), ``deepeyes_v2`` or
+    #: ``deepeyes_v1`` (see :mod:`deepeyes.rewards.presets`).
+    preset: str = "seed"
     #: (task completion, tool efficiency, result accuracy) — the seed's 0.5 / 0.3 / 0.2.
+    #: Used by the ``seed`` preset only.
     weights: list[float] = field(default_factory=lambda: [0.5, 0.3, 0.2])
+    #: ``deepeyes_v2``: subtracted once when the trajectory called text or image search.
+    search_penalty: float = 0.1
+    #: ``deepeyes_v1``: added when the answer is correct and at least one tool was called.
+    tool_bonus: float = 1.2
     #: Relative tolerance for non-integer numeric ground truths.
     numeric_rel_tol: float = 1e-2
     #: Absolute tolerance, so that a ground truth of 0 can be matched at all.
@@ -75,10 +84,11 @@ class RewardConfig:
     format_violation_penalty: float = 0.5
     #: Tool calls beyond this count are penalised as excess.
     max_tool_calls: int = 6
-    #: Tool-efficiency credit for a correct answer reached without any tool call. The
-    #: seed credits tools only when they were used, so the default is 0; raise it to stop
-    #: rewarding tool use on questions that need none.
-    direct_answer_credit: float = 0.0
+    #: Tool-efficiency credit for a correct answer reached without any tool call. 1 (the
+    #: default) makes a direct correct answer worth as much as a tool-assisted one, so the
+    #: reward never pays for calling tools on questions that need none; 0 is the seed's
+    #: literal "credit only when tools were used".
+    direct_answer_credit: float = 1.0
     penalties: ToolPenalties = field(default_factory=ToolPenalties)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     #: math-verify's own per-call timeout (seconds); it uses SIGALRM, so it only applies
@@ -86,6 +96,10 @@ class RewardConfig:
     math_timeout_s: int = 5
 
     def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {list(PRESETS)}, got {self.preset!r}")
+        if self.search_penalty < 0 or self.tool_bonus < 0:
+            raise ValueError("search_penalty and tool_bonus must be >= 0")
         if len(self.weights) != len(WEIGHT_NAMES):
             raise ValueError(f"weights must have {len(WEIGHT_NAMES)} entries {list(WEIGHT_NAMES)}, got {self.weights}")
         if any(w < 0 for w in self.weights):

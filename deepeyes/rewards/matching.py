@@ -36,8 +36,58 @@ _CHOICE_LEAD_IN_RE = re.compile(
     r"\b(?:answer|option|choice)\s*(?:is|:)?\s*(?:option\s+)?[\(\[]?([A-J])[\)\]]?(?![A-Za-z0-9])", re.IGNORECASE
 )
 
+#: LaTeX wrappers that only decorate an answer: ``\\boxed{B}``, ``\\fbox{B}``, ``\\text{B}``, ….
+_WRAPPER_RE = re.compile(r"^\\(?:boxed|fbox|framebox|text|textbf|textit|textrm|mathrm|mathbf|mathit|mbox|operatorname)\s*\{")
+_MATH_DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
+
+#: A unit after a number: atoms (letters, ``°``, ``µ``, ``Ω``, ``\text{…}``/``\mathrm{…}``), each with
+#: an optional exponent (``^2``, ``^{-1}``, ``**2``, ``²``, ``⁻¹``), joined by ``/``, ``·``, ``*`` or spaces.
+_UNIT_ATOM = r"(?:\\(?:text|mathrm|rm)\s*\{\s*[^{}]*\}|[A-Za-zµμΩ°]+)"
+_UNIT_EXPONENT = r"(?:\s*\^\s*\{?\s*[-+]?\d+\s*\}?|\*\*[-+]?\d+|[⁻⁺]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+)?"
+_UNIT = rf"{_UNIT_ATOM}{_UNIT_EXPONENT}(?:\s*(?:/|·|\\cdot|\*|\s)\s*{_UNIT_ATOM}{_UNIT_EXPONENT})*"
+_NUMBER_WITH_UNIT_RE = re.compile(
+    r"^\s*[$€£]?\s*(" + _NUMBER_TOKEN + r")\s*(?:\\?%|(?:\\[,;: ]|~)?\s*" + _UNIT + r")?\s*\.?\s*$"
+)
+#: A standalone option letter (not part of a word); the hedge check collects these.
+_STANDALONE_LETTER_RE = re.compile(r"(?<![A-Za-z0-9'’])([A-J])(?![A-Za-z0-9'’])")
+
 _MATH_HINT_RE = re.compile(r"[\\^_{}=*/]|\bsqrt\b|\bpi\b|\d\s*[+\-]\s*\d|[a-z]\s*[+\-]\s*\d")
 _MATH_WORDS = {"sqrt", "frac", "sin", "cos", "tan", "log", "ln", "exp", "pi", "infty", "cdot", "times", "left", "right"}
+
+
+def _closing_brace(text: str, open_index: int) -> int:
+    """Index of the ``}`` that closes the ``{`` at ``open_index``; -1 when unbalanced."""
+    depth = 0
+    for index in range(open_index, len(text)):
+        if text[index] == "{":
+            depth += 1
+        elif text[index] == "}":
+            depth -= 1
+            if depth == 0:
+                return index
+    return -1
+
+
+def unwrap_answer(text: str) -> str:
+    """Remove decoration that encloses the *whole* answer, repeatedly.
+
+    ``$\\boxed{B}$`` → ``B``, ``\\fbox{\\text{(C)}}`` → ``(C)``, ``\\boxed{\\frac{1}{2}}`` →
+    ``\\frac{1}{2}``. A wrapper that closes before the end (``\\text{a} + b``) is left alone.
+    Models trained on maths data box every answer, so an unwrapped letter or word must
+    count the same as a bare one.
+    """
+    text = text.strip()
+    while True:
+        before = text
+        for opening, closing in _MATH_DELIMITERS:
+            if len(text) > len(opening) + len(closing) and text.startswith(opening) and text.endswith(closing):
+                text = text[len(opening) : -len(closing)].strip()
+                break
+        match = _WRAPPER_RE.match(text)
+        if match and _closing_brace(text, match.end() - 1) == len(text) - 1:
+            text = text[match.end() : -1].strip()
+        if text == before:
+            return text
 
 
 def strip_lead_in(text: str) -> str:
@@ -47,7 +97,7 @@ def strip_lead_in(text: str) -> str:
 
 def normalize_text(text: str) -> str:
     """Case-, punctuation-, article- and whitespace-insensitive form of a short answer."""
-    text = unicodedata.normalize("NFKC", text)
+    text = unwrap_answer(unicodedata.normalize("NFKC", text))
     text = _LATEX_TEXT_RE.sub(r"\1", text).replace("$", "")
     text = strip_lead_in(text).lower()
     text = text.translate(_PUNCTUATION)
@@ -62,6 +112,17 @@ def texts_match(answer: str, ground_truth: str) -> bool:
 
 # ---- numbers ---------------------------------------------------------------------------
 
+def parse_number_with_unit(text: str) -> float | None:
+    """The value of "number + optional unit": ``9 m^2``, ``9\\,\\text{m}^{2}``, ``25 km/h``, ``3 m s^-1``.
+
+    Only one number may appear, so exponents inside the unit are not read as a second
+    number and hedges such as "3 or 4" still fail (``None``).
+    """
+    cleaned = _THOUSANDS_COMMA_RE.sub("", strip_lead_in(unwrap_answer(text)))
+    match = _NUMBER_WITH_UNIT_RE.match(cleaned)
+    return float(match.group(1)) if match else None
+
+
 def parse_pure_number(text: str) -> float | None:
     """The value of a string that is just a number (commas, currency, % allowed)."""
     match = _PURE_NUMBER_RE.match(_THOUSANDS_COMMA_RE.sub("", text))
@@ -74,7 +135,10 @@ def extract_single_number(text: str) -> float | None:
     Several numbers are refused rather than guessed at, so that listing candidates
     ("3 or 4 or 5") never earns credit.
     """
-    cleaned = _THOUSANDS_COMMA_RE.sub("", strip_lead_in(text))
+    with_unit = parse_number_with_unit(text)
+    if with_unit is not None:
+        return with_unit
+    cleaned = _THOUSANDS_COMMA_RE.sub("", strip_lead_in(unwrap_answer(text)))
     tokens = _NUMBER_TOKEN_RE.findall(cleaned)
     return float(tokens[0]) if len(tokens) == 1 else None
 
@@ -98,8 +162,26 @@ def choice_letter(ground_truth: str) -> str | None:
     return match.group(1) if match else None
 
 
+def option_letters(answer: str) -> set[str]:
+    """Every distinct standalone capital option letter A-J in ``answer`` ("A, B" → {A, B}).
+
+    The pronoun "I" followed by a word ("I think") is not an option.
+    """
+    letters = set()
+    for match in _STANDALONE_LETTER_RE.finditer(answer):
+        rest = answer[match.end() :]
+        if match.group(1) == "I" and re.match(r"\s+[a-z]", rest):
+            continue
+        letters.add(match.group(1))
+    return letters
+
+
 def extract_choice(answer: str, choices: dict[str, str] | None = None) -> str | None:
-    """The option letter an answer picks: "B", "(B)", "B. red", "The answer is B", or an option's text."""
+    """The option letter an answer picks: "B", "(B)", "B. red", "The answer is B", ``\\boxed{B}``,
+    or an option's text; ``None`` for a hedge naming several options ("A, B", "A or B", "A/B")."""
+    answer = unwrap_answer(answer)
+    if len(option_letters(answer)) > 1:
+        return None
     for pattern in (_CHOICE_ALONE_RE, _CHOICE_WITH_TEXT_RE):
         match = pattern.match(answer)
         if match:

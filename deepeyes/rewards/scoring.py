@@ -1,8 +1,8 @@
 """The reward: components, their weighted sum, and the entry points every stage calls.
 
-``score = w_task · task_completion + w_tool · tool_efficiency + w_acc · accuracy`` with
-``weights = [w_task, w_tool, w_acc]`` (default 0.5 / 0.3 / 0.2); docs/rewards.md states how
-each term is formed. The RL trainer, the evaluation harness, verl's reward hook and the
+The components are formed here; ``RewardConfig.preset`` picks the formula that combines
+them (:mod:`deepeyes.rewards.presets`; default ``seed``: ``0.5 · task_completion + 0.3 ·
+tool_efficiency + 0.2 · accuracy``); docs/rewards.md states how each term is formed. The RL trainer, the evaluation harness, verl's reward hook and the
 reward server all end in :meth:`RewardScorer.score`, so a trajectory gets one score
 wherever it is scored.
 """
@@ -23,6 +23,7 @@ from deepeyes.rewards.payload import (
     request_from_response,
     request_from_trajectory,
 )
+from deepeyes.rewards.presets import Components, combine
 from deepeyes.rewards.tool_efficiency import tool_efficiency
 from deepeyes.trajectory import Trajectory
 from deepeyes.wire import FormatViolation, answer_action, check_turns, format_score
@@ -54,11 +55,17 @@ class RewardScorer:
         if accuracy.method == "too_long":
             violations.append(FormatViolation(len(request.turn_texts) - 1, "answer_too_long"))
         fmt = format_score(len(violations), config.format_violation_penalty)
-        task_completion = fmt if request.answered else 0.0
+        # Completion is paid for solving: a wrong (or unfinished) answer earns none.
+        task_completion = fmt if (request.answered and accuracy.correct) else 0.0
         tools = tool_efficiency(request.tool_calls, accuracy.correct, config)
-        components = {"task_completion": task_completion, "tool_efficiency": tools.score, "accuracy": accuracy.score}
         weights = config.weight_map
-        weighted = {name: weights[name] * value for name, value in components.items()}
+        weighted = combine(
+            config.preset,
+            Components(accuracy.score, fmt, task_completion, tools.score, len(violations), dict(request.tool_calls)),
+            weights=weights,
+            search_penalty=config.search_penalty,
+            tool_bonus=config.tool_bonus,
+        )
         return {
             "score": round(sum(weighted.values()), _PRECISION),
             "accuracy": accuracy.score,
@@ -84,6 +91,7 @@ class RewardScorer:
                 "tool_credit": tools.credit,
                 "tool_penalty": round(tools.penalty, _PRECISION),
                 "tool_penalty_breakdown": {k: round(v, _PRECISION) for k, v in tools.penalty_breakdown.items()},
+                "preset": config.preset,
                 "weights": weights,
                 "weighted": {k: round(v, _PRECISION) for k, v in weighted.items()},
             },

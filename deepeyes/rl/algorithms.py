@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from verl.trainer.ppo import core_algos
-from verl.utils.torch_functional import logprobs_from_logits
+from verl.utils.torch_functional import entropy_from_logits, logprobs_from_logits
 from verl.workers.config import ActorConfig
 
 from deepeyes.rl.config import TrainingConfig
@@ -29,19 +29,62 @@ class ForwardOutput:
     log_probs: torch.Tensor  # (B, L-1)
     loss_mask: torch.Tensor  # (B, L-1) float
     values: torch.Tensor | None = None  # (B, L-1), PPO only
+    #: Entropy of the (temperature-scaled, suppression-masked) next-token distribution, detached.
+    entropy: torch.Tensor | None = None  # (B, L-1)
 
 
-def forward(model: Any, batch: dict[str, torch.Tensor], value_head: torch.nn.Module | None = None) -> ForwardOutput:
-    """Log-probabilities of each next token under ``model`` (and values when a head is given)."""
+_SUPPRESSED_LOGIT = -1e9
+
+
+@dataclass(frozen=True)
+class SamplingDistribution:
+    """What turns logits into the distribution tokens were sampled from.
+
+    verl scores with ``logits / temperature`` (its actor divides by the rollout
+    temperature); tokens ``generate`` never samples (``generation_config.suppress_tokens``)
+    get probability 0 here too, so old, current and reference log-probs all describe the
+    sampling distribution. ``temperature`` must be > 0.
+    """
+
+    temperature: float = 1.0
+    suppressed_ids: tuple[int, ...] = ()
+
+    def logits(self, logits: torch.Tensor) -> torch.Tensor:
+        logits = logits.float() / self.temperature
+        if self.suppressed_ids:
+            # A finite floor, not -inf: prompt positions can hold these tokens (image pads),
+            # and -inf there would turn masked-out terms into NaN (0 · -inf). exp(-1e9) is 0.
+            logits = logits.clone()
+            logits[..., list(self.suppressed_ids)] = _SUPPRESSED_LOGIT
+        return logits
+
+
+def forward(
+    model: Any,
+    batch: dict[str, torch.Tensor],
+    value_head: torch.nn.Module | None = None,
+    distribution: SamplingDistribution | None = None,
+) -> ForwardOutput:
+    """Log-probabilities of each next token under ``model`` (and values when a head is given).
+
+    Shapes: every output is (B, L-1) for a batch of (B, L) ``input_ids``; position t scores
+    token t+1. ``distribution`` defaults to temperature 1 with nothing suppressed.
+    """
+    distribution = distribution or SamplingDistribution()
     device = next(model.parameters()).device
     inputs = {key: value.to(device) for key, value in batch.items() if key != "loss_mask"}
     output = model(**inputs, output_hidden_states=value_head is not None, use_cache=False)
     labels = inputs["input_ids"][:, 1:]
-    log_probs = logprobs_from_logits(output.logits[:, :-1, :].float(), labels)
+    logits = distribution.logits(output.logits[:, :-1, :])
+    log_probs = logprobs_from_logits(logits, labels)
+    with torch.no_grad():
+        entropy = entropy_from_logits(logits)
     values = None
     if value_head is not None:
         values = value_head(output.hidden_states[-1][:, :-1, :].float()).squeeze(-1)
-    return ForwardOutput(log_probs=log_probs, loss_mask=batch["loss_mask"][:, 1:].float().to(device), values=values)
+    return ForwardOutput(
+        log_probs=log_probs, loss_mask=batch["loss_mask"][:, 1:].float().to(device), values=values, entropy=entropy
+    )
 
 
 def outcome_token_rewards(scores: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
@@ -141,11 +184,15 @@ def policy_loss(
     )
     total = pg_loss
     metrics = {"actor/pg_loss": float(pg_loss.detach()), **pg_metrics}
+    tokens = mask.sum().clamp(min=1.0)
+    if current.entropy is not None:
+        metrics["actor/entropy"] = float((current.entropy * mask).sum() / tokens)
     if ref_log_probs is not None and training.kl_coef > 0:
         kl = core_algos.kl_penalty(current.log_probs, ref_log_probs, training.kl_type)
         kl_loss = core_algos.agg_loss(kl, mask, training.loss_agg_mode, **batch_info)
         total = total + training.kl_coef * kl_loss
         metrics["actor/kl_loss"] = float(kl_loss.detach())
+        metrics["actor/kl"] = float((kl.detach() * mask).sum() / tokens)
     if current.values is not None and returns is not None and old_values is not None:
         vf_loss, vf_clipfrac = core_algos.compute_value_loss(
             vpreds=current.values,

@@ -45,6 +45,20 @@ class BatchingPolicy:
         self._queue: list[_Pending] = []
         self._running = False
         self._cond = threading.Condition()
+        #: Per conversation (by identity: the agent loop appends to one list per trajectory):
+        #: the conversation itself and, for each turn generated, ``(messages before it, Generation)``.
+        self._sampled: dict[int, tuple[list[Message], list[tuple[int, Generation]]]] = {}
+
+    def sampled_turns(self, messages: list[Message]) -> list[tuple[int, Generation]]:
+        """Every turn generated for the conversation ``messages``, in order: ``(prefix length, Generation)``.
+
+        ``messages[:prefix length]`` is what the turn was conditioned on; the generation
+        carries the sampled ids and finish reason RL trains on.
+        """
+        entry = self._sampled.get(id(messages))
+        if entry is None or entry[0] is not messages:
+            return []
+        return list(entry[1])
 
     def generate(self, messages: list[Message]) -> Generation:
         pending = _Pending(messages)
@@ -68,6 +82,8 @@ class BatchingPolicy:
             results = self.policy.generate_batch([item.messages for item in batch])
             for item, result in zip(batch, results, strict=True):
                 item.result = result
+                entry = self._sampled.setdefault(id(item.messages), (item.messages, []))
+                entry[1].append((len(item.messages), result))
         except Exception as exc:  # noqa: BLE001 - re-raised in every caller of the batch
             for item in batch:
                 item.error = exc

@@ -147,9 +147,12 @@ class TrainerConfig:
     engine: Literal["local", "verl"] = "local"
     #: Number of steps to run (overrides ``training.num_train_epochs``); null: that many passes over the data.
     total_steps: int | None = 4
-    #: Score a fixed held-in batch (the first ``eval_prompts`` training prompts) every N steps. 0: off.
+    #: Score a fixed batch (the first ``eval_prompts`` prompts) every N steps. 0: off.
     eval_steps: int = 0
     eval_prompts: int = 4
+    #: Where that batch comes from: an RL parquet of held-out prompts (e.g. ``rl/val.parquet``,
+    #: the learning curve the quick start plots); null: the training prompts (held-in).
+    eval_data_path: str | None = None
     #: Samples per held-in prompt.
     eval_n: int = 2
     #: torch threads on CPU; null: torch's default.
@@ -204,6 +207,17 @@ class RLConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     algorithm: Literal["grpo", "ppo"] = "grpo"
     verl: VerlConfig = field(default_factory=VerlConfig)
+
+    def __post_init__(self) -> None:
+        if self.algorithm == "grpo":
+            # GRPO's baseline is the group mean: one sample per prompt has no baseline (every
+            # advantage is 0), and greedy decoding gives a group without variance.
+            if self.rollout.n < 2:
+                raise ValueError(f"rollout.n must be >= 2 for GRPO (the group is the baseline), got {self.rollout.n}")
+            if self.rollout.temperature <= 0:
+                raise ValueError(f"rollout.temperature must be > 0 for GRPO (greedy groups have no variance), got {self.rollout.temperature}")
+        if self.rollout.temperature < 0:
+            raise ValueError(f"rollout.temperature must be >= 0, got {self.rollout.temperature}")
 
     def sft_adapter(self) -> Path | None:
         """The SFT adapter to merge, or None (none configured, or optional and not there)."""

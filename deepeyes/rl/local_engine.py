@@ -14,7 +14,7 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from deepeyes.agent import AgentConfig, AgentLoop, Rollout
 from deepeyes.config import to_dict
+from deepeyes.policies.base import Generation
 from deepeyes.policies.hf import HFPolicy
 from deepeyes.rewards.client import RewardClient
 from deepeyes.rl import algorithms, checkpoint
@@ -33,6 +34,7 @@ from deepeyes.rl.data import PromptSchedule, RLPrompt, load_prompts
 from deepeyes.rl.masking import TokenizedConversation, collate, tokenize_conversation
 from deepeyes.rl.metrics import MetricsWriter, rollout_metrics
 from deepeyes.rl.policy_model import PolicyModel, load_policy
+from deepeyes.rl.sampled import trajectory_rows
 from deepeyes.rl.services import rl_services
 from deepeyes.trajectory import write_jsonl
 
@@ -59,6 +61,9 @@ class _Scored:
     tools_s: float
     rollout_s: float
     reward_s: float
+    #: Per rollout: ``(prefix length, Generation)`` for each generated turn (the sampled ids).
+    #: Empty for a rollout from a policy that returns text only.
+    turns: list[list[tuple[int, Generation]]] = field(default_factory=list)
 
 
 class LocalTrainer:
@@ -95,6 +100,12 @@ class LocalTrainer:
         parameters = self.policy.trainable_parameters() + (list(self.value_head.parameters()) if self.value_head else [])
         self.optimizer = torch.optim.AdamW(parameters, lr=config.training.learning_rate, weight_decay=config.training.weight_decay)
         self.actor = algorithms.actor_config(config.training, config.rollout.n)
+        suppressed = getattr(self.policy.model.generation_config, "suppress_tokens", None) or []
+        # Scoring uses the distribution the rollout sampled from (verl divides by the temperature).
+        self.distribution = algorithms.SamplingDistribution(
+            temperature=config.rollout.temperature if config.rollout.temperature > 0 else 1.0,
+            suppressed_ids=tuple(int(i) for i in suppressed),
+        )
         probe = HFPolicy.from_model(self.policy.model, self.policy.processor)
         self.min_pixels, self.max_pixels = probe.min_pixels, probe.max_pixels
 
@@ -145,7 +156,9 @@ class LocalTrainer:
             max_context_tokens=config.rollout.max_context_tokens,
             concurrency=config.rollout.concurrency,
         )
-        held_in = prompts[: config.trainer.eval_prompts]
+        eval_path = config.resolve(config.trainer.eval_data_path)
+        eval_pool = load_prompts(eval_path, config.resolve(config.data.image_root)) if eval_path else prompts
+        held_in = eval_pool[: config.trainer.eval_prompts]
         try:
             with rl_services(config, self.output_dir / "logs") as (tools, reward_url):
                 self.agent = AgentLoop(tools, agent_config)
@@ -196,7 +209,8 @@ class LocalTrainer:
         for rollout, result in zip(rollouts, results, strict=True):
             rollout.trajectory.reward = result
         tools_s = sum(t.observation.latency_s for r in rollouts for t in r.trajectory.turns if t.observation)
-        return _Scored(rollouts, results, policy.busy_s, tools_s, rollout_s, reward_s)
+        turns = [policy.sampled_turns(r.messages) for r in rollouts]
+        return _Scored(rollouts, results, policy.busy_s, tools_s, rollout_s, reward_s, turns)
 
     def _train_step(self, step: int, prompts: list[RLPrompt]) -> dict[str, float]:
         started = time.perf_counter()
@@ -228,41 +242,104 @@ class LocalTrainer:
         size = self.config.training.batch_size
         return [indices[i : i + size] for i in range(0, len(indices), size)]
 
+    def _minibatches(self, owners: list[int], trajectories: int) -> list[list[list[int]]]:
+        """Row indices per optimizer step, split into micro-batches.
+
+        Sizes count trajectories, not rows (``training.batch_size`` trajectories per
+        forward/backward, ``× gradient_accumulation_steps`` per optimizer step), and all
+        turns of one trajectory stay in one micro-batch, so splitting a trajectory into
+        per-turn rows does not change how many optimizer steps a training step takes.
+        """
+        training = self.config.training
+        per_step = training.batch_size * training.gradient_accumulation_steps
+        rows_of: dict[int, list[int]] = {}
+        for row, owner in enumerate(owners):
+            rows_of.setdefault(owner, []).append(row)
+        steps = []
+        for start in range(0, trajectories, per_step):
+            micro = []
+            for micro_start in range(start, min(trajectories, start + per_step), training.batch_size):
+                owners_here = range(micro_start, min(trajectories, start + per_step, micro_start + training.batch_size))
+                micro.append([row for owner in owners_here for row in rows_of.get(owner, [])])
+            steps.append([m for m in micro if m])
+        return [step for step in steps if step]
+
+    def _rows(self, scored: _Scored) -> tuple[list[TokenizedConversation], list[int]]:
+        """Training rows and, per row, the index of its rollout.
+
+        A rollout whose turns carry sampled ids gives one row per turn (exact prompt ids +
+        exact sampled ids, :mod:`deepeyes.rl.sampled`); one from a text-only policy gives
+        its re-tokenised conversation as a single row.
+        """
+        processor = self.policy.processor
+        rows: list[TokenizedConversation] = []
+        owners: list[int] = []
+        size = {"min_pixels": self.min_pixels, "max_pixels": self.max_pixels, "max_length": self.config.data.max_seq_length}
+        for index, rollout in enumerate(scored.rollouts):
+            turns = scored.turns[index] if index < len(scored.turns) else []
+            if turns and all(generation.token_ids is not None for _, generation in turns):
+                built = trajectory_rows(processor, rollout.messages, turns, **size)
+            else:
+                built = [tokenize_conversation(processor, rollout.messages, **size)]
+            rows += built
+            owners += [index] * len(built)
+        return rows, owners
+
+    def _advantages(
+        self, scored: _Scored, owners: list[int], masks: torch.Tensor, values: list[torch.Tensor], width: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-row token advantages and returns.
+
+        GRPO normalises each trajectory's outcome within its prompt group *once per
+        trajectory* (a trajectory with three turns is not counted three times in the group
+        statistics) and gives the result to every token of each of its turns. PPO runs GAE
+        on each row with the trajectory's outcome on the row's last sampled token.
+        """
+        config = self.config
+        scores = torch.tensor([float(r["score"]) for r in scored.results])
+        group_ids = [r.trajectory.metadata["prompt_uid"] for r in scored.rollouts]
+        if config.algorithm == "grpo":
+            per_trajectory, _ = algorithms.compute_advantages(
+                "grpo", scores, torch.ones((len(scores), 1)), group_ids, config.training
+            )
+            advantages = per_trajectory[owners, :1] * masks
+            return advantages, advantages
+        row_scores = scores[owners]
+        row_groups = [group_ids[i] for i in owners]
+        return algorithms.compute_advantages(
+            config.algorithm, row_scores, masks, row_groups, config.training, _pad_rows(values, width)
+        )
+
     def _update(self, scored: _Scored) -> dict[str, float]:
         config = self.config
         processor = self.policy.processor
-        conversations = [
-            tokenize_conversation(
-                processor, r.messages, min_pixels=self.min_pixels, max_pixels=self.max_pixels, max_length=config.data.max_seq_length
-            )
-            for r in scored.rollouts
-        ]
+        conversations, owners = self._rows(scored)
         pad_id = processor.tokenizer.pad_token_id
         count = len(conversations)
-        minibatch = config.training.batch_size * config.training.gradient_accumulation_steps
+        minibatches = self._minibatches(owners, len(scored.rollouts))
         # One pass over one mini-batch is fully on-policy: the old log-probs equal the update's own
         # (detached) log-probs, so the separate scoring pass is skipped.
-        on_policy = config.training.ppo_epochs == 1 and count <= minibatch and config.algorithm == "grpo"
+        on_policy = config.training.ppo_epochs == 1 and len(minibatches) == 1 and config.algorithm == "grpo"
         old, ref, values = self._score_tokens(conversations, pad_id, need_old=not on_policy)
         width = max(c.length for c in conversations) - 1
         masks = _pad_rows([c.loss_mask[1:].float() for c in conversations], width)
-        scores = torch.tensor([float(r["score"]) for r in scored.results])
-        group_ids = [r.trajectory.metadata["prompt_uid"] for r in scored.rollouts]
-        padded_values = _pad_rows(values, width) if values else None
-        advantages, returns = algorithms.compute_advantages(config.algorithm, scores, masks, group_ids, config.training, padded_values)
+        advantages, returns = self._advantages(scored, owners, masks, values, width)
 
         self.policy.model.train()
+        actor_parameters = self.policy.trainable_parameters()
+        critic_parameters = list(self.value_head.parameters()) if self.value_head is not None else []
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
-        grad_norms = []
+        actor_norms: list[float] = []
+        critic_norms: list[float] = []
         for _ in range(config.training.ppo_epochs):
-            for start in range(0, count, minibatch):
-                members = list(range(start, min(count, start + minibatch)))
+            for micros in minibatches:
+                members = [row for micro in micros for row in micro]
                 tokens = max(1, int(sum(masks[i].sum() for i in members)))
                 loss_sums: dict[str, float] = {}
-                for micro in self._micro_batches(members):
+                for micro in micros:
                     batch = collate([conversations[i] for i in micro], pad_id)
-                    current = algorithms.forward(self.policy.model, batch, self.value_head)
+                    current = algorithms.forward(self.policy.model, batch, self.value_head, self.distribution)
                     cut = current.log_probs.shape[1]
                     device = current.log_probs.device
                     parts = algorithms.policy_loss(
@@ -284,8 +361,11 @@ class LocalTrainer:
                         else:
                             sums[name] = sums.get(name, 0.0) + value
                             counts[name] = counts.get(name, 0) + 1
-                parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
-                grad_norms.append(float(torch.nn.utils.clip_grad_norm_(parameters, config.training.max_grad_norm)))
+                # The policy and the value head are clipped apart (verl's actor and critic are
+                # separate workers): one's large gradient must not shrink the other's step.
+                actor_norms.append(float(torch.nn.utils.clip_grad_norm_(actor_parameters, config.training.max_grad_norm)))
+                if critic_parameters:
+                    critic_norms.append(float(torch.nn.utils.clip_grad_norm_(critic_parameters, config.training.max_grad_norm)))
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 for name, value in loss_sums.items():
@@ -293,15 +373,22 @@ class LocalTrainer:
                     counts[name] = counts.get(name, 0) + 1
         metrics = {name: sums[name] / counts[name] for name in sums}
         valid = masks > 0
+        row_tokens = masks.sum(dim=1)
         metrics.update(
             {
-                "actor/grad_norm": sum(grad_norms) / len(grad_norms),
+                "actor/grad_norm": sum(actor_norms) / len(actor_norms),
                 "actor/advantage_mean": float(advantages[valid].mean()) if valid.any() else 0.0,
                 "actor/advantage_abs_max": float(advantages[valid].abs().max()) if valid.any() else 0.0,
                 "actor/trained_tokens": float(masks.sum()),
                 "actor/sequence_tokens": float(sum(c.length for c in conversations) / count),
+                "actor/rows": float(count),
+                "response_length/mean": float(row_tokens.mean()),
+                "response_length/max": float(row_tokens.max()),
+                "response_length/clip_ratio": _clip_ratio(scored),
             }
         )
+        if critic_norms:
+            metrics["critic/grad_norm"] = sum(critic_norms) / len(critic_norms)
         return metrics
 
     @torch.no_grad()
@@ -317,25 +404,32 @@ class LocalTrainer:
             batch = collate([conversations[i] for i in micro], pad_id)
             lengths = [conversations[i].length - 1 for i in micro]
             if need_old:
-                current = algorithms.forward(self.policy.model, batch, self.value_head)
+                current = algorithms.forward(self.policy.model, batch, self.value_head, self.distribution)
                 old += [current.log_probs[row, :n].cpu() for row, n in enumerate(lengths)]
                 if current.values is not None:
                     values += [current.values[row, :n].cpu() for row, n in enumerate(lengths)]
             if self.config.training.kl_coef > 0:
                 with self.policy.reference_context():
-                    reference = algorithms.forward(self.policy.reference_model(), batch)
+                    reference = algorithms.forward(self.policy.reference_model(), batch, distribution=self.distribution)
                 ref += [reference.log_probs[row, :n].cpu() for row, n in enumerate(lengths)]
         return old, ref, values
 
     # -- held-in evaluation ------------------------------------------------------------------
     def _evaluate(self, prompts: list[RLPrompt]) -> dict[str, float]:
-        """Reward of a fixed batch of training prompts under the current weights (the learning curve)."""
+        """Reward of a fixed batch of prompts under the current weights (the learning curve):
+        held-in training prompts, or held-out ones from ``trainer.eval_data_path``."""
         requests = [p.request(k) for p in prompts for k in range(self.config.trainer.eval_n)]
         with torch.random.fork_rng():
             torch.manual_seed(_EVAL_SEED)
             scored = self._rollout_and_score(requests)
         metrics = rollout_metrics([r.trajectory for r in scored.rollouts], scored.results, prefix="eval/")
-        return {key: value for key, value in metrics.items() if key.startswith(("eval/reward/", "eval/rollout/", "eval/tools/invalid"))}
+        return {key: value for key, value in metrics.items() if key.startswith(("eval/reward/", "eval/rollout/", "eval/tools/"))}
+
+
+def _clip_ratio(scored: _Scored) -> float:
+    """Share of generated turns cut at ``max_new_tokens`` (verl's ``response_length/clip_ratio``)."""
+    reasons = [generation.finish_reason for turns in scored.turns for _, generation in turns]
+    return sum(reason == "length" for reason in reasons) / len(reasons) if reasons else 0.0
 
 
 def _pad_rows(rows: list[torch.Tensor], width: int) -> torch.Tensor:

@@ -98,13 +98,17 @@ def forbid_structural_tokens(model: Any, processor: Any) -> None:
 
 def load_policy(config: ModelConfig, base_model: Path, sft_lora_path: Path | None, resume_adapter: Path | None = None) -> PolicyModel:
     """The policy to train; ``resume_adapter`` continues from a saved RL adapter or full model."""
-    if resume_adapter is not None and not config.use_peft:
-        base_model, sft_lora_path = resume_adapter, None
     model, processor = load_base_with_sft(base_model, sft_lora_path, config.dtype)
     model.to(config.device)
     forbid_structural_tokens(model, processor)
     if not config.use_peft:
+        # The KL reference is base + SFT, also when resuming: a copy of the resumed weights
+        # would make the KL term measure drift since the checkpoint, not since SFT.
         reference = copy.deepcopy(model).eval().requires_grad_(False)
+        if resume_adapter is not None:
+            model, _ = load_base_with_sft(resume_adapter, None, config.dtype)
+            model.to(config.device)
+            forbid_structural_tokens(model, processor)
         for name, parameter in model.named_parameters():
             parameter.requires_grad_("visual" not in name)
         return PolicyModel(model=model, processor=processor, reference=reference)

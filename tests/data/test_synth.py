@@ -102,7 +102,7 @@ def test_a_different_seed_gives_different_samples(tmp_path: Path) -> None:
 
 def test_every_sft_code_block_reproduces_its_recorded_output_in_a_fresh_process(sample_dir: Path, seeds: list[dict]) -> None:
     blocks = [(s, c) for s in seeds for c in s["tool_calls"] if c["tool"] == "code_execution"]
-    assert len(blocks) >= 8
+    assert len(blocks) >= 5  # counting + arithmetic: two of the five curriculum tasks
     for seed, call in blocks:
         result = execute_code(call["input"], sample_dir / seed["image"])
         assert result.returncode == 0 and result.stderr == "", (seed["id"], result.stderr)
@@ -131,12 +131,12 @@ def test_a_code_step_whose_output_contradicts_the_ground_truth_is_rejected(tmp_p
 
 
 def test_every_task_and_a_no_tool_share_appear_in_sft(seeds: list[dict]) -> None:
-    assert {s["task"] for s in seeds} == set(ALL_TASKS)
+    assert {s["task"] for s in seeds} == set(SynthConfig().training_mixture)
     for seed in seeds:
         assert len(seed["thoughts"]) == len(seed["tool_calls"]) + 1
         assert (seed["task"] == "no_tool") == (seed["tool_calls"] == [])
     default = quotas(SynthConfig().sft, SynthConfig().mixture("sft"))
-    assert sum(default.values()) == 200 and 25 <= default["no_tool"] <= 35
+    assert sum(default.values()) == 300 and default["no_tool"] == 60
 
 
 def test_sharegpt_records_follow_the_wire_format(sample_dir: Path, seeds: list[dict]) -> None:
@@ -343,3 +343,52 @@ def test_both_sft_files_pass_the_llamafactory_converter_strictly(sample_dir: Pat
         )
         assert result.dataset_file is not None
         assert len(json.loads(result.dataset_file.read_text())) == SMALL["sft"]
+
+
+# ---- the curriculum: tools necessary and sufficient, disjoint train / held-out values -------
+
+EXPECTED_TOOLS = {"counting": ["code"], "arithmetic": ["code"], "text_search": ["search"], "image_search": ["image_search"], "no_tool": []}
+
+
+def test_every_sample_names_the_tools_its_task_needs(sample_dir: Path, seeds: list[dict]) -> None:
+    for seed in seeds:
+        assert seed["required_tools"] == EXPECTED_TOOLS[seed["task"]]
+    for row in formats.read_parquet(sample_dir / "rl/train.parquet"):
+        info = row["extra_info"]
+        assert list(info["required_tools"]) == EXPECTED_TOOLS[info["task"]]
+    visual = formats.read_tsv(sample_dir / "eval/DeepEyesMini_Visual.tsv")
+    for category, tools in zip(visual["category"], visual["required_tools"], strict=True):
+        assert tools == ",".join(EXPECTED_TOOLS[category])
+
+
+def test_arithmetic_and_no_tool_answers_follow_from_the_question_alone() -> None:
+    for index in range(30):
+        sample = BUILDERS["arithmetic"](random.Random(index), TaskContext())
+        a, b = (int(n) for n in re.findall(r"\d+", sample.question)[:2])
+        assert int(sample.answer) in {a * b, a + b * b, a * b - a}
+        assert sample.steps[0].input.startswith("print(")
+        word = BUILDERS["no_tool"](random.Random(index), TaskContext())
+        assert f"'{word.answer}'" in word.question and word.steps == []
+
+
+COUNTED = re.compile(r"(\w+ (?:shapes|circles|squares|triangles))")
+
+
+def _defining_values(task: str, question: str, answer: str) -> tuple[str, ...]:
+    """What the partition is over: the operands, the (things counted, count), the word."""
+    if task == "arithmetic":
+        return (question,)
+    if task == "counting":
+        return (COUNTED.search(question).group(1), answer)
+    return (answer,)
+
+
+@pytest.mark.parametrize("task", ["arithmetic", "counting", "no_tool"])
+def test_heldout_values_never_appear_in_training(task: str) -> None:
+    def values(heldout: bool) -> set[tuple[str, ...]]:
+        built = [BUILDERS[task](random.Random(i), TaskContext(heldout=heldout)) for i in range(60)]
+        return {_defining_values(task, s.question, s.answer) for s in built}
+
+    train, heldout = values(False), values(True)
+    assert len(heldout) >= 5 and len(train) >= 5
+    assert not train & heldout

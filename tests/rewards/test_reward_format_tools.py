@@ -88,7 +88,7 @@ def test_overlong_answer_is_capped_against_judge_hacking() -> None:
     assert result["details"]["accuracy_method"] == "too_long"
     assert "answer_too_long" in violations(result)
     assert result["format"] == 0.5
-    assert result["score"] == pytest.approx(0.5 * 0.5)
+    assert result["score"] == 0.0  # wrong: no completion credit either
 
 
 def test_length_cap_grows_with_long_ground_truths() -> None:
@@ -142,13 +142,16 @@ def test_correct_answer_with_useful_tool_gets_full_score() -> None:
 def test_tool_credit_only_when_correct() -> None:
     result = score_response(code_turn("print(2+3)", "5") + final("5"), "4")
     assert result["tool_efficiency"] == 0.0
-    assert result["score"] == pytest.approx(0.5)
+    assert result["task_completion"] == 0.0
+    assert result["score"] == 0.0
 
 
 def test_direct_answer_credit_is_configurable() -> None:
-    assert score_response(final("4"), "4")["score"] == pytest.approx(0.7)
-    generous = RewardConfig(direct_answer_credit=0.5)
-    assert score_response(final("4"), "4", config=generous)["score"] == pytest.approx(0.85)
+    assert score_response(final("4"), "4")["score"] == pytest.approx(1.0)
+    literal_seed = RewardConfig(direct_answer_credit=0.0)
+    assert score_response(final("4"), "4", config=literal_seed)["score"] == pytest.approx(0.7)
+    half = RewardConfig(direct_answer_credit=0.5)
+    assert score_response(final("4"), "4", config=half)["score"] == pytest.approx(0.85)
 
 
 def test_repeated_identical_calls_are_penalised() -> None:
@@ -165,7 +168,7 @@ def test_invalid_tool_calls_are_penalised_even_when_wrong() -> None:
     result = score_response(bad_json + unknown + final("5"), "4")
     assert result["details"]["tool_calls"]["invalid"] == 2
     assert result["tool_efficiency"] == pytest.approx(-0.5)
-    assert result["score"] == pytest.approx(0.5 - 0.3 * 0.5)
+    assert result["score"] == pytest.approx(-0.3 * 0.5)
 
 
 def test_failed_call_gives_no_credit_and_a_penalty() -> None:

@@ -26,23 +26,41 @@ ACCURACY_CASES = [
     ("\\sqrt{2}", "2^{1/2}", True, "math"),
     ("\\frac{\\sqrt{3}}{2}", "sqrt(3)/2", True, "math"),
     ("x+1", "1+x", True, "math"),
-    ("\\boxed{4}", "4", True, "math"),
+    ("\\boxed{4}", "4", True, "exact"),
     ("x+1", "x+2", False, "math"),
     ("\\frac{1}{3}", "0.33", False, "math"),
     # multiple choice letters
-    ("B", "B", True, "exact"),
-    ("B", "(B)", True, "exact"),
+    ("B", "B", True, "choice"),
+    ("B", "(B)", True, "choice"),
     ("B", "B. red", True, "choice"),
     ("B", "B) red", True, "choice"),
     ("B", "(B) red", True, "choice"),
-    ("B", "The answer is B", True, "exact"),
-    ("B", "Answer: (B)", True, "exact"),
+    ("B", "The answer is B", True, "choice"),
+    ("B", "Answer: (B)", True, "choice"),
     ("B", "Option B", True, "choice"),
-    ("B", "b", True, "exact"),
-    ("(C)", "C", True, "exact"),
+    ("B", "b", True, "choice"),
+    ("(C)", "C", True, "choice"),
     ("B", "C", False, "choice"),
     ("B", "A or B", False, "choice"),
     ("B", "B and C", False, "choice"),
+    # a boxed / framed / \text-wrapped letter is the letter (issue 12)
+    ("B", "\\boxed{B}", True, "choice"),
+    ("B", "$\\boxed{B}$", True, "choice"),
+    ("B", "\\fbox{B}", True, "choice"),
+    ("B", "\\text{B}", True, "choice"),
+    ("B", "\\textbf{(B)}", True, "choice"),
+    ("B", "\\boxed{\\text{B}}", True, "choice"),
+    ("B", "\\(\\boxed{B}\\)", True, "choice"),
+    ("B", "\\boxed{C}", False, "choice"),
+    # any hedge naming several options never scores, whatever the separator (issue 12)
+    ("B", "A, B", False, "choice"),
+    ("A", "A, B", False, "choice"),
+    ("B", "A,B", False, "choice"),
+    ("B", "A/B", False, "choice"),
+    ("B", "(A) (B)", False, "choice"),
+    ("B", "A; B; C", False, "choice"),
+    ("B", "\\boxed{A, B}", False, "choice"),
+    ("B", "B or C", False, "choice"),
     # numbers with tolerance
     ("3.14", "3.1416", True, "numeric"),
     ("3.14", "3.2", False, "numeric"),
@@ -53,6 +71,21 @@ ACCURACY_CASES = [
     ("45%", "45.0 %", True, "numeric"),
     ("12", "12 cm", True, "numeric"),
     ("12", "11 or 12", False, "math"),
+    # a unit after a correct number, with exponents, superscripts or slashes (issue 12)
+    ("9", "9 m^2", True, "numeric"),
+    ("9", "9 m^{2}", True, "numeric"),
+    ("9", "9\\,\\text{m}^2", True, "numeric"),
+    ("9", "$9\\ \\mathrm{m^2}$", True, "numeric"),
+    ("9", "9 cm**2", True, "numeric"),
+    ("9", "9 m²", True, "numeric"),
+    ("9", "9 cm³", True, "numeric"),
+    ("9", "9 m/s^2", True, "numeric"),
+    ("9", "9 m s^-1", True, "numeric"),
+    ("9", "9 kg·m/s²", True, "numeric"),
+    ("25", "25 km/h", True, "numeric"),
+    ("9", "\\boxed{9 m^2}", True, "numeric"),
+    ("9", "8 m^2", False, "numeric"),
+    ("9", "9 m^2 or 10 m^2", False, "math"),
     ("0", "0.0", True, "numeric"),
     ("-2.5", "-2.5", True, "exact"),
     # free text (no judge configured)
@@ -69,10 +102,10 @@ def test_accuracy_golden(ground_truth: str, answer: str, correct: bool, method: 
     result = score_response(answered(answer), ground_truth)
     assert result["accuracy"] == (1.0 if correct else 0.0)
     assert result["details"]["accuracy_method"] == method
-    # A well-formed direct answer: completion always, tool credit never (no tool used).
-    assert result["task_completion"] == 1.0
-    assert result["tool_efficiency"] == 0.0
-    assert result["score"] == pytest.approx(0.5 + (0.2 if correct else 0.0))
+    # A well-formed direct answer is paid only when right (seed preset, direct_answer_credit 1).
+    assert result["task_completion"] == (1.0 if correct else 0.0)
+    assert result["tool_efficiency"] == (1.0 if correct else 0.0)
+    assert result["score"] == pytest.approx(1.0 if correct else 0.0)
 
 
 def test_any_of_several_ground_truths_counts() -> None:
@@ -103,3 +136,84 @@ def test_numeric_tolerance_is_configurable() -> None:
 def test_no_answer_scores_nothing_for_accuracy() -> None:
     result = evaluate_accuracy(None, ["4"], DEFAULT)
     assert (result.correct, result.method) == (False, "no_answer")
+
+
+# ---- presets: each formula's values (docs/rewards.md gives the same worked examples) ------
+
+def with_code(stdout: str) -> str:
+    return wire.think("compute") + wire.code_action("print(6*7)") + wire.code_observation(stdout, "", 0)
+
+
+def with_search() -> str:
+    return wire.think("look it up") + wire.text_search_action("Zorvan founding year") + wire.tool_response("1. [Zorvan](l)\n1642")
+
+
+@pytest.mark.parametrize(
+    ("response", "truth", "expected"),
+    [
+        (answered("42"), "42", 1.0),  # correct, direct: 0.5 + 0.3 + 0.2
+        (with_code("42") + answered("42"), "42", 1.0),  # correct with a useful call
+        (answered("41"), "42", 0.0),  # well-formed but wrong earns nothing
+        (with_code("41") + answered("41"), "42", 0.0),  # tool use on a wrong answer earns nothing
+        ("<think>x</think><answer>42</answer> trailing", "42", 0.5 * 0.5 + 0.3 + 0.2),  # one format fault
+        ("<think>x</think><answer>41</answer> trailing", "42", 0.0),
+        (with_code("42") + "<think>x</think><answer>42</answer> trailing", "42", 0.75),  # docs' worked example
+    ],
+)
+def test_seed_preset_pays_for_solving(response: str, truth: str, expected: float) -> None:
+    assert score_response(response, truth)["score"] == pytest.approx(expected)
+
+
+def test_seed_wrong_answer_never_outscores_a_right_one() -> None:
+    # The fault the issue measured: wrong-but-formatted scored 0.5 and right 0.7.
+    wrong = score_response(answered("41"), "42")["score"]
+    right = score_response(answered("42"), "42")["score"]
+    assert (wrong, right) == (0.0, 1.0)
+
+
+V2 = RewardConfig(preset="deepeyes_v2")
+
+
+@pytest.mark.parametrize(
+    ("response", "truth", "expected"),
+    [
+        (answered("42"), "42", 0.8 + 0.2),
+        (answered("41"), "42", 0.2),  # format alone
+        (with_search() + answered("1642"), "1642", 0.8 + 0.2 - 0.1),  # the search penalty
+        (with_search() + answered("1643"), "1642", 0.2 - 0.1),
+        (with_code("42") + answered("42"), "42", 1.0),  # code is not search: no penalty
+        ("<think>x</think><answer>42</answer> trailing", "42", 0.8 + 0.2 * 0.5),
+    ],
+)
+def test_deepeyes_v2_preset(response: str, truth: str, expected: float) -> None:
+    result = score_response(response, truth, config=V2)
+    assert result["score"] == pytest.approx(expected)
+    assert result["details"]["preset"] == "deepeyes_v2"
+
+
+V1 = RewardConfig(preset="deepeyes_v1")
+
+
+@pytest.mark.parametrize(
+    ("response", "truth", "expected"),
+    [
+        (answered("42"), "42", 0.8),  # right, no tool: no bonus
+        (with_code("42") + answered("42"), "42", 0.8 + 1.2),  # right with a tool: the bonus
+        (with_code("41") + answered("41"), "42", 0.0),  # tool but wrong: no bonus
+        ("<think>x</think><answer>41</answer> trailing", "42", -0.2),  # format fault costs 0.2
+        ("<think>x</think><answer>42</answer> trailing", "42", 0.8 - 0.2),
+    ],
+)
+def test_deepeyes_v1_preset(response: str, truth: str, expected: float) -> None:
+    assert score_response(response, truth, config=V1)["score"] == pytest.approx(expected)
+
+
+def test_preset_knobs_and_unknown_preset() -> None:
+    assert score_response(with_search() + answered("1642"), "1642", config=RewardConfig(preset="deepeyes_v2", search_penalty=0.3))[
+        "score"
+    ] == pytest.approx(0.7)
+    assert score_response(with_code("42") + answered("42"), "42", config=RewardConfig(preset="deepeyes_v1", tool_bonus=0.5))[
+        "score"
+    ] == pytest.approx(1.3)
+    with pytest.raises(ValueError, match="preset"):
+        RewardConfig(preset="mystery")

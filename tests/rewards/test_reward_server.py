@@ -47,7 +47,7 @@ def test_score_response_and_trajectory(reward_server) -> None:
         ground_truth="42",
     )
     result = client.score(trajectory=trajectory)
-    assert (result["score"], result["accuracy"], result["details"]["id"]) == (0.5, 0.0, "srv")
+    assert (result["score"], result["accuracy"], result["details"]["id"]) == (0.0, 0.0, "srv")
 
 
 def test_score_batch_keeps_order(reward_server) -> None:
@@ -102,7 +102,7 @@ def test_judge_failure_through_the_server_is_flagged_and_counted(reward_server, 
 
 def test_fifty_concurrent_clients_without_errors(reward_server) -> None:
     clients, rounds = 50, 4
-    cases = [(with_code("42"), "42", 1.0), (answered("\\frac{1}{2}"), "0.5", 0.7), (answered("C"), "B", 0.5)]
+    cases = [(with_code("42"), "42", 1.0), (answered("\\frac{1}{2}"), "0.5", 1.0), (answered("C"), "B", 0.0)]
     before = requests.get(reward_server.url + "/metrics", timeout=5).json()
     start = threading.Barrier(clients)
 

@@ -122,8 +122,10 @@ def test_two_step_run_then_resume(tmp_path, rl_sample_dir, tool_config_file, tin
     assert adapter_1.keys() == adapter_2.keys() and all("lora_" in k for k in adapter_1)
     # Whether weights moved depends on the sampled rewards (equal rewards in a group: zero advantage);
     # the direction of an update is tested with fixed rewards in test_update_moves_towards_the_rewarded_turn.
+    # (Without a signal the weights still move: AdamW's decoupled weight decay and earlier steps' moments.)
     moved = any(not torch.equal(adapter_1[k], adapter_2[k]) for k in adapter_1)
-    assert moved == (records[2]["actor/advantage_abs_max"] > 0 or records[2]["actor/kl_loss"] > 0)
+    if records[2]["actor/advantage_abs_max"] > 0 or records[2]["actor/kl_loss"] > 0:
+        assert moved
 
     # Resume: continue to step 3 from the step-2 checkpoint.
     config = load_rl_config(DEFAULT_CONFIG, [*overrides, "trainer.total_steps=3"])

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from deepeyes import prompts
 from deepeyes.data import formats
 from deepeyes.data.sft_sample import from_seed
-from deepeyes.data.synth.config import ALL_TASKS, GENERATOR_VERSION, SynthConfig
+from deepeyes.data.synth.config import ALL_TASKS, GENERATOR_VERSION, HELDOUT_SPLITS, SynthConfig
 from deepeyes.data.synth.recording import record_seed, save_thumbnails
 from deepeyes.data.synth.sample import SynthError, TaskSample
 from deepeyes.data.synth.tasks import BUILDERS, TaskContext
@@ -47,7 +47,7 @@ ABILITY = {
     "image_search": "search",
 }
 BENCHMARKS = {"eval_visual": "DeepEyesMini_Visual", "eval_search": "DeepEyesMini_Search"}
-TSV_COLUMNS = ["index", "image", "question", "answer", "category", "A", "B", "C", "D", "image_index"]
+TSV_COLUMNS = ["index", "image", "question", "answer", "category", "A", "B", "C", "D", "image_index", "required_tools"]
 #: Text-search questions must find their gold document this high up (the search tests check it).
 GOLD_RANK_LIMIT = 3
 
@@ -123,7 +123,12 @@ def build_samples(
     landmark_of = dict(zip(image_ids, world.landmarks))
     samples = {}
     for p in planned:
-        context = TaskContext(entity=entity_of.get(p.sample_id), landmark=landmark_of.get(p.sample_id), landmarks=world.landmarks)
+        context = TaskContext(
+            entity=entity_of.get(p.sample_id),
+            landmark=landmark_of.get(p.sample_id),
+            landmarks=world.landmarks,
+            heldout=p.split in HELDOUT_SPLITS,
+        )
         samples[p.sample_id] = BUILDERS[p.task](derived_rng(config.seed, p.split, p.index, p.task), context)
         on_sample()
     return samples, world
@@ -186,6 +191,7 @@ def _rl_row(p: Planned, sample: TaskSample, system_prompt: str) -> dict[str, Any
             "answer": sample.answer,
             "split": "train" if p.split == "rl_train" else "val",
             "task": sample.task,
+            "required_tools": sample.required_tools,
         },
     }
 
@@ -197,6 +203,7 @@ def _eval_row(p: Planned, sample: TaskSample, png: bytes, choice_rng: random.Ran
         "question": sample.question,
         "answer": sample.answer,
         "category": sample.task,
+        "required_tools": ",".join(sample.required_tools),
     }
     distractors = list(dict.fromkeys(d for d in sample.distractors if d != sample.answer))
     if p.split == "eval_visual" and len(distractors) >= 3 and choice_rng.random() < choice_share:

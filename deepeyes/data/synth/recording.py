@@ -64,6 +64,7 @@ def record_seed(
     return {
         "id": sample_id,
         "task": sample.task,
+        "required_tools": sample.required_tools,
         "image": image_rel,
         "text": sample.question,
         "thoughts": [step.thought for step in sample.steps] + [sample.final_thought(observations)],

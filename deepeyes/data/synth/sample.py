@@ -8,6 +8,8 @@ final thought is written only after the observations exist, because it cites the
 
 from __future__ import annotations
 
+import hashlib
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -15,6 +17,10 @@ from typing import Literal
 from PIL import Image
 
 ToolName = Literal["code_execution", "text_search", "image_search"]
+#: The registry's action kind for each seed tool name (the names trajectories count calls by).
+TOOL_KIND: dict[str, str] = {"code_execution": "code", "text_search": "search", "image_search": "image_search"}
+#: One value in this many belongs to the held-out side.
+HELDOUT_ONE_IN = 4
 
 
 @dataclass
@@ -69,6 +75,33 @@ class TaskSample:
     distractors: list[str] = field(default_factory=list)
     text_search: TextSearchTarget | None = None
     image_search: ImageSearchEntry | None = None
+
+    @property
+    def required_tools(self) -> list[str]:
+        """The tool kinds (``code``, ``search``, ``image_search``) this task needs, in plan order;
+        empty for a question answerable from its own text. Behaviour analysis compares the
+        kinds a model called with these to score tool choice."""
+        return list(dict.fromkeys(TOOL_KIND[step.tool] for step in self.steps))
+
+
+def is_heldout_value(*key: object) -> bool:
+    """Which side of the train / held-out partition a task's defining values fall on.
+
+    A stable hash of ``key`` (e.g. the operands of a sum, the colour and count of a counting
+    question) puts one value in :data:`HELDOUT_ONE_IN` on the held-out side, so held-out
+    questions never repeat a training question's values and accuracy measures generalisation.
+    """
+    digest = hashlib.sha256(repr(key).encode()).digest()
+    return int.from_bytes(digest[:4], "big") % HELDOUT_ONE_IN == 0
+
+
+def draw_on_side(rng: random.Random, heldout: bool, draw: Callable[[random.Random], tuple]) -> tuple:
+    """Call ``draw`` until its values fall on the requested side of the partition."""
+    for _ in range(10_000):
+        values = draw(rng)
+        if is_heldout_value(*values) == heldout:
+            return values
+    raise SynthError("no values on the requested side of the train/held-out partition after 10000 draws")
 
 
 def numeric_distractors(value: int, offsets: tuple[int, ...], count: int = 3) -> list[str]:

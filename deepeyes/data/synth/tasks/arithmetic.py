@@ -1,71 +1,52 @@
-"""Arithmetic over numbers drawn in the image, too long to do reliably in one's head.
+"""Exact arithmetic on numbers written in the question, too long to do in one's head.
 
-The model transcribes the numbers it reads (they are large and clear) and lets code do
-the arithmetic; the printed result is the answer.
+The numbers are in the question text (the image is only a plain card), so a tool-using
+model needs nothing but to copy them into code: the tool is necessary (a small model
+cannot multiply three-digit numbers token by token) and sufficient (the printed result is
+the answer). Held-out questions use operand tuples from the other side of the partition.
 """
 
 from __future__ import annotations
 
-import math
 import random
 
-from deepeyes.data.synth.drawing import INK, PALETTE, font, new_canvas, pastel, text_size
-from deepeyes.data.synth.sample import TaskSample, ToolStep, numeric_distractors
+from deepeyes.data.synth.drawing import new_canvas, pastel
+from deepeyes.data.synth.sample import TaskSample, ToolStep, draw_on_side, numeric_distractors
 from deepeyes.data.synth.tasks.context import TaskContext
 
-WIDTH, HEIGHT = 400, 240
-NUMBER_SIZE = 26
+SIZE = 224
 
+#: name → (question template, code expression template, function)
 OPERATIONS = {
-    "product": ("What is the product of all the numbers shown in the image?", "print(math.prod(numbers))", math.prod),
-    "squares": (
-        "What is the sum of the squares of the numbers shown in the image?",
-        "print(sum(n * n for n in numbers))",
-        lambda ns: sum(n * n for n in ns),
-    ),
-    "sum_times_largest": (
-        "Add up all the numbers in the image and multiply the total by the largest number. What is the result?",
-        "print(sum(numbers) * max(numbers))",
-        lambda ns: sum(ns) * max(ns),
-    ),
+    "product": ("What is {a} times {b}?", "{a} * {b}", lambda a, b: a * b),
+    "sum_product": ("What is {a} plus {b} times {b}?", "{a} + {b} * {b}", lambda a, b: a + b * b),
+    "difference_product": ("What is {a} times {b} minus {a}?", "{a} * {b} - {a}", lambda a, b: a * b - a),
 }
 
 
-def build(rng: random.Random, context: TaskContext) -> TaskSample:
+def _operands(rng: random.Random) -> tuple:
     operation = rng.choice(sorted(OPERATIONS))
-    question, computation, compute = OPERATIONS[operation]
-    count = rng.randint(3, 5) if operation != "product" else rng.randint(3, 4)
-    numbers = [rng.randint(12, 99) if operation == "product" else rng.randint(12, 299) for _ in range(count)]
+    return operation, rng.randint(12, 99), rng.randint(12, 99)
 
-    image, draw = new_canvas(WIDTH, HEIGHT, pastel(rng))
-    slot = WIDTH // count
-    for i, number in enumerate(numbers):
-        text = str(number)
-        width, height = text_size(text, NUMBER_SIZE)
-        cx, cy = slot * i + slot // 2, HEIGHT // 2 + rng.randint(-50, 50)
-        box = [cx - width // 2 - 10, cy - height // 2 - 10, cx + width // 2 + 10, cy + height // 2 + 10]
-        draw.rectangle(box, fill=(255, 255, 255), outline=PALETTE[rng.choice(sorted(PALETTE))], width=3)
-        left, top, _, _ = font(NUMBER_SIZE).getbbox(text)
-        draw.text((cx - width // 2 - left, cy - height // 2 - top), text, fill=INK, font=font(NUMBER_SIZE))
 
-    result = compute(numbers)
-    listed = ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]}"
-    code = "\n".join(["import math", "", f"numbers = {numbers}  # read from the image, left to right", computation])
+def build(rng: random.Random, context: TaskContext) -> TaskSample:
+    operation, a, b = draw_on_side(rng, context.heldout, _operands)
+    question_template, expression_template, compute = OPERATIONS[operation]
+    image, _ = new_canvas(SIZE, SIZE, pastel(rng))
+    result = compute(a, b)
+    expression = expression_template.format(a=a, b=b)
     step = ToolStep(
         tool="code_execution",
-        thought=(
-            f"The image shows {count} numbers in boxes: {listed}. "
-            "The arithmetic is long enough that I could easily slip, so I will compute it with code."
-        ),
-        input=code,
+        thought="This needs exact arithmetic, so I will compute it with code.",
+        input=f"print({expression})",
         expected_stdout=f"{result}\n",
     )
     return TaskSample(
         task="arithmetic",
-        question=question,
+        question=question_template.format(a=a, b=b),
         answer=str(result),
         image=image,
         steps=[step],
-        final_thought=lambda _obs: f"The code computed {result} from the numbers {listed}. The answer is {result}.",
+        final_thought=lambda _obs: f"The code printed {result}.",
         distractors=numeric_distractors(result, (10, -10, 100, -100, 1)),
     )

@@ -15,3 +15,7 @@ class TaskContext:
     landmark: Landmark | None = None
     #: Every landmark, to fill image-search results with other pages.
     landmarks: list[Landmark] = field(default_factory=list)
+    #: True for the held-out splits (RL validation, evaluation): the builder then draws its
+    #: values from the held-out side of :func:`~deepeyes.data.synth.sample.is_heldout_value`,
+    #: so no held-out question repeats a training one.
+    heldout: bool = False

@@ -12,7 +12,7 @@ import random
 from PIL import ImageDraw
 
 from deepeyes.data.synth.drawing import PALETTE, RGB, new_canvas, pastel
-from deepeyes.data.synth.sample import TaskSample, ToolStep, numeric_distractors
+from deepeyes.data.synth.sample import TaskSample, ToolStep, draw_on_side, numeric_distractors
 from deepeyes.data.synth.tasks.context import TaskContext
 
 SIZE = 320
@@ -68,11 +68,16 @@ def _code(color_name: str, kind: str | None) -> str:
     return "\n".join(lines)
 
 
-def build(rng: random.Random, context: TaskContext) -> TaskSample:
+def _question_values(rng: random.Random) -> tuple:
     color_name = rng.choice(sorted(PALETTE))
-    by_kind = rng.random() < 0.5
-    kind = rng.choice(KINDS) if by_kind else None
-    target = rng.randint(2, 8)
+    kind = rng.choice(KINDS) if rng.random() < 0.5 else None
+    return color_name, kind, rng.randint(2, 8)
+
+
+def build(rng: random.Random, context: TaskContext) -> TaskSample:
+    # held-out questions ask for (colour, kind, count) combinations no training question has
+    color_name, kind, target = draw_on_side(rng, context.heldout, _question_values)
+    by_kind = kind is not None
     others = rng.randint(6, 12)
     boxes = _place(rng, target + others)
     image, draw = new_canvas(SIZE, SIZE, pastel(rng))

@@ -1,0 +1,83 @@
+"""How the reward components combine into one score: the named presets.
+
+The components (accuracy, format, task completion, tool efficiency, per-kind call counts)
+are computed the same way for every preset; a preset only fixes the formula that turns
+them into the scalar the policy optimises. Keeping the formulas here, apart from the
+component code, lets an experiment switch recipe with one config key
+(``RewardConfig.preset``) and lets every stage report the same breakdown.
+
+Presets (docs/rewards.md gives a worked example of each):
+
+* ``seed`` — the seed's weights, ``0.5 · task_completion + 0.3 · tool_efficiency + 0.2 · accuracy``,
+  where task completion and tool credit are only paid for a correct answer.
+* ``deepeyes_v2`` — DeepEyesV2's released recipe: ``0.8 · accuracy + 0.2 · format``, minus
+  ``search_penalty`` when the trajectory called a search tool (text or image search).
+* ``deepeyes_v1`` — DeepEyes v1's released reward: ``0.8 · accuracy + 0.2 · format_term +
+  tool_bonus · [correct and a tool was called]`` with ``format_term = −1`` on any format
+  fault, else 0, and ``tool_bonus = 1.2`` (Visual-Agent/DeepEyes, ``vl_agent.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Names accepted by ``RewardConfig.preset``.
+PRESETS: tuple[str, ...] = ("seed", "deepeyes_v2", "deepeyes_v1")
+#: Accuracy and format weights of both published DeepEyes recipes.
+PUBLISHED_ACCURACY_WEIGHT = 0.8
+PUBLISHED_FORMAT_WEIGHT = 0.2
+_TOOL_KINDS = ("code", "search", "image_search")
+_SEARCH_KINDS = ("search", "image_search")
+
+
+@dataclass(frozen=True)
+class Components:
+    """Every reward component of one trajectory, each already computed.
+
+    ``accuracy`` and ``format`` in [0, 1]; ``task_completion`` in [0, 1]; ``tool_efficiency``
+    in [−1, 1]; ``format_faults`` the number of format violations; ``tool_calls`` the
+    per-kind counts (``code``, ``search``, ``image_search``, ``invalid``, ``failed``, ``repeated``).
+    """
+
+    accuracy: float
+    format: float
+    task_completion: float
+    tool_efficiency: float
+    format_faults: int
+    tool_calls: dict[str, int]
+
+
+def combine(
+    preset: str,
+    components: Components,
+    *,
+    weights: dict[str, float],
+    search_penalty: float,
+    tool_bonus: float,
+) -> dict[str, float]:
+    """The weighted terms of ``preset``; the score is their sum.
+
+    Returns ``{term name: weighted value}``. Raises ``ValueError`` for an unknown preset.
+    """
+    if preset == "seed":
+        return {
+            "task_completion": weights["task_completion"] * components.task_completion,
+            "tool_efficiency": weights["tool_efficiency"] * components.tool_efficiency,
+            "accuracy": weights["accuracy"] * components.accuracy,
+        }
+    if preset == "deepeyes_v2":
+        searched = any(components.tool_calls.get(kind, 0) > 0 for kind in _SEARCH_KINDS)
+        return {
+            "accuracy": PUBLISHED_ACCURACY_WEIGHT * components.accuracy,
+            "format": PUBLISHED_FORMAT_WEIGHT * components.format,
+            "search_penalty": -search_penalty if searched else 0.0,
+        }
+    if preset == "deepeyes_v1":
+        used_tool = any(components.tool_calls.get(kind, 0) > 0 for kind in _TOOL_KINDS)
+        correct = components.accuracy > 0.5
+        return {
+            "accuracy": PUBLISHED_ACCURACY_WEIGHT * components.accuracy,
+            "format": PUBLISHED_FORMAT_WEIGHT * (-1.0 if components.format_faults else 0.0),
+            "tool_bonus": tool_bonus if (correct and used_tool) else 0.0,
+        }
+    raise ValueError(f"unknown reward preset {preset!r}; known: {list(PRESETS)}")

@@ -1,0 +1,181 @@
+"""What the main job shows: did cold start and RL teach the tiny model anything?
+
+Reads the quick start's outputs — the ``eval_results.json`` of the base, SFT and RL
+evaluations on the held-out split, and the RL run's ``metrics.jsonl`` — and produces
+
+* one table per category: accuracy, valid-action share, tool-call rate of each run;
+* the targets of issue 12 with the measured value and whether each is met;
+* the RL curve (held-out reward and accuracy per step) as a PNG.
+
+    python -m deepeyes.rl.learning_report --out outputs/quickstart
+
+Categories whose samples need a tool are those the synthetic data marks with
+``required_tools`` (every category but ``no_tool``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RUNS: tuple[str, ...] = ("base", "sft", "rl")
+NO_TOOL_CATEGORIES: frozenset[str] = frozenset({"no_tool"})
+CURVE_FILE = "rl_curve.png"
+
+
+@dataclass
+class CategoryRow:
+    category: str
+    n: int
+    accuracy: float
+    valid_actions: float | None
+    tool_call_rate: float
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def load_run(out: Path, run: str) -> dict[str, Any]:
+    """The ``eval_results.json`` of ``OUT/eval_<run>``; ``FileNotFoundError`` when absent."""
+    path = out / f"eval_{run}" / "eval_results.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run bash scripts/quickstart.sh first")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def category_rows(results: dict[str, Any]) -> list[CategoryRow]:
+    """Every category of every dataset of one run, plus the ``overall`` row last."""
+    rows = []
+    for dataset in results["datasets"].values():
+        for name, block in dataset.get("categories", {}).items():
+            if block.get("n"):
+                rows.append(CategoryRow(name, block["n"], block["accuracy"], block.get("valid_action_share"), block["any_tool_call_rate"]))
+    overall = results["overall"]
+    rows.append(CategoryRow("overall", overall.get("n", 0), overall.get("accuracy", 0.0), overall.get("valid_action_share"), overall.get("any_tool_call_rate", 0.0)))
+    return rows
+
+
+def _pooled(rows: list[CategoryRow], keep) -> tuple[float | None, float | None, float | None]:
+    """Sample-weighted accuracy, valid-action share and tool-call rate over the kept categories."""
+    chosen = [r for r in rows if r.category != "overall" and keep(r.category)]
+    n = sum(r.n for r in chosen)
+    if not n:
+        return None, None, None
+    valid = [r for r in chosen if r.valid_actions is not None]
+    valid_n = sum(r.n for r in valid)
+    return (
+        sum(r.accuracy * r.n for r in chosen) / n,
+        sum(r.valid_actions * r.n for r in valid) / valid_n if valid_n else None,
+        sum(r.tool_call_rate * r.n for r in chosen) / n,
+    )
+
+
+def category_table(runs: dict[str, list[CategoryRow]]) -> str:
+    """One line per category and run: accuracy, valid actions, tool-call rate."""
+    header = f"{'category':<14}{'run':<6}{'n':>5}{'accuracy':>10}{'valid actions':>15}{'tool-call rate':>16}"
+    lines = [header, "-" * len(header)]
+    categories = list(dict.fromkeys(r.category for rows in runs.values() for r in rows))
+    for category in categories:
+        for run, rows in runs.items():
+            for r in rows:
+                if r.category == category:
+                    lines.append(f"{category:<14}{run:<6}{r.n:>5}{_pct(r.accuracy):>10}{_pct(r.valid_actions):>15}{_pct(r.tool_call_rate):>16}")
+    return "\n".join(lines)
+
+
+def targets(runs: dict[str, list[CategoryRow]]) -> list[tuple[str, str, str, bool | None]]:
+    """``(target, required, measured, met)`` for each target of issue 12 (``met`` None when not measurable)."""
+    overall = {run: next(r for r in rows if r.category == "overall") for run, rows in runs.items()}
+    rows: list[tuple[str, str, str, bool | None]] = []
+
+    def add(name: str, required: str, value: float | None, ok) -> None:
+        rows.append((name, required, _pct(value), None if value is None else bool(ok(value))))
+
+    if "base" in overall:
+        add("base held-out accuracy", "<= 5 %", overall["base"].accuracy, lambda v: v <= 0.05)
+    if "sft" in overall:
+        add("SFT held-out accuracy", ">= 50 %", overall["sft"].accuracy, lambda v: v >= 0.5)
+        sft = runs["sft"]
+        _, valid, _ = _pooled(sft, lambda c: True)
+        add("SFT valid actions", ">= 90 %", valid, lambda v: v >= 0.9)
+        _, _, tool_rate = _pooled(sft, lambda c: c not in NO_TOOL_CATEGORIES)
+        add("SFT tool-call rate, tool categories", ">= 80 %", tool_rate, lambda v: v >= 0.8)
+        _, _, no_tool_rate = _pooled(sft, lambda c: c in NO_TOOL_CATEGORIES)
+        add("SFT tool-call rate, no-tool category", "<= 20 %", no_tool_rate, lambda v: v <= 0.2)
+    if "sft" in overall and "rl" in overall:
+        gain = overall["rl"].accuracy - overall["sft"].accuracy
+        rows.append(("RL accuracy gain over SFT", ">= +10 points", f"{100 * gain:+.1f} points", gain >= 0.10))
+    return rows
+
+
+def targets_table(rows: list[tuple[str, str, str, bool | None]]) -> str:
+    header = f"{'target':<38}{'required':>14}{'measured':>16}  met"
+    lines = [header, "-" * (len(header) + 2)]
+    for name, required, measured, met in rows:
+        mark = "–" if met is None else ("yes" if met else "NO")
+        lines.append(f"{name:<38}{required:>14}{measured:>16}  {mark}")
+    return "\n".join(lines)
+
+
+def plot_curve(metrics_path: Path, png: Path) -> Path | None:
+    """Plot held-out reward and accuracy per RL step from ``metrics.jsonl``; None without eval records."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in metrics_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    points = [(r["step"], r["eval/reward/mean"], r.get("eval/reward/accuracy")) for r in records if "eval/reward/mean" in r]
+    if not points:
+        return None
+    steps, rewards, accuracies = zip(*points, strict=True)
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    axis.plot(steps, rewards, marker="o", label="held-out reward (mean)")
+    if all(a is not None for a in accuracies):
+        axis.plot(steps, accuracies, marker="s", label="held-out accuracy")
+    axis.set_xlabel("RL step")
+    axis.set_ylabel("value")
+    axis.set_title("RL on the tiny model: held-out prompts")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(png, dpi=100)
+    plt.close(figure)
+    return png
+
+
+def report(out: Path) -> tuple[str, bool]:
+    """The full printed report of a quick-start folder and whether every measured target is met."""
+    runs = {run: category_rows(load_run(out, run)) for run in RUNS if (out / f"eval_{run}" / "eval_results.json").is_file()}
+    if not runs:
+        raise FileNotFoundError(f"no eval_<run>/eval_results.json under {out}: run bash scripts/quickstart.sh first")
+    goal_rows = targets(runs)
+    parts = ["Per category (held-out split):", category_table(runs), "", "Targets (issue 12):", targets_table(goal_rows)]
+    metrics = out / "rl" / "metrics.jsonl"
+    if metrics.is_file():
+        png = plot_curve(metrics, out / CURVE_FILE)
+        parts += ["", f"RL curve: {png}" if png else "RL curve: no held-out evaluation records in the RL metrics"]
+    return "\n".join(parts), all(met for *_, met in goal_rows if met is not None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deepeyes.rl.learning_report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("outputs/quickstart"), help="the quick start's OUT folder")
+    args = parser.parse_args(argv)
+    try:
+        text, _ = report(args.out)
+    except (FileNotFoundError, json.JSONDecodeError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
