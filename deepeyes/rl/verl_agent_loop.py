@@ -4,9 +4,14 @@ verl's rollout workers instantiate the class named in
 ``actor_rollout_ref.rollout.agent.agent_loop_config_path`` for every prompt and await its
 ``run``. :class:`DeepEyesAgentLoop` runs the shared :class:`~deepeyes.agent.AgentLoop`
 (same parser, tools and wire format as the local engine, evaluation and the demo) with a
-policy that generates through verl's inference servers, then hands verl the token ids of
-the whole conversation with the generated-token mask of :mod:`deepeyes.rl.masking`, the
-images (inputs and tool figures) and the tool statistics its reward function scores with.
+policy that generates through verl's inference servers.
+
+Token-in, token-out: the policy keeps the token stream of the conversation itself. The
+ids the server sampled are appended as they came (with their log-probs when the server
+returns them), each observation is tokenized once when it arrives (its images resized
+and expanded once) through verl's Continuous Token builder, and the stream — never a
+re-encoding of decoded text — is what verl trains on. The trajectory the loop built goes
+to verl's reward hook in ``extra_fields["trajectory"]`` (:mod:`deepeyes.rl.verl_reward`).
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ import logging
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
 from verl.experimental.agent_loop.agent_loop import (
     AgentLoopBase,
     AgentLoopMetrics,
@@ -30,9 +37,11 @@ from verl.experimental.agent_loop.agent_loop import (
 from deepeyes import wire
 from deepeyes.agent import AgentConfig, AgentLoop, AgentRequest
 from deepeyes.chat import Message
+from deepeyes.images import prepare_for_qwen
 from deepeyes.policies.base import Generation
 from deepeyes.policies.hf import trim_turn
-from deepeyes.rl.masking import TOOL_STOPS, generation_prompt, tokenize_conversation
+from deepeyes.rl.masking import IM_END, TOOL_STOPS
+from deepeyes.rl.verl_reward import TRAJECTORY_KEY
 from deepeyes.tool_manager import ToolManager
 from deepeyes.trajectory import write_jsonl
 
@@ -52,25 +61,80 @@ def cut_at_tool_stop(text: str) -> str:
     return text[: min(ends)] if ends else text
 
 
+def sampled_turn_length(token_ids: list[int], tokenizer: Any) -> int:
+    """How many of the sampled ids make up the turn: through ``<|im_end|>``, or through the
+    token that completes the first ``</code>`` / ``</tool_call>``, whichever comes first.
+
+    Servers honouring stop strings return exactly that; one that ran past it (a stand-in,
+    or a backend without stop-string support) has the rest dropped, never re-encoded.
+    """
+    end_id = tokenizer.convert_tokens_to_ids(IM_END)
+    limit = token_ids.index(end_id) + 1 if end_id in token_ids else len(token_ids)
+
+    def has_stop(count: int) -> bool:
+        text = tokenizer.decode(token_ids[:count], skip_special_tokens=False)
+        return any(stop in text for stop in TOOL_STOPS)
+
+    if not has_stop(limit):
+        return limit
+    low, high = 1, limit  # smallest prefix that contains a stop (containment grows with the prefix)
+    while low < high:
+        middle = (low + high) // 2
+        if has_stop(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+@dataclass
+class TokenStream:
+    """The token ids of one conversation as verl will train on them.
+
+    ``ids[:prompt_length]`` is verl's prompt (system and question, up to the first
+    assistant header); the rest is the response, with ``mask`` 1 on sampled tokens and 0
+    on observation and template tokens, and ``logprobs`` aligned with it (``None`` once
+    any turn came back without log-probs).
+    """
+
+    ids: list[int]
+    prompt_length: int
+    images: list[Image.Image]
+    mask: list[int] = field(default_factory=list)
+    logprobs: list[float] | None = field(default_factory=list)
+    #: Per assistant turn, the ids the server returned that the conversation kept.
+    sampled: list[list[int]] = field(default_factory=list)
+
+    @property
+    def response_ids(self) -> list[int]:
+        return self.ids[self.prompt_length :]
+
+
 class ServerPolicy:
     """A :class:`~deepeyes.policies.base.Policy` whose turns come from verl's server manager.
 
     The agent loop runs in a worker thread; each turn is one ``generate`` coroutine
     submitted to the event loop verl's worker runs on, which stays free meanwhile.
+    The policy owns the conversation's :class:`TokenStream`: each call appends only what
+    is new since the last one (the observation the agent loop added), so sampled ids are
+    kept exactly and every image is resized and processed once.
     """
 
     def __init__(
         self,
         server_manager: Any,
-        processor: Any,
+        builder: Any,
+        tokenizer: Any,
         loop: asyncio.AbstractEventLoop,
         sampling_params: dict[str, Any],
         max_new_tokens: int,
         min_pixels: int,
         max_pixels: int,
+        max_prompt_tokens: int,
     ):
         self.server_manager = server_manager
-        self.processor = processor
+        self.builder = builder  # verl's Continuous Token builder for the model family
+        self.tokenizer = tokenizer
         self.loop = loop
         self.sampling_params = {
             **sampling_params,
@@ -79,24 +143,88 @@ class ServerPolicy:
             "max_new_tokens": max_new_tokens,
         }
         self.min_pixels, self.max_pixels = min_pixels, max_pixels
+        self.max_prompt_tokens = max_prompt_tokens
         self.request_id = uuid.uuid4().hex  # sticky: all turns of a trajectory go to one server
+        self.im_end_id = tokenizer.convert_tokens_to_ids(IM_END)
+        self.stream: TokenStream | None = None
+        self._chat: list[dict[str, Any]] = []  # what the stream encodes, in verl's message form
+        self._encoded = 0  # how many of the agent loop's messages the stream holds
         self.generation_s = 0.0
         self._lock = threading.Lock()
 
+    def _chat_message(self, message: Message) -> tuple[dict[str, Any], list[Image.Image]]:
+        """One message in the OpenAI-style form verl's builder renders, with its images resized once."""
+        images = [prepare_for_qwen(image, self.min_pixels, self.max_pixels) for image in message.images]
+        parts: list[dict[str, Any]] = []
+        resized = iter(images)
+        for piece in message.segments():
+            parts.append({"type": "text", "text": piece} if isinstance(piece, str) else {"type": "image", "image": next(resized)})
+        return {"role": message.role, "content": parts}, images
+
+    def _extend(self, messages: list[Message]) -> TokenStream:
+        """Bring the stream up to ``messages``: the first call renders the prompt, later ones the new observations."""
+        if self.stream is None:
+            chat, images = zip(*(self._chat_message(m) for m in messages), strict=True)
+            self._chat = list(chat)
+            all_images = [image for group in images for image in group]
+            ids = self.builder.build_initial_tokens(self._chat, images=all_images or None)
+            if all_images and len(ids) > self.max_prompt_tokens:
+                raise ValueError(
+                    f"the prompt is {len(ids)} tokens with its images, over rollout.prompt_length={self.max_prompt_tokens}; "
+                    "images cannot be cut, so raise the limit or lower max_pixels"
+                )
+            self.stream = TokenStream(ids=list(ids), prompt_length=len(ids), images=all_images)
+        else:
+            stream = self.stream
+            new = messages[self._encoded :]
+            if not new or new[0].role != "assistant":
+                raise ValueError("the agent loop must append this policy's turn before asking for the next one")
+            if stream.ids[-1] != self.im_end_id:  # cut by a stop string: the template closes the turn
+                self._append_context([self.im_end_id])
+            self._chat.append({"role": "assistant", "content": new[0].content})
+            appended, images = zip(*(self._chat_message(m) for m in new[1:]), strict=True) if len(new) > 1 else ((), ())
+            updated = self._chat + list(appended)
+            merged = self.builder.merge_context_tokens(self._chat, updated, stream.ids)
+            stream.mask, stream.logprobs = self.builder.align_response_metadata(merged, stream.mask, stream.logprobs)
+            stream.ids = merged.token_ids
+            stream.images += [image for group in images for image in group]
+            self._chat = updated
+        self._encoded = len(messages)
+        return self.stream
+
+    def _append_context(self, ids: list[int]) -> None:
+        stream = self.stream
+        assert stream is not None
+        stream.ids += ids
+        stream.mask += [0] * len(ids)
+        if stream.logprobs is not None:
+            stream.logprobs += [0.0] * len(ids)
+
     def generate(self, messages: list[Message]) -> Generation:
-        prompt_ids, images = generation_prompt(self.processor, messages, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
+        stream = self._extend(messages)
+        prompt_tokens = len(stream.ids)
         started = time.perf_counter()
         coroutine = self.server_manager.generate(
             request_id=self.request_id,
-            prompt_ids=prompt_ids,
+            prompt_ids=list(stream.ids),
             sampling_params=dict(self.sampling_params),
-            image_data=images or None,
+            image_data=list(stream.images) or None,
         )
         output = asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
         with self._lock:
             self.generation_s += time.perf_counter() - started
-        text = cut_at_tool_stop(trim_turn(self.processor.tokenizer.decode(output.token_ids, skip_special_tokens=False)))
-        return Generation(text=text, prompt_tokens=len(prompt_ids), completion_tokens=len(output.token_ids))
+        kept = list(output.token_ids[: sampled_turn_length(list(output.token_ids), self.tokenizer)])
+        logprobs = list(output.log_probs[: len(kept)]) if output.log_probs is not None and stream.logprobs is not None else None
+        if logprobs is None:
+            stream.logprobs = None
+        merged = self.builder.merge_assistant_tokens(stream.ids, kept)
+        stream.mask, stream.logprobs = self.builder.align_response_metadata(
+            merged, stream.mask, stream.logprobs, assistant_logprobs=logprobs
+        )
+        stream.ids = merged.token_ids
+        stream.sampled.append(kept)
+        text = cut_at_tool_stop(trim_turn(self.tokenizer.decode(kept, skip_special_tokens=False)))
+        return Generation(text=text, prompt_tokens=prompt_tokens, completion_tokens=len(kept))
 
 
 def _plain(value: Any) -> Any:
@@ -174,33 +302,31 @@ class DeepEyesAgentLoop(AgentLoopBase):
         multi_modal = await self.process_multi_modal_info(list(kwargs["raw_prompt"]))
         request = request_from_row(kwargs, multi_modal.get("images") or [])
         policy = ServerPolicy(
-            self.server_manager, self.processor, loop, sampling_params, self.max_new_tokens, self.min_pixels, self.max_pixels
+            self.server_manager,
+            self.continuous_token_builder,
+            self.tokenizer,
+            loop,
+            sampling_params,
+            self.max_new_tokens,
+            self.min_pixels,
+            self.max_pixels,
+            self.rollout_config.prompt_length,
         )
         rollout = await loop.run_in_executor(None, lambda: self.agent.rollout(policy, request))
-        tokenized = await loop.run_in_executor(
-            None,
-            lambda: tokenize_conversation(self.processor, rollout.messages, min_pixels=self.min_pixels, max_pixels=self.max_pixels),
-        )
-        ids = tokenized.input_ids.tolist()
-        mask = tokenized.loss_mask.tolist()
-        prompt_end = mask.index(1) if 1 in mask else len(ids)
-        end, images = _cut_whole_images(ids, prompt_end + self.rollout_config.response_length, tokenized.images, self.tokenizer)
+        stream = policy.stream
+        assert stream is not None  # the agent loop always generates at least once
+        end, images = _cut_whole_images(stream.ids, stream.prompt_length + self.rollout_config.response_length, stream.images, self.tokenizer)
+        response_end = end - stream.prompt_length
         trajectory = rollout.trajectory
         if self.trajectory_dir is not None:
             write_jsonl(self.trajectory_dir / "trajectories.jsonl", [trajectory])
-        counts = trajectory.tool_calls
         return AgentLoopOutput(
-            prompt_ids=ids[:prompt_end],
-            response_ids=ids[prompt_end:end],
-            response_mask=mask[prompt_end:end],
+            prompt_ids=stream.ids[: stream.prompt_length],
+            response_ids=stream.response_ids[:response_end],
+            response_mask=stream.mask[:response_end],
+            response_logprobs=stream.logprobs[:response_end] if stream.logprobs is not None else None,
             multi_modal_data={"images": images} if images else {},
             num_turns=len(rollout.messages) - 1,
             metrics=AgentLoopMetrics(generate_sequences=policy.generation_s, tool_calls=trajectory.timing.get("tools_s", 0.0)),
-            extra_fields={
-                "tool_stats": {k: getattr(counts, k) for k in ("code", "search", "image_search", "invalid", "failed", "repeated")},
-                "stop_reason": trajectory.stop_reason,
-                "question": trajectory.question,
-                "turn_scores": [],
-                "tool_rewards": [],
-            },
+            extra_fields={TRAJECTORY_KEY: trajectory.to_dict(), "turn_scores": [], "tool_rewards": []},
         )

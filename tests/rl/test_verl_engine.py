@@ -94,31 +94,46 @@ def test_dry_run_prints_the_full_command(tmp_path, tiny_model_dir, rl_sample_dir
 
 
 class ScriptedServer:
-    """Stands in for verl's server manager: replays assistant turns as token ids."""
+    """Stands in for verl's server manager: replays assistant turns as token ids, like vLLM.
+
+    Each turn is sampled one character per token (a legal but non-canonical encoding that
+    re-tokenizing the decoded text would never give back), stops after the token that
+    completes a stop string or at ``<|im_end|>``, and returns a log-prob per token.
+    """
 
     def __init__(self, tokenizer, turns: list[str]):
         self.tokenizer = tokenizer
         self.turns = turns
         self.calls: list[dict] = []
+        self.returned: list[tuple[list[int], list[float]]] = []
+
+    def sample(self, text: str) -> list[int]:
+        end = "<|im_end|>"
+        body, closed = (text[: -len(end)], True) if text.endswith(end) else (text, False)
+        ids = [i for char in body for i in self.tokenizer.encode(char, add_special_tokens=False)]
+        return ids + ([self.tokenizer.convert_tokens_to_ids(end)] if closed else [])
 
     async def generate(self, request_id, *, prompt_ids, sampling_params, image_data=None, **kwargs):
         from verl.workers.rollout.replica import TokenOutput
 
-        self.calls.append({"request_id": request_id, "prompt_ids": list(prompt_ids), "sampling_params": sampling_params, "images": len(image_data or [])})
-        text = self.turns[len(self.calls) - 1]
-        return TokenOutput(token_ids=self.tokenizer.encode(text, add_special_tokens=False))
+        self.calls.append({"request_id": request_id, "prompt_ids": list(prompt_ids), "sampling_params": sampling_params, "images": list(image_data or [])})
+        ids = self.sample(self.turns[len(self.calls) - 1])
+        for count in range(1, len(ids) + 1):  # the stop strings end generation, as vLLM's do
+            if any(stop in self.tokenizer.decode(ids[:count]) for stop in sampling_params["stop"]):
+                ids = ids[:count]
+                break
+        logprobs = [-0.01 * (len(self.returned) + 1) * (i + 1) for i in range(len(ids))]
+        self.returned.append((ids, logprobs))
+        return TokenOutput(token_ids=ids, log_probs=logprobs)
 
 
-@pytest.mark.slow
-def test_agent_loop_runs_one_trajectory_through_our_tools_and_reward(
-    tmp_path, tiny_model_dir, rl_sample_dir, tool_config_file, reward_url
-):
+def _run_agent_loop(tmp_path, tiny_model_dir, rl_sample_dir, tool_config_file, reward_url, turns):
+    """One prompt of the sample RL data through our agent loop as verl's worker runs it."""
     from transformers import AutoProcessor
     from verl.experimental.agent_loop.agent_loop import DictConfigWrap
     from verl.utils.dataset.rl_dataset import RLHFDataset
 
     from deepeyes.rl.verl_agent_loop import DeepEyesAgentLoop
-    from deepeyes.rl.verl_reward import compute_score
     from deepeyes.tool_manager import ToolManager
 
     config = _config(tmp_path, tiny_model_dir, rl_sample_dir, tool_config_file)
@@ -132,9 +147,7 @@ def test_agent_loop_runs_one_trajectory_through_our_tools_and_reward(
     tokenizer = processor.tokenizer
     dataset = RLHFDataset(data_files=[str(paths.train_files)], tokenizer=tokenizer, config=composed.data, processor=processor)
     row = dataset[0]
-    truth = str(row["reward_model"]["ground_truth"])
-    code_turn = "<think>Measure first.</think>\n" + wire.code_action("print('size', image_1.size)")
-    server = ScriptedServer(tokenizer, [code_turn + " trailing words the server ran on", f"<think>Done.</think>\n<answer>{truth}</answer><|im_end|>"])
+    server = ScriptedServer(tokenizer, turns(str(row["reward_model"]["ground_truth"])))
 
     async def run_one():
         with ToolManager.from_config(tool_config_file) as tools:
@@ -153,33 +166,87 @@ def test_agent_loop_runs_one_trajectory_through_our_tools_and_reward(
             )
             return await loop.run({"temperature": 1.0}, **row)
 
-    output = asyncio.run(run_one())
+    return asyncio.run(run_one()), server, row, tokenizer
 
-    # Two generations; the second prompt carries the real sandbox output as a user turn.
+
+CODE_TURN = "<think>Measure first.</think>\n" + wire.code_action("print('size', image_1.size)")
+
+
+@pytest.mark.slow
+def test_agent_loop_hands_verl_the_sampled_ids_and_the_trajectory(tmp_path, tiny_model_dir, rl_sample_dir, tool_config_file, reward_url):
+    from deepeyes.rewards.scoring import score_trajectory
+    from deepeyes.rl.verl_reward import compute_score
+    from deepeyes.trajectory import Trajectory
+
+    def turns(truth: str) -> list[str]:
+        return [CODE_TURN + " trailing words the server ran on", f"<think>Done.</think>\n<answer>{truth}</answer><|im_end|>"]
+
+    output, server, row, tokenizer = _run_agent_loop(tmp_path, tiny_model_dir, rl_sample_dir, tool_config_file, reward_url, turns)
+    truth = str(row["reward_model"]["ground_truth"])
+
+    # Two generations; the second prompt extends the first by exactly the sampled ids, the
+    # template's turn close and the real sandbox output.
     assert len(server.calls) == 2 and server.calls[0]["request_id"] == server.calls[1]["request_id"]
     assert set(wire.STOP_STRINGS) - {"<|im_end|>"} <= set(server.calls[0]["sampling_params"]["stop"])
-    second_prompt = tokenizer.decode(server.calls[1]["prompt_ids"])
-    assert "Code execution result" in second_prompt and "size (" in second_prompt
-    assert "trailing words" not in second_prompt  # text after </code> is not part of the turn
-    assert server.calls[0]["images"] == server.calls[1]["images"] == 1  # the question's image; print() makes no figure
+    first_prompt, second_prompt = server.calls[0]["prompt_ids"], server.calls[1]["prompt_ids"]
+    first_ids = server.returned[0][0]
+    assert second_prompt[: len(first_prompt) + len(first_ids)] == first_prompt + first_ids
+    observation = tokenizer.decode(second_prompt[len(first_prompt) + len(first_ids) :])
+    assert observation.startswith("<|im_end|>\n<|im_start|>user\n") and observation.endswith("<|im_start|>assistant\n")
+    assert "Code execution result" in observation and "size (" in observation
+    assert "trailing words" not in tokenizer.decode(second_prompt)
+    # The question's image is resized and processed once: the same object is sent on every turn.
+    assert len(server.calls[0]["images"]) == len(server.calls[1]["images"]) == 1
+    assert server.calls[1]["images"][0] is server.calls[0]["images"][0]
 
-    # verl's output: prompt ends at the first assistant header; the mask covers exactly the model's turns.
-    assert tokenizer.decode(output.prompt_ids).endswith("<|im_start|>assistant\n")
-    generated = [t for t, m in zip(output.response_ids, output.response_mask, strict=True) if m]
-    observation = [t for t, m in zip(output.response_ids, output.response_mask, strict=True) if not m]
-    assert tokenizer.decode(generated) == code_turn + f"<think>Done.</think>\n<answer>{truth}</answer><|im_end|>"
-    assert "Code execution result" in tokenizer.decode(observation)
-    assert output.extra_fields["tool_stats"]["code"] == 1 and output.extra_fields["stop_reason"] == "answer"
+    # verl's output: the prompt ends at the first assistant header; the ids under the mask
+    # are exactly the ids the server returned (not a re-encoding: it would differ), with their log-probs.
+    assert output.prompt_ids == first_prompt and tokenizer.decode(output.prompt_ids).endswith("<|im_start|>assistant\n")
+    assert first_prompt + output.response_ids[: len(second_prompt) - len(first_prompt)] == second_prompt
+    mask, logprobs = output.response_mask, output.response_logprobs
+    generated = [t for t, m in zip(output.response_ids, mask, strict=True) if m]
+    assert generated == server.returned[0][0] + server.returned[1][0]
+    assert generated != tokenizer.encode(tokenizer.decode(generated), add_special_tokens=False)
+    assert [lp for lp, m in zip(logprobs, mask, strict=True) if m] == server.returned[0][1] + server.returned[1][1]
+    assert all(lp == 0.0 for lp, m in zip(logprobs, mask, strict=True) if not m)
+    assert tokenizer.decode(generated) == CODE_TURN + f"<think>Done.</think>\n<answer>{truth}</answer><|im_end|>"
     assert len(output.multi_modal_data["images"]) == 1
     assert (tmp_path / "trajectories" / "trajectories.jsonl").is_file()
 
-    # verl's reward manager decodes the response and merges our extra_fields into extra_info.
+    # verl's reward manager merges our extra_fields into extra_info: the hook scores the
+    # trajectory the loop built, on the server and in-process alike.
+    record = output.extra_fields["trajectory"]
+    trajectory = Trajectory.from_dict(record)
+    assert trajectory.tool_calls.code == 1 and trajectory.stop_reason == "answer" and trajectory.final_answer == truth
+    assert [turn.model_text for turn in trajectory.turns] == [CODE_TURN, f"<think>Done.</think>\n<answer>{truth}</answer>"]
     solution = tokenizer.decode(output.response_ids, skip_special_tokens=True)
     extra_info = {**row["extra_info"], **output.extra_fields}
-    right = compute_score(row["data_source"], solution, row["reward_model"]["ground_truth"], extra_info, server_url=reward_url)
+    expected = score_trajectory(record, row["reward_model"]["ground_truth"])
+    remote = compute_score(row["data_source"], solution, row["reward_model"]["ground_truth"], extra_info, server_url=reward_url)
+    local = compute_score(row["data_source"], solution, row["reward_model"]["ground_truth"], extra_info)
+    assert remote == local == {key: float(expected[key]) for key in remote}
     wrong = compute_score(row["data_source"], solution, truth + "0 and something else", extra_info, server_url=reward_url)
-    assert right["accuracy"] == 1.0 and wrong["accuracy"] == 0.0
-    assert right["tool_efficiency"] > 0 and right["score"] > wrong["score"]
+    assert remote["accuracy"] == 1.0 and wrong["accuracy"] == 0.0
+    assert remote["tool_efficiency"] > 0 and remote["score"] > wrong["score"]
+
+
+def test_a_turn_keeps_the_sampled_ids_up_to_its_stop(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from deepeyes.rl.verl_agent_loop import sampled_turn_length
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    encode = lambda text: tokenizer.encode(text, add_special_tokens=False)
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    code = encode(CODE_TURN)
+    assert sampled_turn_length(code + encode(" and more"), tokenizer) == len(code)
+    assert sampled_turn_length(code, tokenizer) == len(code)
+    answer = encode("<answer>4</answer>") + [im_end]
+    assert sampled_turn_length(answer + encode("junk"), tokenizer) == len(answer)
+    unfinished = encode("<think>still going")  # cut by max_new_tokens: all of it is the turn
+    assert sampled_turn_length(unfinished, tokenizer) == len(unfinished)
+    search = encode(wire.text_search_action("q")) + [im_end]
+    assert sampled_turn_length(search, tokenizer) == len(search) - 1
 
 
 def test_response_cut_never_splits_an_image(tiny_model_dir):
