@@ -83,6 +83,7 @@ def _private_tmp(keep_paths: list[str]) -> None:
 def _become_kernel(request: dict, template_pid: int, kernel_side: str) -> None:
     """In the forked child: confine this process, then run ipykernel until it exits."""
     os.setsid()
+    signal.set_wakeup_fd(-1)
     for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -175,13 +176,20 @@ def main() -> None:
                  "matplotlib_inline.backend_inline", "PIL.Image"):
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    # Reap exited kernels at once (SIGCHLD wakes the loop), so none lingers as a zombie.
+    wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
     parent = os.getppid()
     channel.sendall(json.dumps({"ready": True, "pid": os.getpid()}).encode() + b"\n")
     buffer = b""
     while os.getppid() == parent:
         _reap()
-        readable, _, _ = select.select([channel], [], [], 1.0)
-        if not readable:
+        readable, _, _ = select.select([channel, wake_read], [], [], 1.0)
+        if wake_read in readable:
+            with contextlib.suppress(BlockingIOError):
+                os.read(wake_read, 4096)
+        if channel not in readable:
             continue
         data = channel.recv(1 << 16)
         if not data:
