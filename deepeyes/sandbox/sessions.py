@@ -56,6 +56,9 @@ class Session:
     kernel: SandboxKernel
     last_used: float = field(default_factory=time.monotonic)
     refreshed_at: float = 0.0  # last time its Redis keys' metadata and expiry were rewritten
+    #: The kernel may hold state its Redis snapshot lacks (a failed or interrupted call ran
+    #: since the last save); only such sessions need a snapshot before eviction.
+    unsaved: bool = False
 
 
 class SessionManager:
@@ -302,7 +305,10 @@ class SessionManager:
             except KernelCallError as exc:
                 notes.append(f"state snapshot failed, the session cannot be restored past this point: {exc}")
         if delta is not None:
-            return self._save_delta(session, delta, notes)
+            saved = self._save_delta(session, delta, notes)
+            session.unsaved = not saved
+            return saved
+        session.unsaved = True
         owner = self.store.owner(session.session_id)
         if owner is None:
             self.store.claim(session.session_id, self.instance)
@@ -412,7 +418,7 @@ class SessionManager:
             # its kernel gone, so a caller that sees the count drop also sees the session free
             # in Redis, and the live kernels never exceed max_sessions.
             try:
-                if session.kernel.alive():
+                if session.unsaved and session.kernel.alive():
                     self._snapshot(session)
                 self.store.release(session.session_id, self.instance)
             finally:
