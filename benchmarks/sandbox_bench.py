@@ -10,6 +10,8 @@ load from other processes hits both alike. Parts (issue 15's targets):
 * ``burst``: one instance, ``--burst`` concurrent opens, one client connection each: open
   latency, opens/s, errors, the instance's peak live sessions against ``max_sessions``, and
   the memory one session costs (PSS of the forked kernels);
+* ``cold``: ``--cold_sessions`` new sessions at once on a pool of 2, each first running a
+  ``time.sleep(5)`` with timeout 3 s: kernel start-up counts against the call's timeout;
 * ``scale``: ``--scale_sessions`` concurrent sessions over two instances, ``--scale_calls``
   stateful calls each: errors, each instance's peak sessions, peak memory of all sandbox
   processes (servers, templates, kernels).
@@ -301,6 +303,29 @@ def scale_part(args: argparse.Namespace, redis_server: RedisServer) -> tuple[lis
     return rows, f"2 instances, pool_size {config.pool_size}, max_sessions {config.max_sessions} each"
 
 
+def cold_part(args: argparse.Namespace, redis_server: RedisServer) -> tuple[list[tuple[str, str, str]], str]:
+    """Issue 15's cold burst: new sessions whose first call outlives its timeout, on a small pool."""
+    config = SandboxConfig(redis_host=redis_server.host, redis_port=redis_server.port, pool_size=2, interrupt_grace_s=3.0)
+    sessions = [f"bench-cold-{index}-{uuid.uuid4().hex[:6]}" for index in range(args.cold_sessions)]
+    with SandboxCluster(config, num_instances=1) as cluster, cluster.client() as client:
+        wait_for_warm_pools(client, config.pool_size)
+
+        def first_call(sid: str) -> tuple[float, str]:
+            return timed(functools.partial(client.execute, sid, "import time\ntime.sleep(5)", timeout=3))[0], sid
+
+        with ThreadPoolExecutor(max_workers=len(sessions)) as executor:
+            outcomes = list(executor.map(first_call, sessions))
+        statuses = [client.execute(sid, "1").status for sid in sessions]
+        for sid in sessions:
+            client.close_session(sid)
+    times = [elapsed for elapsed, _ in outcomes]
+    rows = [(f"{len(sessions)} new sessions at once, first call `time.sleep(5)` with timeout 3 s",
+             f"p50 {statistics.median(times):.2f} s, max {max(times):.2f} s",
+             "bounded by the timeout (+ interrupt); issue 15 measured 15.6-18.1 s"),
+            ("the same sessions' next call", f"{statuses.count('success')} of {len(statuses)} success", "-")]
+    return rows, "one instance, pool_size 2 (kernels mostly forked on demand)"
+
+
 def print_table(console: Console, title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     table = Table(title=title)
     for column in columns:
@@ -317,7 +342,8 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=2, help="sandbox server instances (default: 2)")
     parser.add_argument("--pool_size", type=int, default=2, help="warm kernels per instance (default: 2)")
     parser.add_argument("--throughput_s", type=float, default=10.0, help="seconds per throughput level (default: 10)")
-    parser.add_argument("--parts", default="basic,burst,scale", help="comma-separated parts to run (default: all)")
+    parser.add_argument("--parts", default="basic,burst,cold,scale", help="comma-separated parts to run (default: all)")
+    parser.add_argument("--cold_sessions", type=int, default=32, help="new sessions in the cold part (default: 32)")
     parser.add_argument("--burst", type=int, default=64, help="concurrent opens in the burst part (default: 64)")
     parser.add_argument("--burst_pool_size", type=int, default=64, help="pool_size of the burst instance (default: 64)")
     parser.add_argument("--burst_max_sessions", type=int, default=32,
@@ -341,7 +367,7 @@ def main() -> None:
                         ("measure", "sandbox over HTTP", "floor: bare jupyter_client", "ratio / note"), rows)
             console.print("Reference, DeepEyesV2's published design (fresh kernel per request, whole namespace through "
                           "Redis): ~1 s per trivial call, ~0.8 calls/s at 4 concurrent sessions.")
-        for name, part in (("burst", burst_part), ("scale", scale_part)):
+        for name, part in (("burst", burst_part), ("cold", cold_part), ("scale", scale_part)):
             if name in parts:
                 load = os.getloadavg()[0]
                 rows, note = part(args, redis_server)
