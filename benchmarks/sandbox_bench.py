@@ -1,10 +1,22 @@
-"""Sandbox latency and throughput next to the floor (a bare jupyter_client round trip).
+"""Sandbox latency, throughput, burst and scale figures, next to the floor (a bare jupyter_client round trip).
 
-    .venv/bin/python benchmarks/sandbox_bench.py [--calls 200] [--instances 2]
+    .venv/bin/python benchmarks/sandbox_bench.py [--calls 200] [--instances 2] [--parts basic,burst,scale]
 
-Starts a throw-away Redis and ``--instances`` real sandbox servers, and in the same process a
-plain ipykernel (``KernelManager``, no sandbox) as the floor. Floor and sandbox calls are
-interleaved so that load from other processes hits both alike. Prints one table.
+Starts a throw-away Redis and real sandbox servers, and in the same process a plain ipykernel
+(``KernelManager``, no sandbox) as the floor. Floor and sandbox calls are interleaved so that
+load from other processes hits both alike. Parts (issue 15's targets):
+
+* ``basic``: warm calls, figures, new-session opens, restores, throughput (``--instances``);
+* ``burst``: one instance, ``--burst`` concurrent opens, one client connection each: open
+  latency, opens/s, errors, the instance's peak live sessions against ``max_sessions``, and
+  the memory one session costs (PSS of the forked kernels);
+* ``cold``: ``--cold_sessions`` new sessions at once on a pool of 2, each first running a
+  ``time.sleep(5)`` with timeout 3 s: kernel start-up counts against the call's timeout;
+* ``scale``: ``--scale_sessions`` concurrent sessions over two instances, ``--scale_calls``
+  stateful calls each: errors, each instance's peak sessions, peak memory of all sandbox
+  processes (servers, templates, kernels).
+
+Prints one table per part.
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+import psutil
 from jupyter_client import KernelManager
 from PIL import Image
 from rich.console import Console
@@ -145,6 +158,183 @@ def throughput(client: SandboxClient, sessions: int, seconds: float, pool_size: 
     return total / seconds, total, sum(errors for _, errors in counts)
 
 
+class MemorySampler:
+    """Samples the summed PSS and RSS of the sandbox server processes and all their descendants."""
+
+    def __init__(self, cluster: SandboxCluster, period_s: float = 1.0):
+        self.roots = [psutil.Process(server.process.pid) for server in cluster.servers]
+        self.period_s = period_s
+        self.peak_pss = self.peak_rss = 0
+        self.peak_processes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> tuple[int, int, int, int]:
+        """(PSS, RSS, processes, kernel PSS) right now, in bytes."""
+        pss = rss = count = kernel_pss = 0
+        for root in self.roots:
+            try:
+                processes = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                continue
+            for process in processes:
+                try:
+                    info = process.memory_full_info()
+                    cmdline = " ".join(process.cmdline())
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+                pss, rss, count = pss + info.pss, rss + info.rss, count + 1
+                if "template.py" in cmdline and process.ppid() != root.pid:
+                    kernel_pss += info.pss  # a forked kernel (same command line as its template)
+        return pss, rss, count, kernel_pss
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period_s):
+            pss, rss, count, _ = self.sample()
+            self.peak_pss, self.peak_rss = max(self.peak_pss, pss), max(self.peak_rss, rss)
+            self.peak_processes = max(self.peak_processes, count)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def burst_open(port: int, count: int) -> tuple[list[float], float, list[str]]:
+    """``count`` opens at once, one client (and connection) each: latencies, wall time, errors."""
+    clients = [SandboxClient([port]) for _ in range(count)]
+    barrier = threading.Barrier(count + 1)
+    sessions = [f"bench-burst-{index}-{uuid.uuid4().hex[:6]}" for index in range(count)]
+
+    def one(index: int) -> tuple[float, str]:
+        barrier.wait()
+        started = time.perf_counter()
+        try:
+            clients[index].open_session(sessions[index])
+            return time.perf_counter() - started, ""
+        except Exception as exc:  # noqa: BLE001 - counted and printed
+            return time.perf_counter() - started, f"{type(exc).__name__}: {exc}"
+
+    with ThreadPoolExecutor(max_workers=count) as executor:
+        futures = [executor.submit(one, index) for index in range(count)]
+        barrier.wait()
+        started = time.perf_counter()
+        outcomes = [future.result() for future in futures]
+        wall = time.perf_counter() - started
+    for client, sid in zip(clients, sessions, strict=True):
+        client.close_session(sid)
+        client.close()
+    return [latency for latency, _ in outcomes], wall, [error for _, error in outcomes if error]
+
+
+def burst_part(args: argparse.Namespace, redis_server: RedisServer) -> tuple[list[tuple[str, str, str]], str]:
+    config = SandboxConfig(redis_host=redis_server.host, redis_port=redis_server.port,
+                           pool_size=args.burst_pool_size, max_sessions=args.burst_max_sessions)
+    rows = []
+    with SandboxCluster(config, num_instances=1) as cluster, cluster.client() as client:
+        port = cluster.ports[0]
+        wait_for_warm_pools(client, config.pool_size)
+        sampler = MemorySampler(cluster)
+        pss, rss, processes, kernel_pss = sampler.sample()
+        per_kernel = kernel_pss / max(config.pool_size, 1)
+        server_and_template = pss - kernel_pss
+        rows.append(("memory at rest", f"{pss / 2**20:.0f} MB PSS ({rss / 2**20:.0f} MB RSS), {processes} processes",
+                     f"{config.pool_size} idle pool kernels"))
+        rows.append(("memory of one session (kernel PSS)", f"{per_kernel / 2**20:.1f} MB",
+                     f"server + template: {server_and_template / 2**20:.0f} MB"))
+        opened = new_session_times(client, config.pool_size, 10)
+        rows.append(("new session, one at a time", f"p50 {statistics.median(opened) * 1e3:.1f} ms, max {max(opened) * 1e3:.1f} ms",
+                     "target p50 <= 30 ms"))
+        wait_for_warm_pools(client, config.pool_size)
+        latencies, wall, errors = burst_open(port, args.burst)
+        health = client.health()[f"http://{config.host}:{port}"] or {}
+        rows.append((f"burst of {args.burst} concurrent opens",
+                     f"{args.burst / wall:.0f} opens/s ({wall * 1e3:.0f} ms for all), latency p50 "
+                     f"{statistics.median(latencies) * 1e3:.0f} ms, p95 {percentile(latencies, 0.95) * 1e3:.0f} ms",
+                     f"target >= 50 opens/s; {len(errors)} errors{': ' + errors[0] if errors else ''}"))
+        rows.append(("peak live sessions during the burst", f"{health.get('peak_sessions')}",
+                     f"max_sessions {config.max_sessions}"))
+    note = (f"one instance, pool_size {config.pool_size}, max_sessions {config.max_sessions}; an instance with "
+            f"max_sessions = N holds at most N + pool_size kernels: about {server_and_template / 2**20:.0f} MB + "
+            f"(N + pool_size) x {per_kernel / 2**20:.0f} MB PSS before user data (each kernel may grow to "
+            f"memory_limit_mb)")
+    return rows, note
+
+
+def scale_part(args: argparse.Namespace, redis_server: RedisServer) -> tuple[list[tuple[str, str, str]], str]:
+    config = SandboxConfig(redis_host=redis_server.host, redis_port=redis_server.port,
+                           pool_size=args.scale_pool_size, max_sessions=args.scale_max_sessions)
+    sessions = [f"bench-scale-{index}-{uuid.uuid4().hex[:6]}" for index in range(args.scale_sessions)]
+    with SandboxCluster(config, num_instances=2) as cluster, cluster.client() as client:
+        wait_for_warm_pools(client, config.pool_size)
+
+        def run(index: int) -> str:
+            sid = sessions[index]
+            try:
+                for step in range(args.scale_calls):
+                    code = f"value = {index}" if step == 0 else "value += 1\nvalue"
+                    result = client.execute(sid, code, timeout=args.scale_timeout_s)
+                    if result.status != "success":
+                        return f"call {step}: {result.status}: {result.stderr[-200:]}"
+                expected = str(index + args.scale_calls - 1)
+                return "" if result.result == expected else f"wrong state: {result.result} != {expected}"
+            except Exception as exc:  # noqa: BLE001 - counted and printed
+                return f"{type(exc).__name__}: {exc}"
+
+        started = time.perf_counter()
+        with MemorySampler(cluster) as sampler, ThreadPoolExecutor(max_workers=len(sessions)) as executor:
+            errors = [error for error in executor.map(run, range(len(sessions))) if error]
+        wall = time.perf_counter() - started
+        peaks = {url: (h or {}).get("peak_sessions") for url, h in client.health().items()}
+        for sid in sessions:
+            client.close_session(sid)
+    rows = [
+        (f"{len(sessions)} concurrent sessions x {args.scale_calls} stateful calls",
+         f"{wall:.1f} s, {len(sessions) * args.scale_calls / wall:.0f} calls/s",
+         f"{len(errors)} errors{': ' + errors[0] if errors else ''}"),
+        ("peak live sessions per instance", ", ".join(f"{url.rsplit(':', 1)[1]}: {peak}" for url, peak in peaks.items()),
+         f"max_sessions {config.max_sessions}"),
+        ("peak memory of the sandbox processes", f"{sampler.peak_pss / 2**20:.0f} MB PSS ({sampler.peak_rss / 2**20:.0f} MB RSS)",
+         f"up to {sampler.peak_processes} processes, sampled every {sampler.period_s:g} s"),
+    ]
+    return rows, f"2 instances, pool_size {config.pool_size}, max_sessions {config.max_sessions} each"
+
+
+def cold_part(args: argparse.Namespace, redis_server: RedisServer) -> tuple[list[tuple[str, str, str]], str]:
+    """Issue 15's cold burst: new sessions whose first call outlives its timeout, on a small pool."""
+    config = SandboxConfig(redis_host=redis_server.host, redis_port=redis_server.port, pool_size=2, interrupt_grace_s=3.0)
+    sessions = [f"bench-cold-{index}-{uuid.uuid4().hex[:6]}" for index in range(args.cold_sessions)]
+    with SandboxCluster(config, num_instances=1) as cluster, cluster.client() as client:
+        wait_for_warm_pools(client, config.pool_size)
+
+        def first_call(sid: str) -> tuple[float, str]:
+            return timed(functools.partial(client.execute, sid, "import time\ntime.sleep(5)", timeout=3))[0], sid
+
+        with ThreadPoolExecutor(max_workers=len(sessions)) as executor:
+            outcomes = list(executor.map(first_call, sessions))
+        statuses = [client.execute(sid, "1").status for sid in sessions]
+        for sid in sessions:
+            client.close_session(sid)
+    times = [elapsed for elapsed, _ in outcomes]
+    rows = [(f"{len(sessions)} new sessions at once, first call `time.sleep(5)` with timeout 3 s",
+             f"p50 {statistics.median(times):.2f} s, max {max(times):.2f} s",
+             "bounded by the timeout (+ interrupt); issue 15 measured 15.6-18.1 s"),
+            ("the same sessions' next call", f"{statuses.count('success')} of {len(statuses)} success", "-")]
+    return rows, "one instance, pool_size 2 (kernels mostly forked on demand)"
+
+
+def print_table(console: Console, title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Benchmark the code sandbox against a bare jupyter_client round trip.")
     parser.add_argument("--calls", type=int, default=200, help="trivial calls measured (default: 200)")
@@ -152,51 +342,71 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=2, help="sandbox server instances (default: 2)")
     parser.add_argument("--pool_size", type=int, default=2, help="warm kernels per instance (default: 2)")
     parser.add_argument("--throughput_s", type=float, default=10.0, help="seconds per throughput level (default: 10)")
+    parser.add_argument("--parts", default="basic,burst,cold,scale", help="comma-separated parts to run (default: all)")
+    parser.add_argument("--cold_sessions", type=int, default=32, help="new sessions in the cold part (default: 32)")
+    parser.add_argument("--burst", type=int, default=64, help="concurrent opens in the burst part (default: 64)")
+    parser.add_argument("--burst_pool_size", type=int, default=64, help="pool_size of the burst instance (default: 64)")
+    parser.add_argument("--burst_max_sessions", type=int, default=32,
+                        help="max_sessions of the burst instance (default: 32, so the burst must evict)")
+    parser.add_argument("--scale_sessions", type=int, default=256, help="concurrent sessions in the scale part (default: 256)")
+    parser.add_argument("--scale_calls", type=int, default=5, help="stateful calls per session (default: 5)")
+    parser.add_argument("--scale_pool_size", type=int, default=32, help="pool_size per instance (default: 32)")
+    parser.add_argument("--scale_max_sessions", type=int, default=96,
+                        help="max_sessions per instance (default: 96: the 256 sessions must share 192 slots)")
+    parser.add_argument("--scale_timeout_s", type=float, default=120.0, help="timeout of each scale call (default: 120)")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
 
     console = Console(width=160)
     load_before = os.getloadavg()[0]
-    rows: list[tuple[str, str, str, str]] = []
     with RedisServer() as redis_server:
-        config = SandboxConfig(redis_host=redis_server.host, redis_port=redis_server.port, pool_size=args.pool_size)
-        floor = Floor()
-        try:
-            with SandboxCluster(config, num_instances=args.instances) as cluster, cluster.client() as client:
-                session = "bench-main"
-                client.execute(session, SETUP)
-                wait_for_warm_pools(client, args.pool_size)
-                for label, code, calls, target in (("warm trivial call `x += 1; x`", TRIVIAL, args.calls, "target <= 1.5x, <= 15 ms"),
-                                                   ("one 512x512 figure", FIGURE, args.figure_calls, "target <= 1.2x")):
-                    floor_times, http_times, server_times = side_by_side(floor, client, session, code, calls)
-                    f50, h50 = statistics.median(floor_times), statistics.median(http_times)
-                    sandbox_cell = (f"p50 {h50 * 1e3:.1f} ms, p95 {percentile(http_times, 0.95) * 1e3:.1f} ms "
-                                    f"(in the instance: p50 {statistics.median(server_times) * 1e3:.1f} ms)")
-                    rows.append((label, sandbox_cell,
-                                 f"p50 {f50 * 1e3:.1f} ms, p95 {percentile(floor_times, 0.95) * 1e3:.1f} ms",
-                                 f"{h50 / f50:.2f}x ({target})"))
-                opened = new_session_times(client, args.pool_size, 5)
-                rows.append(("new session from the warm pool", f"p50 {statistics.median(opened) * 1e3:.1f} ms, max {max(opened) * 1e3:.1f} ms",
-                             "-", "target <= 50 ms"))
-                restored = restore_times(cluster, client, args.pool_size, 3)
-                rows.append(("restore-from-Redis session start (+ one call)",
-                             f"p50 {statistics.median(restored) * 1e3:.1f} ms", "-", "512x512 image + 3 names"))
-                client.close_session(session)
-                for level in (1, 4, 16):
-                    rate, total, errors = throughput(client, level, args.throughput_s, args.pool_size)
-                    rows.append((f"throughput, {level} concurrent sessions", f"{rate:.1f} calls/s", "-",
-                                 f"{total} calls, {errors} errors"))
-        finally:
-            floor.close()
+        if "basic" in parts:
+            rows = basic_part(args, redis_server)
+            print_table(console, f"code sandbox: {args.instances} instances, {os.cpu_count()} CPUs, load average "
+                                 f"{load_before:.1f} before / {os.getloadavg()[0]:.1f} after",
+                        ("measure", "sandbox over HTTP", "floor: bare jupyter_client", "ratio / note"), rows)
+            console.print("Reference, DeepEyesV2's published design (fresh kernel per request, whole namespace through "
+                          "Redis): ~1 s per trivial call, ~0.8 calls/s at 4 concurrent sessions.")
+        for name, part in (("burst", burst_part), ("cold", cold_part), ("scale", scale_part)):
+            if name in parts:
+                load = os.getloadavg()[0]
+                rows, note = part(args, redis_server)
+                print_table(console, f"{name}: {note}; {os.cpu_count()} CPUs, load average {load:.1f} before / "
+                                     f"{os.getloadavg()[0]:.1f} after", ("measure", "figure", "target / note"), rows)
 
-    table = Table(title=f"code sandbox: {args.instances} instances, {os.cpu_count()} CPUs, "
-                        f"load average {load_before:.1f} before / {os.getloadavg()[0]:.1f} after")
-    for column in ("measure", "sandbox over HTTP", "floor: bare jupyter_client", "ratio / note"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
-    console.print("Reference, DeepEyesV2's published design (fresh kernel per request, whole namespace through Redis): "
-                  "~1 s per trivial call, ~0.8 calls/s at 4 concurrent sessions.")
+
+def basic_part(args: argparse.Namespace, redis_server: RedisServer) -> list[tuple[str, str, str, str]]:
+    rows: list[tuple[str, str, str, str]] = []
+    config = SandboxConfig(redis_host=redis_server.host, redis_port=redis_server.port, pool_size=args.pool_size)
+    floor = Floor()
+    try:
+        with SandboxCluster(config, num_instances=args.instances) as cluster, cluster.client() as client:
+            session = "bench-main"
+            client.execute(session, SETUP)
+            wait_for_warm_pools(client, args.pool_size)
+            for label, code, calls, target in (("warm trivial call `x += 1; x`", TRIVIAL, args.calls, "target p50 <= 10 ms"),
+                                               ("one 512x512 figure", FIGURE, args.figure_calls, "target <= 1.2x")):
+                floor_times, http_times, server_times = side_by_side(floor, client, session, code, calls)
+                f50, h50 = statistics.median(floor_times), statistics.median(http_times)
+                sandbox_cell = (f"p50 {h50 * 1e3:.1f} ms, p95 {percentile(http_times, 0.95) * 1e3:.1f} ms "
+                                f"(in the instance: p50 {statistics.median(server_times) * 1e3:.1f} ms)")
+                rows.append((label, sandbox_cell,
+                             f"p50 {f50 * 1e3:.1f} ms, p95 {percentile(floor_times, 0.95) * 1e3:.1f} ms",
+                             f"{h50 / f50:.2f}x ({target})"))
+            opened = new_session_times(client, args.pool_size, 5)
+            rows.append(("new session from the warm pool", f"p50 {statistics.median(opened) * 1e3:.1f} ms, max {max(opened) * 1e3:.1f} ms",
+                         "-", "target p50 <= 30 ms"))
+            restored = restore_times(cluster, client, args.pool_size, 3)
+            rows.append(("restore-from-Redis session start (+ one call)",
+                         f"p50 {statistics.median(restored) * 1e3:.1f} ms", "-", "512x512 image + 3 names"))
+            client.close_session(session)
+            for level in (1, 4, 16):
+                rate, total, errors = throughput(client, level, args.throughput_s, args.pool_size)
+                rows.append((f"throughput, {level} concurrent sessions", f"{rate:.1f} calls/s", "-",
+                             f"{total} calls, {errors} errors"))
+    finally:
+        floor.close()
+    return rows
 
 
 if __name__ == "__main__":

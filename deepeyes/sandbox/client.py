@@ -167,7 +167,8 @@ class SandboxClient:
             if status == 400:
                 raise SandboxRequestError(f"{url}{path}: {data.get('error', data)}")
             if status != 200:
-                self._mark(url, up=False)
+                if status != 503:  # 503: that instance is full right now, not down
+                    self._mark(url, up=False)
                 failures.append(f"{url} (HTTP {status}: {str(data.get('error', data))[:200]})")
                 continue
             self._mark(url, up=True)

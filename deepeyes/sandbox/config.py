@@ -47,13 +47,20 @@ class SandboxConfig:
     ports: list[int] = field(default_factory=list)  # empty: start instances on free ports
     redis_host: str = "127.0.0.1"
     redis_port: int | None = None  # None: start a redis-server on a free port
-    pool_size: int = 2  # warm kernels kept ready per instance
+    #: Forked kernels kept ready per instance (each costs memory like a session, see
+    #: docs/sandbox.md); a burst of opens larger than this waits for forks (~0.2 s CPU each).
+    pool_size: int = 2
     default_timeout_s: float = 30.0
     max_timeout_s: float = 600.0  # requests asking for more get HTTP 400
     #: Grace after an interrupt before the kernel is declared hung and replaced.
     interrupt_grace_s: float = 3.0
     session_ttl_s: float = 900.0  # idle sessions are snapshotted and their kernel freed
-    max_sessions: int = 32  # live kernels per instance; the least recently used is evicted
+    #: Hard bound on live sessions (kernels) per instance: beyond it the least recently used
+    #: idle session is snapshotted and evicted, or the caller waits for one to become idle.
+    max_sessions: int = 32
+    #: How long a session open (or a kernel replacement) may wait for a slot and a ready
+    #: kernel before HTTP 503; a call waits at most its own timeout instead.
+    open_timeout_s: float = 30.0
     state_ttl_s: float = 86400.0  # how long a session's snapshot stays in Redis
     snapshot_after_call: bool = True  # needed to survive a lost kernel or instance
     max_snapshot_mb: float = 256.0  # names whose pickle is larger are reported, not stored
@@ -68,7 +75,9 @@ class SandboxConfig:
     security: SandboxSecurityConfig = field(default_factory=SandboxSecurityConfig)
 
     def __post_init__(self) -> None:
-        if self.pool_size < 0 or self.max_sessions < 1:
-            raise ValueError("pool_size must be >= 0 and max_sessions >= 1")
+        if self.pool_size < 1 or self.max_sessions < 1:
+            raise ValueError("pool_size and max_sessions must be >= 1")
+        if self.open_timeout_s <= 0:
+            raise ValueError("open_timeout_s must be > 0")
         if not 0 < self.default_timeout_s <= self.max_timeout_s:
             raise ValueError("default_timeout_s must be in (0, max_timeout_s]")

@@ -1,16 +1,16 @@
-"""OS boundaries around a kernel process: network namespace, own uid, resource limits.
+"""OS boundaries around the kernels: network namespaces, own uids, resource limits.
 
-The kernel is started through a chain of util-linux tools, each of which ``exec``s the next,
-so the kernel keeps the pid the server started (interrupts are plain signals):
-
-``unshare --net --mount`` (a network namespace with only a down loopback: no route to Redis,
-the server or anywhere else; and a private mount table, see below) → ``setpriv`` (drop root to a per-kernel uid, no new privileges)
-→ ``prlimit`` (address space, CPU seconds, processes, no core files) → ``python -m ipykernel``.
+Kernels are forks of one template process per instance (see ``template.py``). The template is
+started through ``unshare --net --mount`` (an empty network namespace and a private mount
+table, see below) and stays root; each forked kernel then, before any user code runs, enters
+a network namespace of its own (only a down loopback: no route to Redis, the server, the
+other kernels or anywhere else), sets its rlimits (address space, CPU seconds, processes, no
+core files) and drops root for a uid of its own with ``no_new_privs``.
 
 The Python interpreter may live under a directory the kernel's uid cannot traverse (e.g. a
-pyenv build in ``/root``, mode 0700). Inside the kernel's own mount namespace that directory is
-covered with an empty tmpfs and only the interpreter's prefix is bound back, which also hides
-the rest of it from model-written code.
+pyenv build in ``/root``, mode 0700). Inside the template's mount namespace (shared by its
+kernels) that directory is covered with an empty tmpfs and only the interpreter's prefix is
+bound back, which also hides the rest of it from model-written code.
 
 The kernel and the server talk over ZMQ ``ipc`` sockets (files in the kernel's private
 directory), which do not depend on the network namespace.
@@ -39,8 +39,8 @@ KERNEL_MAX_TASKS = 128
 
 @functools.cache
 def namespaces_available() -> bool:
-    """Root with working ``unshare --net`` and ``setpriv`` (checked once per process)."""
-    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("setpriv"):
+    """Root with a working ``unshare --net`` (checked once per process)."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
         return False
     probe = subprocess.run(["unshare", "--net", "--", "true"], capture_output=True, check=False)
     return probe.returncode == 0
@@ -54,7 +54,7 @@ def use_os_isolation(security: SandboxSecurityConfig) -> bool:
     if security.os_isolation == "required" and not available:
         raise RuntimeError(
             "sandbox security.os_isolation is 'required' but network namespaces are unavailable "
-            "(needs root, `unshare` and `setpriv`); set it to 'auto' to fall back to rlimits and audit hooks"
+            "(needs root and `unshare`); set it to 'auto' to fall back to rlimits and audit hooks"
         )
     if not available:
         logger.warning("network namespaces unavailable: kernels run with rlimits and audit hooks only")
@@ -88,21 +88,21 @@ def interpreter_exposure_script(stash_dir: Path) -> str:
     return " && ".join(commands)
 
 
-def isolation_prefix(security: SandboxSecurityConfig, isolated: bool, uid: int, stash_dir: Path) -> list[str]:
-    """The argv that wraps the kernel command."""
-    prefix: list[str] = []
-    if isolated:
-        prefix += ["unshare", "--net", "--mount", "--"]
-        script = interpreter_exposure_script(stash_dir)
-        if script:
-            prefix += ["sh", "-c", f'{script} && exec "$@"', "sh"]
-        prefix += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs", "--"]
-    if shutil.which("prlimit"):
-        cpu = security.cpu_time_limit_s
-        limits = [f"--as={security.memory_limit_mb * 1024 * 1024}", f"--cpu={cpu}:{cpu + 5}", "--core=0"]
-        if isolated:  # RLIMIT_NPROC counts per uid, so it only makes sense with a uid of its own
-            limits.append(f"--nproc={KERNEL_MAX_TASKS}")
-        prefix += ["prlimit", *limits, "--"]
-    else:
-        logger.warning("prlimit not found: kernels run without memory and CPU limits")
+def template_prefix(isolated: bool, stash_dir: Path) -> list[str]:
+    """The argv that wraps the template process (empty without OS isolation)."""
+    if not isolated:
+        return []
+    prefix = ["unshare", "--net", "--mount", "--"]
+    script = interpreter_exposure_script(stash_dir)
+    if script:
+        prefix += ["sh", "-c", f'{script} && exec "$@"', "sh"]
     return prefix
+
+
+def kernel_rlimits(security: SandboxSecurityConfig, isolated: bool) -> dict[str, tuple[int, int]]:
+    """(soft, hard) rlimits each kernel sets on itself, by ``template.py``'s names."""
+    cpu = security.cpu_time_limit_s
+    limits = {"as": (security.memory_limit_mb * 2**20,) * 2, "cpu": (cpu, cpu + 5), "core": (0, 0)}
+    if isolated:  # RLIMIT_NPROC counts per uid, so it only makes sense with a uid of its own
+        limits["nproc"] = (KERNEL_MAX_TASKS, KERNEL_MAX_TASKS)
+    return limits

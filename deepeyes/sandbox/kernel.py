@@ -1,8 +1,9 @@
 """One sandboxed Jupyter kernel: its process, its ZMQ client, and one execute round trip.
 
-We launch ``ipykernel`` ourselves (instead of ``KernelManager``) because the launch command
-is a chain of isolation tools (see :mod:`deepeyes.sandbox.isolation`) and the kernel must use
-ZMQ ``ipc`` sockets to be reachable from outside its empty network namespace.
+Kernels are forks of the instance's template process (see ``template.py`` and
+:class:`deepeyes.sandbox.pool.KernelTemplate`); the server holds a pidfd of each, so signals
+and liveness checks can never hit a recycled pid. Kernels use ZMQ ``ipc`` sockets, reachable
+from outside their empty network namespaces.
 """
 
 from __future__ import annotations
@@ -12,42 +13,23 @@ import json
 import logging
 import os
 import queue
-import secrets
+import select
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import zmq
 from jupyter_client import BlockingKernelClient
-from jupyter_client.connect import write_connection_file
 
-from deepeyes.sandbox.config import SandboxSecurityConfig
-from deepeyes.sandbox.isolation import isolation_prefix
 from deepeyes.sandbox.result import CappedText, strip_ansi
 
 logger = logging.getLogger(__name__)
 
-KERNEL_SIDE_SOURCE = (Path(__file__).with_name("kernel_side.py")).read_text(encoding="utf-8")
-#: Loads ``kernel_side.py`` as its own module (so its imports are library imports, not user
-#: imports) and binds its entry point as a hidden name of the user namespace.
-_BOOTSTRAP = f"""
-def _deepeyes_bootstrap():
-    import sys, types
-    module = types.ModuleType("_deepeyes_kernel")
-    sys.modules[module.__name__] = module
-    exec(compile({KERNEL_SIDE_SOURCE!r}, "<deepeyes-sandbox>", "exec"), module.__dict__)
-    shell = get_ipython()
-    shell.user_ns["__deepeyes__"] = module.__deepeyes__
-    shell.user_ns_hidden["__deepeyes__"] = module.__deepeyes__
-_deepeyes_bootstrap()
-del _deepeyes_bootstrap
-"""
 _POLL_S = 0.2  # how often a waiting execute checks that the kernel process is still alive
-_START_TIMEOUT_S = 120.0
+_EXIT_WAIT_S = 5.0  # how long shutdown waits for a killed kernel to be gone
 
 
 class KernelDied(RuntimeError):
@@ -120,85 +102,72 @@ class KernelLayout:
 
 
 class SandboxKernel:
-    """A started kernel; not thread-safe (the session that owns it serialises calls)."""
+    """A forked kernel; not thread-safe (the session that owns it serialises calls).
 
-    def __init__(self, layout: KernelLayout, uid: int | None, security: SandboxSecurityConfig,
-                 isolated: bool, install_settings: dict[str, Any], env: dict[str, str]):
+    ``pidfd`` is owned by this object (closed by :meth:`shutdown`). The kernel is usable once
+    :meth:`wait_ready` returned.
+    """
+
+    def __init__(self, layout: KernelLayout, uid: int | None, pid: int, pidfd: int, connection_info: dict[str, Any]):
         self.layout = layout
         self.uid = uid
         self.name = layout.root.name
-        self._security = security
-        self._isolated = isolated
-        self._install_settings = install_settings
-        self._env = env
-        self.process: subprocess.Popen | None = None
-        self.client: BlockingKernelClient | None = None
+        self.pid = pid
+        self._pidfd: int | None = pidfd
+        # One ZMQ context (and IO thread) for all kernels of the instance, not one per kernel.
+        client = BlockingKernelClient(context=zmq.Context.instance())
+        client.load_connection_info(connection_info)
+        client.start_channels()
+        self.client: BlockingKernelClient | None = client
 
     # ----------------------------------------------------------------- lifecycle
-    def start(self) -> SandboxKernel:
-        layout = self.layout
-        for directory in (layout.root, layout.home, layout.tmp, layout.workdir, layout.inputs):
-            directory.mkdir(parents=True, exist_ok=True)
-        _, info = write_connection_file(
-            str(layout.connection_file), ip=str(layout.root / "zmq"), transport="ipc",
-            key=secrets.token_hex(16).encode(),
-        )
-        if self.uid is not None:
-            for path in (layout.root, layout.home, layout.tmp, layout.workdir, layout.connection_file):
-                os.chown(path, self.uid, self.uid)
-        os.chmod(layout.root, 0o700)
-        os.chmod(layout.inputs, 0o755)
-        argv = [*isolation_prefix(self._security, self._isolated, self.uid or 0, layout.root / "mounts"),
-                sys.executable, "-m", "ipykernel_launcher", "-f", str(layout.connection_file),
-                "--HistoryManager.enabled=False", "--IPKernelApp.quiet=True"]
-        with open(layout.root / "kernel.log", "ab") as log:
-            self.process = subprocess.Popen(argv, env=self._env, cwd=layout.workdir, stdout=log,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
-        client = BlockingKernelClient()
-        client.load_connection_info(info)
-        client.start_channels()
-        self.client = client
-        self._wait_ready()
-        bootstrap = self.execute(_BOOTSTRAP, timeout=60, silent=True, store_history=False)
-        if bootstrap.error_name:
-            raise KernelCallError(f"kernel bootstrap failed: {bootstrap.stderr.value()}")
-        self.call(f"__deepeyes__.install({self._install_settings!r})", timeout=_START_TIMEOUT_S)
-        return self
+    def wait_ready(self, deadline: float) -> SandboxKernel:
+        """Block until the kernel answers and its guards are installed (``time.monotonic`` deadline).
 
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        while time.monotonic() < deadline:
+        Raises :class:`KernelDied` if it exits, :class:`TimeoutError` past the deadline and
+        :class:`KernelCallError` if ``kernel_side.install`` did not run.
+        """
+        while True:
             if not self.alive():
-                raise KernelDied(f"kernel {self.name} exited during start-up; see {self.layout.root / 'kernel.log'}")
+                raise KernelDied(f"kernel {self.name} exited during start-up; see {self.layout.root / 'kernel.log'}",
+                                 started=False)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"kernel {self.name} was not ready in time")
             try:
-                self.client.wait_for_ready(timeout=1)  # type: ignore[union-attr]
-                return
+                self.client.wait_for_ready(timeout=min(1.0, remaining))  # type: ignore[union-attr]
+                break
             except RuntimeError:
                 continue
-        raise TimeoutError(f"kernel {self.name} did not start within {_START_TIMEOUT_S:.0f} s")
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
+        status = self.call("__deepeyes__.status()", timeout=max(deadline - time.monotonic(), 1.0))
+        if status.get("pid") != self.pid:
+            raise KernelCallError(f"kernel {self.name} reports pid {status.get('pid')}, expected {self.pid}")
+        return self
 
     def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        if self._pidfd is None:
+            return False
+        return not _exited(self._pidfd, 0.0)
 
     def interrupt(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGINT)
+        if self._pidfd is not None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self._pidfd, signal.SIGINT)
 
     def shutdown(self) -> None:
-        """Kill the kernel (it never holds state worth a graceful exit) and remove its files."""
+        """Kill the kernel and its process group (it never holds state worth a graceful exit), remove its files."""
         if self.client is not None:
             self.client.stop_channels()
             self.client = None
-        if self.process is not None:
+        if self._pidfd is not None:
+            if self.alive():  # its process group (the kernel called setsid) is still its own
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            _exited(self._pidfd, _EXIT_WAIT_S)
+            os.close(self._pidfd)
+            self._pidfd = None
         shutil.rmtree(self.layout.root, ignore_errors=True)
 
     # ----------------------------------------------------------------- execution
@@ -230,8 +199,7 @@ class SandboxKernel:
                 msg = client.get_iopub_msg(timeout=min(_POLL_S, max(deadline - now, 0.001)))
             except queue.Empty:
                 if not self.alive():
-                    raise KernelDied(f"kernel {self.name} died (exit code {self.process.returncode})",  # type: ignore[union-attr]
-                                     started=started) from None
+                    raise KernelDied(f"kernel {self.name} died", started=started) from None
                 continue
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue
@@ -293,6 +261,16 @@ class SandboxKernel:
         out = self.execute("", timeout=timeout, silent=True, store_history=False,
                            user_expressions={"value": expression})
         return _parse_expression(out.user_expressions.get("value"), expression)
+
+
+def _exited(pidfd: int, timeout_s: float) -> bool:
+    """Whether the process behind ``pidfd`` exited, waiting up to ``timeout_s`` (a pidfd turns readable then).
+
+    ``poll``, not ``select``: an instance holds more descriptors than ``select``'s 1024.
+    """
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(int(timeout_s * 1000)))
 
 
 def _parse_expression(value: dict[str, Any] | None, expression: str) -> dict[str, Any]:

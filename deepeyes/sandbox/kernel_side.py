@@ -1,7 +1,7 @@
 """Code that runs *inside* each sandbox kernel (sent as source text, never imported there).
 
-The server executes this file in a freshly started kernel and then calls
-``__deepeyes__.install(settings)``.  It must only use the standard library and the packages
+The template process (``template.py``) executes this file in every kernel it forks and
+calls ``__deepeyes__.install(settings)`` before the kernel answers its first request.  It must only use the standard library and the packages
 the kernel already has (cloudpickle, PIL), because the kernel cannot import ``deepeyes``
 (the repository is outside its read allowlist).
 
@@ -9,7 +9,7 @@ It provides four things the server needs from inside the kernel:
 
 * ``install``: preload modules, inline figures, and the best-effort policy guards (an audit
   hook for process, network and file access, and an import allowlist for user code);
-* ``attach``: bind the kernel to a session (working directory, ``image_1 … image_N``);
+* ``attach``: give a session its ``image_1 … image_N`` (and the snapshot that holds them);
 * ``snapshot``: the user namespace as per-name cloudpickle blobs, sending only names whose
   pickle changed since the last snapshot, and listing names that cannot be pickled; after
   every successful user cell it is also written to ``snapshot_file`` (a ``post_run_cell``
@@ -118,6 +118,7 @@ class _JsonReply:
     """The JSON the server reads back (its repr *is* the JSON, so IPython returns it verbatim)."""
 
     def __init__(self, payload):
+        self.payload = payload
         self.text = json.dumps(payload)
 
     def __repr__(self):
@@ -135,6 +136,7 @@ class KernelSide:
         self.reported_unpicklable = set()  # so each unpicklable name is announced once
         self.max_snapshot_bytes = 0
         self.snapshot_file = None
+        self.guards = False
 
     def install(self, settings):
         shell = get_ipython()
@@ -151,18 +153,22 @@ class KernelSide:
             policy = _Policy(settings["read_roots"], settings["write_roots"], settings["import_allowlist"])
             builtins.__import__ = policy.guarded_import(builtins.__import__)
             sys.addaudithook(policy.audit)
-        return _JsonReply({"pid": os.getpid()})
+            self.guards = True
 
-    def attach(self, workdir, image_paths):
+    def status(self):
+        """Proof that ``install`` ran: the server asks this before handing the kernel out."""
+        return _JsonReply({"pid": os.getpid(), "guards": self.guards})
+
+    def attach(self, image_paths):
+        """Load the session images and return the snapshot that saves them (one round trip)."""
         from PIL import Image
 
-        os.chdir(workdir)
         shell = get_ipython()
         for index, path in enumerate(image_paths, start=1):
             image = Image.open(path)
             image.load()
             shell.user_ns[f"image_{index}"] = image
-        return _JsonReply({"images": len(image_paths)})
+        return _JsonReply({"images": len(image_paths), "snapshot": self.snapshot().payload})
 
     def _user_names(self):
         shell = get_ipython()

@@ -11,7 +11,11 @@ Endpoints (JSON in, JSON out; any malformed request gets HTTP 400 with ``{"error
 * ``GET /health`` → ``{status: "ok", instance, sessions, warm_kernels, pool_size, ready}``.
 
 A threaded ``http.server`` with HTTP/1.1 keep-alive and TCP_NODELAY: a warm call costs the
-kernel round trip plus well under a millisecond of HTTP handling.
+kernel round trip plus well under a millisecond of HTTP handling. Its listen backlog is
+raised from ``socketserver``'s 5 (which reset connections under a burst of clients) to the
+system's maximum, and each connection gets its own thread, so a burst of hundreds of clients
+is accepted and each gets an answer; a session that cannot get a slot or kernel in time gets
+HTTP 503 (open) or a ``timeout`` result (call).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import redis
 from deepeyes.config import ConfigError, load_config
 from deepeyes.sandbox.config import SandboxConfig
 from deepeyes.sandbox.pool import KernelFactory, KernelPool
-from deepeyes.sandbox.sessions import SessionInputError, SessionManager
+from deepeyes.sandbox.sessions import CapacityError, SessionInputError, SessionManager
 from deepeyes.sandbox.store import SessionStore
 
 logger = logging.getLogger("deepeyes.sandbox.server")
@@ -123,6 +127,8 @@ class SandboxApi:
             return 200, route(data, log)
         except (BadRequest, SessionInputError) as exc:
             return 400, {"error": str(exc)}
+        except CapacityError as exc:
+            return 503, {"error": f"sandbox instance {self.manager.instance} is full: {exc}"}
         except Exception as exc:
             logger.exception("unhandled error on %s %s", method, path)
             return 500, {"error": f"internal sandbox error: {type(exc).__name__}: {exc}"}
@@ -137,7 +143,7 @@ class SandboxApi:
 
     def open_session(self, data: Any, log: RequestLog) -> dict:
         log.session_id = session_id = _session_id(data)
-        return self.manager.open(session_id, _images(data))
+        return self.manager.open(session_id, _images(data), time.monotonic() + self.config.open_timeout_s)
 
     def close_session(self, data: Any, log: RequestLog) -> dict:
         log.session_id = session_id = _session_id(data)
@@ -220,6 +226,13 @@ class _Handler(BaseHTTPRequestHandler):
         logger.debug("http: " + format, *args)
 
 
+class SandboxHTTPServer(ThreadingHTTPServer):
+    """Thread per connection, with a listen backlog that holds a whole burst of connects."""
+
+    request_queue_size = 4096  # the kernel caps it at net.core.somaxconn
+    daemon_threads = True
+
+
 def make_handler(api: SandboxApi, max_body: int) -> type[_Handler]:
     return type("SandboxHandler", (_Handler,), {"api": api, "max_body": max_body})
 
@@ -291,8 +304,7 @@ def serve(config: SandboxConfig, port: int, exit_with_parent: bool = False) -> N
     pool = KernelPool(KernelFactory(config, work_dir, uid_block=port % 1000), config.pool_size).start()
     manager = SessionManager(config, store, pool, instance).start()
     api = SandboxApi(manager, config, pool.filled_once)
-    server = ThreadingHTTPServer((config.host, port), make_handler(api, int(config.max_request_mb * 2**20)))
-    server.daemon_threads = True
+    server = SandboxHTTPServer((config.host, port), make_handler(api, int(config.max_request_mb * 2**20)))
 
     def _stop(signum: int, _frame: Any) -> None:
         logger.info("signal %d: shutting down", signum)

@@ -4,6 +4,11 @@ A session is pinned to one kernel while it lives here. Its user namespace is sna
 Redis after every successful call (as a delta, only changed names) and before eviction, so
 that a lost kernel, an idle eviction or a lost instance all recover the same way: a fresh
 kernel from the pool plus the last snapshot.
+
+``max_sessions`` is a hard bound: a session holds a slot from the moment its kernel is being
+bound until the kernel is gone. A caller needing a slot evicts the least recently used idle
+session or waits for one to become idle, never past its own deadline; kernels are never
+reused between sessions (each is a fresh fork, see ``template.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from deepeyes.sandbox.kernel import (
     KernelOutput,
     SandboxKernel,
 )
-from deepeyes.sandbox.pool import KernelPool
+from deepeyes.sandbox.pool import KernelPool, KernelUnavailable
 from deepeyes.sandbox.result import ExecutionResult
 from deepeyes.sandbox.store import SessionStore
 
@@ -32,13 +37,17 @@ logger = logging.getLogger(__name__)
 
 _SNAPSHOT_EXPRESSION = "__deepeyes__.snapshot()"
 _POLICY_ERROR = "SandboxPolicyError"
-_KERNEL_FAILURES = (KernelDied, KernelHung, KernelCallError)
+_KERNEL_FAILURES = (KernelDied, KernelHung, KernelCallError, KernelUnavailable)
+_MIN_RUN_S = 0.5  # the code always gets this long, even when binding a kernel used up the call's timeout
 _REFRESH_EVERY_S = 60.0  # how often a busy session rewrites its Redis metadata and expiry
 
 
 class SessionInputError(ValueError):
     """The caller sent something the session cannot use (e.g. an unreadable image)."""
 
+
+class CapacityError(RuntimeError):
+    """No slot or no kernel could be had before the caller's deadline (the instance is full and busy)."""
 
 
 @dataclass
@@ -47,6 +56,9 @@ class Session:
     kernel: SandboxKernel
     last_used: float = field(default_factory=time.monotonic)
     refreshed_at: float = 0.0  # last time its Redis keys' metadata and expiry were rewritten
+    #: The kernel may hold state its Redis snapshot lacks (a failed or interrupted call ran
+    #: since the last save); only such sessions need a snapshot before eviction.
+    unsaved: bool = False
 
 
 class SessionManager:
@@ -59,7 +71,10 @@ class SessionManager:
         self.instance = instance
         self._sessions: dict[str, Session] = {}
         self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()  # protects the two dicts above
+        self._guard = threading.Lock()  # protects the two dicts above and the slot count
+        self._reserved = 0  # slots held by sessions whose kernel is being bound (not yet in _sessions)
+        self._slot_freed = threading.Condition(self._guard)  # a slot freed or a session went idle
+        self.peak_sessions = 0  # highest live + reserved count seen (reported by /health)
         self._stop = threading.Event()
         self._reaper = threading.Thread(target=self._reap_idle, name="session-reaper", daemon=True)
 
@@ -68,43 +83,61 @@ class SessionManager:
         return self
 
     # ----------------------------------------------------------------- public API
-    def open(self, session_id: str, images: Sequence[bytes]) -> dict:
-        """Start ``session_id`` afresh (discarding earlier state) with ``image_1 … image_N``."""
+    def open(self, session_id: str, images: Sequence[bytes], deadline: float) -> dict:
+        """Start ``session_id`` afresh (discarding earlier state) with ``image_1 … image_N``.
+
+        Waits for a slot and a ready kernel until ``deadline`` (``time.monotonic``), then raises
+        :class:`CapacityError`. Without images this costs no kernel round trip.
+        """
         with self._lock_for(session_id):
             self._discard(session_id)
-            self.store.delete(session_id)
-            self._make_room()
-            kernel = self.pool.take()
+            session = self._bind(session_id, deadline)
+            notes: list[str] = []
             try:
-                self._attach(kernel, images)
-            except KernelCallError as exc:
-                kernel.shutdown()
-                raise SessionInputError(f"could not load the session images: {exc}") from exc
-            session = Session(session_id, kernel)
-            self.store.claim(session_id, self.instance)
-            notes = self._snapshot(session) if self.config.snapshot_after_call else []
-            self._register(session)
+                self.store.start_fresh(session_id, self.instance)
+                if images:
+                    notes = self._attach(session, images)
+            except BaseException:
+                self._discard(session_id)
+                raise
         return {"session_id": session_id, "images": len(images), "instance": self.instance, "notes": notes}
 
     def execute(self, session_id: str, code: str, timeout: float) -> ExecutionResult:
+        """Run ``code``; binding (and restoring) a kernel counts against ``timeout``.
+
+        A session that cannot get a slot or a kernel within ``timeout`` gets a ``timeout``
+        result saying so (the code did not run).
+        """
         started = time.perf_counter()
-        with self._lock_for(session_id):
-            session, notes = self._live_session(session_id)
-            for attempt in range(2):
+        deadline = time.monotonic() + timeout
+        try:
+            with self._lock_for(session_id):
                 try:
-                    out = self._run_once(session, code, timeout, notes)
-                except _KERNEL_FAILURES as exc:
-                    return self._recover(session, exc, timeout, started, notes)
-                session.last_used = time.monotonic()
-                if self._commit(session, notes) or attempt:
-                    break
-                # Another instance took the session over meanwhile: this kernel's state was stale.
-                logger.info("session %s moved to another instance; re-running on its latest state", session_id)
-                notes.append("the session had moved to another instance; the code was re-run on its latest state")
-                self._discard(session_id)
-                session, restored = self._live_session(session_id)
-                notes += restored
-            return self._result(out, timeout, started, notes)
+                    session, notes = self._live_session(session_id, deadline)
+                except CapacityError as exc:
+                    return ExecutionResult(status="timeout", execution_time=time.perf_counter() - started,
+                                           stderr=f"TimeoutError: the sandbox could not start this session within the "
+                                                  f"{timeout:g} s limit ({exc}); the code did not run.",
+                                           notes=[f"no kernel within the call's timeout: {exc}"])
+                for attempt in range(2):
+                    run_timeout = max(deadline - time.monotonic(), _MIN_RUN_S)
+                    try:
+                        out = self._run_once(session, code, run_timeout, notes)
+                    except _KERNEL_FAILURES as exc:
+                        return self._recover(session, exc, timeout, started, notes)
+                    session.last_used = time.monotonic()
+                    if self._commit(session, notes) or attempt:
+                        break
+                    # Another instance took the session over meanwhile: this kernel's state was stale.
+                    logger.info("session %s moved to another instance; re-running on its latest state", session_id)
+                    notes.append("the session had moved to another instance; the code was re-run on its latest state")
+                    self._discard(session_id)
+                    session, restored = self._live_session(session_id, time.monotonic() + timeout)
+                    notes += restored
+                return self._result(out, timeout, started, notes)
+        finally:
+            with self._guard:
+                self._slot_freed.notify_all()  # this session is idle again: evictable
 
     def close(self, session_id: str) -> bool:
         """End a session here and forget its state everywhere; True if it was live here."""
@@ -117,8 +150,9 @@ class SessionManager:
 
     def stats(self) -> dict:
         with self._guard:
-            live = len(self._sessions)
-        return {"sessions": live, "warm_kernels": self.pool.warm, "pool_size": self.pool.size}
+            live, reserved, peak = len(self._sessions), self._reserved, self.peak_sessions
+        return {"sessions": live, "starting": reserved, "peak_sessions": peak, "max_sessions": self.config.max_sessions,
+                "warm_kernels": self.pool.warm, "pool_size": self.pool.size}
 
     def shutdown(self) -> None:
         """Stop the reaper and kill every kernel; the Redis snapshots stay for other instances."""
@@ -135,22 +169,64 @@ class SessionManager:
         with self._guard:
             return self._locks.setdefault(session_id, threading.Lock())
 
-    def _register(self, session: Session) -> None:
+    def _bind(self, session_id: str, deadline: float) -> Session:
+        """A slot and a ready kernel for a session that is not live here (caller holds its lock)."""
+        self._reserve_slot(deadline)
+        try:
+            kernel = self.pool.take(deadline)
+        except KernelUnavailable as exc:
+            self._release_slot()
+            raise CapacityError(str(exc)) from exc
+        session = Session(session_id, kernel)
         with self._guard:
-            self._sessions[session.session_id] = session
+            self._reserved -= 1
+            self._sessions[session_id] = session  # the slot passes from the reservation to the session
+        return session
+
+    def _reserve_slot(self, deadline: float) -> None:
+        """Take one of ``max_sessions`` slots, evicting idle sessions (LRU first) or waiting for one."""
+        while True:
+            with self._guard:
+                if len(self._sessions) + self._reserved < self.config.max_sessions:
+                    self._reserved += 1
+                    self.peak_sessions = max(self.peak_sessions, len(self._sessions) + self._reserved)
+                    return
+                by_age = sorted(self._sessions.values(), key=lambda s: s.last_used)
+            if any(self._evict(session) for session in by_age):
+                continue
+            with self._guard:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise CapacityError(f"all {self.config.max_sessions} sessions of this instance (max_sessions) "
+                                        "are busy")
+                self._slot_freed.wait(min(remaining, 0.1))
+
+    def _release_slot(self) -> None:
+        with self._guard:
+            self._reserved -= 1
+            self._slot_freed.notify_all()
 
     def _discard(self, session_id: str) -> bool:
+        """Kill a live session's kernel and free its slot (once the kernel is gone)."""
         with self._guard:
-            session = self._sessions.pop(session_id, None)
-        if session is not None:
+            session = self._sessions.get(session_id)
+        if session is None:
+            return False
+        try:
             session.kernel.shutdown()
-        return session is not None
+        finally:
+            with self._guard:
+                if self._sessions.get(session_id) is session:
+                    del self._sessions[session_id]
+                self._slot_freed.notify_all()
+        return True
 
-    def _live_session(self, session_id: str) -> tuple[Session, list[str]]:
+    def _live_session(self, session_id: str, deadline: float) -> tuple[Session, list[str]]:
         """The session's kernel here, restoring it from Redis when it is not live (caller holds its lock).
 
         With per-call snapshots, ownership is checked when the snapshot is saved (see
-        ``_commit``); without them it is checked here, before running anything.
+        ``_commit``); without them it is checked here, before running anything. Raises
+        :class:`CapacityError` when no slot or kernel is free by ``deadline``.
         """
         with self._guard:
             session = self._sessions.get(session_id)
@@ -164,25 +240,33 @@ class SessionManager:
             return session, []
         notes: list[str] = []
         if session is not None:
-            session.kernel.shutdown()
+            self._discard(session_id)
             notes.append("kernel restarted (the previous one had exited), state restored from the last snapshot")
-        else:
-            self._make_room()
-        kernel = self.pool.take()
-        self._attach(kernel, ())
-        session = Session(session_id, kernel)
-        notes += self._restore(session)
-        self.store.claim(session_id, self.instance)
-        self._register(session)
+        session = self._bind(session_id, deadline)
+        try:
+            notes += self._restore(session)
+            self.store.claim(session_id, self.instance)
+        except BaseException:
+            self._discard(session_id)
+            raise
         return session, notes
 
-    def _attach(self, kernel: SandboxKernel, images: Sequence[bytes]) -> None:
+    def _attach(self, session: Session, images: Sequence[bytes]) -> list[str]:
+        """Give the session's kernel ``image_1 … image_N`` and save them in its snapshot."""
+        kernel = session.kernel
         paths = []
         for index, image in enumerate(images, start=1):
             path = kernel.layout.inputs / f"image_{index}"
             path.write_bytes(image)
             paths.append(str(path))
-        kernel.call(f"__deepeyes__.attach({str(kernel.layout.workdir)!r}, {paths!r})")
+        try:
+            reply = kernel.call(f"__deepeyes__.attach({paths!r})")
+        except KernelCallError as exc:
+            raise SessionInputError(f"could not load the session images: {exc}") from exc
+        notes: list[str] = []
+        if self.config.snapshot_after_call:
+            self._save_delta(session, reply["snapshot"], notes)
+        return notes
 
     def _restore(self, session: Session) -> list[str]:
         """Load the session's last snapshot into its (fresh) kernel; notes say what came back."""
@@ -203,7 +287,7 @@ class SessionManager:
         return notes
 
     def _snapshot(self, session: Session) -> list[str]:
-        """Snapshot on demand (after open, before eviction)."""
+        """Snapshot on demand (before eviction)."""
         try:
             delta = session.kernel.call(_SNAPSHOT_EXPRESSION)
         except _KERNEL_FAILURES as exc:
@@ -221,7 +305,10 @@ class SessionManager:
             except KernelCallError as exc:
                 notes.append(f"state snapshot failed, the session cannot be restored past this point: {exc}")
         if delta is not None:
-            return self._save_delta(session, delta, notes)
+            saved = self._save_delta(session, delta, notes)
+            session.unsaved = not saved
+            return saved
+        session.unsaved = True
         owner = self.store.owner(session.session_id)
         if owner is None:
             self.store.claim(session.session_id, self.instance)
@@ -259,10 +346,8 @@ class SessionManager:
     def _replace_kernel(self, session: Session, exc: Exception) -> list[str]:
         """Swap a dead or hung kernel for a pool kernel holding the session's last snapshot."""
         logger.warning("session %s: %s; restarting its kernel", session.session_id, exc)
-        session.kernel.shutdown()
-        kernel = self.pool.take()
-        self._attach(kernel, ())
-        session.kernel = kernel
+        session.kernel.shutdown()  # the session keeps its slot
+        session.kernel = self.pool.take(time.monotonic() + self.config.open_timeout_s)
         return ["kernel restarted", *self._restore(session)]
 
     def _recover(self, session: Session, exc: Exception, timeout: float, started: float,
@@ -320,17 +405,6 @@ class SessionManager:
         return images
 
     # ----------------------------------------------------------------- eviction
-    def _make_room(self) -> None:
-        """Evict least recently used idle sessions while the instance is at ``max_sessions``."""
-        with self._guard:
-            by_age = sorted(self._sessions.values(), key=lambda s: s.last_used)
-        excess = len(by_age) - self.config.max_sessions + 1
-        for session in by_age:
-            if excess <= 0:
-                break
-            if self._evict(session):
-                excess -= 1
-
     def _evict(self, session: Session) -> bool:
         """Snapshot and free an idle session's kernel; False if it is busy right now."""
         lock = self._lock_for(session.session_id)
@@ -340,16 +414,18 @@ class SessionManager:
             with self._guard:
                 if self._sessions.get(session.session_id) is not session:
                     return False
-            # The session stays counted until its snapshot is saved and its ownership released,
-            # so a caller that sees the count drop also sees the session free in Redis.
+            # The session stays counted until its snapshot is saved, its ownership released and
+            # its kernel gone, so a caller that sees the count drop also sees the session free
+            # in Redis, and the live kernels never exceed max_sessions.
             try:
-                if session.kernel.alive():
+                if session.unsaved and session.kernel.alive():
                     self._snapshot(session)
                 self.store.release(session.session_id, self.instance)
             finally:
+                session.kernel.shutdown()
                 with self._guard:
                     self._sessions.pop(session.session_id, None)
-                session.kernel.shutdown()
+                    self._slot_freed.notify_all()
             logger.info("evicted session %s", session.session_id)
             return True
         finally:

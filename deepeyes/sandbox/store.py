@@ -67,6 +67,13 @@ class SessionStore:
     def claim(self, session_id: str, instance: str) -> None:
         self.redis.set(self._key(session_id, "owner"), instance, px=self.ttl_ms)
 
+    def start_fresh(self, session_id: str, instance: str) -> None:
+        """Forget the session's earlier state and claim it for ``instance`` (one round trip)."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(self._key(session_id, "vars"), self._key(session_id, "meta"))
+        pipe.set(self._key(session_id, "owner"), instance, px=self.ttl_ms)
+        pipe.execute()
+
     def release(self, session_id: str, instance: str) -> None:
         """Drop ownership, unless another instance has taken the session over meanwhile."""
         self._release(keys=[self._key(session_id, "owner")], args=[instance])

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import http.client
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -82,3 +85,22 @@ def test_unknown_route_is_a_json_404(base_url: str) -> None:
 def test_client_raises_on_its_own_malformed_requests(client: SandboxClient, session_id: str) -> None:
     with pytest.raises(SandboxRequestError, match="timeout"):
         client.execute(session_id, "1", timeout=-5)
+
+
+def test_every_connection_of_a_burst_is_answered(base_url: str) -> None:
+    """Hundreds of clients connecting at once (no keep-alive): none is reset or refused."""
+    host, port = "127.0.0.1", int(base_url.rsplit(":", 1)[1])
+    barrier = threading.Barrier(256)
+
+    def one_client(_: int) -> int:
+        connection = http.client.HTTPConnection(host, port, timeout=60)
+        barrier.wait()
+        try:
+            connection.request("GET", "/health", headers={"Connection": "close"})
+            return connection.getresponse().status
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=256) as executor:
+        statuses = list(executor.map(one_client, range(256)))
+    assert statuses == [200] * 256

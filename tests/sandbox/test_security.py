@@ -107,9 +107,11 @@ def unguarded_kernel() -> Iterator[SandboxKernel]:
     config = SandboxConfig(security=SandboxSecurityConfig(audit_guards=False))
     with tempfile.TemporaryDirectory(prefix="deepeyes-sandbox-test-") as name:
         Path(name).chmod(0o711)
-        kernel = KernelFactory(config, Path(name), uid_block=999).create()
+        factory = KernelFactory(config, Path(name), uid_block=999)
+        kernel = factory.create()
         yield kernel
         kernel.shutdown()
+        factory.close()
 
 
 def _run(kernel: SandboxKernel, code: str) -> str:
@@ -133,11 +135,13 @@ def test_os_uid_blocks_writing_the_repository(unguarded_kernel: SandboxKernel) -
 
 @needs_namespaces
 def test_os_cpu_limit_kills_a_spinning_kernel(kernel_work_dir: Path) -> None:
-    # The limit is cumulative CPU seconds of the kernel, start-up included: keep start-up light.
+    # The limit is cumulative CPU seconds of the kernel since its fork.
     config = SandboxConfig(preload_modules=[], security=SandboxSecurityConfig(audit_guards=False, cpu_time_limit_s=4))
-    kernel = KernelFactory(config, kernel_work_dir, uid_block=998).create()
+    factory = KernelFactory(config, kernel_work_dir, uid_block=998)
+    kernel = factory.create()
     try:
         with pytest.raises(KernelDied):
             kernel.execute("while True:\n    pass", timeout=30)
     finally:
         kernel.shutdown()
+        factory.close()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,7 @@ import yaml
 from deepeyes.config import load_config
 from deepeyes.sandbox.config import SandboxConfig
 from deepeyes.sandbox.pool import KernelFactory, KernelPool
-from deepeyes.sandbox.sessions import SessionManager
+from deepeyes.sandbox.sessions import CapacityError, SessionManager
 from deepeyes.sandbox.store import SessionStore
 from deepeyes.utils.processes import RedisServer, wait_until
 
@@ -80,3 +83,46 @@ def test_yaml_section_loads_with_nested_security(tmp_path: Path) -> None:
     assert config.ports == [8888, 8889] and config.pool_size == 4
     assert config.security.memory_limit_mb == 2048 and config.security.import_allowlist == ["math"]
     assert config.security.os_isolation == "auto"
+
+
+def test_max_sessions_is_a_hard_bound_under_a_burst_of_opens(manager: SessionManager,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(manager.config, "session_ttl_s", 3600.0)  # only max_sessions evicts here
+    names = [f"burst-{index}" for index in range(8)]
+    live: list[int] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            stats = manager.stats()
+            live.append(stats["sessions"] + stats["starting"])
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with ThreadPoolExecutor(max_workers=len(names)) as executor:
+            opened = list(executor.map(lambda name: manager.open(name, [], time.monotonic() + 120), names))
+    finally:
+        stop.set()
+        watcher.join()
+    assert [reply["session_id"] for reply in opened] == names
+    assert max(live) <= 2 and manager.peak_sessions <= 2
+    assert manager.stats()["sessions"] == 2
+    for name in names:
+        manager.close(name)
+
+
+def test_a_full_instance_of_busy_sessions_bounds_the_wait_by_the_callers_deadline(manager: SessionManager) -> None:
+    with ThreadPoolExecutor(max_workers=2) as executor:
+        busy = [executor.submit(manager.execute, f"busy-{index}", "import time\ntime.sleep(6)", 30) for index in range(2)]
+        wait_until(lambda: manager.stats()["sessions"] == 2 and manager.stats()["starting"] == 0, 60, "two busy sessions")
+        with pytest.raises(CapacityError, match="max_sessions"):
+            manager.open("one-too-many", [], time.monotonic() + 1.0)
+        result = manager.execute("one-too-many", "1 + 1", 1.0)
+        assert result.status == "timeout" and "could not start this session within the 1 s limit" in result.stderr
+        assert not any(future.done() for future in busy)  # answered while every slot was still busy
+        assert all(future.result().status == "success" for future in busy)
+    assert manager.peak_sessions <= 2
+    for name in ("busy-0", "busy-1", "one-too-many"):
+        manager.close(name)
