@@ -286,6 +286,12 @@ def _record(request: Request, state: ServeState, trajectory: Trajectory, mode: s
     return overhead
 
 
+def _consume(future: asyncio.Future) -> None:
+    """Retrieve the outcome of an abandoned run (it ends with RequestCancelled) so asyncio does not warn about it."""
+    if not future.cancelled():
+        future.exception()
+
+
 async def _watch_disconnect(request: Request) -> None:
     """Returns when the client goes away (the body is already read, so the next message is the disconnect)."""
     while (await request.receive())["type"] != "http.disconnect":
@@ -306,6 +312,7 @@ async def _complete(request: Request, state: ServeState, chat: ChatCompletionReq
         done, _ = await asyncio.wait({future, watcher}, return_when=asyncio.FIRST_COMPLETED)
         if future not in done:
             run.abort()
+            future.add_done_callback(_consume)
             state.metrics.cancelled.inc()
             request.state.log = "client disconnected"
             return Response(status_code=499)  # nobody reads it; the log and metrics record the cancellation
@@ -395,6 +402,7 @@ async def _stream(request: Request, state: ServeState, chat: ChatCompletionReque
         state.metrics.in_flight.dec()
         if not future.done():  # the client went away mid-stream
             run.abort()
+            future.add_done_callback(_consume)
             state.metrics.cancelled.inc()
             request.state.log = "client disconnected mid-stream"
 

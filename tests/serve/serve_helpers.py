@@ -30,7 +30,8 @@ SCRIPT: dict[str, list[str]] = {
         wire.think("Found it.") + wire.answer_action("found"),
     ],
     "slow": [
-        wire.think("This takes a while.") + wire.code_action("import time\ntime.sleep(60)"),
+        wire.think("This takes a while.") + wire.code_action("import time\ntime.sleep(4)"),
+        wire.think("And a while more.") + wire.code_action("time.sleep(4)\nprint('second')"),
         wire.think("Done.") + wire.answer_action("slow"),
     ],
 }
