@@ -79,6 +79,11 @@ async def fetch_remote(refs: list[ImageRef], client: httpx.AsyncClient, config: 
             raise bad_request(f"image {ref.url} could not be fetched: {exc}", ref.param, "invalid_image_url") from exc
 
 
+def encoded_size(refs: list[ImageRef]) -> int:
+    """Bytes to decode (a local file counts as large: its size is not read here)."""
+    return sum(len(ref.data) if isinstance(ref.data, (bytes, str)) and ref.url.startswith(("data:", "http")) else 1 << 30 for ref in refs)
+
+
 def decode_images(refs: list[ImageRef]) -> list[Image.Image]:
     """Decode every fetched image (CPU work: call it off the event loop); 400 ``invalid_image`` on failure."""
     images = []
