@@ -1,0 +1,31 @@
+"""``python -m deepeyes.serve``: the command line is derived from :class:`ServeConfig` (``--help`` lists every field)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+from transformers import HfArgumentParser
+
+from deepeyes.serve.app import create_app
+from deepeyes.serve.config import ServeConfig
+
+
+def parse_args(argv: list[str] | None = None) -> ServeConfig:
+    parser = HfArgumentParser(ServeConfig, prog="python -m deepeyes.serve",
+                              description="OpenAI-compatible inference service that runs the DeepEyes agent loop with its tools.")
+    (config,) = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Our middleware logs one line per request; uvicorn's access log would be a second one.
+    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level=config.log_level.lower(), access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,459 @@
+"""The FastAPI application: routes, error shape, request log, and the request lifecycle.
+
+``create_app(config)`` builds the app; the model and the tool manager are started in its
+lifespan (or an already started tool manager is passed in). Agent loops are blocking and
+run in a thread pool; the event loop only parses, fetches images and streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from PIL import Image
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from deepeyes.agent import AgentConfig
+from deepeyes.serve import inputs
+from deepeyes.serve.backend import Backend, Sampling
+from deepeyes.serve.config import ServeConfig
+from deepeyes.serve.errors import APIError, bad_request, model_not_found, server_error, too_large
+from deepeyes.serve.metrics import CONTENT_TYPE, ServeMetrics
+from deepeyes.serve.schemas import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    ChunkChoice,
+    ChunkDelta,
+    ModelCard,
+    ModelList,
+    ToolCallUsage,
+    Usage,
+)
+from deepeyes.serve.session import RequestCancelled, RequestRun
+from deepeyes.tool_manager import ToolManager
+from deepeyes.trajectory import TOOL_KINDS, Trajectory, Turn
+
+logger = logging.getLogger("deepeyes.serve")
+
+_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
+_OBSERVATION_SUMMARY_CHARS = 400
+#: Images up to this many encoded bytes in all are decoded on the event loop (well under a millisecond).
+_INLINE_DECODE_BYTES = 256 * 1024
+
+
+@dataclass
+class ServeState:
+    """What the routes share: the policy backend, the tools, metrics and worker threads."""
+
+    config: ServeConfig
+    backend: Backend
+    tools: ToolManager | None
+    metrics: ServeMetrics
+    workers: ThreadPoolExecutor
+    closer: ThreadPoolExecutor
+    http: httpx.AsyncClient
+    started: float = field(default_factory=time.time)
+
+    def close_sandbox(self, session_id: str) -> None:
+        client = self.tools.sandbox_client if self.tools is not None else None
+        if client is not None:
+            self.closer.submit(_close_quietly, client, session_id)
+
+
+def _close_quietly(client: Any, session_id: str) -> None:
+    try:
+        client.close_session(session_id)
+    except Exception:  # the instance is gone: its idle eviction frees the kernel
+        logger.warning("closing sandbox session %s failed", session_id, exc_info=True)
+
+
+# -- request log ---------------------------------------------------------------------------------
+class RequestLogMiddleware:
+    """One log line per request (method, path, status, milliseconds, and what the route noted) plus request/error counters."""
+
+    def __init__(self, app: ASGIApp, metrics: ServeMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            notes = scope.get("state", {}).get("log", "")
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            route = scope.get("route")
+            self.metrics.requests.labels(route=getattr(route, "path", "other"), status=str(status)).inc()
+            logger.info("%s %s %d %.1fms%s", scope["method"], scope["path"], status, elapsed_ms, f" {notes}" if notes else "")
+
+
+# -- the app ------------------------------------------------------------------------------------
+def create_app(config: ServeConfig, tool_manager: ToolManager | None = None) -> FastAPI:
+    """The service for ``config``. ``tool_manager``: an already started one to share (the caller closes it);
+    by default one is built from ``config.tool_manager_config`` and closed with the app."""
+    metrics = ServeMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = tool_manager is None
+        tools = ToolManager.from_config(config.tool_manager_config) if owned else tool_manager
+        backend = await asyncio.to_thread(Backend, config)
+        state = ServeState(
+            config=config,
+            backend=backend,
+            tools=tools,
+            metrics=metrics,
+            workers=ThreadPoolExecutor(config.max_concurrent_requests, thread_name_prefix="serve"),
+            closer=ThreadPoolExecutor(2, thread_name_prefix="serve-close"),
+            http=httpx.AsyncClient(),
+        )
+        if owned:
+            await asyncio.to_thread(tools.start)
+        app.state.serve = state
+        logger.info("serving %r (%s) with tools %s", config.served_model_name, backend.description, sorted(set(TOOL_KINDS) - tools.disabled_tools))
+        try:
+            yield
+        finally:
+            await state.http.aclose()
+            state.workers.shutdown(wait=False, cancel_futures=True)
+            state.closer.shutdown(wait=True)
+            if owned:
+                await asyncio.to_thread(tools.close)
+
+    app = FastAPI(title="DeepEyes inference service", lifespan=lifespan)
+    app.add_middleware(RequestLogMiddleware, metrics=metrics)
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, exc: APIError) -> JSONResponse:
+        metrics.errors.labels(status=str(exc.status), code=str(exc.code)).inc()
+        request.state.log = f"error={exc.code or exc.type}"
+        return exc.response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error = APIError(exc.status_code, str(exc.detail), code="not_found" if exc.status_code == 404 else None)
+        return await api_error(request, error)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error")
+        return await api_error(request, server_error(f"{type(exc).__name__}: {exc}"))
+
+    @app.get("/health")
+    async def health(request: Request) -> dict[str, Any]:
+        state: ServeState = request.app.state.serve
+        tools = sorted(set(TOOL_KINDS) - state.tools.disabled_tools) if state.tools else []
+        return {"status": "ok", "model": config.served_model_name, "backend": state.backend.description, "tools": tools,
+                "uptime_s": round(time.time() - state.started, 1)}
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> ModelList:
+        state: ServeState = request.app.state.serve
+        return ModelList(data=[ModelCard(id=config.served_model_name, created=int(state.started))])
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        started = time.perf_counter()
+        state: ServeState = request.app.state.serve
+        body = await _read_body(request, config.max_request_bytes)
+        chat = _parse(body)
+        if chat.model != config.served_model_name:
+            raise model_not_found(chat.model, config.served_model_name)
+        unknown = sorted(set(chat.disable_tools) - set(TOOL_KINDS))
+        if unknown:
+            raise bad_request(f"unknown tool(s) {unknown} in disable_tools; tools: {list(TOOL_KINDS)}", "disable_tools")
+        if chat.max_turns is not None and chat.max_turns > config.max_turns:
+            raise bad_request(f"max_turns {chat.max_turns} exceeds this service's limit of {config.max_turns}", "max_turns")
+        mode = chat.resolved_mode
+        if mode == "generate" and chat.stream:
+            raise bad_request("streaming is supported in the agent mode only", "stream")
+        question = inputs.agent_question(chat) if mode == "agent" else ""
+        refs = inputs.image_refs(chat, config)
+        await inputs.fetch_remote(refs, state.http, config)
+        if inputs.encoded_size(refs) <= _INLINE_DECODE_BYTES:
+            images = inputs.decode_images(refs)  # cheaper than two thread hops, which cost milliseconds on a busy machine
+        else:
+            images = await asyncio.get_running_loop().run_in_executor(state.workers, inputs.decode_images, refs)
+        sampling = state.backend.sampling(chat.temperature, chat.token_limit)
+        completion_id = "chatcmpl-" + uuid.uuid4().hex
+        request.state.log = f"mode={mode} stream={chat.stream}"
+        if mode == "generate":
+            return await _generate(request, state, chat, images, sampling, completion_id, started)
+        run = _request_run(state, chat, sampling)
+        if chat.stream:
+            return StreamingResponse(
+                _stream(request, state, chat, question, images, run, completion_id, started),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        return await _complete(request, state, chat, question, images, run, completion_id, started)
+
+    return app
+
+
+# -- request handling ---------------------------------------------------------------------------------
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large(limit)
+    return bytes(body)
+
+
+def _parse(body: bytes) -> ChatCompletionRequest:
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise bad_request(f"the request body is not valid JSON: {exc}", code="invalid_json") from exc
+    if not isinstance(payload, dict):
+        raise bad_request("the request body must be a JSON object", code="invalid_json")
+    try:
+        return ChatCompletionRequest.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(part) for part in first["loc"]) or None
+        raise bad_request(f"invalid request: {param}: {first['msg']}", param, "invalid_request") from exc
+
+
+def _request_run(state: ServeState, chat: ChatCompletionRequest, sampling: Sampling) -> RequestRun:
+    config = state.config
+    agent_config = AgentConfig(
+        max_turns=chat.max_turns or config.max_turns,
+        max_context_tokens=config.max_context_tokens,
+        use_tools=not chat.force_no_tool,
+    )
+    return RequestRun(state.backend.policy(sampling), state.tools, agent_config, set(chat.disable_tools), state.close_sandbox)
+
+
+def _usage(run: RequestRun, trajectory: Trajectory) -> Usage:
+    counts = trajectory.tool_calls
+    tool_calls = ToolCallUsage(invalid=counts.invalid, failed=counts.failed, repeated=counts.repeated,
+                               **{tool: getattr(counts, tool) for tool in TOOL_KINDS})
+    prompt, completion = run.policy.prompt_tokens, run.policy.completion_tokens
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
+                 turns=len(trajectory.turns), tool_calls=tool_calls)
+
+
+def _finish_reason(trajectory: Trajectory) -> str:
+    return "length" if trajectory.stop_reason in ("max_turns", "token_budget") else "stop"
+
+
+def _record(request: Request, state: ServeState, trajectory: Trajectory, mode: str, started: float) -> float:
+    """Metrics and log notes of a finished agent request; returns the service's own overhead (s)."""
+    metrics = state.metrics
+    total = time.perf_counter() - started
+    generation, tools = trajectory.timing.get("generation_s", 0.0), trajectory.timing.get("tools_s", 0.0)
+    overhead = max(0.0, total - generation - tools)
+    metrics.record_trajectory(trajectory)
+    metrics.completions.labels(mode=mode, finish_reason=_finish_reason(trajectory)).inc()
+    metrics.latency.labels(mode=mode).observe(total)
+    metrics.generation.observe(generation)
+    metrics.tools.observe(tools)
+    metrics.overhead.observe(overhead)
+    calls = ",".join(f"{tool}:{getattr(trajectory.tool_calls, tool)}" for tool in TOOL_KINDS if getattr(trajectory.tool_calls, tool))
+    request.state.log = (f"mode={mode} turns={len(trajectory.turns)} stop={trajectory.stop_reason} tools={calls or '-'} "
+                         f"gen={generation * 1000:.0f}ms tool={tools * 1000:.0f}ms overhead={overhead * 1000:.2f}ms")
+    return overhead
+
+
+def _consume(future: asyncio.Future) -> None:
+    """Retrieve the outcome of an abandoned run (it ends with RequestCancelled) so asyncio does not warn about it."""
+    if not future.cancelled():
+        future.exception()
+
+
+async def _watch_disconnect(request: Request) -> None:
+    """Returns when the client goes away (the body is already read, so the next message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _complete(request: Request, state: ServeState, chat: ChatCompletionRequest, question: str, images: list[Image.Image],
+                    run: RequestRun, completion_id: str, started: float) -> Response:
+    loop = asyncio.get_running_loop()
+
+    def work():
+        return run.run(question, images, sample_index=chat.sample_index)
+
+    state.metrics.in_flight.inc()
+    future = loop.run_in_executor(state.workers, work)
+    watcher = asyncio.ensure_future(_watch_disconnect(request))
+    try:
+        done, _ = await asyncio.wait({future, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if future not in done:
+            run.abort()
+            future.add_done_callback(_consume)
+            state.metrics.cancelled.inc()
+            request.state.log = "client disconnected"
+            return Response(status_code=499)  # nobody reads it; the log and metrics record the cancellation
+        try:
+            rollout = future.result()
+        except RequestCancelled:
+            return Response(status_code=499)
+    finally:
+        watcher.cancel()
+        state.metrics.in_flight.dec()
+    trajectory = rollout.trajectory
+    completion = ChatCompletion(
+        id=completion_id,
+        model=state.config.served_model_name,
+        choices=[Choice(message=AssistantMessage(content=trajectory.final_answer), finish_reason=_finish_reason(trajectory))],
+        usage=_usage(run, trajectory),
+        trajectory=trajectory.to_dict(),
+    )
+    response = Response(completion.model_dump_json(), media_type="application/json")
+    overhead = _record(request, state, trajectory, "agent", started)
+    response.headers["x-deepeyes-overhead-ms"] = f"{overhead * 1000:.3f}"
+    return response
+
+
+def _turn_event(turn: Turn) -> dict[str, Any]:
+    """The streamed view of one turn: its reasoning, what it did, and a summary of the tool's answer."""
+    text = turn.model_text
+    thinking = ""
+    if _THINK_OPEN in text:
+        thinking = text.split(_THINK_OPEN, 1)[1].split(_THINK_CLOSE, 1)[0].strip()
+    observation = None
+    if turn.observation is not None:
+        obs = turn.observation
+        summary = obs.text if len(obs.text) <= _OBSERVATION_SUMMARY_CHARS else obs.text[:_OBSERVATION_SUMMARY_CHARS] + "…"
+        observation = {"status": obs.status, "image_count": obs.image_count, "latency_s": obs.latency_s, "summary": summary}
+    return {
+        "thinking": thinking,
+        "answer": turn.action.content if turn.action.kind == "answer" else None,
+        "turn": {"index": turn.index, "action": {"kind": turn.action.kind, "content": turn.action.content}, "observation": observation},
+    }
+
+
+def _sse(chunk: ChatCompletionChunk) -> str:
+    return f"data: {chunk.model_dump_json(exclude_none=True)}\n\n"
+
+
+async def _stream(request: Request, state: ServeState, chat: ChatCompletionRequest, question: str, images: list[Image.Image],
+                  run: RequestRun, completion_id: str, started: float) -> AsyncIterator[str]:
+    """Server-sent events: one chunk per turn, a final chunk with finish_reason, usage and trajectory, then [DONE]."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    model = state.config.served_model_name
+
+    def on_turn(_: Trajectory, turn: Turn) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, _turn_event(turn))
+
+    def work():
+        return run.run(question, images, on_turn=on_turn, sample_index=chat.sample_index)
+
+    def chunk(delta: ChunkDelta, **fields: Any) -> ChatCompletionChunk:
+        finish = fields.pop("finish_reason", None)
+        return ChatCompletionChunk(id=completion_id, model=model, choices=[ChunkChoice(delta=delta, finish_reason=finish)], **fields)
+
+    state.metrics.in_flight.inc()
+    future = loop.run_in_executor(state.workers, work)
+    future.add_done_callback(lambda _: loop.call_soon_threadsafe(queue.put_nowait, None))
+    try:
+        yield _sse(chunk(ChunkDelta(role="assistant", content="")))
+        while (event := await queue.get()) is not None:
+            yield _sse(chunk(ChunkDelta(content=event["answer"], reasoning_content=event["thinking"] or None, deepeyes_turn=event["turn"])))
+        try:
+            rollout = future.result()
+        except Exception as exc:  # the status line is sent: report the failure as an error event, as OpenAI does
+            logger.exception("streamed request failed")
+            error = server_error(f"{type(exc).__name__}: {exc}")
+            state.metrics.errors.labels(status=str(error.status), code=str(error.code)).inc()
+            yield f"data: {json.dumps(error.body())}\n\n"
+            return
+        trajectory = rollout.trajectory
+        usage = _usage(run, trajectory)
+        _record(request, state, trajectory, "agent_stream", started)
+        yield _sse(chunk(ChunkDelta(), finish_reason=_finish_reason(trajectory), trajectory=trajectory.to_dict()))
+        if chat.stream_options is not None and chat.stream_options.include_usage:
+            yield _sse(ChatCompletionChunk(id=completion_id, model=model, choices=[], usage=usage))
+        yield "data: [DONE]\n\n"
+    finally:
+        state.metrics.in_flight.dec()
+        if not future.done():  # the client went away mid-stream
+            run.abort()
+            future.add_done_callback(_consume)
+            state.metrics.cancelled.inc()
+            request.state.log = "client disconnected mid-stream"
+
+
+def _apply_stop(text: str, stops: list[str], include: bool) -> tuple[str, bool]:
+    """Cut ``text`` at the first requested stop string (kept when ``include``); True when one was found."""
+    hits = [(position, stop) for stop in stops if (position := text.find(stop)) != -1]
+    if not hits:
+        return text, False
+    position, stop = min(hits)
+    return text[: position + (len(stop) if include else 0)], True
+
+
+async def _generate(request: Request, state: ServeState, chat: ChatCompletionRequest, images: list[Image.Image],
+                    sampling: Sampling, completion_id: str, started: float) -> Response:
+    """One turn of the conversation as given: the service as a plain chat endpoint for a client-side agent loop."""
+    policy = state.backend.policy(sampling)
+    messages = inputs.conversation(chat, images)
+
+    def work():
+        t0 = time.perf_counter()
+        generation = policy.generate(messages)
+        return generation, time.perf_counter() - t0
+
+    state.metrics.in_flight.inc()
+    try:
+        generation, generation_s = await asyncio.get_running_loop().run_in_executor(state.workers, work)
+    finally:
+        state.metrics.in_flight.dec()
+    text, stopped = _apply_stop(generation.text, chat.stop_strings, chat.include_stop_str_in_output)
+    finish = "length" if not stopped and generation.completion_tokens >= sampling.max_tokens else "stop"
+    completion = ChatCompletion(
+        id=completion_id,
+        model=state.config.served_model_name,
+        choices=[Choice(message=AssistantMessage(content=text), finish_reason=finish)],
+        usage=Usage(prompt_tokens=generation.prompt_tokens, completion_tokens=generation.completion_tokens,
+                    total_tokens=generation.prompt_tokens + generation.completion_tokens, turns=1),
+    )
+    response = Response(completion.model_dump_json(exclude_none=True), media_type="application/json")
+    total = time.perf_counter() - started
+    metrics = state.metrics
+    metrics.completions.labels(mode="generate", finish_reason=finish).inc()
+    metrics.latency.labels(mode="generate").observe(total)
+    metrics.generation.observe(generation_s)
+    metrics.overhead.observe(max(0.0, total - generation_s))
+    metrics.turns.inc()
+    request.state.log = f"mode=generate finish={finish} gen={generation_s * 1000:.0f}ms overhead={(total - generation_s) * 1000:.2f}ms"
+    response.headers["x-deepeyes-overhead-ms"] = f"{max(0.0, total - generation_s) * 1000:.3f}"
+    return response

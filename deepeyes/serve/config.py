@@ -1,0 +1,75 @@
+"""The inference service's settings: one dataclass, from which the command line is derived."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deepeyes.paths import TINY_MODEL_DIR, TOOL_MANAGER_CONFIG
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class ServeConfig:
+    """Settings of ``python -m deepeyes.serve`` (every field is a ``--flag`` of the same name)."""
+
+    # -- the policy -------------------------------------------------------------------------
+    model_path: str = field(default=str(TINY_MODEL_DIR), metadata=_help("local Qwen2.5-VL directory served with transformers"))
+    adapter: str | None = field(default=None, metadata=_help("LoRA adapter directory applied on top of --model_path"))
+    api_base: str | None = field(
+        default=None,
+        metadata=_help("OpenAI-compatible upstream that generates the turns (e.g. vLLM serving DeepEyesV2); overrides --model_path"),
+    )
+    upstream_model: str = field(default="deepeyes", metadata=_help("model name requested from --api_base"))
+    served_model_name: str = field(default="deepeyes", metadata=_help("model id this service answers to (GET /v1/models)"))
+    script_path: str | None = field(
+        default=None,
+        metadata=_help(
+            "JSON file of scripted assistant turns (a list, or an object mapping question -> list) replayed instead of a "
+            "model's text: deterministic tests and benchmarks"
+        ),
+    )
+    script_generates: bool = field(
+        default=False,
+        metadata=_help("with --script_path: still run --model_path for every turn (real generation cost and batching), then replay the script's text"),
+    )
+    device: str = field(default="cpu", metadata=_help("torch device of --model_path"))
+    dtype: str = field(default="float32", metadata=_help("torch dtype of --model_path"))
+    temperature: float = field(default=0.0, metadata=_help("default sampling temperature (0 = greedy); a request's temperature overrides it"))
+    max_tokens: int = field(default=512, metadata=_help("default token limit of one turn; also the most a request may ask for"))
+    max_batch: int = field(default=32, metadata=_help("most concurrent turns generated in one batch (the RL engine's BatchingPolicy)"))
+    gather_ms: float = field(default=20.0, metadata=_help("how long a batch waits for more concurrent turns (ms)"))
+
+    # -- the agent loop and tools -------------------------------------------------------------
+    tool_manager_config: str = field(default=str(TOOL_MANAGER_CONFIG), metadata=_help("tool manager YAML (sandbox, search)"))
+    max_turns: int = field(default=8, metadata=_help("default and upper bound of a request's max_turns"))
+    max_context_tokens: int = field(default=16384, metadata=_help("a trajectory stops when its conversation reaches this many tokens"))
+    max_concurrent_requests: int = field(default=64, metadata=_help("agent loops running at once; further requests wait"))
+
+    # -- request limits -----------------------------------------------------------------------
+    max_request_mb: float = field(default=32.0, metadata=_help("largest request body (MiB); larger gets HTTP 413"))
+    max_images: int = field(default=8, metadata=_help("most images in one request; more gets HTTP 400 too_many_images"))
+    allow_local_images: bool = field(
+        default=False, metadata=_help("accept image_url values that are local file paths or file:// URLs (trusted clients only)")
+    )
+    image_fetch_timeout_s: float = field(default=10.0, metadata=_help("timeout for downloading an http(s) image_url"))
+
+    # -- the HTTP server ----------------------------------------------------------------------
+    host: str = field(default="127.0.0.1", metadata=_help("interface to listen on"))
+    port: int = field(default=8000, metadata=_help("TCP port to listen on"))
+    log_level: str = field(default="INFO", metadata=_help("logging level (DEBUG, INFO, WARNING, ERROR)"))
+
+    def __post_init__(self) -> None:
+        if self.max_images < 0 or self.max_turns < 1 or self.max_tokens < 1 or self.max_batch < 1:
+            raise ValueError("max_images must be >= 0; max_turns, max_tokens and max_batch >= 1")
+        if self.script_generates and not self.script_path:
+            raise ValueError("--script_generates needs --script_path")
+        if self.script_path and not Path(self.script_path).is_file():
+            raise FileNotFoundError(f"script file not found: {self.script_path}")
+
+    @property
+    def max_request_bytes(self) -> int:
+        return int(self.max_request_mb * 1024 * 1024)

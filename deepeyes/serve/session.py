@@ -1,0 +1,120 @@
+"""One request's run of the agent loop: its own tool session, switches, and cancellation.
+
+The service shares one :class:`~deepeyes.tool_manager.ToolManager` and one model across
+requests. :class:`RequestTools` is that tool manager as one request sees it — with the
+request's disabled tools, its one sandbox session, and an :meth:`RequestTools.abort`
+that the event loop calls when the client goes away: the session is closed at once and
+the loop stops at its next generation or tool call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from deepeyes.agent import AgentConfig, AgentLoop, AgentRequest, Rollout, TurnCallback
+from deepeyes.chat import Message
+from deepeyes.policies.base import Generation, Policy
+from deepeyes.tool_manager import ToolManager, ToolResult, ToolSession
+from deepeyes.trajectory import Action
+
+logger = logging.getLogger(__name__)
+
+
+class RequestCancelled(RuntimeError):
+    """The client disconnected; the request's agent loop stops at its next step."""
+
+
+class RequestPolicy:
+    """The shared policy for one request: counts its tokens and stops when the request is cancelled."""
+
+    def __init__(self, policy: Policy, cancelled: threading.Event) -> None:
+        self.policy = policy
+        self.cancelled = cancelled
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+
+    def generate(self, messages: list[Message]) -> Generation:
+        if self.cancelled.is_set():
+            raise RequestCancelled("client disconnected")
+        generation = self.policy.generate(messages)
+        self.prompt_tokens += generation.prompt_tokens
+        self.completion_tokens += generation.completion_tokens
+        return generation
+
+
+class RequestTools:
+    """The shared tool manager as one request sees it (the interface :class:`AgentLoop` drives).
+
+    ``close_sandbox`` closes a sandbox session by id (called off the request's path); it
+    is used when the tool manager's own ``close_session`` left the kernel open.
+    """
+
+    def __init__(
+        self,
+        manager: ToolManager,
+        disabled: set[str],
+        cancelled: threading.Event,
+        close_sandbox: Callable[[str], None],
+    ) -> None:
+        self.manager = manager
+        self.disabled = disabled
+        self.cancelled = cancelled
+        self.close_sandbox = close_sandbox
+        self.session: ToolSession | None = None
+        self._lock = threading.Lock()
+
+    def open_session(self, images: list[Image.Image | str | Path | bytes], sample_index: str | None = None) -> ToolSession:
+        session = self.manager.open_session(images, sample_index)
+        session.disabled |= self.disabled
+        with self._lock:
+            self.session = session
+        return session
+
+    def execute(self, session: ToolSession, action: Action) -> ToolResult:
+        if self.cancelled.is_set():
+            raise RequestCancelled("client disconnected")
+        return self.manager.execute(session, action)
+
+    def close_session(self, session: ToolSession) -> None:
+        with self._lock:
+            self.manager.close_session(session)
+            if session.sandbox_open and self.manager.sandbox_client is not None:
+                session.sandbox_open = False
+                self.close_sandbox(session.session_id)
+
+    def abort(self) -> None:
+        """Cancel the request and release its sandbox session now (called from the event loop)."""
+        self.cancelled.set()
+        if self.session is not None:
+            self.close_session(self.session)
+
+
+class RequestRun:
+    """Everything one agent-mode request needs; :meth:`run` blocks (call it in a worker thread)."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        manager: ToolManager | None,
+        agent_config: AgentConfig,
+        disabled: set[str],
+        close_sandbox: Callable[[str], None],
+    ) -> None:
+        self.cancelled = threading.Event()
+        self.policy = RequestPolicy(policy, self.cancelled)
+        self.tools = RequestTools(manager, disabled, self.cancelled, close_sandbox) if manager is not None and agent_config.use_tools else None
+        self.loop = AgentLoop(self.tools, agent_config)  # type: ignore[arg-type]  # RequestTools has ToolManager's session interface
+
+    def run(self, question: str, images: list[Image.Image], on_turn: TurnCallback | None = None, **request: Any) -> Rollout:
+        return self.loop.rollout(self.policy, AgentRequest(question=question, images=images, **request), on_turn=on_turn)
+
+    def abort(self) -> None:
+        self.cancelled.set()
+        if self.tools is not None:
+            self.tools.abort()

@@ -1,0 +1,38 @@
+"""The inference service really served on loopback (uvicorn in a thread) with real tools behind it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deepeyes.serve import ServeConfig
+from deepeyes.tool_manager import ToolManager, ToolManagerConfig, ToolsConfig
+from deepeyes.utils.processes import RedisServer
+from serve_helpers import SCRIPT, Served, serve
+
+
+@pytest.fixture(scope="session")
+def serve_tools(redis_server: RedisServer) -> Iterator[ToolManager]:
+    """A real tool manager (sandbox instance + Redis on loopback; local BM25 text search) shared by the service tests."""
+    config = ToolManagerConfig(tools=ToolsConfig(enabled=["code", "search"]))
+    config.sandbox.redis_host, config.sandbox.redis_port = redis_server.host, redis_server.port
+    config.sandbox.pool_size = 2
+    with ToolManager(config=config) as manager:
+        yield manager
+
+
+@pytest.fixture(scope="session")
+def script_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("serve") / "script.json"
+    path.write_text(json.dumps(SCRIPT), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def scripted(serve_tools: ToolManager, script_file: Path) -> Iterator[Served]:
+    """The service replaying :data:`SCRIPT`, with the shared real tools."""
+    with serve(ServeConfig(script_path=str(script_file), max_images=3), serve_tools) as served:
+        yield served

@@ -1,0 +1,129 @@
+"""Sessions end with their client; the service works as an upstream for our OpenAI policy; a real model batches."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from PIL import Image
+from serve_helpers import FIGURE_CODE, SCRIPT, Served, sandbox_sessions, serve, wait_for
+
+from deepeyes import wire
+from deepeyes.agent import AgentConfig, AgentLoop
+from deepeyes.images import to_data_url
+from deepeyes.policies.openai import OpenAIPolicy
+from deepeyes.serve import ServeConfig
+from deepeyes.tool_manager import ToolManager
+from deepeyes.trajectory import validate
+
+RED = to_data_url(Image.new("RGB", (64, 48), "red"))
+
+
+def ask(question: str) -> list[dict]:
+    return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": RED}}, {"type": "text", "text": question}]}]
+
+
+SLOW = {"model": "deepeyes", "messages": ask("slow")}
+
+
+def metric(served: Served, name: str) -> float:
+    for line in httpx.get(f"{served.root}/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise KeyError(name)
+
+
+def _open_request(served: Served, body: dict) -> socket.socket:
+    """Send a request on a raw connection and leave it waiting, so the test decides when the client goes away."""
+    payload = json.dumps(body).encode()
+    sock = socket.create_connection(("127.0.0.1", served.config.port))
+    head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    sock.sendall(head.encode() + payload)
+    return sock
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streaming", "plain"])
+def test_client_disconnect_closes_the_session_and_stops_the_loop(scripted: Served, serve_tools: ToolManager, stream: bool) -> None:
+    """The sandbox finishes the call in flight (it closes a session between calls); no further turn runs."""
+    assert wait_for(lambda: sandbox_sessions(serve_tools) == 0), "sessions of earlier tests still open"
+    cancelled_before = metric(scripted, "deepeyes_serve_cancelled_total")
+    turns_before = metric(scripted, "deepeyes_serve_turns_total")
+    sock = _open_request(scripted, {**SLOW, "stream": stream})
+    try:
+        # the first scripted turn runs `time.sleep(4)` in the request's kernel; a second code call would follow
+        assert wait_for(lambda: sandbox_sessions(serve_tools) == 1), "the code call never started"
+        if stream:
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    finally:
+        sock.close()  # the client goes away mid-request
+    assert wait_for(lambda: metric(scripted, "deepeyes_serve_cancelled_total") == cancelled_before + 1)
+    assert wait_for(lambda: sandbox_sessions(serve_tools) == 0, timeout_s=30), "the session outlived its client"
+    time.sleep(6)  # longer than the second call would take to open a kernel again
+    assert sandbox_sessions(serve_tools) == 0, "the loop went on after the client left"
+    assert metric(scripted, "deepeyes_serve_turns_total") == turns_before  # a cancelled trajectory is not counted
+    assert metric(scripted, "deepeyes_serve_in_flight") == 0
+
+
+def test_openai_policy_drives_a_client_side_loop_through_the_service(scripted: Served, serve_tools: ToolManager) -> None:
+    """deepeyes.policies.openai (the demo's --api_base backend) gets one turn per call, stop strings honoured."""
+    policy = OpenAIPolicy(scripted.base_url, "deepeyes")
+    trajectory = AgentLoop(serve_tools, AgentConfig(max_turns=4)).run(policy, [Image.new("RGB", (50, 40), "green")], "figure")
+    validate(trajectory.to_dict())
+    assert [turn.action.kind for turn in trajectory.turns] == ["code", "answer"]
+    assert trajectory.turns[0].action.content.strip() == FIGURE_CODE  # the closing </code> came back intact
+    assert trajectory.turns[0].observation.image_count == 1 and "(50, 40)" in trajectory.turns[0].observation.text
+    assert trajectory.final_answer == "a red square"
+
+
+def test_a_service_can_use_another_service_as_its_upstream(scripted: Served, serve_tools: ToolManager) -> None:
+    with serve(ServeConfig(api_base=scripted.base_url, upstream_model="deepeyes", served_model_name="front"), serve_tools) as front:
+        client = openai.OpenAI(base_url=front.base_url, api_key="unused", max_retries=0, timeout=120)
+        completion = client.chat.completions.create(model="front", messages=ask("figure"))
+    assert completion.choices[0].message.content == "a red square"
+    assert completion.usage.model_dump()["tool_calls"]["code"] == 1
+
+
+def test_concurrent_requests_share_the_tiny_model_in_batches(tiny_model_dir: Path, serve_tools: ToolManager) -> None:
+    config = ServeConfig(model_path=str(tiny_model_dir), max_tokens=8, gather_ms=300.0)
+    with serve(config, serve_tools) as served:
+        client = openai.OpenAI(base_url=served.base_url, api_key="unused", max_retries=0, timeout=300)
+        results: list = []
+
+        def one(index: int) -> None:
+            results.append(client.chat.completions.create(
+                model="deepeyes", messages=ask(f"q{index}"),
+                max_tokens=4, extra_body={"max_turns": 2},
+            ))
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        backend = served.app.state.serve.backend
+    assert len(results) == 4
+    turns = sum(r.usage.model_dump()["turns"] for r in results)
+    for completion in results:
+        validate(completion.model_extra["trajectory"])
+        assert all(turn["completion_tokens"] <= 4 for turn in completion.model_extra["trajectory"]["turns"])
+    assert len(backend.batching) == 1  # one sampling setting, one batching policy
+    assert backend.batching[0].batches < turns, "no two requests' turns were generated together"
+
+
+def test_script_generates_runs_the_model_and_replays_the_text(tiny_model_dir: Path, serve_tools: ToolManager, tmp_path: Path) -> None:
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps({"plain": SCRIPT["plain"]}), encoding="utf-8")
+    config = ServeConfig(model_path=str(tiny_model_dir), script_path=str(script), script_generates=True, max_tokens=4)
+    with serve(config, serve_tools) as served:
+        client = openai.OpenAI(base_url=served.base_url, api_key="unused", max_retries=0, timeout=300)
+        completion = client.chat.completions.create(model="deepeyes", messages=ask("plain"))
+        batches = served.app.state.serve.backend.batching[0].batches
+    assert completion.choices[0].message.content == "42"
+    assert 0 < completion.usage.completion_tokens <= 4 and batches == 1
+    assert wire.ANSWER_OPEN in completion.model_extra["trajectory"]["turns"][0]["model_text"]
