@@ -143,7 +143,7 @@ def build_app(policy: Policy, tool_manager: ToolManager | None, options: DemoOpt
 
     def refilter(trajectories, datasets, categories, correctness, used):
         selection = TrajectoryFilter(list(datasets or []), list(categories or []), correctness or "all", list(used or []))
-        return _filter_updates(trajectories, selection.apply(trajectories))[2:]
+        return _filter_updates(trajectories, selection.apply(trajectories))[3:]
 
     def show(trajectories, choice):
         if choice is None or not trajectories or not 0 <= int(choice) < len(trajectories):

@@ -238,7 +238,9 @@ def render_trajectory(trajectory: Trajectory, running: bool = False) -> str:
         parts.append(f'<div class="de-answer"><span class="de-label">Final answer</span>{_e(trajectory.final_answer)}</div>')
     if not running:
         reason = STATUS_LABELS.get(trajectory.stop_reason, trajectory.stop_reason)
-        if trajectory.metadata.get("error"):
+        if trajectory.metadata.get("error") == "stopped by the user":  # the demo's Stop button
+            reason = "stopped by the user"
+        elif trajectory.metadata.get("error"):
             reason += f": {trajectory.metadata['error']}"
         calls = ", ".join(f"{kind} {getattr(trajectory.tool_calls, kind)}" for kind in ("code", "search", "image_search"))
         seconds = trajectory.timing.get("total_s")

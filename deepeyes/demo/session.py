@@ -122,6 +122,9 @@ def with_sampling(policy: Policy, temperature: float, max_new_tokens: int) -> Po
     return view
 
 
+STOPPED_BY_USER = "stopped by the user"
+
+
 class StopRequested(Exception):
     """Raised inside the agent loop to end a trajectory the user stopped."""
 
@@ -212,7 +215,7 @@ class ChatRun:
         try:
             self.trajectory = self.loop.rollout(self.policy, self.request, on_turn=self._on_turn).trajectory
         except StopRequested:
-            self._finish_stopped("stopped by the user", started)
+            self._finish_stopped(STOPPED_BY_USER, started)
         except Exception as exc:  # the model backend failed: tell the page, keep the app up
             logger.exception("demo run %s failed", self.request.id)
             error = f"The model backend failed: {type(exc).__name__}: {exc}"
