@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout, when not installed
 
-from deepeyes.demo.app import main  # noqa: E402
+from deepeyes.demo.app import main
 
 if __name__ == "__main__":
     sys.exit(main())

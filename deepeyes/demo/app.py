@@ -18,7 +18,14 @@ from typing import Any
 import gradio as gr
 
 from deepeyes.demo.render import CSS, message_html, render_trajectory
-from deepeyes.demo.session import ChatRun, ChatSessions, InputError, RunSettings, prepare_input, tool_names
+from deepeyes.demo.session import (
+    ChatRun,
+    ChatSessions,
+    InputError,
+    RunSettings,
+    prepare_input,
+)
+from deepeyes.demo.tools import tool_names
 from deepeyes.demo.viewer import (
     CORRECTNESS,
     MAX_ERRORS_SHOWN,
@@ -156,26 +163,25 @@ def build_app(policy: Policy, tool_manager: ToolManager | None, options: DemoOpt
             "every tool call and its result. The viewer tab opens trajectory files written by evaluation, RL or this page."
         )
         with gr.Tabs():
-            with gr.Tab("Chat", id="chat"):
-                with gr.Row():
-                    with gr.Column(scale=2):
-                        files = gr.File(label="Images", file_count="multiple", type="filepath", elem_id="chat-images")
-                        question = gr.Textbox(label="Question", lines=2, placeholder="Ask about the images…", elem_id="chat-question")
-                        with gr.Row():
-                            ask_button = gr.Button("Ask", variant="primary", elem_id="chat-ask")
-                            stop_button = gr.Button("Stop", variant="stop", elem_id="chat-stop")
-                        with gr.Accordion("Settings", open=False):
-                            tool_box = gr.CheckboxGroup(tools, value=enabled, label="Tools the model may use", interactive=tool_manager is not None, elem_id="chat-tools")
-                            no_tool = gr.Checkbox(value=tool_manager is None, label="Force no tool (one turn, direct answer)", elem_id="chat-no-tool")
-                            max_turns = gr.Slider(1, 32, value=options.max_turns, step=1, label="Max turns")
-                            temperature = gr.Slider(0.0, 2.0, value=options.temperature, step=0.05, label="Temperature (0 = greedy)")
-                            max_new_tokens = gr.Slider(16, 8192, value=options.max_new_tokens, step=16, label="Max new tokens per turn")
-                        if options.examples:
-                            gr.Examples(options.examples, inputs=[files, question], label="Examples from the sample data")
-                    with gr.Column(scale=3):
-                        status = gr.HTML(elem_id="chat-status")
-                        output = gr.HTML(elem_id="chat-output")
-                        download = gr.DownloadButton("Download trajectory (JSONL)", visible=False, elem_id="chat-download")
+            with gr.Tab("Chat", id="chat"), gr.Row():
+                with gr.Column(scale=2):
+                    files = gr.File(label="Images", file_count="multiple", type="filepath", elem_id="chat-images")
+                    question = gr.Textbox(label="Question", lines=2, placeholder="Ask about the images…", elem_id="chat-question")
+                    with gr.Row():
+                        ask_button = gr.Button("Ask", variant="primary", elem_id="chat-ask")
+                        stop_button = gr.Button("Stop", variant="stop", elem_id="chat-stop")
+                    with gr.Accordion("Settings", open=True):
+                        tool_box = gr.CheckboxGroup(tools, value=enabled, label="Tools the model may use", interactive=tool_manager is not None, elem_id="chat-tools")
+                        no_tool = gr.Checkbox(value=tool_manager is None, label="Force no tool (one turn, direct answer)", elem_id="chat-no-tool")
+                        max_turns = gr.Slider(1, 32, value=options.max_turns, step=1, label="Max turns")
+                        temperature = gr.Slider(0.0, 2.0, value=options.temperature, step=0.05, label="Temperature (0 = greedy)")
+                        max_new_tokens = gr.Slider(16, 8192, value=options.max_new_tokens, step=16, label="Max new tokens per turn")
+                    if options.examples:
+                        gr.Examples(options.examples, inputs=[files, question], label="Examples from the sample data")
+                with gr.Column(scale=3):
+                    status = gr.HTML(elem_id="chat-status")
+                    output = gr.HTML(elem_id="chat-output")
+                    download = gr.DownloadButton("Download trajectory (JSONL)", visible=False, elem_id="chat-download")
             with gr.Tab("Trajectory viewer", id="viewer"):
                 loaded = gr.State([])
                 viewer_file = gr.File(label="Trajectory JSONL (evaluation, RL or demo)", type="filepath", elem_id="viewer-file")
@@ -274,5 +280,5 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_tools:
             tool_manager = stack.enter_context(ToolManager.from_config(args.tool_manager_config))
         demo = build_app(policy, tool_manager, options)
-        demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_api=False, allowed_paths=[str(SAMPLE_DIR)])
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(SAMPLE_DIR)])
     return 0

@@ -23,6 +23,7 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
 from deepeyes import wire
+from deepeyes.demo.tools import tool_names
 from deepeyes.images import ImageLoadError, load_image, to_data_url
 from deepeyes.trajectory import Trajectory, Turn
 
@@ -35,6 +36,9 @@ _TEXT_ENTRY = re.compile(r"^(\d+)\. \[(.*?)\]\((.*?)\)$")
 _IMAGE_ENTRY = re.compile(r"^(\d+)\. " + re.escape(wire.IMAGE_PLACEHOLDER) + r" ?(.*)$")
 _ERROR = re.compile(r"^Error \((.*?)\): (.*)$", re.DOTALL)
 _FORMATTER = HtmlFormatter(noclasses=True, style="friendly", nobackground=False)
+
+#: ``metadata["error"]`` of a trajectory the user ended with the Stop button.
+STOPPED_BY_USER = "stopped by the user"
 
 STATUS_LABELS = {
     "answer": "answered",
@@ -238,11 +242,11 @@ def render_trajectory(trajectory: Trajectory, running: bool = False) -> str:
         parts.append(f'<div class="de-answer"><span class="de-label">Final answer</span>{_e(trajectory.final_answer)}</div>')
     if not running:
         reason = STATUS_LABELS.get(trajectory.stop_reason, trajectory.stop_reason)
-        if trajectory.metadata.get("error") == "stopped by the user":  # the demo's Stop button
-            reason = "stopped by the user"
+        if trajectory.metadata.get("error") == STOPPED_BY_USER:
+            reason = STOPPED_BY_USER
         elif trajectory.metadata.get("error"):
             reason += f": {trajectory.metadata['error']}"
-        calls = ", ".join(f"{kind} {getattr(trajectory.tool_calls, kind)}" for kind in ("code", "search", "image_search"))
+        calls = ", ".join(f"{kind} {getattr(trajectory.tool_calls, kind, 0)}" for kind in tool_names())
         seconds = trajectory.timing.get("total_s")
         took = f" · {seconds:.1f} s" if seconds is not None else ""
         parts.append(f'<div class="de-footer">{_e(reason)} · {len(trajectory.turns)} turn(s) · tool calls: {_e(calls)}{took}</div>')

@@ -23,21 +23,22 @@ from PIL import Image
 from qwen_vl_utils import smart_resize
 
 from deepeyes.agent import AgentConfig, AgentLoop, AgentRequest
-from deepeyes.demo.render import TrajectoryMedia, render_trajectory, thumbnail_url
+from deepeyes.demo.render import (
+    STOPPED_BY_USER,
+    TrajectoryMedia,
+    render_trajectory,
+    thumbnail_url,
+)
+from deepeyes.demo.tools import tool_names
 from deepeyes.images import QWEN_FACTOR, ImageLoadError, load_image, to_data_url
 from deepeyes.policies.base import Policy
 from deepeyes.tool_manager import ToolManager, ToolResult, ToolSession
-from deepeyes.trajectory import TOOL_KINDS, Action, Trajectory, Turn
+from deepeyes.trajectory import Action, Trajectory, Turn
 
 logger = logging.getLogger(__name__)
 
 #: Qwen2.5-VL's default processor limit (16384 patches of 28×28 px): larger uploads are resized.
 QWEN_MAX_PIXELS = 16384 * 28 * 28
-
-
-def tool_names() -> tuple[str, ...]:
-    """The tools the page offers switches for (the one place that lists them)."""
-    return TOOL_KINDS
 
 
 class InputError(ValueError):
@@ -120,9 +121,6 @@ def with_sampling(policy: Policy, temperature: float, max_new_tokens: int) -> Po
     view = copy.copy(policy)
     view.config = dataclasses.replace(config, **changes)
     return view
-
-
-STOPPED_BY_USER = "stopped by the user"
 
 
 class StopRequested(Exception):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import jsonschema
 
-from deepeyes.demo.session import tool_names
+from deepeyes.demo.tools import tool_names
 from deepeyes.trajectory import Trajectory
 
 NO_TOOL = "none"

@@ -70,7 +70,7 @@ def demo_url(scripted_policy: ScriptedPolicy, demo_tool_manager: ToolManager, sa
 
     app = build_app(scripted_policy, demo_tool_manager, DemoOptions(model_label="scripted policy", examples=sample_examples(sample_dir)))
     port = free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, show_api=False, quiet=True)
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}"
     app.close()
 

@@ -14,7 +14,6 @@ from deepeyes.policies.scripted import ScriptedPolicy
 from deepeyes.tool_manager import ToolManager
 from deepeyes.trajectory import read_jsonl, write_jsonl
 
-
 #: The table's visible rows (Gradio also renders a hidden copy of the first row to measure cells).
 ROWS = '#viewer-table table:not([aria-hidden="true"]) tbody tr'
 
