@@ -173,9 +173,9 @@ def build_app(policy: Policy, tool_manager: ToolManager | None, options: DemoOpt
                     with gr.Accordion("Settings", open=True):
                         tool_box = gr.CheckboxGroup(tools, value=enabled, label="Tools the model may use", interactive=tool_manager is not None, elem_id="chat-tools")
                         no_tool = gr.Checkbox(value=tool_manager is None, label="Force no tool (one turn, direct answer)", elem_id="chat-no-tool")
-                        max_turns = gr.Slider(1, 32, value=options.max_turns, step=1, label="Max turns")
+                        max_turns = gr.Slider(1, 32, value=options.max_turns, step=1, label="Max turns", elem_id="chat-max-turns")
                         temperature = gr.Slider(0.0, 2.0, value=options.temperature, step=0.05, label="Temperature (0 = greedy)")
-                        max_new_tokens = gr.Slider(16, 8192, value=options.max_new_tokens, step=16, label="Max new tokens per turn")
+                        max_new_tokens = gr.Slider(16, 8192, value=options.max_new_tokens, step=16, label="Max new tokens per turn", elem_id="chat-max-new-tokens")
                     if options.examples:
                         gr.Examples(options.examples, inputs=[files, question], label="Examples from the sample data")
                 with gr.Column(scale=3):

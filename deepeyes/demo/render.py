@@ -138,8 +138,9 @@ def _call(turn: Turn) -> str:
         return f'<div class="de-call de-call-search"><div class="de-label">Text search</div><div class="de-query">{_e(action.content)}</div></div>'
     if action.kind == "image_search":
         return '<div class="de-call de-call-image-search"><div class="de-label">Image search</div><div class="de-query">with the original image</div></div>'
-    if action.kind == "invalid":
-        return f'<div class="de-call de-call-invalid"><div class="de-label">Invalid action</div>{_e(action.reason or "")}</div>'
+    if action.kind == "invalid":  # the reason is in the tool output when the loop sent one back
+        reason = _e(action.reason or "") if turn.observation is None else ""
+        return f'<div class="de-call de-call-invalid"><div class="de-label">Invalid action</div>{reason}</div>'
     if action.kind in ("answer",):
         return ""
     # Any other tool (the registry may add some): show its input as text.
