@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from deepeyes import wire
+from deepeyes.chat import Message
 from deepeyes.paths import REPO_ROOT
 from deepeyes.policies.scripted import ScriptedPolicy
 from deepeyes.tool_manager import ToolManager, ToolManagerConfig
@@ -29,6 +31,7 @@ PLOT_CODE = (
     "plt.hist(pixels.ravel(), bins=32)\nplt.title('brightness')\nplt.show()"
 )
 SLOW_QUESTION = "Count slowly."
+ENDLESS_QUESTION = "Keep counting until I leave."
 SCRIPT = {
     PLOT_QUESTION: [
         wire.think("I will measure the brightness with code and look at the histogram.") + wire.code_action(PLOT_CODE),
@@ -59,9 +62,31 @@ def demo_tool_manager(redis_server: RedisServer) -> Iterator[ToolManager]:
         yield manager
 
 
+class PageScript:
+    """The scripted turns by question; counts the turns written for :data:`ENDLESS_QUESTION`."""
+
+    def __init__(self) -> None:
+        self.endless_turns = 0
+
+    def __call__(self, messages: list[Message]) -> str:
+        question = next(m.content for m in messages if m.role == "user").replace(wire.IMAGE_PLACEHOLDER, "").strip()
+        position = sum(1 for m in messages if m.role == "assistant")
+        if question == ENDLESS_QUESTION:
+            self.endless_turns += 1
+            time.sleep(0.5)
+            return wire.think(f"turn {position}") + wire.code_action(f"n = {position}")
+        turns = SCRIPT[question]
+        return turns[position] if position < len(turns) else ""
+
+
 @pytest.fixture(scope="session")
-def scripted_policy() -> ScriptedPolicy:
-    return ScriptedPolicy(SCRIPT, latency_s=0.2)
+def page_script() -> PageScript:
+    return PageScript()
+
+
+@pytest.fixture(scope="session")
+def scripted_policy(page_script: PageScript) -> ScriptedPolicy:
+    return ScriptedPolicy(page_script, latency_s=0.2)
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
-from conftest import PLOT_QUESTION, SLOW_QUESTION
+from conftest import ENDLESS_QUESTION, PLOT_QUESTION, SLOW_QUESTION, PageScript
 
 from deepeyes import wire
 from deepeyes.agent import AgentLoop, AgentRequest
@@ -145,3 +146,40 @@ def test_stop_ends_the_trajectory_between_turns(page, sample_dir: Path, screensh
     assert "stopped by the user" in footer.inner_text()
     assert page.locator("#chat-output .de-turn").count() < 8  # the page's default turn limit
     page.screenshot(path=str(screenshot_dir / "chat_stopped.png"), full_page=True)
+
+
+def test_closing_the_page_ends_its_run(browser, demo_url: str, page_script: PageScript, sample_dir: Path) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(demo_url)
+    page.wait_for_selector("#chat-ask")
+    number = page.locator("#chat-max-turns input[type=number]")
+    number.fill("32")
+    number.press("Enter")
+    upload(page, "#chat-images", sample_dir / "images" / "eval_visual-00004.png")
+    ask(page, ENDLESS_QUESTION)
+    page.wait_for_selector("#chat-output .de-turn[data-turn='2']")
+    context.close()
+    time.sleep(4)  # the run notices at its next turn boundary (each scripted turn takes about 0.5 s)
+    settled = page_script.endless_turns
+    time.sleep(3)
+    assert page_script.endless_turns == settled < 32
+
+
+def test_two_users_at_once_both_get_their_answer(browser, demo_url: str, sample_dir: Path) -> None:
+    contexts = [browser.new_context() for _ in range(2)]
+    pages = [context.new_page() for context in contexts]
+    for page in pages:
+        page.set_default_timeout(120_000)
+        page.goto(demo_url)
+        page.wait_for_selector("#chat-ask")
+        upload(page, "#chat-images", sample_dir / "images" / "eval_visual-00001.png")
+        page.locator("#chat-question textarea").fill(PLOT_QUESTION)
+    for page in pages:
+        page.click("#chat-ask")
+    for page in pages:
+        assert "The mean brightness is printed above." in page.wait_for_selector("#chat-output .de-answer").inner_text()
+        assert page.locator("#chat-output img.de-figure").count() == 1
+    for context in contexts:
+        context.close()
