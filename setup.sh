@@ -65,6 +65,17 @@ else
     step "redis-server" "MISSING: run 'sudo apt-get install -y redis-server' (sandbox, cache and tests need it)"
 fi
 
+# 3b. chromium (Debian package): the real headless browser the demo's tests drive through Playwright
+if command -v chromium >/dev/null 2>&1; then
+    step "chromium" "present"
+elif [ "${DEEPEYES_SKIP_APT:-0}" != "1" ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    step "chromium" "installed with apt"
+else
+    step "chromium" "MISSING: run 'sudo apt-get install -y chromium' (the demo's browser tests need it)"
+fi
+
 # 4. Tiny offline Qwen2.5-VL ------------------------------------------------------------
 MODEL_DIR="$ROOT/data/models/tiny-qwen2.5-vl"
 MODEL_HASH=$(hash_files deepeyes/models/tiny.py deepeyes/models/tokenizer_corpus.txt \

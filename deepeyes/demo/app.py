@@ -1,0 +1,284 @@
+"""The Gradio page (chat + trajectory viewer) and the ``demo/gradio_demo.py`` command line.
+
+The handlers here only move values between widgets and the session/viewer modules; the
+page runs on Gradio's queue, so concurrent users wait their turn instead of failing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from deepeyes.demo.render import CSS, message_html, render_trajectory
+from deepeyes.demo.session import (
+    ChatRun,
+    ChatSessions,
+    InputError,
+    RunSettings,
+    prepare_input,
+)
+from deepeyes.demo.tools import tool_names
+from deepeyes.demo.viewer import (
+    CORRECTNESS,
+    MAX_ERRORS_SHOWN,
+    SUMMARY_HEADERS,
+    TrajectoryFilter,
+    choice_label,
+    facets,
+    load_trajectories,
+    summary_row,
+)
+from deepeyes.paths import SAMPLE_DIR, TINY_MODEL_DIR, TOOL_MANAGER_CONFIG
+from deepeyes.policies.base import Policy
+from deepeyes.tool_manager import ToolManager
+from deepeyes.trajectory import Trajectory, write_jsonl
+
+logger = logging.getLogger(__name__)
+
+EXAMPLE_FILES = ("eval/DeepEyesMini_Visual.tsv", "eval/DeepEyesMini_Search.tsv")
+
+
+@dataclass
+class DemoOptions:
+    """Page defaults and limits (the command line fills them)."""
+
+    max_turns: int = 8
+    temperature: float = 0.0
+    max_new_tokens: int = 512
+    concurrency: int = 2  # questions answered at once; further users queue
+    model_label: str = "tiny Qwen2.5-VL"
+    examples: list[list[Any]] = field(default_factory=list)
+
+
+def sample_examples(sample_dir: Path = SAMPLE_DIR, per_category: int = 1) -> list[list[Any]]:
+    """``[[image paths], question]`` pairs from the sample evaluation sets, one per category.
+
+    The sample images are written beside the TSVs as ``images/<set>-<index:05d>.png``
+    (``deepeyes.data.synth``); rows whose image file is missing are skipped.
+    """
+    examples: list[list[Any]] = []
+    csv.field_size_limit(1 << 30)
+    for name in EXAMPLE_FILES:
+        tsv = sample_dir / name
+        if not tsv.is_file():
+            continue
+        prefix = "eval_visual" if "Visual" in name else "eval_search"
+        seen: dict[str, int] = {}
+        with tsv.open(encoding="utf-8") as handle:
+            for row in csv.DictReader(handle, delimiter="\t"):
+                category = row.get("category", "")
+                image = sample_dir / "images" / f"{prefix}-{int(row['index']):05d}.png"
+                if seen.get(category, 0) >= per_category or not image.is_file():
+                    continue
+                seen[category] = seen.get(category, 0) + 1
+                examples.append([[str(image)], row["question"]])
+    return examples
+
+
+def _session_id(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "anonymous"
+
+
+def build_app(policy: Policy, tool_manager: ToolManager | None, options: DemoOptions | None = None) -> gr.Blocks:
+    """The whole page. ``tool_manager`` None: no tools at all (every question is answered directly)."""
+    options = options or DemoOptions()
+    sessions = ChatSessions()
+    downloads = Path(tempfile.mkdtemp(prefix="deepeyes-demo-"))
+    tools = list(tool_names())
+    enabled = [t for t in tools if tool_manager is not None and t not in tool_manager.disabled_tools]
+    model_max_pixels = getattr(policy, "max_pixels", None)
+
+    def ask(files, question, enabled_tools, force_no_tool, max_turns, temperature, max_new_tokens, request: gr.Request):
+        hide = gr.update(visible=False, value=None)
+        try:
+            prepared = prepare_input([str(f) for f in files or []], question, model_max_pixels=model_max_pixels)
+        except InputError as exc:
+            yield message_html(str(exc)), gr.update(), hide
+            return
+        notes = "".join(message_html(note, "note") for note in prepared.notes)
+        settings = RunSettings(list(enabled_tools or []), bool(force_no_tool), int(max_turns), float(temperature), int(max_new_tokens))
+        run = ChatRun(policy, tool_manager, prepared, settings)
+        session = _session_id(request)
+        sessions.start(session, run)
+        working = notes + message_html("Working… each turn appears as soon as it is done.", "info")
+        yield working, render_trajectory(run.trajectory or _pending(prepared.question), running=True), hide
+        try:
+            for update in run.updates():
+                if not update.done:
+                    yield working, update.html, hide
+                    continue
+                status = notes + (message_html(update.error) if update.error else "")
+                file = _save(downloads, update.trajectory) if update.trajectory is not None else None
+                yield status, update.html, gr.update(visible=file is not None, value=file)
+        finally:
+            run.stop()  # no-op when finished; ends the run when the client went away mid-stream
+            sessions.finish(session, run)
+
+    def stop(request: gr.Request):
+        stopped = sessions.stop(_session_id(request))
+        return message_html("Stopping after the current step…" if stopped else "Nothing is running.", "info")
+
+    def unload(request: gr.Request):
+        sessions.stop(_session_id(request))
+
+    def open_file(file):
+        if not file:
+            return [], message_html("Choose a trajectory JSONL file.", "info"), *_filter_updates([], [])
+        try:
+            loaded = load_trajectories(file)
+        except (OSError, UnicodeError) as exc:
+            return [], message_html(f"Cannot read this file: {exc}"), *_filter_updates([], [])
+        messages = ""
+        if loaded.errors:
+            shown = "; ".join(loaded.errors[:MAX_ERRORS_SHOWN])
+            more = f" (and {len(loaded.errors) - MAX_ERRORS_SHOWN} more)" if len(loaded.errors) > MAX_ERRORS_SHOWN else ""
+            messages = message_html(f"{len(loaded.errors)} line(s) skipped: {shown}{more}", "error" if not loaded.trajectories else "note")
+        if loaded.trajectories:
+            messages += message_html(f"Loaded {len(loaded.trajectories)} trajectories from {Path(file).name}.", "info")
+        elif not loaded.errors:
+            messages = message_html("This file holds no trajectories.")
+        trajectories = loaded.trajectories
+        return trajectories, messages, *_filter_updates(trajectories, list(range(len(trajectories))), reset=True)
+
+    def refilter(trajectories, datasets, categories, correctness, used):
+        selection = TrajectoryFilter(list(datasets or []), list(categories or []), correctness or "all", list(used or []))
+        return _filter_updates(trajectories, selection.apply(trajectories))[3:]
+
+    def show(trajectories, choice):
+        if choice is None or not trajectories or not 0 <= int(choice) < len(trajectories):
+            return ""
+        return render_trajectory(trajectories[int(choice)])
+
+    with gr.Blocks(title="DeepEyes demo", css=CSS, analytics_enabled=False) as demo:
+        gr.Markdown(
+            f"## DeepEyes: thinking with images\nModel: **{options.model_label}**. Upload images, ask, and watch the reasoning, "
+            "every tool call and its result. The viewer tab opens trajectory files written by evaluation, RL or this page."
+        )
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat"), gr.Row():
+                with gr.Column(scale=2):
+                    files = gr.File(label="Images", file_count="multiple", type="filepath", elem_id="chat-images")
+                    question = gr.Textbox(label="Question", lines=2, placeholder="Ask about the images…", elem_id="chat-question")
+                    with gr.Row():
+                        ask_button = gr.Button("Ask", variant="primary", elem_id="chat-ask")
+                        stop_button = gr.Button("Stop", variant="stop", elem_id="chat-stop")
+                    with gr.Accordion("Settings", open=True):
+                        tool_box = gr.CheckboxGroup(tools, value=enabled, label="Tools the model may use", interactive=tool_manager is not None, elem_id="chat-tools")
+                        no_tool = gr.Checkbox(value=tool_manager is None, label="Force no tool (one turn, direct answer)", elem_id="chat-no-tool")
+                        max_turns = gr.Slider(1, 32, value=options.max_turns, step=1, label="Max turns", elem_id="chat-max-turns")
+                        temperature = gr.Slider(0.0, 2.0, value=options.temperature, step=0.05, label="Temperature (0 = greedy)")
+                        max_new_tokens = gr.Slider(16, 8192, value=options.max_new_tokens, step=16, label="Max new tokens per turn", elem_id="chat-max-new-tokens")
+                    if options.examples:
+                        gr.Examples(options.examples, inputs=[files, question], label="Examples from the sample data")
+                with gr.Column(scale=3):
+                    status = gr.HTML(elem_id="chat-status")
+                    output = gr.HTML(elem_id="chat-output")
+                    download = gr.DownloadButton("Download trajectory (JSONL)", visible=False, elem_id="chat-download")
+            with gr.Tab("Trajectory viewer", id="viewer"):
+                loaded = gr.State([])
+                viewer_file = gr.File(label="Trajectory JSONL (evaluation, RL or demo)", type="filepath", elem_id="viewer-file")
+                viewer_status = gr.HTML(elem_id="viewer-status")
+                with gr.Row():
+                    datasets = gr.Dropdown([], multiselect=True, label="Dataset", elem_id="viewer-dataset")
+                    categories = gr.Dropdown([], multiselect=True, label="Category", elem_id="viewer-category")
+                    correctness = gr.Radio(list(CORRECTNESS), value="all", label="Result", elem_id="viewer-correctness")
+                    used = gr.CheckboxGroup([], label="Tools used (any of)", elem_id="viewer-tools")
+                table = gr.Dataframe(headers=SUMMARY_HEADERS, interactive=False, wrap=True, elem_id="viewer-table")
+                pick = gr.Dropdown([], label="Open a trajectory", elem_id="viewer-pick")
+                viewer_output = gr.HTML(elem_id="viewer-output")
+
+        inputs = [files, question, tool_box, no_tool, max_turns, temperature, max_new_tokens]
+        ask_button.click(ask, inputs, [status, output, download], concurrency_limit=options.concurrency, concurrency_id="ask")
+        question.submit(ask, inputs, [status, output, download], concurrency_limit=options.concurrency, concurrency_id="ask")
+        stop_button.click(stop, None, status, queue=False)
+        demo.unload(unload)
+        filter_outputs = [datasets, categories, used, table, pick]
+        viewer_file.change(open_file, viewer_file, [loaded, viewer_status, *filter_outputs])
+        for control in (datasets, categories, correctness, used):
+            control.change(refilter, [loaded, datasets, categories, correctness, used], [table, pick])
+        pick.change(show, [loaded, pick], viewer_output)
+    demo.queue(default_concurrency_limit=options.concurrency)
+    return demo
+
+
+def _pending(question: str) -> Trajectory:
+    return Trajectory(id="pending", question=question, images=[])
+
+
+def _save(folder: Path, trajectory: Trajectory) -> str:
+    path = folder / f"{trajectory.id}.jsonl"
+    write_jsonl(path, [trajectory], append=False)
+    return str(path)
+
+
+def _filter_updates(trajectories: list[Trajectory], indices: list[int], reset: bool = False) -> list[Any]:
+    """Updates for [datasets, categories, tools, table, pick]; ``reset`` also refills the filter choices."""
+    rows = [summary_row(i, trajectories[i]) for i in indices]
+    choices = [(choice_label(i, trajectories[i]), i) for i in indices]
+    pick = gr.update(choices=choices, value=None)
+    if not reset:
+        return [gr.update(), gr.update(), gr.update(), rows, pick]
+    found = facets(trajectories)
+    return [
+        gr.update(choices=found["datasets"], value=[]),
+        gr.update(choices=found["categories"], value=[]),
+        gr.update(choices=found["tools"], value=[]),
+        rows,
+        pick,
+    ]
+
+
+# -- command line -------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python demo/gradio_demo.py",
+        description="DeepEyes Gradio demo: a chat page that streams the agent's reasoning and tool calls, and a trajectory viewer.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    model = parser.add_argument_group("model (a local checkpoint, or an OpenAI-compatible server)")
+    model.add_argument("--model_path", type=Path, default=TINY_MODEL_DIR, help="local Qwen2.5-VL directory")
+    model.add_argument("--adapter", type=Path, default=None, help="LoRA adapter directory applied on top of --model_path")
+    model.add_argument("--api_base", default=None, help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (overrides --model_path)")
+    model.add_argument("--served_model", default="deepeyes", help="model name to request from --api_base")
+    model.add_argument("--device", default="cpu", help="torch device for --model_path")
+    model.add_argument("--temperature", type=float, default=0.0, help="default sampling temperature (the page can change it)")
+    model.add_argument("--max_new_tokens", type=int, default=512, help="default token limit of one turn")
+    agent = parser.add_argument_group("agent loop and tools")
+    agent.add_argument("--tool_manager_config", type=Path, default=TOOL_MANAGER_CONFIG, help="tool manager YAML")
+    agent.add_argument("--no_tools", action="store_true", help="start without the tool services (direct answers only)")
+    agent.add_argument("--max_turns", type=int, default=8, help="default turn limit of one trajectory")
+    server = parser.add_argument_group("web server")
+    server.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
+    server.add_argument("--port", type=int, default=7860, help="port to listen on")
+    server.add_argument("--concurrency", type=int, default=2, help="questions answered at once; other users queue")
+    server.add_argument("--share", action="store_true", help="also open a public gradio.live share link")
+    parser.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging level")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from deepeyes.infer import make_policy
+
+    policy = make_policy(args)
+    label = f"{args.served_model} at {args.api_base}" if args.api_base else Path(args.model_path).name + (f" + {Path(args.adapter).name}" if args.adapter else "")
+    options = DemoOptions(
+        max_turns=args.max_turns, temperature=args.temperature, max_new_tokens=args.max_new_tokens,
+        concurrency=args.concurrency, model_label=label, examples=sample_examples(),
+    )
+    with ExitStack() as stack:
+        tool_manager = None
+        if not args.no_tools:
+            tool_manager = stack.enter_context(ToolManager.from_config(args.tool_manager_config))
+        demo = build_app(policy, tool_manager, options)
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(SAMPLE_DIR)])
+    return 0

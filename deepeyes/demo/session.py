@@ -1,0 +1,279 @@
+"""One chat question through the shared agent loop, streamed turn by turn and stoppable.
+
+Why a module of its own: the Gradio handlers only move values between widgets; what a
+run does — checking the uploads, giving the question its own tool session with the
+user's tool switches, recording the images each tool returned, stopping on request and
+freeing the sandbox session — is here, testable without a browser.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+from qwen_vl_utils import smart_resize
+
+from deepeyes.agent import AgentConfig, AgentLoop, AgentRequest
+from deepeyes.demo.render import (
+    STOPPED_BY_USER,
+    TrajectoryMedia,
+    render_trajectory,
+    thumbnail_url,
+)
+from deepeyes.demo.tools import tool_names
+from deepeyes.images import QWEN_FACTOR, ImageLoadError, load_image, to_data_url
+from deepeyes.policies.base import Policy
+from deepeyes.tool_manager import ToolManager, ToolResult, ToolSession
+from deepeyes.trajectory import Action, Trajectory, Turn
+
+logger = logging.getLogger(__name__)
+
+#: Qwen2.5-VL's default processor limit (16384 patches of 28×28 px): larger uploads are resized.
+QWEN_MAX_PIXELS = 16384 * 28 * 28
+
+
+class InputError(ValueError):
+    """Bad user input, worded for the page."""
+
+
+@dataclass
+class PreparedInput:
+    question: str
+    images: list[Image.Image]
+    names: list[str]
+    notes: list[str] = field(default_factory=list)  # shown on the page (resizes)
+
+
+def prepare_input(paths: list[str] | None, question: str | None, max_pixels: int = QWEN_MAX_PIXELS, model_max_pixels: int | None = None) -> PreparedInput:
+    """Check and decode the uploads and the question.
+
+    Args:
+        paths: uploaded files (any type; each must decode as an image).
+        question: the user's text; must not be blank.
+        max_pixels: images with more pixels (width × height) are resized, aspect kept, to
+            the nearest Qwen grid size within it (sides multiples of 28, ``qwen_vl_utils.smart_resize``).
+        model_max_pixels: the model's own input limit, when smaller: noted, not applied
+            (the policy resizes what the model sees; the sandbox keeps the upload).
+
+    Raises:
+        InputError: empty question, a file that is not an image, a corrupt image, an image
+            too large to decode safely.
+    """
+    question = (question or "").strip()
+    if not question:
+        raise InputError("Please type a question.")
+    images, names, notes = [], [], []
+    for path in paths or []:
+        name = Path(path).name
+        try:
+            image = load_image(path)
+        except Image.DecompressionBombError:
+            raise InputError(f"“{name}” is too large to open safely; please upload a smaller image.") from None
+        except ImageLoadError:
+            raise InputError(f"“{name}” is not an image this demo can read (or the file is damaged). Please upload a PNG, JPEG, WebP, GIF or BMP image.") from None
+        width, height = image.size
+        if width * height > max_pixels:
+            new_height, new_width = smart_resize(height, width, QWEN_FACTOR, min_pixels=QWEN_FACTOR**2, max_pixels=max_pixels)
+            image = image.resize((new_width, new_height), Image.Resampling.BICUBIC)
+            notes.append(f"“{name}” ({width}×{height}) is larger than the model's limit of {max_pixels:,} pixels; it was resized to {new_width}×{new_height}.")
+        elif model_max_pixels and width * height > model_max_pixels:
+            notes.append(f"“{name}” ({width}×{height}): the model sees it downscaled to its limit of {model_max_pixels:,} pixels; code runs on the full image.")
+        images.append(image)
+        names.append(name)
+    return PreparedInput(question, images, names, notes)
+
+
+@dataclass
+class RunSettings:
+    """The page's controls for one question."""
+
+    enabled_tools: list[str] = field(default_factory=lambda: list(tool_names()))
+    force_no_tool: bool = False
+    max_turns: int = 8
+    temperature: float = 0.0
+    max_new_tokens: int = 512
+
+
+def with_sampling(policy: Policy, temperature: float, max_new_tokens: int) -> Policy:
+    """A view of ``policy`` with other sampling settings, sharing its model/connection.
+
+    Works for policies whose settings live in a ``config`` dataclass with ``temperature``
+    and ``max_new_tokens`` (HF) or ``max_tokens`` (OpenAI); any other policy (scripted)
+    is returned as it is.
+    """
+    config = getattr(policy, "config", None)
+    if not dataclasses.is_dataclass(config):
+        return policy
+    names = {f.name for f in dataclasses.fields(config)}
+    changes = {"temperature": float(temperature)} if "temperature" in names else {}
+    for limit in ("max_new_tokens", "max_tokens"):
+        if limit in names:
+            changes[limit] = int(max_new_tokens)
+    view = copy.copy(policy)
+    view.config = dataclasses.replace(config, **changes)
+    return view
+
+
+class StopRequested(Exception):
+    """Raised inside the agent loop to end a trajectory the user stopped."""
+
+
+class _RunTools:
+    """The tool manager as one run's agent loop sees it.
+
+    Applies the run's tool switches to its session, refuses work after a stop, and keeps
+    the images each call returned (the trajectory schema keeps only their count).
+    """
+
+    def __init__(self, manager: ToolManager, disabled: set[str], stop: threading.Event):
+        self.manager = manager
+        self.disabled = disabled
+        self.stop = stop
+        self.session: ToolSession | None = None
+        self.closed = False
+        self.last_images: list[Image.Image] = []
+
+    def open_session(self, images: list[Image.Image], sample_index: str | None = None) -> ToolSession:
+        self.session = self.manager.open_session(images, sample_index)
+        self.session.disabled |= self.disabled
+        return self.session
+
+    def execute(self, session: ToolSession, action: Action) -> ToolResult:
+        if self.stop.is_set():
+            raise StopRequested
+        result = self.manager.execute(session, action)
+        self.last_images = list(result.images)
+        return result
+
+    def close_session(self, session: ToolSession) -> None:
+        self.manager.close_session(session)
+        self.closed = True
+
+
+@dataclass
+class RunUpdate:
+    """What the page shows after each step: the rendered trajectory so far."""
+
+    html: str
+    trajectory: Trajectory | None
+    done: bool
+    error: str | None = None
+
+
+class ChatRun:
+    """One question on a worker thread; :meth:`updates` yields after every turn.
+
+    :meth:`stop` ends the trajectory at the next turn boundary (a generation in flight
+    finishes first) and the loop's ``finally`` frees the sandbox session.
+    """
+
+    def __init__(self, policy: Policy, tool_manager: ToolManager | None, prepared: PreparedInput, settings: RunSettings):
+        self.stop_event = threading.Event()
+        self.settings = settings
+        self.policy = with_sampling(policy, settings.temperature, settings.max_new_tokens)
+        use_tools = not settings.force_no_tool and tool_manager is not None
+        disabled = set(tool_names()) - set(settings.enabled_tools)
+        self.tools = _RunTools(tool_manager, disabled, self.stop_event) if use_tools else None
+        config = AgentConfig(max_turns=max(1, int(settings.max_turns)), use_tools=use_tools)
+        self.loop = AgentLoop(self.tools, config)  # type: ignore[arg-type]  # duck-typed ToolManager
+        self.request = AgentRequest(question=prepared.question, images=prepared.images, id=f"demo-{uuid.uuid4().hex[:10]}", data_source="demo")
+        self.request.metadata.update(
+            {"image_names": prepared.names, "settings": dataclasses.asdict(settings), "policy": type(policy).__name__}
+        )
+        self.media = TrajectoryMedia(inputs=[thumbnail_url(image, 512) for image in prepared.images])
+        self.trajectory: Trajectory | None = None
+        self._events: queue.Queue[RunUpdate] = queue.Queue()
+        self._thread = threading.Thread(target=self._work, name="demo-run", daemon=True)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def _on_turn(self, trajectory: Trajectory, turn: Turn) -> None:
+        self.trajectory = trajectory
+        if self.tools is not None and turn.observation is not None:
+            self.media.observations[turn.index] = [to_data_url(image) for image in self.tools.last_images]
+            self.tools.last_images = []
+        self.media.store(trajectory)
+        self._events.put(RunUpdate(render_trajectory(trajectory, running=True), trajectory, done=False))
+        if self.stop_event.is_set():
+            raise StopRequested
+
+    def _work(self) -> None:
+        started = time.perf_counter()
+        error = None
+        try:
+            self.trajectory = self.loop.rollout(self.policy, self.request, on_turn=self._on_turn).trajectory
+        except StopRequested:
+            self._finish_stopped(STOPPED_BY_USER, started)
+        except Exception as exc:  # the model backend failed: tell the page, keep the app up
+            logger.exception("demo run %s failed", self.request.id)
+            error = f"The model backend failed: {type(exc).__name__}: {exc}"
+            self._finish_stopped(error, started)
+        trajectory = self.trajectory
+        if trajectory is not None:
+            self.media.store(trajectory)
+        html = render_trajectory(trajectory) if trajectory is not None else ""
+        self._events.put(RunUpdate(html, trajectory, done=True, error=error))
+
+    def _finish_stopped(self, reason: str, started: float) -> None:
+        if self.trajectory is None:
+            self.trajectory = Trajectory(
+                id=self.request.id or "", question=self.request.question, images=["<in-memory>"] * len(self.request.images),
+                data_source="demo", metadata=dict(self.request.metadata),
+            )
+        self.trajectory.stop_reason = "error"
+        self.trajectory.metadata["error"] = reason
+        self.trajectory.timing.setdefault("total_s", time.perf_counter() - started)
+
+    def updates(self, poll_s: float = 0.25) -> Iterator[RunUpdate]:
+        """Start the run and yield each update until the final one (``done=True``)."""
+        self._thread.start()
+        while True:
+            try:
+                update = self._events.get(timeout=poll_s)
+            except queue.Empty:
+                continue
+            yield update
+            if update.done:
+                return
+
+
+class ChatSessions:
+    """The run in flight for each browser session, so Stop and page close can end it."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, ChatRun] = {}
+        self._lock = threading.Lock()
+
+    def start(self, session_id: str, run: ChatRun) -> None:
+        with self._lock:
+            previous = self._runs.get(session_id)
+            self._runs[session_id] = run
+        if previous is not None:
+            previous.stop()
+
+    def finish(self, session_id: str, run: ChatRun) -> None:
+        with self._lock:
+            if self._runs.get(session_id) is run:
+                del self._runs[session_id]
+
+    def stop(self, session_id: str) -> bool:
+        """Stop this session's run; False when it has none."""
+        with self._lock:
+            run = self._runs.get(session_id)
+        if run is None:
+            return False
+        run.stop()
+        return True
+
+    def __len__(self) -> int:
+        return len(self._runs)

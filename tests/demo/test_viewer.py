@@ -1,0 +1,61 @@
+"""Loading and filtering trajectory files for the viewer page."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from deepeyes import wire
+from deepeyes.demo.viewer import (
+    TrajectoryFilter,
+    correctness_of,
+    facets,
+    load_trajectories,
+    tools_used,
+)
+from deepeyes.trajectory import Action, Observation, Trajectory, Turn, write_jsonl
+
+
+def _trajectory(i: int, dataset: str, category: str, kinds: list[str], accuracy: float | None) -> Trajectory:
+    turns = [Turn(n, "x", Action(kind, "c"), Observation(wire.tool_response("ok"), 0, "success", 0.0)) for n, kind in enumerate(kinds)]  # type: ignore[arg-type]
+    reward = None if accuracy is None else {"accuracy": accuracy, "score": accuracy}
+    return Trajectory(id=f"t{i}", question="q", images=[], turns=turns, data_source=dataset, reward=reward, metadata={"category": category})
+
+
+def _file(tmp_path: Path) -> Path:
+    path = tmp_path / "mixed.jsonl"
+    write_jsonl(
+        path,
+        [
+            _trajectory(0, "Visual", "counting", ["code"], 1.0),
+            _trajectory(1, "Visual", "chart", ["code", "search"], 0.0),
+            _trajectory(2, "Search", "text_search", ["search"], 1.0),
+            _trajectory(3, "demo", "", [], None),
+        ],
+        append=False,
+    )
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("\n{broken\n")
+        handle.write(json.dumps({"id": 1, "question": "q"}) + "\n")
+    return path
+
+
+def test_bad_lines_are_reported_by_number_and_the_rest_load(tmp_path: Path) -> None:
+    loaded = load_trajectories(_file(tmp_path))
+    assert [t.id for t in loaded.trajectories] == ["t0", "t1", "t2", "t3"]
+    assert loaded.errors[0].startswith("line 6: not JSON") and loaded.errors[1].startswith("line 7: not a trajectory record")
+
+
+def test_filters_combine_dataset_category_result_and_tools(tmp_path: Path) -> None:
+    trajectories = load_trajectories(_file(tmp_path)).trajectories
+    assert [correctness_of(t) for t in trajectories] == ["correct", "incorrect", "correct", "unscored"]
+    assert tools_used(trajectories[1]) == {"code", "search"} and tools_used(trajectories[3]) == {"none"}
+    assert TrajectoryFilter().apply(trajectories) == [0, 1, 2, 3]
+    assert TrajectoryFilter(datasets=["Visual"]).apply(trajectories) == [0, 1]
+    assert TrajectoryFilter(datasets=["Visual"], correctness="incorrect").apply(trajectories) == [1]
+    assert TrajectoryFilter(tools=["search"]).apply(trajectories) == [1, 2]
+    assert TrajectoryFilter(tools=["none"], correctness="unscored").apply(trajectories) == [3]
+    assert TrajectoryFilter(categories=["chart", "counting"], tools=["search"]).apply(trajectories) == [1]
+    found = facets(trajectories)
+    assert found["datasets"] == ["Search", "Visual", "demo"] and found["categories"] == ["chart", "counting", "none", "text_search"]
+    assert found["tools"][-1] == "none" and "code" in found["tools"]
