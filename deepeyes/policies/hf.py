@@ -161,7 +161,7 @@ class HFPolicy:
     def _end_ids(self) -> set[int]:
         eos = self.model.generation_config.eos_token_id
         ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        ids |= {self.tokenizer.convert_tokens_to_ids(marker) for marker in _END_OF_TURN}
+        ids |= {self.tokenizer.convert_tokens_to_ids(marker) for marker in wire.END_OF_TURN}
         return {i for i in ids if i is not None}
 
     def _sampled_ids(self, new_tokens: list[int]) -> tuple[list[int], str]:
