@@ -27,7 +27,12 @@ from typing import Any
 from jupyter_client.connect import write_connection_file
 
 from deepeyes.sandbox.config import SandboxConfig
-from deepeyes.sandbox.isolation import kernel_rlimits, template_prefix, untraversable_ancestor, use_os_isolation
+from deepeyes.sandbox.isolation import (
+    kernel_rlimits,
+    template_prefix,
+    untraversable_ancestor,
+    use_os_isolation,
+)
 from deepeyes.sandbox.kernel import KernelLayout, SandboxKernel
 
 logger = logging.getLogger(__name__)
