@@ -3,8 +3,10 @@
 Each session is routed to one instance by rendezvous hashing (stable as long as the instance
 list is, and only the sessions of a lost instance move). When an instance cannot be reached
 the call goes to the next instance in the session's order, which restores the session from
-its Redis snapshot; the result's ``notes`` say so. Code errors never raise: they come back in
-the :class:`ExecutionResult`. Only "no instance reachable at all" raises.
+its Redis snapshot; the result's ``notes`` say so. An instance answering HTTP 503 (full: no
+free session slot in time) is skipped for that request only, not marked down. Code errors
+never raise: they come back in the :class:`ExecutionResult`. Only "no instance reachable (or
+able to take the session) at all" raises.
 """
 
 from __future__ import annotations

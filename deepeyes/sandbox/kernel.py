@@ -142,7 +142,15 @@ class SandboxKernel:
         status = self.call("__deepeyes__.status()", timeout=max(deadline - time.monotonic(), 1.0))
         if status.get("pid") != self.pid:
             raise KernelCallError(f"kernel {self.name} reports pid {status.get('pid')}, expected {self.pid}")
+        self._normal_priority()
         return self
+
+    def _normal_priority(self) -> None:
+        """Undo the low start-up priority on every thread (nice is per thread on Linux)."""
+        with contextlib.suppress(FileNotFoundError):
+            for task in os.listdir(f"/proc/{self.pid}/task"):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.setpriority(os.PRIO_PROCESS, int(task), 0)
 
     def alive(self) -> bool:
         if self._pidfd is None:

@@ -27,7 +27,12 @@ from typing import Any
 from jupyter_client.connect import write_connection_file
 
 from deepeyes.sandbox.config import SandboxConfig
-from deepeyes.sandbox.isolation import kernel_rlimits, template_prefix, untraversable_ancestor, use_os_isolation
+from deepeyes.sandbox.isolation import (
+    kernel_rlimits,
+    template_prefix,
+    untraversable_ancestor,
+    use_os_isolation,
+)
 from deepeyes.sandbox.kernel import KernelLayout, SandboxKernel
 
 logger = logging.getLogger(__name__)
@@ -37,6 +42,7 @@ _TEMPLATE_SCRIPT = Path(__file__).with_name("template.py")
 _KERNEL_SIDE = Path(__file__).with_name("kernel_side.py")
 _TEMPLATE_START_TIMEOUT_S = 120.0  # interpreter + preloads on a busy machine
 _FORK_REPLY_TIMEOUT_S = 30.0
+_START_NICE = 10
 #: Bound on a pool kernel's start-up (fork to first answer); callers wait at most their own deadline.
 KERNEL_START_TIMEOUT_S = 120.0
 
@@ -212,6 +218,9 @@ class KernelFactory:
             "private_ns": self.isolated,
             "keep_paths": [str(layout.root.resolve()), str(self.mpl_config_dir.resolve())],
             "rlimits": kernel_rlimits(security, self.isolated),
+            # Start-up runs at a low priority so a refilling pool does not slow the requests
+            # being served; wait_ready restores the normal priority (needs root to lower it again).
+            "start_nice": _START_NICE if os.geteuid() == 0 else 0,
             # ipykernel exits when its parent (the template) does, even on SIGKILL.
             "env": {**self._base_env(layout.home), "JPY_PARENT_PID": str(self.template.process.pid)},  # type: ignore[union-attr]
             "install": install,

@@ -8,7 +8,8 @@ Endpoints (JSON in, JSON out; any malformed request gets HTTP 400 with ``{"error
   ``{status, execution_time, output: {stdout, stderr, result, images}, notes}`` (DeepEyesV2's shape);
 * ``POST /sessions/open`` ``{session_id, images?: [base64 PNG/JPEG]}`` → ``{session_id, images, instance, notes}``;
 * ``POST /sessions/close`` ``{session_id}`` → ``{session_id, closed}``;
-* ``GET /health`` → ``{status: "ok", instance, sessions, warm_kernels, pool_size, ready}``.
+* ``GET /health`` → ``{status: "ok", instance, ready, sessions, starting, peak_sessions, max_sessions,
+  warm_kernels, pool_size}``.
 
 A threaded ``http.server`` with HTTP/1.1 keep-alive and TCP_NODELAY: a warm call costs the
 kernel round trip plus well under a millisecond of HTTP handling. Its listen backlog is
@@ -247,7 +248,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default=None, help="address to bind (default: config host, 127.0.0.1)")
     parser.add_argument("--redis_host", default=None, help="Redis host holding session snapshots")
     parser.add_argument("--redis_port", type=int, default=None, help="Redis port (required here or in --config)")
-    parser.add_argument("--pool_size", type=int, default=None, help="warm kernels kept ready")
+    parser.add_argument("--pool_size", type=int, default=None, help="forked kernels kept ready (size it to the burst of opens)")
+    parser.add_argument("--max_sessions", type=int, default=None,
+                        help="hard bound on live sessions (kernels); beyond it idle sessions are evicted or callers wait")
     parser.add_argument("--config", type=Path, default=None,
                         help="YAML file with the sandbox settings (e.g. tool_manager_config.yaml)")
     parser.add_argument("--config_section", default="sandbox",
@@ -264,10 +267,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def build_config(args: argparse.Namespace) -> SandboxConfig:
     config = load_config(args.config, SandboxConfig, section=args.config_section) if args.config else SandboxConfig()
     overrides = {"host": args.host, "redis_host": args.redis_host, "redis_port": args.redis_port,
-                 "pool_size": args.pool_size, "work_dir": args.work_dir}
+                 "pool_size": args.pool_size, "max_sessions": args.max_sessions, "work_dir": args.work_dir}
     for name, value in overrides.items():
         if value is not None:
             setattr(config, name, value)
+    try:
+        config.__post_init__()  # the overrides must pass the same checks as the file
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     if config.redis_port is None:
         raise ConfigError("the sandbox server needs a Redis: pass --redis_port (or set sandbox.redis_port)")
     return config

@@ -14,7 +14,7 @@ Run by path (``python template.py --fd N``), never imported: kernels must not ca
 
 * on start-up it sends ``{"ready": true, "pid": …}``;
 * each request ``{"connection_file", "workdir", "log", "uid", "private_ns", "keep_paths",
-  "rlimits", "env", "install"}`` forks one kernel and is answered ``{"pid": …}`` with a pidfd of the kernel
+  "start_nice", "rlimits", "env", "install"}`` forks one kernel and is answered ``{"pid": …}`` with a pidfd of the kernel
   attached (``SCM_RIGHTS``), so the server can signal and watch it without pid-reuse races;
   a failed fork is answered ``{"error": …}``.
 
@@ -107,6 +107,7 @@ def _become_kernel(request: dict, template_pid: int, kernel_side: str) -> None:
         _check(_LIBC.unshare(_CLONE_NEWNET | _CLONE_NEWNS), "unshare(CLONE_NEWNET | CLONE_NEWNS)")
         _private_tmp(request["keep_paths"])
     os.chdir(request["workdir"])
+    os.setpriority(os.PRIO_PROCESS, 0, request["start_nice"])  # the server resets it once the kernel is ready
     for name, (soft, hard) in request["rlimits"].items():
         resource.setrlimit(_RLIMITS[name], (soft, hard))
     uid = request["uid"]
