@@ -35,6 +35,10 @@ class ServeMetrics:
             "deepeyes_serve_overhead_seconds", "request time beyond generation and tools (parsing, images, loop, serialisation)",
             buckets=_OVERHEAD_BUCKETS, registry=r,
         )
+        self.overhead_cpu = Histogram(
+            "deepeyes_serve_overhead_cpu_seconds", "CPU time the service spent on a request outside generation and tools",
+            buckets=_OVERHEAD_BUCKETS, registry=r,
+        )
         for tool in TOOL_KINDS:
             self.tool_calls.labels(tool=tool)  # every tool appears at 0 from the start
 
