@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deepeyes.agent import AgentConfig
+from deepeyes.policies.openai import PolicyServerError
 from deepeyes.serve import inputs
 from deepeyes.serve.backend import Backend, Sampling
 from deepeyes.serve.config import ServeConfig
@@ -174,6 +175,8 @@ def create_app(config: ServeConfig, tool_manager: ToolManager | None = None) -> 
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, PolicyServerError):  # the --api_base upstream failed, not this service
+            return await api_error(request, APIError(502, str(exc), type="server_error", code="upstream_error"))
         logger.exception("unhandled error")
         return await api_error(request, server_error(f"{type(exc).__name__}: {exc}"))
 
