@@ -49,7 +49,7 @@ SCRIPT = [
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def start_service(workdir: Path, args: argparse.Namespace) -> tuple[subprocess.Popen, str]:

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from PIL import Image
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from PIL import Image
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,7 +31,13 @@ from deepeyes.policies.openai import PolicyServerError
 from deepeyes.serve import inputs
 from deepeyes.serve.backend import Backend, Sampling
 from deepeyes.serve.config import ServeConfig
-from deepeyes.serve.errors import APIError, bad_request, model_not_found, server_error, too_large
+from deepeyes.serve.errors import (
+    APIError,
+    bad_request,
+    model_not_found,
+    server_error,
+    too_large,
+)
 from deepeyes.serve.metrics import CONTENT_TYPE, ServeMetrics
 from deepeyes.serve.schemas import (
     AssistantMessage,

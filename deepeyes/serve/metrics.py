@@ -6,7 +6,13 @@ counters. Tool labels come from :data:`deepeyes.trajectory.TOOL_KINDS`.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from deepeyes.trajectory import TOOL_KINDS, Trajectory

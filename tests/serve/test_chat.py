@@ -8,10 +8,10 @@ import httpx
 import openai
 import pytest
 from PIL import Image
+from serve_helpers import Served, sandbox_sessions, wait_for
 
 from deepeyes.images import to_data_url
 from deepeyes.trajectory import TOOL_KINDS, validate
-from serve_helpers import Served, sandbox_sessions, wait_for
 
 RED = to_data_url(Image.new("RGB", (64, 48), "red"))
 
