@@ -19,18 +19,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from PIL import Image
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from PIL import Image
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deepeyes.agent import AgentConfig
+from deepeyes.policies.openai import PolicyServerError
 from deepeyes.serve import inputs
 from deepeyes.serve.backend import Backend, Sampling
 from deepeyes.serve.config import ServeConfig
-from deepeyes.serve.errors import APIError, bad_request, model_not_found, server_error, too_large
+from deepeyes.serve.errors import (
+    APIError,
+    bad_request,
+    model_not_found,
+    server_error,
+    too_large,
+)
 from deepeyes.serve.metrics import CONTENT_TYPE, ServeMetrics
 from deepeyes.serve.schemas import (
     AssistantMessage,
@@ -74,6 +81,17 @@ class ServeState:
         client = self.tools.sandbox_client if self.tools is not None else None
         if client is not None:
             self.closer.submit(_close_quietly, client, session_id)
+
+
+@dataclass
+class RequestClock:
+    """When a request started, and the event loop's CPU time spent on it (its synchronous stretches only)."""
+
+    started: float = field(default_factory=time.perf_counter)
+    cpu_s: float = 0.0
+
+    def add_since(self, mark: float) -> None:
+        self.cpu_s += time.thread_time() - mark
 
 
 def _close_quietly(client: Any, session_id: str) -> None:
@@ -163,6 +181,8 @@ def create_app(config: ServeConfig, tool_manager: ToolManager | None = None) -> 
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, PolicyServerError):  # the --api_base upstream failed, not this service
+            return await api_error(request, APIError(502, str(exc), type="server_error", code="upstream_error"))
         logger.exception("unhandled error")
         return await api_error(request, server_error(f"{type(exc).__name__}: {exc}"))
 
@@ -184,9 +204,10 @@ def create_app(config: ServeConfig, tool_manager: ToolManager | None = None) -> 
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        started = time.perf_counter()
+        clock = RequestClock()
         state: ServeState = request.app.state.serve
         body = await _read_body(request, config.max_request_bytes)
+        mark = time.thread_time()
         chat = _parse(body)
         if chat.model != config.served_model_name:
             raise model_not_found(chat.model, config.served_model_name)
@@ -200,7 +221,10 @@ def create_app(config: ServeConfig, tool_manager: ToolManager | None = None) -> 
             raise bad_request("streaming is supported in the agent mode only", "stream")
         question = inputs.agent_question(chat) if mode == "agent" else ""
         refs = inputs.image_refs(chat, config)
-        await inputs.fetch_remote(refs, state.http, config)
+        if any(ref.data is None for ref in refs):
+            clock.add_since(mark)
+            await inputs.fetch_remote(refs, state.http, config)
+            mark = time.thread_time()
         if inputs.encoded_size(refs) <= _INLINE_DECODE_BYTES:
             images = inputs.decode_images(refs)  # cheaper than two thread hops, which cost milliseconds on a busy machine
         else:
@@ -209,15 +233,17 @@ def create_app(config: ServeConfig, tool_manager: ToolManager | None = None) -> 
         completion_id = "chatcmpl-" + uuid.uuid4().hex
         request.state.log = f"mode={mode} stream={chat.stream}"
         if mode == "generate":
-            return await _generate(request, state, chat, images, sampling, completion_id, started)
+            clock.add_since(mark)
+            return await _generate(request, state, chat, images, sampling, completion_id, clock)
         run = _request_run(state, chat, sampling)
+        clock.add_since(mark)
         if chat.stream:
             return StreamingResponse(
-                _stream(request, state, chat, question, images, run, completion_id, started),
+                _stream(request, state, chat, question, images, run, completion_id, clock),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
-        return await _complete(request, state, chat, question, images, run, completion_id, started)
+        return await _complete(request, state, chat, question, images, run, completion_id, clock)
 
     return app
 
@@ -273,10 +299,15 @@ def _finish_reason(trajectory: Trajectory) -> str:
     return "length" if trajectory.stop_reason in ("max_turns", "token_budget") else "stop"
 
 
-def _record(request: Request, state: ServeState, trajectory: Trajectory, mode: str, started: float) -> float:
-    """Metrics and log notes of a finished agent request; returns the service's own overhead (s)."""
+def _record(request: Request, state: ServeState, run: RequestRun, trajectory: Trajectory, mode: str, clock: RequestClock) -> tuple[float, float]:
+    """Metrics and log notes of a finished agent request.
+
+    Returns the service's own overhead in seconds: wall time beyond generation and tools
+    (waiting for a busy CPU included), and the CPU time it spent itself.
+    """
     metrics = state.metrics
-    total = time.perf_counter() - started
+    total = time.perf_counter() - clock.started
+    cpu = clock.cpu_s + run.service_cpu_s
     generation, tools = trajectory.timing.get("generation_s", 0.0), trajectory.timing.get("tools_s", 0.0)
     overhead = max(0.0, total - generation - tools)
     metrics.record_trajectory(trajectory)
@@ -285,10 +316,11 @@ def _record(request: Request, state: ServeState, trajectory: Trajectory, mode: s
     metrics.generation.observe(generation)
     metrics.tools.observe(tools)
     metrics.overhead.observe(overhead)
+    metrics.overhead_cpu.observe(cpu)
     calls = ",".join(f"{tool}:{getattr(trajectory.tool_calls, tool)}" for tool in TOOL_KINDS if getattr(trajectory.tool_calls, tool))
     request.state.log = (f"mode={mode} turns={len(trajectory.turns)} stop={trajectory.stop_reason} tools={calls or '-'} "
-                         f"gen={generation * 1000:.0f}ms tool={tools * 1000:.0f}ms overhead={overhead * 1000:.2f}ms")
-    return overhead
+                         f"gen={generation * 1000:.0f}ms tool={tools * 1000:.0f}ms overhead={overhead * 1000:.2f}ms cpu={cpu * 1000:.2f}ms")
+    return overhead, cpu
 
 
 def _consume(future: asyncio.Future) -> None:
@@ -304,7 +336,7 @@ async def _watch_disconnect(request: Request) -> None:
 
 
 async def _complete(request: Request, state: ServeState, chat: ChatCompletionRequest, question: str, images: list[Image.Image],
-                    run: RequestRun, completion_id: str, started: float) -> Response:
+                    run: RequestRun, completion_id: str, clock: RequestClock) -> Response:
     loop = asyncio.get_running_loop()
 
     def work():
@@ -328,6 +360,7 @@ async def _complete(request: Request, state: ServeState, chat: ChatCompletionReq
     finally:
         watcher.cancel()
         state.metrics.in_flight.dec()
+    mark = time.thread_time()
     trajectory = rollout.trajectory
     completion = ChatCompletion(
         id=completion_id,
@@ -337,8 +370,10 @@ async def _complete(request: Request, state: ServeState, chat: ChatCompletionReq
         trajectory=trajectory.to_dict(),
     )
     response = Response(completion.model_dump_json(), media_type="application/json")
-    overhead = _record(request, state, trajectory, "agent", started)
+    clock.add_since(mark)
+    overhead, cpu = _record(request, state, run, trajectory, "agent", clock)
     response.headers["x-deepeyes-overhead-ms"] = f"{overhead * 1000:.3f}"
+    response.headers["x-deepeyes-overhead-cpu-ms"] = f"{cpu * 1000:.3f}"
     return response
 
 
@@ -365,7 +400,7 @@ def _sse(chunk: ChatCompletionChunk) -> str:
 
 
 async def _stream(request: Request, state: ServeState, chat: ChatCompletionRequest, question: str, images: list[Image.Image],
-                  run: RequestRun, completion_id: str, started: float) -> AsyncIterator[str]:
+                  run: RequestRun, completion_id: str, clock: RequestClock) -> AsyncIterator[str]:
     """Server-sent events: one chunk per turn, a final chunk with finish_reason, usage and trajectory, then [DONE]."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
@@ -398,7 +433,7 @@ async def _stream(request: Request, state: ServeState, chat: ChatCompletionReque
             return
         trajectory = rollout.trajectory
         usage = _usage(run, trajectory)
-        _record(request, state, trajectory, "agent_stream", started)
+        _record(request, state, run, trajectory, "agent_stream", clock)
         yield _sse(chunk(ChunkDelta(), finish_reason=_finish_reason(trajectory), trajectory=trajectory.to_dict()))
         if chat.stream_options is not None and chat.stream_options.include_usage:
             yield _sse(ChatCompletionChunk(id=completion_id, model=model, choices=[], usage=usage))
@@ -422,10 +457,12 @@ def _apply_stop(text: str, stops: list[str], include: bool) -> tuple[str, bool]:
 
 
 async def _generate(request: Request, state: ServeState, chat: ChatCompletionRequest, images: list[Image.Image],
-                    sampling: Sampling, completion_id: str, started: float) -> Response:
+                    sampling: Sampling, completion_id: str, clock: RequestClock) -> Response:
     """One turn of the conversation as given: the service as a plain chat endpoint for a client-side agent loop."""
+    mark = time.thread_time()
     policy = state.backend.policy(sampling)
     messages = inputs.conversation(chat, images)
+    clock.add_since(mark)
 
     def work():
         t0 = time.perf_counter()
@@ -437,6 +474,7 @@ async def _generate(request: Request, state: ServeState, chat: ChatCompletionReq
         generation, generation_s = await asyncio.get_running_loop().run_in_executor(state.workers, work)
     finally:
         state.metrics.in_flight.dec()
+    mark = time.thread_time()
     text, stopped = _apply_stop(generation.text, chat.stop_strings, chat.include_stop_str_in_output)
     finish = "length" if not stopped and generation.completion_tokens >= sampling.max_tokens else "stop"
     completion = ChatCompletion(
@@ -447,13 +485,18 @@ async def _generate(request: Request, state: ServeState, chat: ChatCompletionReq
                     total_tokens=generation.prompt_tokens + generation.completion_tokens, turns=1),
     )
     response = Response(completion.model_dump_json(exclude_none=True), media_type="application/json")
-    total = time.perf_counter() - started
+    clock.add_since(mark)
+    total = time.perf_counter() - clock.started
+    overhead = max(0.0, total - generation_s)
     metrics = state.metrics
     metrics.completions.labels(mode="generate", finish_reason=finish).inc()
     metrics.latency.labels(mode="generate").observe(total)
     metrics.generation.observe(generation_s)
-    metrics.overhead.observe(max(0.0, total - generation_s))
+    metrics.overhead.observe(overhead)
+    metrics.overhead_cpu.observe(clock.cpu_s)
     metrics.turns.inc()
-    request.state.log = f"mode=generate finish={finish} gen={generation_s * 1000:.0f}ms overhead={(total - generation_s) * 1000:.2f}ms"
-    response.headers["x-deepeyes-overhead-ms"] = f"{max(0.0, total - generation_s) * 1000:.3f}"
+    request.state.log = (f"mode=generate finish={finish} gen={generation_s * 1000:.0f}ms "
+                         f"overhead={overhead * 1000:.2f}ms cpu={clock.cpu_s * 1000:.2f}ms")
+    response.headers["x-deepeyes-overhead-ms"] = f"{overhead * 1000:.3f}"
+    response.headers["x-deepeyes-overhead-cpu-ms"] = f"{clock.cpu_s * 1000:.3f}"
     return response

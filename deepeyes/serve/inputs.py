@@ -9,14 +9,13 @@ HTTP 400 naming the offending part.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import httpx
 from PIL import Image
 
 from deepeyes.chat import Message
-from deepeyes.images import ImageLoadError, load_image
+from deepeyes.images import QWEN_MAX_ASPECT, ImageLoadError, load_image
 from deepeyes.serve.config import ServeConfig
 from deepeyes.serve.errors import APIError, bad_request
 from deepeyes.serve.schemas import ChatCompletionRequest, ImagePart, TextPart
@@ -51,7 +50,7 @@ def image_refs(request: ChatCompletionRequest, config: ServeConfig) -> list[Imag
             ref.data = ref.url
         elif scheme in ("http", "https"):
             continue  # fetched by fetch_remote
-        elif scheme == "file" or scheme == "" or (len(scheme) == 1 and Path(ref.url).is_absolute()):
+        elif scheme in ("file", ""):
             if not config.allow_local_images:
                 raise bad_request("local image paths are not accepted by this service (start it with --allow_local_images)", ref.param, "invalid_image_url")
             ref.data = unquote(urlparse(ref.url).path) if scheme == "file" else ref.url
@@ -85,14 +84,22 @@ def encoded_size(refs: list[ImageRef]) -> int:
 
 
 def decode_images(refs: list[ImageRef]) -> list[Image.Image]:
-    """Decode every fetched image (CPU work: call it off the event loop); 400 ``invalid_image`` on failure."""
+    """Decode every fetched image; 400 ``invalid_image`` when one cannot be decoded or cannot be given to Qwen2.5-VL.
+
+    The aspect-ratio rule is checked here, not at generation: a batch fails as a whole,
+    so one request's unusable image would fail every request batched with it.
+    """
     images = []
     for ref in refs:
         assert ref.data is not None, "fetch_remote must run first"
         try:
-            images.append(load_image(ref.data))
-        except ImageLoadError as exc:
+            image = load_image(ref.data)
+        except (ImageLoadError, Image.DecompressionBombError) as exc:
             raise bad_request(f"the image could not be decoded: {exc}", ref.param, "invalid_image") from exc
+        width, height = image.size
+        if max(width, height) / max(1, min(width, height)) > QWEN_MAX_ASPECT:
+            raise bad_request(f"a {width}x{height} image exceeds Qwen2.5-VL's maximum aspect ratio of {QWEN_MAX_ASPECT}", ref.param, "invalid_image")
+        images.append(image)
     return images
 
 
@@ -107,8 +114,8 @@ def _text_of(content: str | list | None) -> str:
 def agent_question(request: ChatCompletionRequest) -> str:
     """The agent loop answers one question: the text of the last user message.
 
-    Images of every user message go with it (see :func:`image_refs`); earlier text turns
-    and client system messages are not part of the DeepEyes prompt and are not used.
+    Every image of the request goes with it, in order (see :func:`image_refs`); earlier
+    text turns and client system messages are not part of the DeepEyes prompt and are not used.
     """
     users = [message for message in request.messages if message.role == "user"]
     if not users:

@@ -6,7 +6,13 @@ counters. Tool labels come from :data:`deepeyes.trajectory.TOOL_KINDS`.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from deepeyes.trajectory import TOOL_KINDS, Trajectory
@@ -33,6 +39,10 @@ class ServeMetrics:
         self.tools = Histogram("deepeyes_serve_tool_seconds", "time in tool calls per request", buckets=_LATENCY_BUCKETS, registry=r)
         self.overhead = Histogram(
             "deepeyes_serve_overhead_seconds", "request time beyond generation and tools (parsing, images, loop, serialisation)",
+            buckets=_OVERHEAD_BUCKETS, registry=r,
+        )
+        self.overhead_cpu = Histogram(
+            "deepeyes_serve_overhead_cpu_seconds", "CPU time the service spent on a request outside generation and tools",
             buckets=_OVERHEAD_BUCKETS, registry=r,
         )
         for tool in TOOL_KINDS:

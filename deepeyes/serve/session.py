@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,11 +39,16 @@ class RequestPolicy:
         self.cancelled = cancelled
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.cpu_s = 0.0  # CPU time of this thread inside generation (a batch leader runs the whole batch)
 
     def generate(self, messages: list[Message]) -> Generation:
         if self.cancelled.is_set():
             raise RequestCancelled("client disconnected")
-        generation = self.policy.generate(messages)
+        started = time.thread_time()
+        try:
+            generation = self.policy.generate(messages)
+        finally:
+            self.cpu_s += time.thread_time() - started
         self.prompt_tokens += generation.prompt_tokens
         self.completion_tokens += generation.completion_tokens
         return generation
@@ -67,6 +73,7 @@ class RequestTools:
         self.cancelled = cancelled
         self.close_sandbox = close_sandbox
         self.session: ToolSession | None = None
+        self.cpu_s = 0.0  # CPU time of this thread inside tool calls
         self._lock = threading.Lock()
 
     def open_session(self, images: list[Image.Image | str | Path | bytes], sample_index: str | None = None) -> ToolSession:
@@ -79,7 +86,11 @@ class RequestTools:
     def execute(self, session: ToolSession, action: Action) -> ToolResult:
         if self.cancelled.is_set():
             raise RequestCancelled("client disconnected")
-        return self.manager.execute(session, action)
+        started = time.thread_time()
+        try:
+            return self.manager.execute(session, action)
+        finally:
+            self.cpu_s += time.thread_time() - started
 
     def close_session(self, session: ToolSession) -> None:
         with self._lock:
@@ -110,9 +121,17 @@ class RequestRun:
         self.policy = RequestPolicy(policy, self.cancelled)
         self.tools = RequestTools(manager, disabled, self.cancelled, close_sandbox) if manager is not None and agent_config.use_tools else None
         self.loop = AgentLoop(self.tools, agent_config)  # type: ignore[arg-type]  # RequestTools has ToolManager's session interface
+        #: CPU seconds the service itself spent on this request outside generation and tool calls
+        #: (the loop's thread here; the event loop's share is added by the app).
+        self.service_cpu_s = 0.0
 
     def run(self, question: str, images: list[Image.Image], on_turn: TurnCallback | None = None, **request: Any) -> Rollout:
-        return self.loop.rollout(self.policy, AgentRequest(question=question, images=images, **request), on_turn=on_turn)
+        started = time.thread_time()
+        try:
+            return self.loop.rollout(self.policy, AgentRequest(question=question, images=images, **request), on_turn=on_turn)
+        finally:
+            tools_cpu = self.tools.cpu_s if self.tools is not None else 0.0
+            self.service_cpu_s += time.thread_time() - started - self.policy.cpu_s - tools_cpu
 
     def abort(self) -> None:
         self.cancelled.set()

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from serve_helpers import SCRIPT, Served, serve
 
 from deepeyes.serve import ServeConfig
 from deepeyes.tool_manager import ToolManager, ToolManagerConfig, ToolsConfig
 from deepeyes.utils.processes import RedisServer
-from serve_helpers import SCRIPT, Served, serve
 
 
 @pytest.fixture(scope="session")

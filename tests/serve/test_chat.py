@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import httpx
 import openai
 import pytest
 from PIL import Image
+from serve_helpers import Served, sandbox_sessions, wait_for
 
 from deepeyes.images import to_data_url
 from deepeyes.trajectory import TOOL_KINDS, validate
-from serve_helpers import Served, sandbox_sessions, wait_for
 
 RED = to_data_url(Image.new("RGB", (64, 48), "red"))
 
@@ -48,7 +50,7 @@ def test_code_call_returns_its_figure_and_closes_the_session(client: openai.Open
     observation = trajectory["turns"][0]["observation"]
     assert observation["status"] == "success" and observation["image_count"] == 1
     assert "(64, 48)" in observation["text"]  # the request's image was image_1 in the kernel
-    assert float(raw.headers["x-deepeyes-overhead-ms"]) >= 0.0
+    assert float(raw.headers["x-deepeyes-overhead-ms"]) >= 0.0 and float(raw.headers["x-deepeyes-overhead-cpu-ms"]) > 0.0
     assert wait_for(lambda: sandbox_sessions(tools) == 0), "the request's sandbox session was not closed"
 
 
@@ -107,3 +109,14 @@ def test_models_health_and_metrics(client: openai.OpenAI, scripted: Served) -> N
     assert metrics["deepeyes_serve_turns_total"] >= 2
     assert metrics['deepeyes_serve_request_latency_seconds_count{mode="agent"}'] >= 1
     assert metrics["deepeyes_serve_overhead_seconds_count"] >= 1
+
+
+def test_one_log_line_per_request(client: openai.OpenAI, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="deepeyes.serve")
+    client.chat.completions.create(model="deepeyes", messages=ask("figure"))
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="deepeyes", messages=ask("plain", "ftp://example.invalid/x.png"))
+    lines = [r.getMessage() for r in caplog.records if r.name == "deepeyes.serve" and "/v1/chat/completions" in r.getMessage()]
+    assert len(lines) == 2
+    assert lines[0].startswith("POST /v1/chat/completions 200 ") and "mode=agent turns=2" in lines[0] and "tools=code:1" in lines[0]
+    assert lines[1].startswith("POST /v1/chat/completions 400 ") and "error=invalid_image_url" in lines[1]

@@ -80,6 +80,11 @@ def test_undecodable_image_is_400_naming_the_part(client: openai.OpenAI) -> None
         client.chat.completions.create(model="deepeyes", messages=ask("plain", RED, garbage))
     assert caught.value.code == "invalid_image"
     assert caught.value.param == "messages[0].content[1].image_url"
+    # decodable, but no Qwen2.5-VL processor takes it: refused before it could fail a whole batch
+    sliver = to_data_url(Image.new("RGB", (402, 2), "red"))
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="deepeyes", messages=ask("plain", sliver))
+    assert caught.value.code == "invalid_image" and "aspect ratio" in caught.value.message
 
 
 def test_too_many_images_is_400(client: openai.OpenAI, scripted: Served) -> None:

@@ -21,6 +21,7 @@ from deepeyes.policies.openai import OpenAIPolicy
 from deepeyes.serve import ServeConfig
 from deepeyes.tool_manager import ToolManager
 from deepeyes.trajectory import validate
+from deepeyes.utils.processes import free_port
 
 RED = to_data_url(Image.new("RGB", (64, 48), "red"))
 
@@ -127,3 +128,11 @@ def test_script_generates_runs_the_model_and_replays_the_text(tiny_model_dir: Pa
     assert completion.choices[0].message.content == "42"
     assert 0 < completion.usage.completion_tokens <= 4 and batches == 1
     assert wire.ANSWER_OPEN in completion.model_extra["trajectory"]["turns"][0]["model_text"]
+
+
+def test_a_failing_upstream_is_a_502(serve_tools: ToolManager) -> None:
+    with serve(ServeConfig(api_base=f"http://127.0.0.1:{free_port()}/v1"), serve_tools) as front:  # nothing listens there
+        client = openai.OpenAI(base_url=front.base_url, api_key="unused", max_retries=0, timeout=120)
+        with pytest.raises(openai.APIStatusError) as caught:
+            client.chat.completions.create(model="deepeyes", messages=ask("plain"))
+    assert caught.value.status_code == 502 and caught.value.code == "upstream_error"
