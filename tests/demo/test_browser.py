@@ -151,7 +151,7 @@ def test_stop_ends_the_trajectory_between_turns(page, sample_dir: Path, screensh
 def test_closing_the_page_ends_its_run(browser, demo_url: str, page_script: PageScript, sample_dir: Path) -> None:
     context = browser.new_context()
     page = context.new_page()
-    page.set_default_timeout(60_000)
+    page.set_default_timeout(180_000)  # loaded CI boxes
     page.goto(demo_url)
     page.wait_for_selector("#chat-ask")
     number = page.locator("#chat-max-turns input[type=number]")
@@ -171,7 +171,7 @@ def test_two_users_at_once_both_get_their_answer(browser, demo_url: str, sample_
     contexts = [browser.new_context() for _ in range(2)]
     pages = [context.new_page() for context in contexts]
     for page in pages:
-        page.set_default_timeout(120_000)
+        page.set_default_timeout(180_000)  # loaded CI boxes
         page.goto(demo_url)
         page.wait_for_selector("#chat-ask")
         upload(page, "#chat-images", sample_dir / "images" / "eval_visual-00001.png")
