@@ -117,7 +117,7 @@ def browser() -> Iterator[object]:
 def page(browser, demo_url: str):
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     page = context.new_page()
-    page.set_default_timeout(60_000)
+    page.set_default_timeout(180_000)  # loaded CI boxes
     page.goto(demo_url)
     page.wait_for_selector("#chat-ask")
     yield page

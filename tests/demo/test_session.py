@@ -133,3 +133,50 @@ def test_sessions_stop_the_run_of_that_browser_session_only(demo_tool_manager: T
     assert sessions.stop("a") and runs[0].stop_event.is_set() and not runs[1].stop_event.is_set()
     sessions.finish("a", runs[0])
     assert not sessions.stop("a") and len(sessions) == 1
+
+
+def test_an_openai_compatible_server_gets_the_page_sampling_settings(demo_tool_manager: ToolManager) -> None:
+    """``--api_base`` path: the run talks to a chat-completions server on loopback (a stand-in for vLLM)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    replies = [wire.think("compute") + "<code>\n```python\nprint(6 * 7)\n```\n", wire.answer_action("42")]
+    payloads: list[dict] = []
+
+    class ChatCompletions(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            payloads.append(payload)
+            text = replies[len(payloads) - 1]
+            body = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 10, "completion_tokens": 5}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ChatCompletions)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        policy = OpenAIPolicy(f"http://127.0.0.1:{server.server_port}/v1", "deepeyes")
+        settings = RunSettings(temperature=0.6, max_new_tokens=96)
+        trajectory = _finish(ChatRun(policy, demo_tool_manager, prepare_input(None, "6 times 7?"), settings))[-1].trajectory
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [(p["temperature"], p["max_tokens"], p["model"]) for p in payloads] == [(0.6, 96, "deepeyes")] * 2
+    assert trajectory.turns[0].action.kind == "code" and "42" in trajectory.turns[0].observation.text  # stop tag restored, code ran
+    assert trajectory.final_answer == "42" and policy.config.temperature == 0.0
+
+
+def test_a_failing_model_backend_ends_the_run_with_a_message() -> None:
+    def unreachable(messages):
+        raise ConnectionError("endpoint down")
+
+    final = _finish(ChatRun(ScriptedPolicy(unreachable), None, prepare_input(None, "q"), RunSettings()))[-1]
+    assert final.error == "The model backend failed: ConnectionError: endpoint down"
+    assert final.trajectory.stop_reason == "error" and "endpoint down" in final.html
