@@ -77,10 +77,6 @@ class ServeState:
     http: httpx.AsyncClient
     started: float = field(default_factory=time.time)
 
-    def close_sandbox(self, session_id: str) -> None:
-        client = self.tools.sandbox_client if self.tools is not None else None
-        if client is not None:
-            self.closer.submit(_close_quietly, client, session_id)
 
 
 @dataclass
@@ -92,13 +88,6 @@ class RequestClock:
 
     def add_since(self, mark: float) -> None:
         self.cpu_s += time.thread_time() - mark
-
-
-def _close_quietly(client: Any, session_id: str) -> None:
-    try:
-        client.close_session(session_id)
-    except Exception:  # the instance is gone: its idle eviction frees the kernel
-        logger.warning("closing sandbox session %s failed", session_id, exc_info=True)
 
 
 # -- request log ---------------------------------------------------------------------------------
@@ -283,7 +272,7 @@ def _request_run(state: ServeState, chat: ChatCompletionRequest, sampling: Sampl
         max_context_tokens=config.max_context_tokens,
         use_tools=not chat.force_no_tool,
     )
-    return RequestRun(state.backend.policy(sampling), state.tools, agent_config, set(chat.disable_tools), state.close_sandbox)
+    return RequestRun(state.backend.policy(sampling), state.tools, agent_config, set(chat.disable_tools), state.closer.submit)
 
 
 def _usage(run: RequestRun, trajectory: Trajectory) -> Usage:

@@ -57,8 +57,8 @@ class RequestPolicy:
 class RequestTools:
     """The shared tool manager as one request sees it (the interface :class:`AgentLoop` drives).
 
-    ``close_sandbox`` closes a sandbox session by id (called off the request's path); it
-    is used when the tool manager's own ``close_session`` left the kernel open.
+    ``run_later`` runs a callable off the event loop (a disconnect closes the request's
+    session there, since closing waits for the sandbox).
     """
 
     def __init__(
@@ -66,12 +66,12 @@ class RequestTools:
         manager: ToolManager,
         disabled: set[str],
         cancelled: threading.Event,
-        close_sandbox: Callable[[str], None],
+        run_later: Callable[[Callable[[], None]], object],
     ) -> None:
         self.manager = manager
         self.disabled = disabled
         self.cancelled = cancelled
-        self.close_sandbox = close_sandbox
+        self.run_later = run_later
         self.session: ToolSession | None = None
         self.cpu_s = 0.0  # CPU time of this thread inside tool calls
         self._lock = threading.Lock()
@@ -94,16 +94,14 @@ class RequestTools:
 
     def close_session(self, session: ToolSession) -> None:
         with self._lock:
-            self.manager.close_session(session)
-            if session.sandbox_open and self.manager.sandbox_client is not None:
-                session.sandbox_open = False
-                self.close_sandbox(session.session_id)
+            self.manager.close_session(session)  # idempotent: each tool closes once
 
     def abort(self) -> None:
         """Cancel the request and release its sandbox session now (called from the event loop)."""
         self.cancelled.set()
-        if self.session is not None:
-            self.close_session(self.session)
+        session = self.session
+        if session is not None:
+            self.run_later(lambda: self.close_session(session))
 
 
 class RequestRun:
@@ -115,11 +113,11 @@ class RequestRun:
         manager: ToolManager | None,
         agent_config: AgentConfig,
         disabled: set[str],
-        close_sandbox: Callable[[str], None],
+        run_later: Callable[[Callable[[], None]], object],
     ) -> None:
         self.cancelled = threading.Event()
         self.policy = RequestPolicy(policy, self.cancelled)
-        self.tools = RequestTools(manager, disabled, self.cancelled, close_sandbox) if manager is not None and agent_config.use_tools else None
+        self.tools = RequestTools(manager, disabled, self.cancelled, run_later) if manager is not None and agent_config.use_tools else None
         self.loop = AgentLoop(self.tools, agent_config)  # type: ignore[arg-type]  # RequestTools has ToolManager's session interface
         #: CPU seconds the service itself spent on this request outside generation and tool calls
         #: (the loop's thread here; the event loop's share is added by the app).
