@@ -125,9 +125,10 @@ def resolve(
 def extract_archives(root: Path) -> Path:
     """Unpack every ``*.zip`` under ``root`` once and return the folder they were unpacked into.
 
-    Archives in a hub snapshot are unpacked into ``<snapshot>.extracted`` beside the
-    snapshot; archives in a user's own folder are unpacked in place (next to the zip), as
-    the published instructions do by hand. A marker file per archive makes a second call
+    Archives in a hub snapshot are unpacked into ``$HF_HOME/deepeyes/extracted/<repo
+    folder>/<revision>`` (the hub cache itself stays as the hub client laid it out, so its
+    own cache tools keep working); archives in a user's own folder are unpacked in place
+    (next to the zip), as the published instructions do by hand. A marker file per archive makes a second call
     free. Member paths that would escape the target folder are refused.
 
     Returns:
@@ -139,7 +140,8 @@ def extract_archives(root: Path) -> Path:
     """
     root = root.resolve()
     in_hub_cache = Path(hub_constants.HF_HUB_CACHE).resolve() in root.parents
-    target = root.with_name(root.name + ".extracted") if in_hub_cache else root
+    # A snapshot is <cache>/<repo folder>/snapshots/<revision>.
+    target = Path(hub_constants.HF_HOME) / "deepeyes" / "extracted" / root.parent.parent.name / root.name if in_hub_cache else root
     for archive in sorted(root.rglob("*.zip")):
         destination = target / archive.parent.relative_to(root)
         marker = destination / f"{_EXTRACTED_MARKER}-{archive.name}.done"

@@ -110,10 +110,16 @@ def test_bad_data_path_fails_fast_with_a_clear_message(tmp_path: Path, tiny_mode
     assert not (tmp_path / "run" / "llamafactory_train.yaml").exists()
 
 
-def test_bad_model_path_fails_fast_with_a_clear_message(tmp_path: Path, seed_file: Path) -> None:
+@pytest.mark.parametrize(
+    ("make_dir", "message"),
+    [(False, "no such file or directory, and not a hub name"), (True, "not a local model directory")],
+)
+def test_bad_model_path_fails_fast_with_a_clear_message(tmp_path: Path, seed_file: Path, make_dir: bool, message: str) -> None:
+    if make_dir:  # a folder, but no checkpoint in it
+        (tmp_path / "no-model").mkdir()
     result = _run({"DATA_PATH": str(seed_file), "MODEL_NAME_OR_PATH": str(tmp_path / "no-model"), "OUTPUT_DIR": str(tmp_path / "run")}, tmp_path)
     assert result.returncode != 0
-    assert "not a local model directory" in result.stderr and str(tmp_path / "no-model") in result.stderr
+    assert message in result.stderr and str(tmp_path / "no-model") in result.stderr
     assert not (tmp_path / "run" / "llamafactory_train.yaml").exists()
 
 

@@ -63,6 +63,7 @@ def test_dataset_downloads_once_then_resolves_offline_from_the_cache(tmp_path: P
     assert snapshot.is_relative_to((tmp_path / "hub").resolve())
     assert (snapshot / "json" / "sft_part_0.json").read_bytes() == b"[]"
     assert (extracted / "images" / "a.png").read_bytes() == b"png"
+    assert extracted == (tmp_path / "deepeyes" / "extracted" / snapshot.parent.parent.name / snapshot.name).resolve()  # not inside the hub cache
     assert any(r.startswith("GET /api/datasets/honglyhly/DeepEyesV2_SFT/revision/") for r in hub.requests)
     # The hub is gone now: offline, the cache answers.
     again = _run_cli(["--name_or_path", "honglyhly/DeepEyesV2_SFT", "--repo_type", "dataset"], tmp_path, HF_HUB_OFFLINE="1")
