@@ -6,7 +6,6 @@ page runs on Gradio's queue, so concurrent users wait their turn instead of fail
 
 from __future__ import annotations
 
-import argparse
 import csv
 import logging
 import tempfile
@@ -17,6 +16,7 @@ from typing import Any
 
 import gradio as gr
 
+from deepeyes.cli import LoggingArguments, parse_cli
 from deepeyes.demo.render import CSS, message_html, render_trajectory
 from deepeyes.demo.session import (
     ChatRun,
@@ -237,47 +237,48 @@ def _filter_updates(trajectories: list[Trajectory], indices: list[int], reset: b
 
 
 # -- command line -------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python demo/gradio_demo.py",
-        description="DeepEyes Gradio demo: a chat page that streams the agent's reasoning and tool calls, and a trajectory viewer.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+DESCRIPTION = "DeepEyes Gradio demo: a chat page that streams the agent's reasoning and tool calls, and a trajectory viewer."
+
+
+@dataclass(frozen=True)
+class DemoArguments:
+    """``python demo/gradio_demo.py``: the model, the tools and the web server."""
+
+    model_path: str = field(default=str(TINY_MODEL_DIR), metadata={"help": "local Qwen2.5-VL directory or hub id"})
+    adapter_path: str | None = field(default=None, metadata={"help": "LoRA adapter directory applied on top of --model_path"})
+    api_base: str | None = field(
+        default=None, metadata={"help": "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (overrides --model_path)"}
     )
-    model = parser.add_argument_group("model (a local checkpoint, or an OpenAI-compatible server)")
-    model.add_argument("--model_path", type=Path, default=TINY_MODEL_DIR, help="local Qwen2.5-VL directory")
-    model.add_argument("--adapter", type=Path, default=None, help="LoRA adapter directory applied on top of --model_path")
-    model.add_argument("--api_base", default=None, help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (overrides --model_path)")
-    model.add_argument("--served_model", default="deepeyes", help="model name to request from --api_base")
-    model.add_argument("--device", default="cpu", help="torch device for --model_path")
-    model.add_argument("--temperature", type=float, default=0.0, help="default sampling temperature (the page can change it)")
-    model.add_argument("--max_new_tokens", type=int, default=512, help="default token limit of one turn")
-    agent = parser.add_argument_group("agent loop and tools")
-    agent.add_argument("--tool_manager_config", type=Path, default=TOOL_MANAGER_CONFIG, help="tool manager YAML")
-    agent.add_argument("--no_tools", action="store_true", help="start without the tool services (direct answers only)")
-    agent.add_argument("--max_turns", type=int, default=8, help="default turn limit of one trajectory")
-    server = parser.add_argument_group("web server")
-    server.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
-    server.add_argument("--port", type=int, default=7860, help="port to listen on")
-    server.add_argument("--concurrency", type=int, default=2, help="questions answered at once; other users queue")
-    server.add_argument("--share", action="store_true", help="also open a public gradio.live share link")
-    parser.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging level")
-    return parser
+    served_model: str = field(default="deepeyes", metadata={"help": "model name to request from --api_base"})
+    device: str = field(default="cpu", metadata={"help": "torch device for --model_path"})
+    temperature: float = field(default=0.0, metadata={"help": "default sampling temperature (the page can change it)"})
+    max_new_tokens: int = field(default=512, metadata={"help": "default token limit of one turn"})
+    tool_manager_config: str = field(default=str(TOOL_MANAGER_CONFIG), metadata={"help": "tool manager YAML"})
+    use_tools: bool = field(default=True, metadata={"help": "false (--no_tools): start without the tool services (direct answers only)"})
+    max_turns: int = field(default=8, metadata={"help": "default turn limit of one trajectory"})
+    host: str = field(default="127.0.0.1", metadata={"help": "address to listen on (0.0.0.0 for every interface)"})
+    port: int = field(default=7860, metadata={"help": "port to listen on"})
+    concurrency: int = field(default=2, metadata={"help": "questions answered at once; other users queue"})
+    share: bool = field(default=False, metadata={"help": "also open a public gradio.live share link"})
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args, logging_args = parse_cli(
+        [DemoArguments, LoggingArguments], argv, prog="python demo/gradio_demo.py", description=DESCRIPTION,
+        aliases={"--adapter": "adapter_path", "--no_tools": "no:use_tools"},
+    )
+    logging_args.configure()
     from deepeyes.infer import make_policy
 
     policy = make_policy(args)
-    label = f"{args.served_model} at {args.api_base}" if args.api_base else Path(args.model_path).name + (f" + {Path(args.adapter).name}" if args.adapter else "")
+    label = f"{args.served_model} at {args.api_base}" if args.api_base else Path(args.model_path).name + (f" + {Path(args.adapter_path).name}" if args.adapter_path else "")
     options = DemoOptions(
         max_turns=args.max_turns, temperature=args.temperature, max_new_tokens=args.max_new_tokens,
         concurrency=args.concurrency, model_label=label, examples=sample_examples(),
     )
     with ExitStack() as stack:
         tool_manager = None
-        if not args.no_tools:
+        if args.use_tools:
             tool_manager = stack.enter_context(ToolManager.from_config(args.tool_manager_config))
         demo = build_app(policy, tool_manager, options)
         demo.launch(server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(SAMPLE_DIR)])

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from deepeyes.paths import DATA_DIR, REPO_ROOT, SAMPLE_DIR
 from deepeyes.paths import resolve_path as _resolve_path
 
 HttpPresetName = Literal["bing", "serper", "serpapi", "baidu", "custom"]
@@ -49,7 +50,7 @@ def resolve_path(path: str | Path) -> Path:
 class LocalBackendConfig:
     """BM25 over a JSONL corpus; the index is persisted next to the corpus."""
 
-    corpus_path: str = "data/sample/search/corpus.jsonl"
+    corpus_path: str = str(SAMPLE_DIR / "search" / "corpus.jsonl")
     #: Where the BM25 index lives; ``None`` puts it next to the corpus (``<corpus>.bm25s/``).
     index_dir: str | None = None
     #: Longest snippet (characters) cut from a document's text around the query terms.
@@ -94,7 +95,7 @@ class HttpBackendConfig:
 
 
 #: The seed's customisation point: a file users edit, holding ``text_search(query, api_type)``.
-SEED_SEARCH_HOOK = "reinforcement_learning/search_utils.py:text_search"
+SEED_SEARCH_HOOK = f"{REPO_ROOT / 'reinforcement_learning' / 'search_utils.py'}:text_search"
 
 
 @dataclass
@@ -132,7 +133,7 @@ class CacheConfig:
     ttl_s: float = 24 * 3600.0
     #: Skip cache reads (results are still written, so the cache is refreshed).
     bypass: bool = False
-    sqlite_path: str = "data/cache/text_search_cache.sqlite"
+    sqlite_path: str = str(DATA_DIR / "cache" / "text_search_cache.sqlite")
     #: ``redis://host:port/db``; used when no client is handed to ``TextSearcher.from_config``.
     redis_url: str | None = None
     key_prefix: str = "deepeyes:search:text:"
@@ -157,13 +158,13 @@ class TextSearchConfig:
 class ImageSearchConfig:
     """MMSearch-R1-style cache plus a similarity index over query images."""
 
-    cache_json: str = "data/sample/image_search/cache.json"
+    cache_json: str = str(SAMPLE_DIR / "image_search" / "cache.json")
     #: Root for relative ``cached_images_path`` entries; ``None`` = the cache file's folder.
     image_root: str | None = None
     #: ``{index, image_path}`` JSONL naming each entry's query image; ``None`` = none.
-    queries_jsonl: str | None = "data/sample/image_search/queries.jsonl"
+    queries_jsonl: str | None = str(SAMPLE_DIR / "image_search" / "queries.jsonl")
     #: Root for relative ``image_path`` values of ``queries_jsonl``.
-    query_image_root: str = "data/sample"
+    query_image_root: str = str(SAMPLE_DIR)
     #: What the similarity index is built from: the entries' query images and/or their cached images.
     index_sources: list[Literal["queries", "cached_images"]] = field(default_factory=lambda: ["queries"])
     #: Where the similarity index is persisted; ``None`` = ``<cache_json folder>/similarity_index``.
