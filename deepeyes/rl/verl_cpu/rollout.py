@@ -90,9 +90,7 @@ class HFRolloutServer:
             output = self.model.generate(**inputs, **options)
         ids = output.sequences[0, len(prompt_ids) :].tolist()
         log_probs = [float(torch.log_softmax(score[0].float(), dim=-1)[token]) for score, token in zip(output.scores, ids, strict=False)]
-        while ids and ids[-1] == options["pad_token_id"] and ids[-1] not in self.end_ids:  # padding after an early stop
-            ids.pop()
-        return TokenOutput(token_ids=ids, log_probs=log_probs[: len(ids)], stop_reason="completed")
+        return TokenOutput(token_ids=ids, log_probs=log_probs, stop_reason="completed")
 
     async def generate(
         self,
@@ -109,7 +107,12 @@ class HFRolloutServer:
         return await asyncio.to_thread(self._generate, list(prompt_ids), dict(sampling_params), image_data)
 
     def update_weights(self, state_dict: dict[str, torch.Tensor], version: int | None = None) -> int:
-        """Load the trainer's new weights (HF parameter names); returns how many tensors were loaded."""
+        """Load the trainer's new weights (HF parameter names); returns how many tensors were loaded.
+
+        Raises ``ValueError`` when none arrive or some name no parameter of the rollout model.
+        """
+        if not state_dict:
+            raise ValueError("the trainer sent no weights")
         with self._lock:
             result = self.model.load_state_dict(state_dict, strict=False)
         loaded = len(state_dict) - len(result.unexpected_keys)
