@@ -99,3 +99,30 @@ def test_verls_trainer_runs_grpo_steps_on_cpu(tmp_path, rl_sample_dir, tool_conf
     for step, record in enumerate(records):
         scores = [score_trajectory(t)["score"] for t in trajectories[4 * step : 4 * step + 4]]
         assert record["data"]["critic/score/mean"] == pytest.approx(sum(scores) / len(scores), abs=1e-5)
+
+
+def test_the_hf_rollout_server_samples_ids_with_log_probs_and_loads_new_weights(tiny_model_dir):
+    import asyncio
+
+    import torch
+
+    from deepeyes.rl.verl_cpu.rollout import HFRolloutServer
+
+    server = HFRolloutServer(str(tiny_model_dir))
+    prompt = server.tokenizer.encode("<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False)
+    torch.manual_seed(0)
+    out = asyncio.run(server.generate(prompt, {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 64}, request_id="r"))
+    assert 0 < len(out.token_ids) <= 64 and len(out.log_probs) == len(out.token_ids)
+    assert all(lp <= 0.0 for lp in out.log_probs)
+    assert not set(out.token_ids) & set(server.suppressed_ids)  # no vision placeholder is ever sampled
+    assert out.token_ids[-1] in server.end_ids or len(out.token_ids) == 64
+    greedy = {"temperature": 0.0, "max_new_tokens": 8}
+    assert asyncio.run(server.generate(prompt, greedy, request_id="a")).token_ids == asyncio.run(server.generate(prompt, greedy, request_id="b")).token_ids
+
+    name, weight = next((n, p) for n, p in server.model.state_dict().items() if n.endswith("q_proj.weight"))
+    assert server.update_weights({name: torch.zeros_like(weight)}, version=3) == 1
+    assert float(server.model.state_dict()[name].abs().sum()) == 0.0 and server.weight_version == 3
+    with pytest.raises(ValueError, match="no weights"):
+        server.update_weights({})
+    with pytest.raises(ValueError, match="does not have"):
+        server.update_weights({"not.a.parameter": weight})
