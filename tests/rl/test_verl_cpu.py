@@ -126,3 +126,32 @@ def test_the_hf_rollout_server_samples_ids_with_log_probs_and_loads_new_weights(
         server.update_weights({})
     with pytest.raises(ValueError, match="does not have"):
         server.update_weights({"not.a.parameter": weight})
+
+
+_PROCESS_GROUP_PROBE = """
+import os, socket, sys
+import torch.distributed as dist
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+os.environ.update(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), VERL_PLATFORM="cpu")
+import deepeyes.rl.verl_cpu  # registers the CPU platform
+from verl.utils.distributed import initialize_global_process_group_ray
+if sys.argv[1] == "verl-alone":
+    os.environ.pop("MASTER_ADDR")  # the platform then leaves the group to verl (rendezvous by URL)
+    os.environ["DIST_INIT_METHOD"] = f"tcp://127.0.0.1:{port}"
+try:
+    initialize_global_process_group_ray()
+except ValueError as error:
+    print("refused:", str(error).split(".")[0]); sys.exit(0)
+print("group:", dist.get_backend(), dist.get_world_size())
+"""
+
+
+@pytest.mark.parametrize("mode", ["with-platform", "verl-alone"])
+def test_the_cpu_platform_gives_verl_a_gloo_process_group(mode):
+    """verl alone builds 'cpu:gloo,cpu:gloo' and torch refuses it; the platform makes the group first."""
+    result = subprocess.run(
+        [sys.executable, "-c", _PROCESS_GROUP_PROBE, mode], check=True, capture_output=True, text=True, timeout=120, cwd=REPO_ROOT
+    )
+    expected = "group: gloo 1" if mode == "with-platform" else "refused: Duplicate device type cpu"
+    assert expected in result.stdout, result.stdout + result.stderr[-2000:]
