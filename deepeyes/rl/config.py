@@ -182,7 +182,8 @@ class VerlConfig:
 
     nnodes: int = 1
     n_gpus_per_node: int = 8
-    rollout_backend: Literal["vllm", "sglang"] = "vllm"
+    #: ``hf``: transformers on CPU (deepeyes.rl.verl_cpu), for verl runs without an accelerator.
+    rollout_backend: Literal["vllm", "sglang", "hf"] = "vllm"
     tensor_model_parallel_size: int = 1
     gpu_memory_utilization: float = 0.6
     max_prompt_length: int = 4096

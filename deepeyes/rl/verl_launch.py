@@ -1,14 +1,18 @@
 """The ``verl`` engine: our config → verl ``main_ppo`` Hydra overrides, and the launch.
 
-On a cluster, verl's own trainer (Ray, FSDP, vLLM/SGLang) does the RL; DeepEyes plugs in
-at verl's extension points only: the agent loop (``deepeyes_agent``, registered through
-``agent_loop_config_path``) and the custom reward function (calling the reward server).
-Everything else is mapped from our YAML so one config file describes a run on either engine.
+verl's own trainer (Ray, FSDP, vLLM/SGLang) does the RL; DeepEyes plugs in at verl's
+extension points: the agent loop (``deepeyes_agent``, registered through
+``agent_loop_config_path``) and the custom reward function (scoring the trajectory the loop
+built). With ``model.device: cpu`` the same trainer runs without an accelerator through
+:mod:`deepeyes.rl.verl_cpu` (a CPU platform and the ``hf`` rollout backend), loaded into every
+verl process with ``VERL_USE_EXTERNAL_MODULES``. Everything else is mapped from our YAML so one
+config file describes a run on either engine, on a laptop or a cluster.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -30,6 +34,8 @@ logger = logging.getLogger(__name__)
 AGENT_NAME = "deepeyes_agent"
 AGENT_LOOP_CLASS = "deepeyes.rl.verl_agent_loop.DeepEyesAgentLoop"
 REWARD_FUNCTION_FILE = Path(__file__).resolve().with_name("verl_reward.py")
+#: The module that registers the CPU platform and the ``hf`` rollout backend in verl processes.
+CPU_PLUGIN_MODULE = "deepeyes.rl.verl_cpu"
 
 
 @dataclass
@@ -66,7 +72,7 @@ def agent_loop_entries(config: RLConfig, paths: VerlPaths) -> list[dict]:
             "max_turns": config.rollout.max_turns,
             "max_context_tokens": config.rollout.max_context_tokens,
             "max_new_tokens": config.rollout.max_new_tokens,
-            "trajectory_dir": str(paths.root / "trajectories") if config.output.log_trajectories else None,
+            "trajectory_dir": str(paths.root) if config.output.log_trajectories else None,
         }
     ]
 
@@ -134,7 +140,7 @@ def build_overrides(config: RLConfig, paths: VerlPaths, reward_server_url: str) 
         f"+reward.custom_reward_function.reward_kwargs.server_url={reward_server_url}",
         f"trainer.project_name={verl.project_name}",
         f"trainer.experiment_name={verl.experiment_name}",
-        f"trainer.logger={_list(verl.loggers)}",
+        f"trainer.logger={_list([*verl.loggers, *(['file'] if 'file' not in verl.loggers else [])])}",
         f"trainer.nnodes={verl.nnodes}",
         f"trainer.n_gpus_per_node={verl.n_gpus_per_node}",
         f"trainer.total_epochs={training.num_train_epochs}",
@@ -144,9 +150,29 @@ def build_overrides(config: RLConfig, paths: VerlPaths, reward_server_url: str) 
         f"trainer.default_local_dir={paths.root / 'checkpoints'}",
         "trainer.val_before_train=false",
         "trainer.test_freq=-1",
+        # verl 0.9.1's v1 trainer needs the transfer_queue package; the classic RayPPOTrainer does not.
+        "trainer.use_v1=false",
+        "actor_rollout_ref.actor.strategy=fsdp2",
+        "actor_rollout_ref.ref.strategy=fsdp2",
     ]
+    if on_cpu(config):
+        slots = verl.nnodes * verl.n_gpus_per_node
+        overrides += [
+            "trainer.device=cpu",
+            # verl's resource pools count Ray GPU resources: one logical slot per training process,
+            # each bundled with 3 logical CPUs; the trainer, agent-loop and reward workers take more.
+            f"+ray_kwargs.ray_init.num_gpus={slots}",
+            f"+ray_kwargs.ray_init.num_cpus={max(os.cpu_count() or 1, 3 * slots + verl.agent_workers + 4)}",
+            # flash-attention kernels (and verl's padding-free path built on them) are GPU-only.
+            "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",
+            "actor_rollout_ref.model.use_remove_padding=false",
+            "data.dataloader_num_workers=0",
+        ]
+    if verl.rollout_backend == "hf" and model.use_peft:
+        overrides.append("actor_rollout_ref.model.lora.merge=true")  # the hf server loads full weights
     if config.algorithm == "ppo":
         overrides += [
+            "critic.strategy=fsdp2",
             f"critic.model.path={paths.model}",
             f"critic.optim.lr={training.learning_rate}",
             f"critic.ppo_micro_batch_size_per_gpu={micro}",
@@ -155,8 +181,26 @@ def build_overrides(config: RLConfig, paths: VerlPaths, reward_server_url: str) 
     return overrides + list(verl.extra_overrides)
 
 
+def on_cpu(config: RLConfig) -> bool:
+    """A run without an accelerator: verl runs on the CPU platform of :mod:`deepeyes.rl.verl_cpu`."""
+    return config.model.device == "cpu"
+
+
 def command(overrides: list[str]) -> list[str]:
     return [sys.executable, "-m", "verl.trainer.main_ppo", *overrides]
+
+
+def environment(config: RLConfig, paths: VerlPaths) -> dict[str, str]:
+    """Variables for verl's processes: the CPU plugin when on CPU, and where verl's loggers write."""
+    env = {
+        "VERL_FILE_LOGGER_PATH": str(paths.root / "metrics.jsonl"),
+        "TENSORBOARD_DIR": str(paths.root / "tensorboard"),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p),
+    }
+    if on_cpu(config):
+        modules = [m for m in os.environ.get("VERL_USE_EXTERNAL_MODULES", "").split(",") if m and m != CPU_PLUGIN_MODULE]
+        env.update(VERL_PLATFORM="cpu", VERL_USE_EXTERNAL_MODULES=",".join([CPU_PLUGIN_MODULE, *modules]))
+    return env
 
 
 def _absolute_images(source: Path, destination: Path) -> None:
@@ -194,5 +238,6 @@ def launch(config: RLConfig, reward_server_url: str) -> int:
     paths = VerlPaths.plan(config)
     prepare(config, paths)
     argv = command(build_overrides(config, paths, reward_server_url))
-    logger.info("launching verl: %s", " ".join(argv))
-    return subprocess.call(argv, cwd=REPO_ROOT)
+    env = environment(config, paths)
+    logger.info("launching verl: %s %s", " ".join(f"{k}={v}" for k, v in env.items() if k.startswith("VERL_")), " ".join(argv))
+    return subprocess.call(argv, cwd=REPO_ROOT, env={**os.environ, **env})
