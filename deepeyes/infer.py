@@ -2,7 +2,8 @@
 
     python -m deepeyes.infer --image photo.png --question "How many red circles?"
 
-Runs on the tiny default model unless ``--model_path`` (a local Qwen2.5-VL directory) or
+Runs on the tiny default model unless ``--model_path`` (a Qwen2.5-VL directory or hub id,
+fetched once into the hub cache) or
 ``--api_base`` (an OpenAI-compatible server, e.g. vLLM serving DeepEyesV2) is given. The
 Redis and sandbox services it needs are started on loopback when the tool-manager config
 names none, and stopped on exit.
@@ -41,8 +42,8 @@ class InferArguments:
         metadata={"help": "input image(s): image_1, image_2, ... in the order given (repeatable)", "action": "append"}
     )
     question: str = field(metadata={"help": "the question to answer"})
-    model_path: str = field(default=str(TINY_MODEL_DIR), metadata={"help": "local Qwen2.5-VL directory"})
-    adapter_path: str | None = field(default=None, metadata={"help": "LoRA adapter directory applied on top of --model_path"})
+    model_path: str = field(default=str(TINY_MODEL_DIR), metadata={"help": "Qwen2.5-VL directory or hub id (e.g. honglyhly/DeepEyesV2_7B_1031)"})
+    adapter_path: str | None = field(default=None, metadata={"help": "LoRA adapter directory or hub id applied on top of --model_path"})
     api_base: str | None = field(
         default=None, metadata={"help": "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (overrides --model_path)"}
     )
@@ -85,9 +86,9 @@ def make_policy(args: InferArguments) -> Policy:
         return OpenAIPolicy(args.api_base, args.served_model, temperature=args.temperature, max_tokens=args.max_new_tokens)
     from deepeyes.policies.hf import HFPolicy
 
-    return HFPolicy(
-        Path(args.model_path),
-        adapter_path=Path(args.adapter_path) if args.adapter_path else None,
+    return HFPolicy(  # a directory or a hub id (deepeyes.hub.resolve)
+        args.model_path,
+        adapter_path=args.adapter_path,
         temperature=args.temperature,
         max_new_tokens=args.max_new_tokens,
         device=args.device,

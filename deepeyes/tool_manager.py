@@ -126,6 +126,27 @@ class ToolManager:
     def from_config(cls, path: str | Path) -> ToolManager:
         return cls(config=load_config(path, ToolManagerConfig))
 
+    def resolved_config(self) -> ToolManagerConfig:
+        """``self.config`` with ``search_cache_path`` resolved, as the tools will run with it.
+
+        Resolving fetches a hub id into the hub cache and unpacks the cache's archives once;
+        no service is started. Nothing to resolve (no path given, or image search disabled):
+        ``self.config`` itself.
+
+        Raises:
+            deepeyes.hub.HubResolutionError: the path is neither local nor a reachable hub data set.
+            deepeyes.search.image_cache.ImageCacheError: a folder without exactly one cache JSON.
+        """
+        if self._search_cache_path is None or ImageSearchTool.name in self._disabled:
+            return self.config
+        image = self.config.search.image
+        if not self._configured:  # the default query list names the sample cache's entries, not this cache's
+            image = dataclasses.replace(image, queries_jsonl=None)
+        image = image_search_for_cache_path(image, self._search_cache_path)
+        self.config = dataclasses.replace(self.config, search=dataclasses.replace(self.config.search, image=image))
+        self._search_cache_path = None
+        return self.config
+
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> ToolManager:
         """Connect to (or start) Redis and start every enabled tool's services."""
@@ -147,13 +168,7 @@ class ToolManager:
         configured), then one instance per enabled registered tool."""
         from deepeyes.utils.processes import RedisServer
 
-        if self._search_cache_path is not None and ImageSearchTool.name not in self._disabled:
-            image = self.config.search.image
-            if not self._configured:  # the default query list names the sample cache's entries, not this cache's
-                image = dataclasses.replace(image, queries_jsonl=None)
-            image = image_search_for_cache_path(image, self._search_cache_path)
-            self.config = dataclasses.replace(self.config, search=dataclasses.replace(self.config.search, image=image))
-            self._search_cache_path = None
+        self.config = self.resolved_config()
         sandbox = self.config.sandbox
         if sandbox.redis_port is None:
             # A copy, so the configuration still says "start one" after this Redis is gone.

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from deepeyes.config import ConfigError, from_dict
+from deepeyes.hub import looks_like_repo_id
 from deepeyes.paths import SAMPLE_DIR, TINY_MODEL_DIR, resolve_path
 
 logger = logging.getLogger(__name__)
@@ -220,20 +221,38 @@ class RLConfig:
             raise ValueError(f"rollout.temperature must be >= 0, got {self.rollout.temperature}")
 
     def sft_adapter(self) -> Path | None:
-        """The SFT adapter to merge, or None (none configured, or optional and not there)."""
+        """The SFT adapter to merge, or None (none configured, or optional and not there).
+
+        A required adapter may be a hub id (fetched into the hub cache); an optional one
+        (``sft_lora_required: false``) is looked for locally only, so a run before cold start
+        never reaches for the network.
+        """
         path = self.resolve(self.model.sft_lora_path)
         if path is None or (path / "adapter_config.json").is_file():
             return path
+        if self.model.sft_lora_required and not path.is_absolute():  # a hub id (resolve keeps those as typed)
+            from deepeyes.hub import resolve as hub_resolve
+
+            path = hub_resolve(path, "model", what="model.sft_lora_path")
+            if (path / "adapter_config.json").is_file():
+                return path
         if self.model.sft_lora_required:
             raise ConfigError(f"model.sft_lora_path: no adapter_config.json in {path} (run cold_start/run_cold_start.sh first)")
         logger.warning("SFT adapter %s not found; RL starts from the base model %s", path, self.model.base_model)
         return None
 
     def resolve(self, path: str | None) -> Path | None:
-        """A config path made absolute (relative ones are taken from the current directory); None for unset."""
+        """A config path made absolute (relative ones are taken from the current directory); None for unset.
+
+        A hub id (``owner/name``, e.g. ``honglyhly/DeepEyesV2_RL``) that is not a local path is
+        returned as typed (relative), for the loader to fetch with :func:`deepeyes.hub.resolve`.
+        """
         if path is None or path == "":
             return None
-        return resolve_path(path)
+        local = resolve_path(path)
+        if not local.exists() and looks_like_repo_id(str(path)):
+            return Path(str(path))
+        return local
 
 
 def apply_overrides(document: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -176,7 +176,7 @@ def _absolute_images(source: Path, destination: Path) -> None:
 def prepare(config: RLConfig, paths: VerlPaths) -> None:
     """Write what the overrides point at: merged SFT model, data with absolute paths, agent-loop and tool configs."""
     paths.root.mkdir(parents=True, exist_ok=True)
-    tool_config = to_dict(build_tool_manager(config).config)
+    tool_config = to_dict(build_tool_manager(config).resolved_config())  # the search cache as the tools will read it
     paths.tool_manager_config.write_text(yaml.safe_dump(tool_config, sort_keys=False), encoding="utf-8")
     sft = config.sft_adapter()
     if sft is not None and not (paths.model / "config.json").is_file():
