@@ -63,10 +63,14 @@ class DataConfig:
     seed: int = 0
     #: Where relative image paths of the parquet are resolved; null: the parquet's folder, then its parent.
     image_root: str | None = None
+    #: Local engine: prompts longer than this many tokens (system prompt, question, and image
+    #: tokens at the base processor's max_pixels) are dropped before training, with a count in
+    #: the log (verl filters with its own ``verl.max_prompt_length``).
+    max_prompt_length: int = 4096
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.max_seq_length < 16:
-            raise ValueError("data.batch_size must be >= 1 and data.max_seq_length >= 16")
+        if self.batch_size < 1 or self.max_seq_length < 16 or self.max_prompt_length < 1:
+            raise ValueError("data.batch_size and data.max_prompt_length must be >= 1 and data.max_seq_length >= 16")
 
 
 @dataclass(frozen=True)
