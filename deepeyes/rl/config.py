@@ -231,10 +231,10 @@ class RLConfig:
         (``sft_lora_required: false``) is looked for locally only, so a run before cold start
         never reaches for the network.
         """
-        path = self.resolve(self.model.sft_lora_path)
+        path = self.locate(self.model.sft_lora_path)
         if path is None or (path / "adapter_config.json").is_file():
             return path
-        if self.model.sft_lora_required and not path.is_absolute():  # a hub id (resolve keeps those as typed)
+        if self.model.sft_lora_required and not path.is_absolute():  # a hub id (locate keeps those as typed)
             from deepeyes.hub import resolve as hub_resolve
 
             path = hub_resolve(path, "model", what="model.sft_lora_path")
@@ -246,15 +246,20 @@ class RLConfig:
         return None
 
     def resolve(self, path: str | None) -> Path | None:
-        """A config path made absolute (relative ones are taken from the current directory); None for unset.
-
-        A hub id (``owner/name``, e.g. ``honglyhly/DeepEyesV2_RL``) that is not a local path is
-        returned as typed (relative), for the loader to fetch with :func:`deepeyes.hub.resolve`.
-        """
+        """A config path made absolute (relative ones are taken from the current directory); None for unset."""
         if path is None or path == "":
             return None
-        local = resolve_path(path)
-        if not local.exists() and looks_like_repo_id(str(path)):
+        return resolve_path(path)
+
+    def locate(self, path: str | None) -> Path | None:
+        """A setting that may name a hub repository (models, adapters, RL data, the search cache).
+
+        An existing local path is made absolute as by :meth:`resolve`; a hub id (``owner/name``,
+        e.g. ``honglyhly/DeepEyesV2_RL``) with no such local path is returned as typed
+        (relative), for the loader to fetch with :func:`deepeyes.hub.resolve`.
+        """
+        local = self.resolve(path)
+        if local is not None and not local.exists() and looks_like_repo_id(str(path)):
             return Path(str(path))
         return local
 

@@ -125,7 +125,7 @@ def prompt_budget(config: RLConfig) -> PromptBudget:
 
     from deepeyes.hub import resolve as hub_resolve
 
-    processor = AutoProcessor.from_pretrained(hub_resolve(config.resolve(config.model.base_model), "model", what="model.base_model"))  # type: ignore[arg-type]
+    processor = AutoProcessor.from_pretrained(hub_resolve(config.locate(config.model.base_model), "model", what="model.base_model"))  # type: ignore[arg-type]
     size = processor.image_processor.size
     tokenizer = processor.tokenizer
     return PromptBudget(

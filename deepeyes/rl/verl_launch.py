@@ -47,12 +47,12 @@ class VerlPaths:
     @classmethod
     def plan(cls, config: RLConfig) -> VerlPaths:
         root = (config.resolve(config.output.dir) or Path(config.output.dir)) / "verl"
-        sft = config.resolve(config.model.sft_lora_path)
+        sft = config.locate(config.model.sft_lora_path)
         sft_present = sft is not None and (sft / "adapter_config.json").is_file()
         return cls(
             root=root,
-            model=root / "merged_sft_model" if sft_present else config.resolve(config.model.base_model),  # type: ignore[arg-type]
-            train_files=[root / "data" / name for name in _copy_names(expand_data_files(config.resolve(config.data.rl_data_path)))],  # type: ignore[arg-type]
+            model=root / "merged_sft_model" if sft_present else config.locate(config.model.base_model),  # type: ignore[arg-type]
+            train_files=[root / "data" / name for name in _copy_names(expand_data_files(config.locate(config.data.rl_data_path)))],  # type: ignore[arg-type]
             agent_loop_config=root / "agent_loop.yaml",
             tool_manager_config=root / "tool_manager_config.yaml",
         )
@@ -191,12 +191,12 @@ def prepare(config: RLConfig, paths: VerlPaths) -> None:
     paths.tool_manager_config.write_text(yaml.safe_dump(tool_config, sort_keys=False), encoding="utf-8")
     sft = config.sft_adapter()
     if sft is not None and not (paths.model / "config.json").is_file():
-        model, processor = load_base_with_sft(config.resolve(config.model.base_model), sft, config.model.dtype)  # type: ignore[arg-type]
+        model, processor = load_base_with_sft(config.locate(config.model.base_model), sft, config.model.dtype)  # type: ignore[arg-type]
         model.save_pretrained(paths.model)
         processor.save_pretrained(paths.model)
     elif sft is None:
-        paths.model = config.resolve(config.model.base_model)  # type: ignore[assignment]
-    sources = expand_data_files(config.resolve(config.data.rl_data_path))  # type: ignore[arg-type]
+        paths.model = config.locate(config.model.base_model)  # type: ignore[assignment]
+    sources = expand_data_files(config.locate(config.data.rl_data_path))  # type: ignore[arg-type]
     check_env_names(sources)
     for source, destination in zip(sources, paths.train_files, strict=True):
         _absolute_images(source, destination)

@@ -119,11 +119,12 @@ def test_run_eval_offline_and_not_cached_fails_naming_model_path(tmp_path: Path)
     assert "MODEL_PATH=Qwen/Qwen2.5-VL-7B-Instruct" in output and "HF_HUB_OFFLINE is set" in output
 
 
-def test_rl_config_keeps_hub_ids_for_the_loader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rl_config_locate_keeps_hub_ids_for_the_loader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     config = RLConfig()
-    assert config.resolve("honglyhly/DeepEyesV2_RL") == Path("honglyhly/DeepEyesV2_RL")  # not cwd/honglyhly/...
-    assert config.resolve("Qwen/Qwen2.5-VL-7B-Instruct@main") == Path("Qwen/Qwen2.5-VL-7B-Instruct@main")
+    assert config.locate("honglyhly/DeepEyesV2_RL") == Path("honglyhly/DeepEyesV2_RL")  # not cwd/honglyhly/...
+    assert config.locate("Qwen/Qwen2.5-VL-7B-Instruct@main") == Path("Qwen/Qwen2.5-VL-7B-Instruct@main")
     (tmp_path / "outputs" / "rl").mkdir(parents=True)
-    assert config.resolve("outputs/rl") == (tmp_path / "outputs" / "rl")  # an existing local path wins
-    assert config.resolve("data/sample/rl/train.parquet") == tmp_path / "data/sample/rl/train.parquet"  # not hub-shaped
+    assert config.locate("outputs/rl") == (tmp_path / "outputs" / "rl")  # an existing local path wins
+    assert config.locate("data/sample/rl/train.parquet") == tmp_path / "data/sample/rl/train.parquet"  # not hub-shaped
+    assert config.resolve("honglyhly/DeepEyesV2_RL") == tmp_path / "honglyhly/DeepEyesV2_RL"  # plain paths keep the cwd rule
