@@ -21,7 +21,8 @@ from deepeyes.chat import Message, all_images
 from deepeyes.images import prepare_for_qwen
 from deepeyes.policies.base import Generation
 from deepeyes.policies.hf import to_hf_messages
-from deepeyes.rl.masking import VISION_START, TokenizedConversation
+from deepeyes.rl.masking import TokenizedConversation
+from deepeyes.wire import VISION_START
 
 logger = logging.getLogger(__name__)
 

@@ -40,7 +40,8 @@ from deepeyes.chat import Message
 from deepeyes.images import prepare_for_qwen
 from deepeyes.policies.base import Generation
 from deepeyes.policies.hf import trim_turn
-from deepeyes.rl.masking import IM_END, TOOL_STOPS
+from deepeyes.rl.masking import TOOL_STOPS
+from deepeyes.wire import IM_END
 from deepeyes.rl.verl_reward import TRAJECTORY_KEY
 from deepeyes.tool_manager import ToolManager
 from deepeyes.trajectory import write_jsonl

@@ -23,7 +23,8 @@ from deepeyes.prompts import system_prompt, user_prompt
 from deepeyes.rl import algorithms
 from deepeyes.rl.config import ModelConfig, load_rl_config
 from deepeyes.rl.local_engine import LocalTrainer, _Scored
-from deepeyes.rl.masking import IM_END, collate
+from deepeyes.rl.masking import collate
+from deepeyes.wire import IM_END
 from deepeyes.rl.policy_model import forbid_structural_tokens, load_policy
 from deepeyes.rl.sampled import SampledIdsError, turn_row
 from deepeyes.paths import REPO_ROOT
