@@ -8,7 +8,10 @@ engine gets every file in ``data.train_files`` and verl's own over-long filter s
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from deepeyes.paths import REPO_ROOT
 from deepeyes.rl import verl_launch
 from deepeyes.rl.config import DataConfig, ModelConfig, OutputConfig, RLConfig
 from deepeyes.rl.data import fit_prompt_budget, load_prompts, prompt_budget
@@ -99,3 +103,32 @@ def test_verl_gets_every_part_and_filters_overlong_prompts(published_rl: Path, t
         rows = pq.read_table(paths.root / "data" / name).to_pylist()
         assert len(rows) == n
         assert all(Path(entry["image"]).is_absolute() and Path(entry["image"]).is_file() for row in rows for entry in row["images"])
+
+
+def test_train_py_trains_on_the_published_folder_after_the_budget_filter(
+    published_rl: Path, tiny_model_dir: Path, tool_config_file: Path, rl_sample_dir: Path, tmp_path: Path
+) -> None:
+    full = prompt_budget(_config(tiny_model_dir, published_rl, tmp_path, max_prompt_length=10**6))
+    prompts = load_prompts(published_rl)
+    limit = sorted(_measure(full, p) for p in prompts)[len(prompts) // 2]
+    kept = sum(_measure(full, p) <= limit for p in prompts)
+    output = tmp_path / "run"
+    overrides = [
+        f"model.base_model={tiny_model_dir}", "model.sft_lora_path=null",
+        f"data.rl_data_path={published_rl}", f"data.max_prompt_length={limit}", "data.batch_size=2",
+        f"tool.tool_manager_config={tool_config_file}", f"tool.search_cache_path={rl_sample_dir / 'image_search' / 'cache.json'}",
+        f"evaluation.reward_config={REPO_ROOT / 'reinforcement_learning' / 'evaluation_server' / 'reward_config.yaml'}",
+        f"output.dir={output}", "rollout.n=2", "rollout.max_turns=1", "rollout.max_new_tokens=8",
+        "training.batch_size=2", "training.gradient_accumulation_steps=2", "trainer.total_steps=1", "trainer.eval_steps=0",
+    ]
+    argv = [sys.executable, str(REPO_ROOT / "reinforcement_learning" / "train.py"), "--config",
+            str(REPO_ROOT / "reinforcement_learning" / "configs" / "deepeyes_rl.yaml"), "--no-progress"]
+    for override in overrides:
+        argv += ["--set", override]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert f"data.rl_data_path: dropped {len(prompts) - kept} of {len(prompts)} prompts longer than max_prompt_length={limit}" in result.stderr
+    assert "finished 1 steps" in result.stdout
+    trained_on = {json.loads(line)["metadata"]["prompt_uid"] for line in (output / "trajectories.jsonl").read_text().splitlines()}
+    allowed = {p.uid for p in prompts if _measure(full, p) <= limit}
+    assert trained_on and trained_on <= allowed  # only prompts within the budget were rolled out
