@@ -51,12 +51,13 @@ def test_a_threshold_outside_0_1_is_refused(tmp_path: Path) -> None:
 
 
 def test_force_no_tool_run_makes_no_tool_call(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """The whole CLI path with the switch on (the gate's effect on sampling is tested in test_tool_gate.py)."""
     out = tmp_path / "trajectory.jsonl"
     image = tmp_path / "photo.png"
     Image.new("RGB", (64, 48), "red").save(image)
     code = infer.main([
         "--model_path", str(tiny_model_dir), "--image", str(image), "--question", "what colour?", "--force_no_tool",
-        "--max_turns", "2", "--max_new_tokens", "24", "--temperature", "1.0", "--trajectory_out", str(out),
+        "--max_turns", "1", "--max_new_tokens", "24", "--trajectory_out", str(out),
     ])
     assert code == 0
     trajectory = json.loads(out.read_text().splitlines()[-1])
