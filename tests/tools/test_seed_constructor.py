@@ -101,3 +101,36 @@ def test_first_search_names_the_missing_key_and_the_published_cache_answers(seed
         refused = manager.execute(manager.open_session([]), Action("search", "anything"))
         assert refused.observation.status == "disabled"
     assert (seed_checkout / SEED_CACHE / "cached_images" / "train" / "fvqa_7_0.png").is_file()
+
+
+def test_the_search_cache_by_hub_name(tmp_path: Path) -> None:
+    """``search_cache_path=honglyhly/DeepEyesV2_Search_Cache``: fetched from a stand-in hub, unpacked beside the snapshot."""
+    import os
+    import subprocess
+    import sys
+
+    from hub_standin import RunningHub, StandinHub
+
+    from deepeyes.paths import REPO_ROOT
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("train/fvqa_7_0.png", _png((250, 120, 0)))
+    cache = {"fvqa_train_7": {"tool_returned_web_title": ["Orange lighthouse"], "cached_images_path": ["cached_images/train/fvqa_7_0.png"]}}
+    hub = StandinHub()
+    hub.add("dataset", "honglyhly/DeepEyesV2_Search_Cache", {
+        "fvqa_train_image_search_results_cache.json": json.dumps(cache).encode(), "cached_images/train.zip": archive.getvalue(),
+    })
+    code = (
+        "from deepeyes.tool_manager import ToolManager\n"
+        "image = ToolManager(search_cache_path='honglyhly/DeepEyesV2_Search_Cache', text_search_api_type='local').resolved_config().search.image\n"
+        "print(image.cache_json); print(image.image_root)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_OFFLINE"))}
+    with RunningHub(hub) as running:
+        env.update(HF_HOME=str(tmp_path / "hf"), HF_ENDPOINT=running.endpoint, PYTHONPATH=str(REPO_ROOT), HF_HUB_DISABLE_TELEMETRY="1")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    cache_json, image_root = (Path(line) for line in result.stdout.split())
+    assert cache_json.name == "fvqa_train_image_search_results_cache.json" and "datasets--honglyhly--DeepEyesV2_Search_Cache" in str(cache_json)
+    assert image_root.name.endswith(".extracted") and (image_root / "cached_images" / "train" / "fvqa_7_0.png").is_file()
