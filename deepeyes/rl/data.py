@@ -18,7 +18,13 @@ import pyarrow.parquet as pq
 from deepeyes import wire
 from deepeyes.agent import AgentRequest
 from deepeyes.rl.config import RLConfig, RLSetupError
-from deepeyes.rl.data_sources import PromptBudget, RLDataSourceError, check_env_names, expand_data_files, filter_overlong_prompts
+from deepeyes.rl.data_sources import (
+    PromptBudget,
+    RLDataSourceError,
+    check_env_names,
+    expand_data_files,
+    filter_overlong_prompts,
+)
 
 
 class RLDataError(RLSetupError):

@@ -52,7 +52,7 @@ def _env(hf_home: Path, **extra: str) -> dict[str, str]:
 
 
 def _python(code: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, cwd=cwd, timeout=300, check=False)
 
 
 def test_hf_policy_and_rl_loading_take_hub_ids(model_hub: StandinHub, tmp_path: Path) -> None:
@@ -100,7 +100,7 @@ def test_run_eval_takes_a_hub_model_path(model_hub: StandinHub, tmp_path: Path) 
         env["HF_ENDPOINT"] = running.endpoint
         result = subprocess.run(
             ["bash", str(REPO_ROOT / "evaluation" / "run_eval.sh"), "--no_report"],
-            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,
+            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600, check=False,
         )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     results = json.loads((tmp_path / "eval" / "eval_results.json").read_text())
@@ -112,7 +112,7 @@ def test_run_eval_takes_a_hub_model_path(model_hub: StandinHub, tmp_path: Path) 
 def test_run_eval_offline_and_not_cached_fails_naming_model_path(tmp_path: Path) -> None:
     env = _env(tmp_path / "hf", MODEL_PATH="Qwen/Qwen2.5-VL-7B-Instruct", HF_HUB_OFFLINE="1", OUTPUT_REPORT=str(tmp_path / "eval"))
     result = subprocess.run(
-        ["bash", str(REPO_ROOT / "evaluation" / "run_eval.sh"), "--no_report"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+        ["bash", str(REPO_ROOT / "evaluation" / "run_eval.sh"), "--no_report"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300, check=False
     )
     assert result.returncode != 0
     output = result.stdout + result.stderr
