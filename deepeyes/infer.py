@@ -2,7 +2,8 @@
 
     python -m deepeyes.infer --image photo.png --question "How many red circles?"
 
-Runs on the tiny default model unless ``--model_path`` (a local Qwen2.5-VL directory) or
+Runs on the tiny default model unless ``--model_path`` (a Qwen2.5-VL directory or hub id,
+fetched once into the hub cache) or
 ``--api_base`` (an OpenAI-compatible server, e.g. vLLM serving DeepEyesV2) is given. The
 Redis and sandbox services it needs are started on loopback when the tool-manager config
 names none, and stopped on exit.
@@ -23,6 +24,7 @@ from deepeyes.cli import QuietLoggingArguments, parse_cli
 from deepeyes.images import ImageLoadError, load_image
 from deepeyes.paths import TINY_MODEL_DIR, TOOL_MANAGER_CONFIG
 from deepeyes.policies.base import Policy
+from deepeyes.policies.tool_gate import ToolGateUnsupported, check_remote_support
 from deepeyes.tool_manager import ToolManager
 from deepeyes.tools.registry import REGISTRY
 from deepeyes.trajectory import Trajectory, Turn, write_jsonl
@@ -41,8 +43,8 @@ class InferArguments:
         metadata={"help": "input image(s): image_1, image_2, ... in the order given (repeatable)", "action": "append"}
     )
     question: str = field(metadata={"help": "the question to answer"})
-    model_path: str = field(default=str(TINY_MODEL_DIR), metadata={"help": "local Qwen2.5-VL directory"})
-    adapter_path: str | None = field(default=None, metadata={"help": "LoRA adapter directory applied on top of --model_path"})
+    model_path: str = field(default=str(TINY_MODEL_DIR), metadata={"help": "Qwen2.5-VL directory or hub id (e.g. honglyhly/DeepEyesV2_7B_1031)"})
+    adapter_path: str | None = field(default=None, metadata={"help": "LoRA adapter directory or hub id applied on top of --model_path"})
     api_base: str | None = field(
         default=None, metadata={"help": "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (overrides --model_path)"}
     )
@@ -56,6 +58,14 @@ class InferArguments:
         default_factory=list, metadata={"help": f"tools the model may not use (of {', '.join(REGISTRY.accepted_names())}; space- or comma-separated)"}
     )
     use_tools: bool = field(default=True, metadata={"help": "false (--no_use_tools): single turn, no tools (plain VQA)"})
+    force_no_tool: bool = field(
+        default=False,
+        metadata={"help": "the model must answer without calling a tool (the seed's force_no_tool): tool openers get probability 0 and every tool is disabled"},
+    )
+    tool_call_threshold: float = field(
+        default=0.0,
+        metadata={"help": "0..1, local models only: a tool call is opened only when the model gives it at least this probability (the higher, the fewer calls)"},
+    )
     sample_index: str | None = field(default=None, metadata={"help": "key of this image in the image-search cache, when known"})
     trajectory_out: str | None = field(
         default=None, metadata={"help": "append the trajectory (JSONL, shared schema) to this file"}
@@ -69,6 +79,8 @@ class InferArguments:
         object.__setattr__(self, "disable_tools", names)
         if self.max_turns < 1:
             raise ValueError(f"--max_turns must be >= 1, got {self.max_turns}")
+        if not 0.0 <= self.tool_call_threshold <= 1.0:
+            raise ValueError(f"--tool_call_threshold must be in [0, 1], got {self.tool_call_threshold}")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[InferArguments, QuietLoggingArguments]:
@@ -79,19 +91,40 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[InferArguments, Quiet
 
 
 def make_policy(args: InferArguments) -> Policy:
+    """The local model (a directory or hub id) with the tool-call switches, or a server client.
+
+    Raises:
+        ToolGateUnsupported: ``tool_call_threshold`` > 0 with ``--api_base`` (a server's
+            token probabilities are not visible here).
+        FileNotFoundError: the model or adapter cannot be found or fetched.
+    """
     if args.api_base:
         from deepeyes.policies.openai import OpenAIPolicy
 
+        check_remote_support(args.tool_call_threshold, args.force_no_tool)
         return OpenAIPolicy(args.api_base, args.served_model, temperature=args.temperature, max_tokens=args.max_new_tokens)
     from deepeyes.policies.hf import HFPolicy
 
-    return HFPolicy(
-        Path(args.model_path),
-        adapter_path=Path(args.adapter_path) if args.adapter_path else None,
+    return HFPolicy(  # a directory or a hub id (deepeyes.hub.resolve)
+        args.model_path,
+        adapter_path=args.adapter_path,
         temperature=args.temperature,
         max_new_tokens=args.max_new_tokens,
         device=args.device,
+        tool_call_threshold=args.tool_call_threshold,
+        force_no_tool=args.force_no_tool,
     )
+
+
+def make_tool_manager(args: InferArguments) -> ToolManager | None:
+    """The tool manager (not started), with ``--disable_tools`` applied; every tool off under ``--force_no_tool``."""
+    if not args.use_tools:
+        return None
+    tool_manager = ToolManager.from_config(args.tool_manager_config)
+    disabled = list(REGISTRY.names()) if args.force_no_tool else list(args.disable_tools)
+    if disabled:
+        tool_manager.disable_tools(disabled)
+    return tool_manager
 
 
 def print_turn(console: Console, turn: Turn) -> None:
@@ -118,11 +151,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImageLoadError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
-    policy = make_policy(args)
+    try:
+        policy = make_policy(args)
+    except (ToolGateUnsupported, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 2
     config = AgentConfig(max_turns=args.max_turns, use_tools=args.use_tools)
-    tool_manager = ToolManager.from_config(args.tool_manager_config) if args.use_tools else None
-    if tool_manager is not None and args.disable_tools:
-        tool_manager.disable_tools(list(args.disable_tools))
+    tool_manager = make_tool_manager(args)
     request = AgentRequest(question=args.question, images=images, sample_index=args.sample_index)
     request.metadata["image_paths"] = [str(path) for path in args.image]
 

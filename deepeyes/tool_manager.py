@@ -24,7 +24,8 @@ from PIL import Image
 from deepeyes.config import load_config
 from deepeyes.images import ImageLoadError, fit_for_qwen, load_image
 from deepeyes.sandbox.config import SandboxConfig
-from deepeyes.search.config import SearchConfig
+from deepeyes.search.config import SearchConfig, text_search_for_api_type
+from deepeyes.search.published_cache import image_search_for_cache_path
 from deepeyes.tools.base import (
     BaseTool,
     ToolContext,
@@ -34,6 +35,7 @@ from deepeyes.tools.base import (
     error_result,
 )
 from deepeyes.tools.code import CodeTool
+from deepeyes.tools.image_search import ImageSearchTool
 from deepeyes.tools.registry import REGISTRY
 from deepeyes.trajectory import Action, Observation
 from deepeyes.wire import ERROR_BUDGET, ERROR_DISABLED, ERROR_INVALID
@@ -78,19 +80,41 @@ class ToolManager:
         redis_host: str = "127.0.0.1",
         redis_port: int | None = None,
         search_cache_path: str | None = None,
-        text_search_api_type: str = "local",
+        text_search_api_type: str | None = None,
         config: ToolManagerConfig | None = None,
     ):
-        self.config = config or ToolManagerConfig()
-        sandbox = self.config.sandbox
+        """Settings only: nothing is started or contacted until :meth:`start` (or the first call).
+
+        Args:
+            code_sandbox_ports: running sandbox instances on ``config.sandbox.host``; None: as configured.
+            redis_host, redis_port: the Redis the sandboxes share; ``redis_port`` None: as configured.
+            search_cache_path: the image-search cache: the folder the published
+                ``DeepEyesV2_Search_Cache`` unpacks into (``fvqa_*`` JSON + zipped
+                ``cached_images``), its hub id, or a cache JSON file; resolved (and its archives
+                unpacked once) when the image-search tool starts; entries are looked up by
+                sample index (without ``config``, the sample data's query-image list is not
+                used with it). None: as configured.
+            text_search_api_type: ``local``, ``http``, ``private`` or a provider preset
+                (``baidu``, ``bing``, ``serper``, ``serpapi``; see
+                :func:`deepeyes.search.config.text_search_for_api_type`). None: as configured.
+            config: the settings to start from; it is never modified (the arguments above
+                go into a copy, ``self.config``).
+
+        Raises:
+            ValueError: an unknown ``text_search_api_type`` or tool name in ``config.tools.enabled``.
+        """
+        base = config or ToolManagerConfig()
+        sandbox = base.sandbox
         if code_sandbox_ports is not None:
-            sandbox.ports = list(code_sandbox_ports)
+            sandbox = dataclasses.replace(sandbox, ports=list(code_sandbox_ports))
         if redis_port is not None:
-            sandbox.redis_host, sandbox.redis_port = redis_host, redis_port
-        if search_cache_path is not None:
-            self.config.search.image.cache_json = search_cache_path
-        if text_search_api_type != "local":
-            self.config.search.text.backend = text_search_api_type  # type: ignore[assignment]
+            sandbox = dataclasses.replace(sandbox, redis_host=redis_host, redis_port=redis_port)
+        search = base.search
+        if text_search_api_type is not None:
+            search = dataclasses.replace(search, text=text_search_for_api_type(search.text, text_search_api_type))
+        self.config = dataclasses.replace(base, tools=dataclasses.replace(base.tools), sandbox=sandbox, search=search)
+        self._search_cache_path = search_cache_path
+        self._configured = config is not None
         self._disabled: set[str] = set(REGISTRY.names()) - set(REGISTRY.resolve(self.config.tools.enabled))
         self._stack = contextlib.ExitStack()
         self._lock = threading.Lock()
@@ -101,6 +125,27 @@ class ToolManager:
     @classmethod
     def from_config(cls, path: str | Path) -> ToolManager:
         return cls(config=load_config(path, ToolManagerConfig))
+
+    def resolved_config(self) -> ToolManagerConfig:
+        """``self.config`` with ``search_cache_path`` resolved, as the tools will run with it.
+
+        Resolving fetches a hub id into the hub cache and unpacks the cache's archives once;
+        no service is started. Nothing to resolve (no path given, or image search disabled):
+        ``self.config`` itself.
+
+        Raises:
+            deepeyes.hub.HubResolutionError: the path is neither local nor a reachable hub data set.
+            deepeyes.search.image_cache.ImageCacheError: a folder without exactly one cache JSON.
+        """
+        if self._search_cache_path is None or ImageSearchTool.name in self._disabled:
+            return self.config
+        image = self.config.search.image
+        if not self._configured:  # the default query list names the sample cache's entries, not this cache's
+            image = dataclasses.replace(image, queries_jsonl=None)
+        image = image_search_for_cache_path(image, self._search_cache_path)
+        self.config = dataclasses.replace(self.config, search=dataclasses.replace(self.config.search, image=image))
+        self._search_cache_path = None
+        return self.config
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> ToolManager:
@@ -119,9 +164,11 @@ class ToolManager:
         return self
 
     def _start_services(self) -> None:
-        """Redis (started when none is configured), then one instance per enabled registered tool."""
+        """The search cache path (resolved now, not at construction), Redis (started when none is
+        configured), then one instance per enabled registered tool."""
         from deepeyes.utils.processes import RedisServer
 
+        self.config = self.resolved_config()
         sandbox = self.config.sandbox
         if sandbox.redis_port is None:
             # A copy, so the configuration still says "start one" after this Redis is gone.

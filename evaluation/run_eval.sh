@@ -6,8 +6,9 @@
 #       bash evaluation/run_eval.sh
 #
 # Every setting is an environment variable (empty = default):
-#   MODEL_PATH           local Qwen2.5-VL directory            (default: data/models/tiny-qwen2.5-vl)
-#   ADAPTER_PATH         LoRA adapter on top of MODEL_PATH     (default: none)
+#   MODEL_PATH           Qwen2.5-VL directory or hub id, e.g. honglyhly/DeepEyesV2_7B_1031
+#                        (fetched once into the hub cache)     (default: data/models/tiny-qwen2.5-vl)
+#   ADAPTER_PATH         LoRA adapter (directory or hub id) on top of MODEL_PATH (default: none)
 #   API_BASE             OpenAI-compatible endpoint instead of MODEL_PATH, e.g. http://127.0.0.1:8000/v1
 #   SERVED_MODEL         model name requested from API_BASE    (default: deepeyes)
 #   DATASETS             comma-separated names, <name>.tsv under LMUDATA

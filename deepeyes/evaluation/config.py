@@ -18,9 +18,9 @@ DEFAULT_DATASETS = ["DeepEyesMini_Visual", "DeepEyesMini_Search"]
 @dataclass(frozen=True)
 class EvalConfig:
     model_path: str = field(
-        default=str(TINY_MODEL_DIR), metadata={"help": "local Qwen2.5-VL directory (ignored when --api_base is set)"}
+        default=str(TINY_MODEL_DIR), metadata={"help": "Qwen2.5-VL directory or hub id, e.g. honglyhly/DeepEyesV2_7B_1031 (ignored when --api_base is set)"}
     )
-    adapter_path: str | None = field(default=None, metadata={"help": "LoRA adapter directory applied on top of --model_path"})
+    adapter_path: str | None = field(default=None, metadata={"help": "LoRA adapter directory or hub id applied on top of --model_path"})
     api_base: str | None = field(
         default=None,
         metadata={"help": "OpenAI-compatible endpoint used instead of --model_path, e.g. http://127.0.0.1:8000/v1 (vLLM serving DeepEyesV2)"},

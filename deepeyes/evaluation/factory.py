@@ -54,6 +54,7 @@ def build_policy(config: EvalConfig) -> Policy:
         from deepeyes.policies.openai import OpenAIPolicy
 
         return OpenAIPolicy(config.api_base, config.served_model, temperature=config.temperature, max_tokens=config.max_new_tokens)
+    from deepeyes.hub import resolve as hub_resolve
     from deepeyes.policies.hf import HFPolicy
 
     if config.device == "cpu" and config.num_workers > 1:
@@ -61,12 +62,15 @@ def build_policy(config: EvalConfig) -> Policy:
 
         # Each copy gets its share of the cores instead of all of them fighting over every core.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.num_workers))
-    logger.info("loading %d copy/copies of %s", config.num_workers, config.model_path)
+    # A hub id is fetched once here, not once per copy.
+    model_path = hub_resolve(config.model_path, "model", what="MODEL_PATH")
+    adapter_path = hub_resolve(config.adapter_path, "model", what="ADAPTER_PATH") if config.adapter_path else None
+    logger.info("loading %d copy/copies of %s", config.num_workers, model_path)
     return PolicyPool(
         [
             HFPolicy(
-                config.model_path,
-                adapter_path=config.adapter_path,
+                model_path,
+                adapter_path=adapter_path,
                 temperature=config.temperature,
                 max_new_tokens=config.max_new_tokens,
                 device=config.device,

@@ -87,11 +87,11 @@ def check(policy: Policy, prompts: list[tuple[str, list[Message]]], batch_size: 
 
 @dataclass(frozen=True)
 class FormatCheckArguments:
-    model_path: str = field(metadata={"help": "base model directory"})
+    model_path: str = field(metadata={"help": "base model directory or hub id"})
     data: list[str] = field(
         metadata={"help": "SFT data in any format the converter reads (seed, ShareGPT, converted LLaMA-Factory JSON)"}
     )
-    adapter_path: str | None = field(default=None, metadata={"help": "LoRA adapter directory (adapter_config.json), optional"})
+    adapter_path: str | None = field(default=None, metadata={"help": "LoRA adapter directory (adapter_config.json) or hub id, optional"})
     image_root: str | None = field(default=None, metadata={"help": "base for relative image paths (default: each input's directory)"})
     num_prompts: int = field(default=32, metadata={"help": "how many held-in prompts"})
     max_samples: int | None = field(
@@ -140,8 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         prompts = held_in_prompts(samples[: args.max_samples], args.num_prompts)
     policy = HFPolicy(
-        resolve_path(args.model_path),
-        adapter_path=resolve_path(args.adapter_path) if args.adapter_path else None,
+        args.model_path,  # a directory (relative to the current one) or a hub id: HFPolicy resolves both
+        adapter_path=args.adapter_path,
         max_new_tokens=args.max_new_tokens,
         max_pixels=args.max_pixels,
         device=args.device,

@@ -39,6 +39,7 @@ def trim_turn(text: str) -> str:
 
 @dataclass
 class HFPolicyConfig:
+    #: A local directory or a hub id (``honglyhly/DeepEyesV2_7B_1031``); the same for ``adapter_path``.
     model_path: str
     adapter_path: str | None = None
     max_new_tokens: int = 512
@@ -65,17 +66,22 @@ class HFPolicy:
     def __init__(self, model_path: str | Path, adapter_path: str | Path | None = None, **options: Any):
         from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
+        from deepeyes.hub import resolve as hub_resolve
+
         config = HFPolicyConfig(model_path=str(model_path), adapter_path=str(adapter_path) if adapter_path else None, **options)
-        if not Path(config.model_path).is_dir():
+        # A local directory, or a hub id fetched once into the hub cache (HubResolutionError is a FileNotFoundError).
+        model_dir = hub_resolve(config.model_path, "model", what="model_path")
+        if not model_dir.is_dir():
             raise FileNotFoundError(f"model directory not found: {config.model_path}")
-        processor = AutoProcessor.from_pretrained(config.model_path)
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(config.model_path, dtype=getattr(torch, config.dtype))
+        processor = AutoProcessor.from_pretrained(model_dir)
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_dir, dtype=getattr(torch, config.dtype))
         if config.adapter_path:
             from peft import PeftModel
 
-            if not (Path(config.adapter_path) / "adapter_config.json").is_file():
+            adapter_dir = hub_resolve(config.adapter_path, "model", what="adapter_path")
+            if not (adapter_dir / "adapter_config.json").is_file():
                 raise FileNotFoundError(f"no adapter_config.json in adapter directory {config.adapter_path}")
-            model = PeftModel.from_pretrained(model, config.adapter_path)
+            model = PeftModel.from_pretrained(model, str(adapter_dir))
         self._setup(config, model.to(config.device).eval(), processor)
 
     @classmethod

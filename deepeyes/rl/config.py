@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from deepeyes.config import ConfigError, from_dict
+from deepeyes.hub import looks_like_repo_id
 from deepeyes.paths import SAMPLE_DIR, TINY_MODEL_DIR, resolve_path
 
 logger = logging.getLogger(__name__)
@@ -62,10 +63,14 @@ class DataConfig:
     seed: int = 0
     #: Where relative image paths of the parquet are resolved; null: the parquet's folder, then its parent.
     image_root: str | None = None
+    #: Local engine: prompts longer than this many tokens (system prompt, question, and image
+    #: tokens at the base processor's max_pixels) are dropped before training, with a count in
+    #: the log (verl filters with its own ``verl.max_prompt_length``).
+    max_prompt_length: int = 4096
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.max_seq_length < 16:
-            raise ValueError("data.batch_size must be >= 1 and data.max_seq_length >= 16")
+        if self.batch_size < 1 or self.max_seq_length < 16 or self.max_prompt_length < 1:
+            raise ValueError("data.batch_size and data.max_prompt_length must be >= 1 and data.max_seq_length >= 16")
 
 
 @dataclass(frozen=True)
@@ -221,10 +226,21 @@ class RLConfig:
             raise ValueError(f"rollout.temperature must be >= 0, got {self.rollout.temperature}")
 
     def sft_adapter(self) -> Path | None:
-        """The SFT adapter to merge, or None (none configured, or optional and not there)."""
-        path = self.resolve(self.model.sft_lora_path)
+        """The SFT adapter to merge, or None (none configured, or optional and not there).
+
+        A required adapter may be a hub id (fetched into the hub cache); an optional one
+        (``sft_lora_required: false``) is looked for locally only, so a run before cold start
+        never reaches for the network.
+        """
+        path = self.locate(self.model.sft_lora_path)
         if path is None or (path / "adapter_config.json").is_file():
             return path
+        if self.model.sft_lora_required and not path.is_absolute():  # a hub id (locate keeps those as typed)
+            from deepeyes.hub import resolve as hub_resolve
+
+            path = hub_resolve(path, "model", what="model.sft_lora_path")
+            if (path / "adapter_config.json").is_file():
+                return path
         if self.model.sft_lora_required:
             raise ConfigError(f"model.sft_lora_path: no adapter_config.json in {path} (run cold_start/run_cold_start.sh first)")
         logger.warning("SFT adapter %s not found; RL starts from the base model %s", path, self.model.base_model)
@@ -235,6 +251,18 @@ class RLConfig:
         if path is None or path == "":
             return None
         return resolve_path(path)
+
+    def locate(self, path: str | None) -> Path | None:
+        """A setting that may name a hub repository (models, adapters, RL data, the search cache).
+
+        An existing local path is made absolute as by :meth:`resolve`; a hub id (``owner/name``,
+        e.g. ``honglyhly/DeepEyesV2_RL``) with no such local path is returned as typed
+        (relative), for the loader to fetch with :func:`deepeyes.hub.resolve`.
+        """
+        local = self.resolve(path)
+        if local is not None and not local.exists() and looks_like_repo_id(str(path)):
+            return Path(str(path))
+        return local
 
 
 def apply_overrides(document: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

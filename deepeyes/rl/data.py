@@ -17,8 +17,14 @@ import pyarrow.parquet as pq
 
 from deepeyes import wire
 from deepeyes.agent import AgentRequest
-from deepeyes.rl.config import RLSetupError
-from deepeyes.rl.data_sources import RLDataSourceError, check_env_names, expand_data_files
+from deepeyes.rl.config import RLConfig, RLSetupError
+from deepeyes.rl.data_sources import (
+    PromptBudget,
+    RLDataSourceError,
+    check_env_names,
+    expand_data_files,
+    filter_overlong_prompts,
+)
 
 
 class RLDataError(RLSetupError):
@@ -108,6 +114,49 @@ def _prompt(file: Path, index: int, row: dict[str, Any], roots: list[Path], pref
         data_source=row.get("data_source"),
         sample_index=str(extra.get("sample_index") or extra.get("id") or uid),
         metadata={key: extra[key] for key in ("task", "answer_type", "choices") if extra.get(key) is not None},
+    )
+
+
+def prompt_budget(config: RLConfig) -> PromptBudget:
+    """``data.max_prompt_length`` measured with the base model's tokenizer and image limits.
+
+    The processor of ``model.base_model`` (a directory or hub id) gives the tokenizer and
+    the ``min_pixels`` / ``max_pixels`` the policy resizes images to (the SFT adapter
+    changes neither).
+
+    Raises:
+        FileNotFoundError: the base model cannot be found or fetched.
+    """
+    from transformers import AutoProcessor
+
+    from deepeyes.hub import resolve as hub_resolve
+
+    processor = AutoProcessor.from_pretrained(hub_resolve(config.locate(config.model.base_model), "model", what="model.base_model"))  # type: ignore[arg-type]
+    size = processor.image_processor.size
+    tokenizer = processor.tokenizer
+    return PromptBudget(
+        max_prompt_length=config.data.max_prompt_length,
+        count_text_tokens=lambda text: len(tokenizer(text).input_ids),
+        min_pixels=int(size["shortest_edge"]),
+        max_pixels=int(size["longest_edge"]),
+    )
+
+
+def fit_prompt_budget(prompts: list[RLPrompt], budget: PromptBudget, source: str) -> list[RLPrompt]:
+    """The prompts whose first model input fits ``budget``; the number dropped is logged.
+
+    A prompt is measured as the agent loop first sends it: the tool-use system prompt, the
+    user turn (:func:`deepeyes.prompts.user_prompt`) and its images' vision tokens; chat
+    template markers (a few tokens per turn) are not counted.
+
+    Raises:
+        RLDataSourceError: every prompt is too long.
+    """
+    from deepeyes.prompts import system_prompt, user_prompt
+
+    system = system_prompt()
+    return filter_overlong_prompts(
+        prompts, lambda p: system + "\n" + user_prompt(p.question, len(p.images)), lambda p: p.images, budget, source
     )
 
 

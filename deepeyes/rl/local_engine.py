@@ -30,7 +30,7 @@ from deepeyes.rewards.client import RewardClient
 from deepeyes.rl import algorithms, checkpoint
 from deepeyes.rl.batching import BatchingPolicy
 from deepeyes.rl.config import RLConfig, RLSetupError
-from deepeyes.rl.data import PromptSchedule, RLPrompt, load_prompts
+from deepeyes.rl.data import PromptSchedule, RLPrompt, fit_prompt_budget, load_prompts, prompt_budget
 from deepeyes.rl.masking import TokenizedConversation, collate, tokenize_conversation
 from deepeyes.rl.metrics import MetricsWriter, rollout_metrics
 from deepeyes.rl.policy_model import PolicyModel, load_policy
@@ -87,7 +87,7 @@ class LocalTrainer:
         config = self.config
         self.policy: PolicyModel = load_policy(
             config.model,
-            config.resolve(config.model.base_model),
+            config.locate(config.model.base_model),
             config.sft_adapter(),
             resume_adapter=resume_dir / "policy" if resume_dir else None,
         )
@@ -136,7 +136,8 @@ class LocalTrainer:
             )
         self.output_dir.mkdir(parents=True, exist_ok=True)
         (self.output_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False), encoding="utf-8")
-        prompts = load_prompts(config.resolve(config.data.rl_data_path), config.resolve(config.data.image_root))
+        budget = prompt_budget(config)
+        prompts = fit_prompt_budget(load_prompts(config.locate(config.data.rl_data_path), config.resolve(config.data.image_root)), budget, "data.rl_data_path")
         schedule = PromptSchedule(prompts, config.data.batch_size, config.data.seed, config.data.shuffle)
         total_steps = self._total_steps(schedule)
         torch.manual_seed(config.training.seed)
@@ -156,8 +157,8 @@ class LocalTrainer:
             max_context_tokens=config.rollout.max_context_tokens,
             concurrency=config.rollout.concurrency,
         )
-        eval_path = config.resolve(config.trainer.eval_data_path)
-        eval_pool = load_prompts(eval_path, config.resolve(config.data.image_root)) if eval_path else prompts
+        eval_path = config.locate(config.trainer.eval_data_path)
+        eval_pool = fit_prompt_budget(load_prompts(eval_path, config.resolve(config.data.image_root)), budget, "trainer.eval_data_path") if eval_path else prompts
         held_in = eval_pool[: config.trainer.eval_prompts]
         try:
             with rl_services(config, self.output_dir / "logs") as (tools, reward_url):

@@ -68,10 +68,20 @@ def _lora_config(config: ModelConfig):
 
 
 def load_base_with_sft(base_model: str | Path, sft_lora_path: str | Path | None, dtype: str = "float32") -> tuple[Any, Any]:
-    """Base model with the SFT adapter merged into its weights (when one is given), and its processor."""
+    """Base model with the SFT adapter merged into its weights (when one is given), and its processor.
+
+    Both may be local directories or hub ids (:func:`deepeyes.hub.resolve`).
+
+    Raises:
+        FileNotFoundError: a directory is missing (or a hub id cannot be fetched), or the
+            adapter has no ``adapter_config.json``.
+    """
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-    base_model = Path(base_model)
+    from deepeyes.hub import resolve as hub_resolve
+
+    # Local directories, or hub ids fetched once into the hub cache (HubResolutionError is a FileNotFoundError).
+    base_model = hub_resolve(base_model, "model", what="model.base_model")
     if not base_model.is_dir():
         raise FileNotFoundError(f"model directory not found: {base_model}")
     processor = AutoProcessor.from_pretrained(base_model)
@@ -79,7 +89,7 @@ def load_base_with_sft(base_model: str | Path, sft_lora_path: str | Path | None,
     if sft_lora_path:
         from peft import PeftModel
 
-        sft_lora_path = Path(sft_lora_path)
+        sft_lora_path = hub_resolve(sft_lora_path, "model", what="model.sft_lora_path")
         if not (sft_lora_path / "adapter_config.json").is_file():
             raise FileNotFoundError(f"no adapter_config.json in SFT adapter directory {sft_lora_path}")
         model = PeftModel.from_pretrained(model, str(sft_lora_path)).merge_and_unload()

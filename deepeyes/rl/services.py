@@ -38,7 +38,7 @@ def build_tool_manager(config: RLConfig) -> ToolManager:
         code_sandbox_ports=list(tool.code_sandbox_ports) or None,
         redis_host=tool.redis_host,
         redis_port=tool.redis_port,
-        search_cache_path=str(config.resolve(tool.search_cache_path)) if tool.search_cache_path else None,
+        search_cache_path=str(config.locate(tool.search_cache_path)) if tool.search_cache_path else None,
         text_search_api_type=tool.text_search_api_type,
         config=base,
     )

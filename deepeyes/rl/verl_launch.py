@@ -25,6 +25,7 @@ import yaml
 from deepeyes.config import to_dict
 from deepeyes.paths import REPO_ROOT
 from deepeyes.rl.config import RLConfig
+from deepeyes.rl.data_sources import check_env_names, expand_data_files
 from deepeyes.rl.policy_model import load_base_with_sft
 from deepeyes.rl.services import build_tool_manager
 
@@ -44,19 +45,20 @@ class VerlPaths:
 
     root: Path
     model: Path  # base model, or base + SFT merged into a full checkpoint
-    train_files: Path
+    #: The RL parquet files (the published data set is several), copied with absolute image paths.
+    train_files: list[Path]
     agent_loop_config: Path
     tool_manager_config: Path
 
     @classmethod
     def plan(cls, config: RLConfig) -> VerlPaths:
         root = (config.resolve(config.output.dir) or Path(config.output.dir)) / "verl"
-        sft = config.resolve(config.model.sft_lora_path)
+        sft = config.locate(config.model.sft_lora_path)
         sft_present = sft is not None and (sft / "adapter_config.json").is_file()
         return cls(
             root=root,
-            model=root / "merged_sft_model" if sft_present else config.resolve(config.model.base_model),  # type: ignore[arg-type]
-            train_files=root / "data" / Path(config.data.rl_data_path).name,
+            model=root / "merged_sft_model" if sft_present else config.locate(config.model.base_model),  # type: ignore[arg-type]
+            train_files=[root / "data" / name for name in _copy_names(expand_data_files(config.locate(config.data.rl_data_path)))],  # type: ignore[arg-type]
             agent_loop_config=root / "agent_loop.yaml",
             tool_manager_config=root / "tool_manager_config.yaml",
         )
@@ -95,8 +97,9 @@ def build_overrides(config: RLConfig, paths: VerlPaths, reward_server_url: str) 
         "algorithm.use_kl_in_reward=false",
         f"algorithm.gamma={training.gamma}",
         f"algorithm.lam={training.lam}",
-        f"data.train_files={_list([paths.train_files])}",
-        f"data.val_files={_list([paths.train_files])}",
+        f"data.train_files={_list(paths.train_files)}",
+        f"data.val_files={_list(paths.train_files)}",
+        "data.filter_overlong_prompts=true",
         f"data.train_batch_size={config.data.batch_size}",
         f"data.max_prompt_length={verl.max_prompt_length}",
         f"data.max_response_length={verl.max_response_length}",
@@ -203,6 +206,12 @@ def environment(config: RLConfig, paths: VerlPaths) -> dict[str, str]:
     return env
 
 
+def _copy_names(files: list[Path]) -> list[str]:
+    """File names for the copies of ``files``: their own, numbered where two parts share a name."""
+    names = [file.name for file in files]
+    return [f"{i}_{name}" if names.count(name) > 1 else name for i, name in enumerate(names)]
+
+
 def _absolute_images(source: Path, destination: Path) -> None:
     """Copy the RL parquet with image paths made absolute (Ray workers run in other directories)."""
     table = pq.read_table(source)
@@ -210,6 +219,8 @@ def _absolute_images(source: Path, destination: Path) -> None:
     roots = [source.parent, source.parent.parent]
     for row in rows:
         for entry in row.get("images") or []:
+            if not isinstance(entry, dict) or not isinstance(entry.get("image"), str):
+                continue  # embedded image bytes travel with the row
             path = Path(entry["image"])
             if not path.is_absolute():
                 entry["image"] = str(next((r / path for r in roots if (r / path).is_file()), roots[0] / path))
@@ -220,16 +231,19 @@ def _absolute_images(source: Path, destination: Path) -> None:
 def prepare(config: RLConfig, paths: VerlPaths) -> None:
     """Write what the overrides point at: merged SFT model, data with absolute paths, agent-loop and tool configs."""
     paths.root.mkdir(parents=True, exist_ok=True)
-    tool_config = to_dict(build_tool_manager(config).config)
+    tool_config = to_dict(build_tool_manager(config).resolved_config())  # the search cache as the tools will read it
     paths.tool_manager_config.write_text(yaml.safe_dump(tool_config, sort_keys=False), encoding="utf-8")
     sft = config.sft_adapter()
     if sft is not None and not (paths.model / "config.json").is_file():
-        model, processor = load_base_with_sft(config.resolve(config.model.base_model), sft, config.model.dtype)  # type: ignore[arg-type]
+        model, processor = load_base_with_sft(config.locate(config.model.base_model), sft, config.model.dtype)  # type: ignore[arg-type]
         model.save_pretrained(paths.model)
         processor.save_pretrained(paths.model)
     elif sft is None:
-        paths.model = config.resolve(config.model.base_model)  # type: ignore[assignment]
-    _absolute_images(config.resolve(config.data.rl_data_path), paths.train_files)  # type: ignore[arg-type]
+        paths.model = config.locate(config.model.base_model)  # type: ignore[assignment]
+    sources = expand_data_files(config.locate(config.data.rl_data_path))  # type: ignore[arg-type]
+    check_env_names(sources)
+    for source, destination in zip(sources, paths.train_files, strict=True):
+        _absolute_images(source, destination)
     paths.agent_loop_config.write_text(yaml.safe_dump(agent_loop_entries(config, paths), sort_keys=False), encoding="utf-8")
 
 

@@ -145,7 +145,7 @@ def _run_agent_loop(tmp_path, tiny_model_dir, rl_sample_dir, tool_config_file, r
 
     processor = AutoProcessor.from_pretrained(tiny_model_dir)
     tokenizer = processor.tokenizer
-    dataset = RLHFDataset(data_files=[str(paths.train_files)], tokenizer=tokenizer, config=composed.data, processor=processor)
+    dataset = RLHFDataset(data_files=[str(f) for f in paths.train_files], tokenizer=tokenizer, config=composed.data, processor=processor)
     row = dataset[0]
     server = ScriptedServer(tokenizer, turns(str(row["reward_model"]["ground_truth"])))
 
