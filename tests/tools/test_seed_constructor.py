@@ -133,4 +133,4 @@ def test_the_search_cache_by_hub_name(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     cache_json, image_root = (Path(line) for line in result.stdout.split())
     assert cache_json.name == "fvqa_train_image_search_results_cache.json" and "datasets--honglyhly--DeepEyesV2_Search_Cache" in str(cache_json)
-    assert image_root.name.endswith(".extracted") and (image_root / "cached_images" / "train" / "fvqa_7_0.png").is_file()
+    assert image_root.parent.name == "datasets--honglyhly--DeepEyesV2_Search_Cache" and image_root.parent.parent.name == "extracted" and (image_root / "cached_images" / "train" / "fvqa_7_0.png").is_file()
