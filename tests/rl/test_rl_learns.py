@@ -10,6 +10,7 @@ measures learning without sampling noise; the seed fixes which answers each step
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -85,4 +86,4 @@ def test_short_rl_run_raises_held_in_reward(tiny_model_dir: Path, tmp_path: Path
         curve.append(float(probabilities() @ rewards))
     # Robust, not loose: the expected reward must rise by a clear margin, and not by luck of one step.
     assert curve[-1] > curve[0] + 0.2, curve
-    assert sum(b > a for a, b in zip(curve, curve[1:])) >= STEPS - 1, curve
+    assert sum(b > a for a, b in pairwise(curve)) >= STEPS - 1, curve
