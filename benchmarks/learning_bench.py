@@ -23,7 +23,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from deepeyes.rl.learning_report import report  # noqa: E402
+from deepeyes.rl.learning_report import report
 
 TIME_LIMIT_S = 12 * 60
 

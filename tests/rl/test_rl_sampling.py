@@ -17,6 +17,7 @@ from PIL import Image
 
 from deepeyes.agent import Rollout
 from deepeyes.chat import Message
+from deepeyes.paths import REPO_ROOT
 from deepeyes.policies.base import Generation
 from deepeyes.policies.hf import HFPolicy
 from deepeyes.prompts import system_prompt, user_prompt
@@ -27,7 +28,6 @@ from deepeyes.rl.masking import collate
 from deepeyes.wire import IM_END
 from deepeyes.rl.policy_model import forbid_structural_tokens, load_policy
 from deepeyes.rl.sampled import SampledIdsError, turn_row
-from deepeyes.paths import REPO_ROOT
 from deepeyes.trajectory import Trajectory
 
 DEFAULT_CONFIG = REPO_ROOT / "reinforcement_learning" / "configs" / "deepeyes_rl.yaml"

@@ -180,11 +180,12 @@ def test_update_moves_towards_the_rewarded_turn(tmp_path, tiny_model_dir, algori
             trainer.policy.processor, conversation(text), min_pixels=trainer.min_pixels, max_pixels=trainer.max_pixels
         )
         with torch.no_grad():
-            out = algorithms.forward(trainer.policy.model, collate([tokenized], trainer.policy.processor.tokenizer.pad_token_id))
+            batch = collate([tokenized], trainer.policy.processor.tokenizer.pad_token_id)
+            out = algorithms.forward(trainer.policy.model, batch, distribution=trainer.distribution)
         return float((out.log_probs * out.loss_mask).sum())
 
     before = {name: likelihood(text) for name, text in turns.items()}
-    for _ in range(3):
+    for _ in range(2):  # lr 0.01 with Adam on a random model: a third step can overshoot
         metrics = trainer._update(scored)
     after = {name: likelihood(text) for name, text in turns.items()}
     assert metrics["actor/advantage_abs_max"] > 0

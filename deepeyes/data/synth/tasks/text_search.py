@@ -19,6 +19,12 @@ WIDTH, HEIGHT = 384, 256
 PLAQUES = [((30, 70, 120), (240, 230, 200)), ((90, 30, 30), (250, 240, 220)), ((20, 80, 50), (235, 245, 235))]
 
 
+#: Share of questions that name the entity only on the sign (the model must read it to search).
+#: 0 in the curriculum: the search must be sufficient, and a model that cannot read pixels
+#: could not form the query (issue 12). Raise it for models that can read.
+SIGN_QUESTION_SHARE = 0.0
+
+
 def question_and_query(entity: Entity, attribute: str, on_sign: bool) -> tuple[str, str]:
     """The question (naming the entity or pointing at the sign) and a query containing the name."""
     _, verb, role = KINDS[entity.kind]
@@ -52,7 +58,7 @@ def build(rng: random.Random, context: TaskContext) -> TaskSample:
     if entity is None:
         raise SynthError("text_search needs an entity in its context")
     attribute = rng.choice(ATTRIBUTES)
-    on_sign = rng.random() < 0.5
+    on_sign = rng.random() < SIGN_QUESTION_SHARE
     question, query = question_and_query(entity, attribute, on_sign)
     answer = entity.fact(attribute)
 
