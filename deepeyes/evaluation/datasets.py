@@ -58,6 +58,9 @@ class EvalSample:
     choices: dict[str, str] | None = None
     hint: str | None = None
     sample_index: str | None = None  # key into the image-search cache
+    #: The tools the task needs (optional ``required_tools`` column, comma-separated; empty or
+    #: ``none``: no tool), which behaviour analysis compares with the tools the model called.
+    required_tools: list[str] | None = None
 
     @property
     def id(self) -> str:
@@ -153,7 +156,16 @@ def _sample(
         choices=choices,
         hint=record.get("hint", "").strip() or None,
         sample_index=record.get("image_index", "").strip() or None,
+        required_tools=_required_tools(record.get("required_tools")),
     )
+
+
+def _required_tools(cell: str | None) -> list[str] | None:
+    """``None`` when the benchmark has no such column; else the listed tool names (maybe none)."""
+    if cell is None:
+        return None
+    names = [name.strip() for name in cell.split(",") if name.strip()]
+    return [] if names in ([], ["none"]) else names
 
 
 def _answer_type(profile: DatasetProfile, record: dict[str, str], options: dict[str, str], fail) -> tuple[str, dict[str, str] | None]:

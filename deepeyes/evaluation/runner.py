@@ -195,6 +195,7 @@ def _rollout(loop: AgentLoop, policy: Policy, sample: EvalSample) -> Trajectory:
             "category": sample.category,
             "answer_type": sample.answer_type,
             "choices": sample.choices,
+            **({"required_tools": sample.required_tools} if sample.required_tools is not None else {}),
         },
     )
     try:

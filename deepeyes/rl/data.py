@@ -113,7 +113,7 @@ def _prompt(file: Path, index: int, row: dict[str, Any], roots: list[Path], pref
         ground_truth=str(reward_model["ground_truth"]),
         data_source=row.get("data_source"),
         sample_index=str(extra.get("sample_index") or extra.get("id") or uid),
-        metadata={key: extra[key] for key in ("task", "answer_type", "choices") if extra.get(key) is not None},
+        metadata={key: extra[key] for key in ("task", "answer_type", "choices", "required_tools") if extra.get(key) is not None},
     )
 
 

@@ -249,7 +249,7 @@ def request_from_row(row: dict[str, Any], images: list[Any]) -> AgentRequest:
         ground_truth=str(_plain(reward_model.get("ground_truth"))) if reward_model.get("ground_truth") is not None else None,
         data_source=str(row.get("data_source")) if row.get("data_source") is not None else None,
         sample_index=str(extra.get("sample_index") or extra.get("id") or "") or None,
-        metadata={k: extra[k] for k in ("task", "answer_type", "choices") if extra.get(k) is not None},
+        metadata={k: _plain(extra[k]) for k in ("task", "answer_type", "choices", "required_tools") if extra.get(k) is not None},
     )
 
 

@@ -131,3 +131,17 @@ def test_missing_file_lists_what_is_there(make_tsv):
 
 def _only_text(make_tsv) -> Path:
     return make_tsv("X", [{"index": 0, "question": "q", "answer": "a"}], columns=["index", "question", "answer"])
+
+
+def test_required_tools_column_is_read_when_present(make_tsv):
+    rows = [
+        {"index": 0, "question": "q0", "answer": "1", "required_tools": "code"},
+        {"index": 1, "question": "q1", "answer": "2", "required_tools": "search,image_search"},
+        {"index": 2, "question": "q2", "answer": "3", "required_tools": ""},
+        {"index": 3, "question": "q3", "answer": "4", "required_tools": "none"},
+    ]
+    path = make_tsv("WithTools", rows)
+    samples = load_dataset("WithTools", path.parent)
+    assert [s.required_tools for s in samples] == [["code"], ["search", "image_search"], [], []]
+    plain = make_tsv("WithoutTools", [{"index": 0, "question": "q", "answer": "a"}])
+    assert load_dataset("WithoutTools", plain.parent)[0].required_tools is None  # no column: unknown, not "none"
