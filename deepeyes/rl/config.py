@@ -162,6 +162,11 @@ class TrainerConfig:
     eval_n: int = 2
     #: torch threads on CPU; null: torch's default.
     num_threads: int | None = None
+    #: Tool-use collapse alarm (the behaviour report's, deepeyes.analysis.collapse): warn when
+    #: tool calls per trajectory stay below this fraction of the first step's value ...
+    collapse_fraction: float = 0.5
+    #: ... for this many consecutive steps.
+    collapse_patience: int = 3
 
 
 @dataclass(frozen=True)

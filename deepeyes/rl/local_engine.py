@@ -23,6 +23,7 @@ import yaml
 from tqdm import tqdm
 
 from deepeyes.agent import AgentConfig, AgentLoop, Rollout
+from deepeyes.analysis.collapse import CollapseAlarm
 from deepeyes.config import to_dict
 from deepeyes.policies.base import Generation
 from deepeyes.policies.hf import HFPolicy
@@ -167,9 +168,11 @@ class LocalTrainer:
                 if config.trainer.eval_steps and start_step == 0:
                     writer.write(0, self._evaluate(held_in))
                 bar = tqdm(range(start_step, total_steps), desc="RL steps", unit="step", disable=not self.show_progress, initial=start_step, total=total_steps)
+                alarm = CollapseAlarm(config.trainer.collapse_fraction, config.trainer.collapse_patience)
                 for step in bar:
                     metrics = self._train_step(step, schedule.batch(step))
                     done = step + 1
+                    alarm.update_and_log(done, metrics["tools/calls_per_trajectory"])
                     if config.trainer.eval_steps and (done % config.trainer.eval_steps == 0 or done == total_steps):
                         metrics.update(self._evaluate(held_in))
                     writer.write(done, metrics)
