@@ -17,8 +17,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from deepeyes import wire
-from deepeyes.wire import parse_action
 from deepeyes.data.sft_sample import SftSample
+from deepeyes.wire import parse_action
 
 # Defect classes, as they appear in the report.
 UNREADABLE_RECORD = "unreadable_record"

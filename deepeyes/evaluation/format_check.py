@@ -18,7 +18,6 @@ from pathlib import Path
 
 from PIL import Image
 
-from deepeyes.wire import parse_action
 from deepeyes.chat import Message
 from deepeyes.cli import parse_cli
 from deepeyes.data.sft_readers import InputError
@@ -26,7 +25,7 @@ from deepeyes.data.sft_sample import SftSample
 from deepeyes.data.to_llamafactory import load_samples
 from deepeyes.paths import resolve_path
 from deepeyes.policies.base import Generation, Policy
-from deepeyes.wire import IMAGE_PLACEHOLDER
+from deepeyes.wire import IMAGE_PLACEHOLDER, parse_action
 
 
 @dataclass

@@ -93,7 +93,9 @@ def evaluate(config: EvalConfig, policy: Policy | None = None, tool_manager: Too
     results = _results(config, outcomes, time.perf_counter() - started)
     (out / RESULTS_FILE).write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     if config.report:
-        from deepeyes.evaluation.report import write_reports  # matplotlib only once there is something to plot
+        from deepeyes.evaluation.report import (
+            write_reports,  # matplotlib only once there is something to plot
+        )
 
         write_reports(results, {o.name: o.records for o in outcomes}, out / REPORT_HTML, out / REPORT_PDF)
     return results

@@ -93,7 +93,12 @@ def train_tokenizer(spec: TinyModelSpec):
 
 
 def build_processor(spec: TinyModelSpec):
-    from transformers import PreTrainedTokenizerFast, Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+    from transformers import (
+        PreTrainedTokenizerFast,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
 
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=train_tokenizer(spec),

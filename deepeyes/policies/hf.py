@@ -32,6 +32,17 @@ def to_hf_messages(messages: list[Message]) -> list[dict[str, Any]]:
     return converted
 
 
+def forbid_structural_tokens(model: Any, processor: Any) -> None:
+    """Make ``generate`` never sample :data:`deepeyes.wire.STRUCTURAL_TOKENS` (set on the model's generation config).
+
+    A turn must never contain them: they would add image slots without images, or open a fake
+    turn, when the conversation is tokenized again, and a young or hot policy samples them.
+    """
+    ids = [processor.tokenizer.convert_tokens_to_ids(token) for token in wire.STRUCTURAL_TOKENS]
+    unknown = processor.tokenizer.unk_token_id
+    model.generation_config.suppress_tokens = sorted({i for i in ids if i is not None and i != unknown})
+
+
 def trim_turn(text: str) -> str:
     """Cut generated text at the end-of-turn marker; ``</code>``/``</tool_call>`` stay in."""
     return wire.trim_end_of_turn(text)
@@ -82,6 +93,7 @@ class HFPolicy:
             if not (adapter_dir / "adapter_config.json").is_file():
                 raise FileNotFoundError(f"no adapter_config.json in adapter directory {config.adapter_path}")
             model = PeftModel.from_pretrained(model, str(adapter_dir))
+        forbid_structural_tokens(model, processor)
         self._setup(config, model.to(config.device).eval(), processor)
 
     @classmethod

@@ -11,9 +11,19 @@ Entry points: :func:`score_trajectory`, :func:`score_response`, :func:`compute_s
 ``deepeyes.rewards.client.RewardClient`` for the HTTP server. See docs/rewards.md.
 """
 
-from deepeyes.rewards.config import JudgeConfig, RewardConfig, ToolPenalties, load_reward_config
+from deepeyes.rewards.config import (
+    JudgeConfig,
+    RewardConfig,
+    ToolPenalties,
+    load_reward_config,
+)
 from deepeyes.rewards.payload import PayloadError, ScoreRequest, parse_request
-from deepeyes.rewards.scoring import RewardScorer, compute_score, score_response, score_trajectory
+from deepeyes.rewards.scoring import (
+    RewardScorer,
+    compute_score,
+    score_response,
+    score_trajectory,
+)
 
 __all__ = [
     "JudgeConfig",

@@ -208,7 +208,9 @@ def looks_like_math(ground_truth: str) -> bool:
 
 
 def _parse_math(text: str, timeout_s: int | None) -> list:
-    from math_verify import parse  # heavy import (sympy, antlr): only when maths is scored
+    from math_verify import (
+        parse,  # heavy import (sympy, antlr): only when maths is scored
+    )
 
     # A bare expression is tried as LaTeX first ("2^{1/2}" is √2 there but "2" as a plain
     # expression), then as a plain expression ("sqrt(3)/2").

@@ -31,7 +31,13 @@ from deepeyes.rewards.client import RewardClient
 from deepeyes.rl import algorithms, checkpoint
 from deepeyes.rl.batching import BatchingPolicy
 from deepeyes.rl.config import RLConfig, RLSetupError
-from deepeyes.rl.data import PromptSchedule, RLPrompt, fit_prompt_budget, load_prompts, prompt_budget
+from deepeyes.rl.data import (
+    PromptSchedule,
+    RLPrompt,
+    fit_prompt_budget,
+    load_prompts,
+    prompt_budget,
+)
 from deepeyes.rl.masking import TokenizedConversation, collate, tokenize_conversation
 from deepeyes.rl.metrics import MetricsWriter, rollout_metrics
 from deepeyes.rl.policy_model import PolicyModel, load_policy

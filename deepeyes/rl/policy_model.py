@@ -17,13 +17,10 @@ from typing import Any
 
 import torch
 
+from deepeyes.policies.hf import forbid_structural_tokens
 from deepeyes.rl.config import ModelConfig
 
 logger = logging.getLogger(__name__)
-
-#: Tokens a turn must never contain: they would add image slots without images, or open a
-#: fake turn, when the conversation is tokenized again (a young policy samples them).
-STRUCTURAL_TOKENS: tuple[str, ...] = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<|im_start|>")
 
 #: Only language-model projections get LoRA: the vision tower stays as SFT left it.
 _LANGUAGE_MODEL_SCOPE = r".*language_model.*\.({names})$"
@@ -97,13 +94,6 @@ def load_base_with_sft(base_model: str | Path, sft_lora_path: str | Path | None,
             del model.peft_config
         logger.info("merged SFT adapter %s into %s", sft_lora_path, base_model)
     return model, processor
-
-
-def forbid_structural_tokens(model: Any, processor: Any) -> None:
-    """Make ``generate`` never sample :data:`STRUCTURAL_TOKENS` (set on the model's generation config)."""
-    ids = [processor.tokenizer.convert_tokens_to_ids(token) for token in STRUCTURAL_TOKENS]
-    unknown = processor.tokenizer.unk_token_id
-    model.generation_config.suppress_tokens = sorted({i for i in ids if i is not None and i != unknown})
 
 
 def load_policy(config: ModelConfig, base_model: Path, sft_lora_path: Path | None, resume_adapter: Path | None = None) -> PolicyModel:

@@ -40,11 +40,11 @@ from deepeyes.chat import Message
 from deepeyes.images import prepare_for_qwen
 from deepeyes.policies.base import Generation
 from deepeyes.policies.hf import trim_turn
+from deepeyes.rewards.payload import reward_extra_fields
 from deepeyes.rl.masking import TOOL_STOPS
-from deepeyes.wire import IM_END
-from deepeyes.rl.verl_reward import TRAJECTORY_KEY
 from deepeyes.tool_manager import ToolManager
 from deepeyes.trajectory import write_jsonl
+from deepeyes.wire import IM_END
 
 logger = logging.getLogger(__name__)
 
@@ -257,8 +257,8 @@ def _cut_whole_images(ids: list[int], limit: int, images: list[Any], tokenizer: 
     """Where to cut a sequence at ``limit`` tokens without splitting an image, and the images kept."""
     if len(ids) <= limit:
         return len(ids), list(images)
-    vision_start = tokenizer.convert_tokens_to_ids("<|vision_start|>")
-    vision_end = tokenizer.convert_tokens_to_ids("<|vision_end|>")
+    vision_start = tokenizer.convert_tokens_to_ids(wire.VISION_START)
+    vision_end = tokenizer.convert_tokens_to_ids(wire.VISION_END)
     starts = [i for i, token in enumerate(ids) if token == vision_start]
     ends = [i for i, token in enumerate(ids) if token == vision_end]
     end = limit
@@ -329,5 +329,5 @@ class DeepEyesAgentLoop(AgentLoopBase):
             multi_modal_data={"images": images} if images else {},
             num_turns=len(rollout.messages) - 1,
             metrics=AgentLoopMetrics(generate_sequences=policy.generation_s, tool_calls=trajectory.timing.get("tools_s", 0.0)),
-            extra_fields={TRAJECTORY_KEY: trajectory.to_dict(), "turn_scores": [], "tool_rewards": []},
+            extra_fields={**reward_extra_fields(trajectory), "turn_scores": [], "tool_rewards": []},
         )

@@ -58,7 +58,9 @@ class VerlPaths:
         return cls(
             root=root,
             model=root / "merged_sft_model" if sft_present else config.locate(config.model.base_model),  # type: ignore[arg-type]
-            train_files=[root / "data" / name for name in _copy_names(expand_data_files(config.locate(config.data.rl_data_path)))],  # type: ignore[arg-type]
+            # The copies' names; prepare() takes them from the files it finds (a folder or hub id
+            # may hold several parts), so planning (--dry_run) never needs the data present.
+            train_files=[root / "data" / Path(str(config.data.rl_data_path)).name],
             agent_loop_config=root / "agent_loop.yaml",
             tool_manager_config=root / "tool_manager_config.yaml",
         )
@@ -242,6 +244,7 @@ def prepare(config: RLConfig, paths: VerlPaths) -> None:
         paths.model = config.locate(config.model.base_model)  # type: ignore[assignment]
     sources = expand_data_files(config.locate(config.data.rl_data_path))  # type: ignore[arg-type]
     check_env_names(sources)
+    paths.train_files = [paths.root / "data" / name for name in _copy_names(sources)]
     for source, destination in zip(sources, paths.train_files, strict=True):
         _absolute_images(source, destination)
     paths.agent_loop_config.write_text(yaml.safe_dump(agent_loop_entries(config, paths), sort_keys=False), encoding="utf-8")

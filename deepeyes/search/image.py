@@ -22,8 +22,16 @@ from tqdm import tqdm
 
 from deepeyes import wire
 from deepeyes.search.config import ImageSearchConfig, SearchConfig, resolve_path
-from deepeyes.search.descriptors import ClipEmbedder, ColourLayoutDescriptor, ImageDescriptor
-from deepeyes.search.image_cache import ImageCacheEntry, load_image_cache, load_query_images
+from deepeyes.search.descriptors import (
+    ClipEmbedder,
+    ColourLayoutDescriptor,
+    ImageDescriptor,
+)
+from deepeyes.search.image_cache import (
+    ImageCacheEntry,
+    load_image_cache,
+    load_query_images,
+)
 from deepeyes.search.similarity_index import SimilarityIndex
 
 logger = logging.getLogger(__name__)

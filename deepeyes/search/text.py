@@ -17,7 +17,13 @@ import redis
 
 from deepeyes import wire
 from deepeyes.search.backends.base import BackendError, TextBackend
-from deepeyes.search.cache import CacheStats, RedisResultCache, ResultCache, SqliteResultCache, cache_key
+from deepeyes.search.cache import (
+    CacheStats,
+    RedisResultCache,
+    ResultCache,
+    SqliteResultCache,
+    cache_key,
+)
 from deepeyes.search.config import CacheConfig, RetryConfig, SearchConfig, resolve_path
 from deepeyes.search.query import QueryError, clean_query
 

@@ -7,7 +7,12 @@ import torch
 from transformers import AutoTokenizer
 
 from deepeyes import wire
-from deepeyes.policies.tool_gate import ToolCallGate, ToolGateUnsupported, check_remote_support, decision_tokens
+from deepeyes.policies.tool_gate import (
+    ToolCallGate,
+    ToolGateUnsupported,
+    check_remote_support,
+    decision_tokens,
+)
 
 
 @pytest.fixture(scope="module")

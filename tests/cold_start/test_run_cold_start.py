@@ -82,9 +82,9 @@ def _conversation(data: Path) -> list[Message]:
 
 @pytest.mark.slow
 def test_adapter_loads_into_hf_policy_and_changes_the_model(trained: dict[str, Path], tiny_model_dir: Path) -> None:
-    from deepeyes.policies.hf import HFPolicy
-
     import torch
+
+    from deepeyes.policies.hf import HFPolicy
 
     conversation = _conversation(trained["data"])
     tuned_policy = HFPolicy(tiny_model_dir, adapter_path=trained["run"], max_new_tokens=8)

@@ -26,9 +26,8 @@ from deepeyes.cli import (
 from deepeyes.data import sft_prepare, to_llamafactory
 from deepeyes.data.synth import __main__ as synth_cli
 from deepeyes.data.synth.config import SynthConfig
-from deepeyes.evaluation import format_check
 from deepeyes.evaluation import __main__ as eval_cli
-from deepeyes.evaluation import compare
+from deepeyes.evaluation import compare, format_check
 from deepeyes.evaluation.config import EvalConfig
 from deepeyes.models import tiny
 from deepeyes.paths import REPO_ROOT, resolve_path

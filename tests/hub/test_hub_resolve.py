@@ -10,9 +10,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-from deepeyes.hub import HubResolutionError, extract_archives, looks_like_repo_id, resolve
 from hub_standin import RunningHub, StandinHub
+
+from deepeyes.hub import (
+    HubResolutionError,
+    extract_archives,
+    looks_like_repo_id,
+    resolve,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -26,9 +26,10 @@ from deepeyes.rewards import score_response
 from deepeyes.rl import algorithms
 from deepeyes.rl.config import load_rl_config
 from deepeyes.rl.local_engine import LocalTrainer, _Scored
-from deepeyes.rl.masking import IM_END, collate
+from deepeyes.rl.masking import collate
 from deepeyes.rl.sampled import turn_row
 from deepeyes.trajectory import Trajectory
+from deepeyes.wire import IM_END
 
 DEFAULT_CONFIG = REPO_ROOT / "reinforcement_learning" / "configs" / "deepeyes_rl.yaml"
 TRUTH = "4"

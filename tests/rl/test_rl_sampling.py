@@ -19,16 +19,16 @@ from deepeyes.agent import Rollout
 from deepeyes.chat import Message
 from deepeyes.paths import REPO_ROOT
 from deepeyes.policies.base import Generation
-from deepeyes.policies.hf import HFPolicy
+from deepeyes.policies.hf import HFPolicy, forbid_structural_tokens
 from deepeyes.prompts import system_prompt, user_prompt
 from deepeyes.rl import algorithms
 from deepeyes.rl.config import ModelConfig, load_rl_config
 from deepeyes.rl.local_engine import LocalTrainer, _Scored
 from deepeyes.rl.masking import collate
-from deepeyes.wire import IM_END
-from deepeyes.rl.policy_model import forbid_structural_tokens, load_policy
+from deepeyes.rl.policy_model import load_policy
 from deepeyes.rl.sampled import SampledIdsError, turn_row
 from deepeyes.trajectory import Trajectory
+from deepeyes.wire import IM_END
 
 DEFAULT_CONFIG = REPO_ROOT / "reinforcement_learning" / "configs" / "deepeyes_rl.yaml"
 

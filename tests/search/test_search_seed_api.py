@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from deepeyes.search.backends.base import BackendError
-from deepeyes.search.config import SEED_SEARCH_HOOK, SearchConfig, TextSearchConfig, text_search_for_api_type
+from deepeyes.search.config import (
+    SEED_SEARCH_HOOK,
+    SearchConfig,
+    TextSearchConfig,
+    text_search_for_api_type,
+)
 from deepeyes.search.text import TextSearcher
 
 

@@ -22,7 +22,12 @@ from tqdm import tqdm
 from deepeyes import prompts
 from deepeyes.data import formats
 from deepeyes.data.sft_sample import from_seed
-from deepeyes.data.synth.config import ALL_TASKS, GENERATOR_VERSION, HELDOUT_SPLITS, SynthConfig
+from deepeyes.data.synth.config import (
+    ALL_TASKS,
+    GENERATOR_VERSION,
+    HELDOUT_SPLITS,
+    SynthConfig,
+)
 from deepeyes.data.synth.recording import record_seed, save_thumbnails
 from deepeyes.data.synth.sample import SynthError, TaskSample
 from deepeyes.data.synth.tasks import BUILDERS, TaskContext

@@ -28,6 +28,8 @@ from verl.workers.config import HFModelConfig
 from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutReplica, TokenOutput
 
+from deepeyes import wire
+
 logger = logging.getLogger(__name__)
 
 BACKEND_NAME = "hf"
@@ -55,11 +57,11 @@ class HFRolloutServer:
         self.model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=torch.float32, trust_remote_code=trust_remote_code)
         self.model.eval()
         eos = self.model.generation_config.eos_token_id
-        end_ids = {self.tokenizer.convert_tokens_to_ids("<|im_end|>"), *(eos if isinstance(eos, list) else [eos])}
+        end_ids = {self.tokenizer.convert_tokens_to_ids(wire.IM_END), *(eos if isinstance(eos, list) else [eos])}
         self.end_ids = sorted(i for i in end_ids if isinstance(i, int))
         #: Vision placeholders are the processor's to place: a sampled one would claim an image
         #: that does not exist (verl's M-RoPE positions would then fail for the whole batch).
-        placeholders = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<|vision_pad|>")
+        placeholders = (wire.VISION_START, wire.VISION_END, wire.IMAGE_PAD, wire.VIDEO_PAD, wire.VISION_PAD)
         self.suppressed_ids = sorted({i for i in self.tokenizer.convert_tokens_to_ids(list(placeholders)) if isinstance(i, int) and i != self.tokenizer.unk_token_id})
         self._lock = threading.Lock()
         self.weight_version = 0

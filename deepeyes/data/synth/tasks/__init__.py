@@ -12,7 +12,15 @@ import random
 from collections.abc import Callable
 
 from deepeyes.data.synth.sample import TaskSample
-from deepeyes.data.synth.tasks import arithmetic, chart, counting, image_search, no_tool, small_text, text_search
+from deepeyes.data.synth.tasks import (
+    arithmetic,
+    chart,
+    counting,
+    image_search,
+    no_tool,
+    small_text,
+    text_search,
+)
 from deepeyes.data.synth.tasks.context import TaskContext
 
 TaskBuilder = Callable[[random.Random, TaskContext], TaskSample]

@@ -11,7 +11,12 @@ from __future__ import annotations
 import random
 
 from deepeyes.data.synth.drawing import new_canvas, pastel
-from deepeyes.data.synth.sample import TaskSample, ToolStep, draw_on_side, numeric_distractors
+from deepeyes.data.synth.sample import (
+    TaskSample,
+    ToolStep,
+    draw_on_side,
+    numeric_distractors,
+)
 from deepeyes.data.synth.tasks.context import TaskContext
 
 SIZE = 224

@@ -12,7 +12,12 @@ import random
 from PIL import ImageDraw
 
 from deepeyes.data.synth.drawing import PALETTE, RGB, new_canvas, pastel
-from deepeyes.data.synth.sample import TaskSample, ToolStep, draw_on_side, numeric_distractors
+from deepeyes.data.synth.sample import (
+    TaskSample,
+    ToolStep,
+    draw_on_side,
+    numeric_distractors,
+)
 from deepeyes.data.synth.tasks.context import TaskContext
 
 SIZE = 320

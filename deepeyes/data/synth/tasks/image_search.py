@@ -12,7 +12,12 @@ import random
 from PIL import Image
 
 from deepeyes.data.synth.drawing import new_canvas
-from deepeyes.data.synth.sample import ImageSearchEntry, SynthError, TaskSample, ToolStep
+from deepeyes.data.synth.sample import (
+    ImageSearchEntry,
+    SynthError,
+    TaskSample,
+    ToolStep,
+)
 from deepeyes.data.synth.tasks.context import TaskContext
 from deepeyes.data.synth.world import Landmark
 

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import random
 
-from deepeyes.data.synth.drawing import INK, PALETTE, font, new_canvas, pastel, text_size
+from deepeyes.data.synth.drawing import (
+    INK,
+    PALETTE,
+    font,
+    new_canvas,
+    pastel,
+    text_size,
+)
 from deepeyes.data.synth.sample import TaskSample, ToolStep
 from deepeyes.data.synth.tasks.context import TaskContext
 

@@ -11,7 +11,13 @@ import random
 from PIL import Image
 
 from deepeyes.data.synth.drawing import INK, font, new_canvas, text_size
-from deepeyes.data.synth.sample import Observation, SynthError, TaskSample, TextSearchTarget, ToolStep
+from deepeyes.data.synth.sample import (
+    Observation,
+    SynthError,
+    TaskSample,
+    TextSearchTarget,
+    ToolStep,
+)
 from deepeyes.data.synth.tasks.context import TaskContext
 from deepeyes.data.synth.world import ATTRIBUTES, KINDS, MEASURES, Entity
 
