@@ -23,6 +23,8 @@ fi
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/setup.sh"
 cd "$ROOT"
+# This checkout's code, also where .venv's editable install points at another copy.
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 PY="$ROOT/.venv/bin/python"
 OUT="${OUT:-$ROOT/outputs/quickstart}"
 EVAL_SAMPLES="${EVAL_SAMPLES:-20}"
