@@ -4,7 +4,8 @@
 #   → RL (local engine, verl algorithms, live tools, reward server)
 #   → evaluation of the base, SFT and RL models on the held-out split (value-disjoint from training)
 #   → one comparison table, a per-category table (accuracy, valid-action share, tool-call rate),
-#     the targets of issue 12, and the RL curve (held-out reward and accuracy per step) as a PNG.
+#     the targets of issue 12, and the RL curve (held-out reward and accuracy per step) as a PNG
+#   → the behaviour report (behavior_report.html/.pdf) over the three evaluations and the RL run.
 #
 # Environment: OUT (default outputs/quickstart), EVAL_SAMPLES per dataset (default 20),
 # RL_STEPS (default 8), RL_EVAL_STEPS (held-out curve every N steps, default 2),
@@ -35,19 +36,19 @@ BASE_MODEL="$ROOT/data/models/tiny-qwen2.5-vl"
 START=$(date +%s)
 stage() { printf '\n[quickstart] %s (%ds elapsed)\n' "$1" "$(( $(date +%s) - START ))"; }
 
-stage "1/4 cold-start SFT through LLaMA-Factory"
+stage "1/5 cold-start SFT through LLaMA-Factory"
 OUTPUT_DIR="$OUT/cold_start" EXPORT_DIR="$OUT/sft_model" bash cold_start/run_cold_start.sh
 
-stage "2/4 RL (local engine) from the SFT model"
+stage "2/5 RL (local engine) from the SFT model"
 rm -rf "$OUT/rl"  # an earlier run's RL checkpoints were trained from a different SFT model
-"$PY" reinforcement_learning/train.py --config reinforcement_learning/configs/deepeyes_rl.yaml --no-progress \
+"$PY" reinforcement_learning/train.py --config reinforcement_learning/configs/deepeyes_rl.yaml --no_progress \
     --set "model.base_model=$OUT/sft_model" --set model.sft_lora_path=null \
     --set "output.dir=$OUT/rl" --set "trainer.total_steps=$RL_STEPS" --set "output.save_steps=$RL_STEPS" \
     --set "trainer.eval_steps=$RL_EVAL_STEPS" --set "trainer.eval_prompts=$RL_EVAL_PROMPTS" --set trainer.eval_n=1 \
     --set trainer.eval_data_path=data/sample/rl/val.parquet
 RL_ADAPTER="$(ls -d "$OUT"/rl/checkpoints/step-* | sort | tail -n 1)/policy"  # the RL LoRA adapter
 
-stage "3/4 evaluation of base, SFT and RL models"
+stage "3/5 evaluation of base, SFT and RL models"
 evaluate() {  # name, model, [adapter]
     MODEL_PATH="$2" ADAPTER_PATH="${3:-}" OUTPUT_REPORT="$OUT/eval_$1" OVERWRITE=1 \
         MAX_SAMPLES="$EVAL_SAMPLES" MAX_TURNS=3 MAX_NEW_TOKENS=192 bash evaluation/run_eval.sh
@@ -56,8 +57,12 @@ evaluate base "$BASE_MODEL"
 evaluate sft "$OUT/sft_model"
 evaluate rl "$OUT/sft_model" "$RL_ADAPTER"
 
-stage "4/4 comparison"
+stage "4/5 comparison"
 "$PY" -m deepeyes.evaluation.compare --runs "base=$OUT/eval_base" "sft=$OUT/eval_sft" "rl=$OUT/eval_rl"
 echo
 "$PY" -m deepeyes.rl.learning_report --out "$OUT"  # per category, the targets, and the RL curve's path
+
+stage "5/5 behaviour analysis (tool use by task, decision paths, over RL steps)"
+"$PY" behavior_analysis/analyze.py --runs "base=$OUT/eval_base" "sft=$OUT/eval_sft" "rl=$OUT/eval_rl" "rl_training=$OUT/rl" \
+    --out "$OUT/behavior" --no_progress
 echo "[quickstart] done in $(( $(date +%s) - START )) s; everything is under $OUT"
