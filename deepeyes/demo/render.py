@@ -30,7 +30,6 @@ from deepeyes.trajectory import Trajectory, Turn
 MEDIA_KEY = "demo_media"
 THUMBNAIL_SIDE = 256  # px, longest side of input-image thumbnails read from disk
 
-_THINK = re.compile(re.escape(wire.THINK_OPEN) + r"(.*?)(?:" + re.escape(wire.THINK_CLOSE) + r"|$)", re.DOTALL)
 _CODE_RESULT = re.compile(r"^Code execution result:\nstdout:\n```\n(.*?)\n```\n\nstderr:\n```\n(.*?)\n```", re.DOTALL)
 _TEXT_ENTRY = re.compile(r"^(\d+)\. \[(.*?)\]\((.*?)\)$")
 _IMAGE_ENTRY = re.compile(r"^(\d+)\. " + re.escape(wire.IMAGE_PLACEHOLDER) + r" ?(.*)$")
@@ -123,10 +122,7 @@ def _header(trajectory: Trajectory, media: TrajectoryMedia) -> str:
 
 
 def _thinking(model_text: str) -> str:
-    match = _THINK.search(model_text)
-    if match:
-        return match.group(1).strip()
-    return ""
+    return wire.thinking(model_text) or ""
 
 
 def _call(turn: Turn) -> str:

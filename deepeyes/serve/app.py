@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from deepeyes import wire
 from deepeyes.agent import AgentConfig
 from deepeyes.policies.openai import PolicyServerError
 from deepeyes.serve import inputs
@@ -58,7 +59,6 @@ from deepeyes.trajectory import TOOL_KINDS, Trajectory, Turn
 
 logger = logging.getLogger("deepeyes.serve")
 
-_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
 _OBSERVATION_SUMMARY_CHARS = 400
 #: Images up to this many encoded bytes in all are decoded on the event loop (well under a millisecond).
 _INLINE_DECODE_BYTES = 256 * 1024
@@ -369,9 +369,7 @@ async def _complete(request: Request, state: ServeState, chat: ChatCompletionReq
 def _turn_event(turn: Turn) -> dict[str, Any]:
     """The streamed view of one turn: its reasoning, what it did, and a summary of the tool's answer."""
     text = turn.model_text
-    thinking = ""
-    if _THINK_OPEN in text:
-        thinking = text.split(_THINK_OPEN, 1)[1].split(_THINK_CLOSE, 1)[0].strip()
+    thinking = wire.thinking(text) or ""
     observation = None
     if turn.observation is not None:
         obs = turn.observation

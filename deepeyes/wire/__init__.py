@@ -21,6 +21,7 @@ from deepeyes.wire.parse import (
     parse_action,
     parse_turn,
     strip_thinking,
+    thinking,
 )
 from deepeyes.wire.render import (
     ANSWER_CLOSE,
@@ -142,6 +143,7 @@ __all__ = [
     "text_search_body",
     "text_search_entry",
     "think",
+    "thinking",
     "tool_call_action",
     "tool_response",
     "trajectory_from_response",

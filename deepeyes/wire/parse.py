@@ -173,6 +173,15 @@ def format_score(violation_count: int, penalty: float) -> float:
     return max(0.0, 1.0 - penalty * violation_count)
 
 
+def thinking(text: str) -> str | None:
+    """The turn's thinking: the first ``<think>`` block's text (an unclosed one runs to the end), or None."""
+    match = _UNCLOSED_THINK_RE.search(trim_end_of_turn(text))
+    if match is None:
+        return None
+    body = match.group(0)[len(THINK_OPEN) :]
+    return body.removesuffix(THINK_CLOSE).strip()
+
+
 def strip_thinking(text: str) -> str:
     """The turn without its thinking (an unclosed ``<think>`` runs to the end) and end-of-turn
     token: what a no-tool run scores as the answer when the model wrote no answer block."""
