@@ -14,7 +14,6 @@ with :class:`SchemaVersionError`, since its fields may mean something else.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any, Literal
 import jsonschema
 
 from deepeyes.trajectory import SCHEMA_VERSION, schema, validate
+from deepeyes.utils.jsonl import iter_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -130,46 +130,35 @@ def iter_records(source: RunSource, stats: ReadStats, full_validation: bool = Fa
     from :data:`deepeyes.trajectory.SCHEMA_VERSION`.
     """
     for file in source.files:
-        with file.open("rb") as handle:
-            for number, raw in enumerate(handle, start=1):
-                if not raw.strip():
-                    continue
+        for number, record, problem in iter_jsonl(file):
+            if problem is not None:
+                stats.skip(file, number, problem)
+                continue
+            if isinstance(record, dict) and "schema_version" in record and record["schema_version"] != SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"{file} line {number}: trajectory schema_version {record['schema_version']!r}, "
+                    f"but this analysis reads version {SCHEMA_VERSION} (deepeyes/trajectory.schema.json); "
+                    "analyse it with the DeepEyes version that wrote it"
+                )
+            problem = _shape_error(record)
+            if problem is None and full_validation:
                 try:
-                    record = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    stats.skip(file, number, f"not JSON ({exc})")
-                    continue
-                if isinstance(record, dict) and "schema_version" in record and record["schema_version"] != SCHEMA_VERSION:
-                    raise SchemaVersionError(
-                        f"{file} line {number}: trajectory schema_version {record['schema_version']!r}, "
-                        f"but this analysis reads version {SCHEMA_VERSION} (deepeyes/trajectory.schema.json); "
-                        "analyse it with the DeepEyes version that wrote it"
-                    )
-                problem = _shape_error(record)
-                if problem is None and full_validation:
-                    try:
-                        validate(record)
-                    except jsonschema.ValidationError as exc:
-                        problem = f"breaks the trajectory schema ({exc.message})"
-                if problem is not None:
-                    stats.skip(file, number, problem)
-                    continue
-                stats.records += 1
-                yield record
+                    validate(record)
+                except jsonschema.ValidationError as exc:
+                    problem = f"breaks the trajectory schema ({exc.message})"
+            if problem is not None:
+                stats.skip(file, number, problem)
+                continue
+            stats.records += 1
+            yield record
 
 
 def iter_step_metrics(path: Path, stats: ReadStats) -> Iterator[dict[str, Any]]:
     """The RL trainer's per-step records (``{"step": n, name: value, ...}``), bad lines skipped."""
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                stats.skip(path, number, f"not JSON ({exc})")
-                continue
-            if not isinstance(record, dict) or not isinstance(record.get("step"), int):
-                stats.skip(path, number, "a metrics record needs an integer 'step'")
-                continue
-            yield record
+    for number, record, problem in iter_jsonl(path):
+        if problem is None and (not isinstance(record, dict) or not isinstance(record.get("step"), int)):
+            problem = "a metrics record needs an integer 'step'"
+        if problem is not None:
+            stats.skip(path, number, problem)
+            continue
+        yield record

@@ -1,4 +1,8 @@
-"""Reading user-supplied JSONL files with errors that name the file and line."""
+"""Reading JSONL files line by line, with every problem naming the file and line.
+
+One reader for every stage: strict callers (configs, corpora) turn a bad line into an error,
+lenient ones (behaviour analysis over logs that a crash may have cut) skip and count it.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,26 @@ from pathlib import Path
 from typing import Any
 
 
-def iter_jsonl_records(path: Path, error: type[Exception]) -> Iterator[tuple[int, Any]]:
-    """Yield ``(line_number, record)`` for each non-blank line; bad JSON raises ``error`` naming ``path:line``."""
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
+def iter_jsonl(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+    """Yield ``(line_number, record, problem)`` for each non-blank line, streaming.
+
+    ``problem`` is ``None`` for a line that parsed; otherwise it says why the line is not JSON
+    (or not UTF-8) and ``record`` is ``None``. Lines are decoded one at a time, so a bad byte
+    spoils only its own line.
+    """
+    with path.open("rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
             try:
-                yield line_number, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise error(f"{path}:{line_number}: not valid JSON: {exc}") from exc
+                yield line_number, json.loads(raw), None
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                yield line_number, None, f"not JSON ({exc})"
+
+
+def iter_jsonl_records(path: Path, error: type[Exception]) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line_number, record)`` for each non-blank line; a bad line raises ``error`` naming ``path:line``."""
+    for line_number, record, problem in iter_jsonl(path):
+        if problem is not None:
+            raise error(f"{path}:{line_number}: {problem}")
+        yield line_number, record
