@@ -253,6 +253,10 @@ class DemoArguments:
     device: str = field(default="cpu", metadata={"help": "torch device for --model_path"})
     temperature: float = field(default=0.0, metadata={"help": "default sampling temperature (the page can change it)"})
     max_new_tokens: int = field(default=512, metadata={"help": "default token limit of one turn"})
+    force_no_tool: bool = field(default=False, metadata={"help": "a local model may never open a tool call (the seed's force_no_tool)"})
+    tool_call_threshold: float = field(
+        default=0.0, metadata={"help": "0..1: a local model opens a tool call only when at least this probable (the seed's switch)"}
+    )
     tool_manager_config: str = field(default=str(TOOL_MANAGER_CONFIG), metadata={"help": "tool manager YAML"})
     use_tools: bool = field(default=True, metadata={"help": "false (--no_tools): start without the tool services (direct answers only)"})
     max_turns: int = field(default=8, metadata={"help": "default turn limit of one trajectory"})

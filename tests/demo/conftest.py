@@ -100,8 +100,10 @@ def demo_url(scripted_policy: ScriptedPolicy, demo_tool_manager: ToolManager, sa
     app.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    """Module scope, not session: Playwright's sync API runs an event loop in the main thread
+    until it stops, and tests collected after the demo's (asyncio.run in verl's agent loop) need it gone."""
     from playwright.sync_api import sync_playwright
 
     executable = shutil.which("chromium")
