@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import httpx
 import openai
@@ -116,7 +117,15 @@ def test_one_log_line_per_request(client: openai.OpenAI, caplog: pytest.LogCaptu
     client.chat.completions.create(model="deepeyes", messages=ask("figure"))
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="deepeyes", messages=ask("plain", "ftp://example.invalid/x.png"))
-    lines = [r.getMessage() for r in caplog.records if r.name == "deepeyes.serve" and "/v1/chat/completions" in r.getMessage()]
+
+    def logged() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "deepeyes.serve" and "/v1/chat/completions" in r.getMessage()]
+
+    # The server logs a request once its response is sent, which can be after the client has it.
+    deadline = time.monotonic() + 10
+    while len(logged()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines = logged()
     assert len(lines) == 2
     assert lines[0].startswith("POST /v1/chat/completions 200 ") and "mode=agent turns=2" in lines[0] and "tools=code:1" in lines[0]
     assert lines[1].startswith("POST /v1/chat/completions 400 ") and "error=invalid_image_url" in lines[1]
