@@ -61,6 +61,8 @@ class ScoreRequest:
     answer_type: str = "auto"
     choices: dict[str, str] | None = None
     id: str | None = None
+    #: The row's data set name; the ``deepeyes_v2`` preset routes by it as the released recipe does.
+    data_source: str | None = None
 
 
 def _ground_truths(value: Any) -> list[str]:
@@ -119,14 +121,24 @@ def _tool_stats(value: Any) -> dict[str, int]:
     return stats
 
 
+def _optional_source(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise PayloadError(f"'data_source' must be a string, got {type(value).__name__}")
+    return value
+
+
 def request_from_trajectory(
     trajectory: dict[str, Any] | Trajectory,
     ground_truth: Any = None,
     *,
     answer_type: str | None = None,
     choices: dict[str, str] | None = None,
+    data_source: str | None = None,
 ) -> ScoreRequest:
-    """A request for a trajectory record (validated against the shared schema)."""
+    """A request for a trajectory record (validated against the shared schema); ``data_source``
+    defaults to the trajectory's own."""
     record = trajectory.to_dict() if isinstance(trajectory, Trajectory) else trajectory
     if not isinstance(record, dict):
         raise PayloadError("'trajectory' must be a JSON object")
@@ -152,6 +164,7 @@ def request_from_trajectory(
         answer_type=_answer_type(answer_type if answer_type is not None else metadata.get("answer_type")),
         choices=_choices(choices if choices is not None else metadata.get("choices")),
         id=record["id"],
+        data_source=_optional_source(data_source if data_source is not None else record.get("data_source")),
     )
 
 
@@ -165,6 +178,7 @@ def request_from_response(
     choices: dict[str, str] | None = None,
     stop_reason: str | None = None,
     request_id: str | None = None,
+    data_source: str | None = None,
 ) -> ScoreRequest:
     """A request for a full response text, read into a trajectory by the wire parser.
 
@@ -192,6 +206,7 @@ def request_from_response(
         answer_type=_answer_type(answer_type),
         choices=_choices(choices),
         id=request_id,
+        data_source=_optional_source(data_source),
     )
 
 
@@ -210,6 +225,7 @@ def parse_request(payload: Any) -> ScoreRequest:
             payload.get("ground_truth"),
             answer_type=payload.get("answer_type"),
             choices=payload.get("choices"),
+            data_source=payload.get("data_source"),
         )
     extra_info = payload.get("extra_info") or {}
     if not isinstance(extra_info, dict):
@@ -220,10 +236,13 @@ def parse_request(payload: Any) -> ScoreRequest:
             payload.get("ground_truth"),
             answer_type=payload.get("answer_type", extra_info.get("answer_type")),
             choices=payload.get("choices", extra_info.get("choices")),
+            data_source=payload.get("data_source"),
         )
     fields = {key: payload.get(key, extra_info.get(key)) for key in _EXTRA_INFO_KEYS}
     response = payload.get("response", payload.get("solution_str"))
     if response is None:
         raise PayloadError("the request needs 'trajectory', 'response' or (verl's) 'solution_str'")
     request_id = _optional_str(payload, "id")
-    return request_from_response(response, payload["ground_truth"], request_id=request_id, **fields)
+    return request_from_response(
+        response, payload["ground_truth"], request_id=request_id, data_source=payload.get("data_source"), **fields
+    )

@@ -11,7 +11,11 @@ Presets (docs/rewards.md gives a worked example of each):
 * ``seed`` — the seed's weights, ``0.5 · task_completion + 0.3 · tool_efficiency + 0.2 · accuracy``,
   where task completion and tool credit are only paid for a correct answer.
 * ``deepeyes_v2`` — DeepEyesV2's released recipe: ``0.8 · accuracy + 0.2 · format``, minus
-  ``search_penalty`` when the trajectory called a search tool (text or image search).
+  ``search_penalty`` when the trajectory called a search tool (text or image search). The
+  released reward routes rows by ``data_source`` (its ``verl/utils/reward_score/__init__.py``):
+  the search penalty belongs to ``search`` rows only (``perception`` and ``reason`` rows pay
+  none), and the ``vstar-test`` validation rows score accuracy alone. Rows of any other
+  source are scored as ``search`` rows, so a search a task did not need still costs.
 * ``deepeyes_v1`` — DeepEyes v1's released reward: ``0.8 · accuracy + 0.2 · format_term +
   tool_bonus · [correct and a tool was called]`` with ``format_term = −1`` on any format
   fault, else 0, and ``tool_bonus = 1.2`` (Visual-Agent/DeepEyes, ``vl_agent.py``).
@@ -21,13 +25,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from deepeyes.tools.registry import REGISTRY
+
 #: Names accepted by ``RewardConfig.preset``.
 PRESETS: tuple[str, ...] = ("seed", "deepeyes_v2", "deepeyes_v1")
 #: Accuracy and format weights of both published DeepEyes recipes.
 PUBLISHED_ACCURACY_WEIGHT = 0.8
 PUBLISHED_FORMAT_WEIGHT = 0.2
-_TOOL_KINDS = ("code", "search", "image_search")
 _SEARCH_KINDS = ("search", "image_search")
+#: DeepEyesV2's published data sources and how its released reward treats each.
+NO_SEARCH_PENALTY_SOURCES = frozenset({"perception", "reason"})
+ACCURACY_ONLY_SOURCES = frozenset({"vstar-test"})
 
 
 @dataclass(frozen=True)
@@ -54,8 +62,9 @@ def combine(
     weights: dict[str, float],
     search_penalty: float,
     tool_bonus: float,
+    data_source: str | None = None,
 ) -> dict[str, float]:
-    """The weighted terms of ``preset``; the score is their sum.
+    """The weighted terms of ``preset``; the score is their sum. ``data_source`` routes ``deepeyes_v2``.
 
     Returns ``{term name: weighted value}``. Raises ``ValueError`` for an unknown preset.
     """
@@ -66,14 +75,18 @@ def combine(
             "accuracy": weights["accuracy"] * components.accuracy,
         }
     if preset == "deepeyes_v2":
+        if data_source in ACCURACY_ONLY_SOURCES:
+            return {"accuracy": components.accuracy}
         searched = any(components.tool_calls.get(kind, 0) > 0 for kind in _SEARCH_KINDS)
+        if data_source in NO_SEARCH_PENALTY_SOURCES:
+            searched = False
         return {
             "accuracy": PUBLISHED_ACCURACY_WEIGHT * components.accuracy,
             "format": PUBLISHED_FORMAT_WEIGHT * components.format,
             "search_penalty": -search_penalty if searched else 0.0,
         }
     if preset == "deepeyes_v1":
-        used_tool = any(components.tool_calls.get(kind, 0) > 0 for kind in _TOOL_KINDS)
+        used_tool = any(components.tool_calls.get(kind, 0) > 0 for kind in REGISTRY.names())
         correct = components.accuracy > 0.5
         return {
             "accuracy": PUBLISHED_ACCURACY_WEIGHT * components.accuracy,

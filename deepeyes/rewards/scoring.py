@@ -65,6 +65,7 @@ class RewardScorer:
             weights=weights,
             search_penalty=config.search_penalty,
             tool_bonus=config.tool_bonus,
+            data_source=request.data_source,
         )
         return {
             "score": round(sum(weighted.values()), _PRECISION),
@@ -157,14 +158,14 @@ def compute_score(
     from ``extra_info``: ``trajectory`` (the record our agent loop built: when present it is
     scored and the text is not read), else ``tool_stats``, ``question``, ``answer_type``,
     ``choices``, ``stop_reason`` beside the text. The config file is ``config_path`` (a ``reward_kwargs`` entry) or
-    ``$DEEPEYES_REWARD_CONFIG``; defaults otherwise. ``data_source`` is accepted for the
-    signature; scoring does not depend on it.
+    ``$DEEPEYES_REWARD_CONFIG``; defaults otherwise. ``data_source`` routes the
+    ``deepeyes_v2`` preset as the released recipe does (see :mod:`deepeyes.rewards.presets`).
     """
     scorer = _scorer_from_file(kwargs.get("config_path") or os.environ.get(CONFIG_ENV) or None)
     info = extra_info or {}
     if info.get(TRAJECTORY_KEY) is not None:
         request = request_from_trajectory(
-            info[TRAJECTORY_KEY], ground_truth, answer_type=info.get("answer_type"), choices=info.get("choices")
+            info[TRAJECTORY_KEY], ground_truth, answer_type=info.get("answer_type"), choices=info.get("choices"), data_source=data_source
         )
     else:
         request = request_from_response(
@@ -175,6 +176,7 @@ def compute_score(
             answer_type=info.get("answer_type"),
             choices=info.get("choices"),
             stop_reason=info.get("stop_reason"),
+            data_source=data_source,
         )
     result = scorer.score(request)
     return {

@@ -217,3 +217,39 @@ def test_preset_knobs_and_unknown_preset() -> None:
     ] == pytest.approx(1.3)
     with pytest.raises(ValueError, match="preset"):
         RewardConfig(preset="mystery")
+
+
+@pytest.mark.parametrize(
+    ("data_source", "response", "truth", "expected"),
+    [
+        # The released reward routes DeepEyesV2's rows by data_source.
+        ("search", with_search() + answered("1642"), "1642", 0.8 + 0.2 - 0.1),  # search rows pay the penalty
+        ("perception", with_search() + answered("1642"), "1642", 0.8 + 0.2),  # perception rows do not
+        ("reason", with_search() + answered("1642"), "1642", 0.8 + 0.2),
+        ("vstar-test", "<think>x</think><answer>42</answer> trailing", "42", 1.0),  # validation: accuracy alone
+        ("vstar-test", answered("41"), "42", 0.0),
+        ("DeepEyesMini_Search", with_search() + answered("1642"), "1642", 0.8 + 0.2 - 0.1),  # other sources: as search
+    ],
+)
+def test_deepeyes_v2_routes_by_data_source(data_source: str, response: str, truth: str, expected: float) -> None:
+    assert score_response(response, truth, config=V2, data_source=data_source)["score"] == pytest.approx(expected)
+
+
+def test_deepeyes_v2_data_source_reaches_every_route() -> None:
+    from deepeyes.rewards.scoring import compute_score, score_trajectory
+    from deepeyes.wire import trajectory_from_response
+
+    trajectory = trajectory_from_response(with_search() + answered("1642"), "When was Zorvan founded?", "answer")
+    trajectory.ground_truth, trajectory.data_source = "1642", "perception"
+    assert score_trajectory(trajectory, config=V2)["score"] == pytest.approx(1.0)  # the trajectory's own source
+    # verl's hook passes data_source beside the text
+    assert compute_score("perception", with_search() + answered("1642"), "1642")["score"] == score_response(
+        with_search() + answered("1642"), "1642", data_source="perception"
+    )["score"]
+
+
+def test_deepeyes_v1_tool_bonus_counts_the_zoom_tool() -> None:
+    """DeepEyes v1's only tool is image_zoom_in_tool: using it must earn the bonus."""
+    zoom = wire.think("zoom in") + wire.TOOL_CALL_OPEN + '\n{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [0, 0, 10, 10]}}\n' + wire.TOOL_CALL_CLOSE
+    response = zoom + wire.tool_response("Zoomed in on the image.") + answered("42")
+    assert score_response(response, "42", config=V1)["score"] == pytest.approx(0.8 + 1.2)
