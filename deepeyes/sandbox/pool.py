@@ -216,7 +216,7 @@ class KernelFactory:
             "log": str(layout.root / "kernel.log"),
             "uid": uid,
             "private_ns": self.isolated,
-            "keep_paths": [str(layout.root.resolve()), str(self.mpl_config_dir.resolve())],
+            "keep_paths": [str(layout.root.resolve()), str(self.mpl_config_dir.resolve()), *_interpreter_paths()],
             "rlimits": kernel_rlimits(security, self.isolated),
             # Start-up runs at a low priority so a refilling pool does not slow the requests
             # being served; wait_ready restores the normal priority (needs root to lower it again).
@@ -329,3 +329,16 @@ class KernelPool:
         while self._ready:
             self._ready.popleft().shutdown()
         self.factory.close()
+
+
+def _interpreter_paths() -> list[str]:
+    """The folders this interpreter imports from (its prefix, site-packages, ``sys.path``).
+
+    A kernel's private ``/tmp`` would hide them when the checkout or its ``.venv`` lives under
+    ``/tmp`` (a CI clone often does), and a forked kernel still imports lazily; the template
+    binds these back. Nested entries collapse into their outermost folder.
+    """
+    candidates = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, *site.getsitepackages(), *sys.path) if p}
+    existing = sorted(p for p in candidates if p.is_dir())
+    outermost = [p for p in existing if not any(q != p and q in p.parents for q in existing)]
+    return [str(p) for p in outermost]
