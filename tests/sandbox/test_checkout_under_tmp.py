@@ -22,7 +22,7 @@ def test_every_import_folder_is_bound_back(tmp_path: Path, monkeypatch: pytest.M
     (checkout / "pkg").mkdir(parents=True)
     monkeypatch.syspath_prepend(str(checkout))
     kept = [Path(p) for p in _interpreter_paths()]
-    covered = lambda folder: any(folder == k or k in folder.parents for k in kept)  # noqa: E731
+    covered = lambda folder: any(folder == k or k in folder.parents for k in kept)
     assert str(checkout).startswith("/tmp/") and covered(checkout.resolve())
     for folder in (sys.prefix, *site.getsitepackages()):
         assert covered(Path(folder).resolve())
