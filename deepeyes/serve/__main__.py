@@ -6,16 +6,22 @@ import logging
 import sys
 
 import uvicorn
-from transformers import HfArgumentParser
-
+from deepeyes.cli import parse_cli
 from deepeyes.serve.app import create_app
 from deepeyes.serve.config import ServeConfig
 
 
 def parse_args(argv: list[str] | None = None) -> ServeConfig:
-    parser = HfArgumentParser(ServeConfig, prog="python -m deepeyes.serve",
-                              description="OpenAI-compatible inference service that runs the DeepEyes agent loop with its tools.")
-    (config,) = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+    """The service's settings; an unknown flag or a bad value exits 2 with the usage, as every DeepEyes CLI does.
+
+    The spellings the inference CLI and the demo use are accepted too (``--adapter_path``,
+    ``--served_model``, ``--max_new_tokens``).
+    """
+    (config,) = parse_cli(
+        [ServeConfig], argv, prog="python -m deepeyes.serve",
+        description="OpenAI-compatible inference service that runs the DeepEyes agent loop with its tools.",
+        aliases={"--adapter_path": "adapter", "--served_model": "upstream_model", "--max_new_tokens": "max_tokens"},
+    )
     return config
 
 
