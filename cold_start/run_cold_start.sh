@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Cold-start SFT through LLaMA-Factory (DESIGN §1, issue 5).
+# Cold-start SFT through LLaMA-Factory: teaches the model the tool-call format before RL.
 #
 # Converts + validates the SFT data, writes the LLaMA-Factory YAML it runs into
 # $OUTPUT_DIR, trains with `llamafactory-cli train`, and optionally merges the LoRA

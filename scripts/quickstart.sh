@@ -4,7 +4,7 @@
 #   → RL (local engine, verl algorithms, live tools, reward server)
 #   → evaluation of the base, SFT and RL models on the held-out split (value-disjoint from training)
 #   → one comparison table, a per-category table (accuracy, valid-action share, tool-call rate),
-#     the targets of issue 12, and the RL curve (held-out reward and accuracy per step) as a PNG
+#     the learning targets (held-out accuracy and tool use per stage), and the RL curve (held-out reward and accuracy per step) as a PNG
 #   → the behaviour report (behavior_report.html/.pdf) over the three evaluations and the RL run.
 #
 # Environment: OUT (default outputs/quickstart), EVAL_SAMPLES per dataset (default 20),
