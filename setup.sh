@@ -90,7 +90,7 @@ fi
 
 # 5. Synthetic sample data --------------------------------------------------------------
 SAMPLE_DIR="$ROOT/data/sample"
-DATA_HASH=$(hash_files $(find deepeyes/data deepeyes/search deepeyes/prompts deepeyes/wire deepeyes/tools -name '*.py' -o -name '*.txt' | sort))
+DATA_HASH=$(hash_files $(find deepeyes/data deepeyes/search deepeyes/prompts deepeyes/wire deepeyes/tools -name '*.py' -o -name '*.txt' | sort) deepeyes/evaluation/templates.py)
 if [ "$(cat "$SAMPLE_DIR/.build-stamp" 2>/dev/null)" != "$DATA_HASH" ]; then
     rm -rf "$SAMPLE_DIR"
     "$VENV/bin/python" -m deepeyes.data.synth --out "$SAMPLE_DIR" --seed 0 >/dev/null

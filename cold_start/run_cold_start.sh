@@ -6,7 +6,7 @@
 # adapter with `llamafactory-cli export`. Defaults: the tiny model, the sample SFT data,
 # CPU, LoRA (a few minutes on a 2-core machine). Every parameter is an environment variable:
 #
-#   RECIPE                       LLaMA-Factory YAML with the defaults  [cold_start/recipes/tiny_cpu_lora.yaml]
+#   RECIPE                       LLaMA-Factory YAML with the defaults  [cold_start/recipes/tiny_cpu_full.yaml]
 #                                (published: qwen2_5_vl_7b_full.yaml, qwen2_5_vl_32b_full.yaml, qwen2_5_vl_7b_lora.yaml)
 #   MODEL_NAME_OR_PATH           local model directory or hub id (Qwen/Qwen2.5-VL-7B-Instruct)  [data/models/tiny-qwen2.5-vl, or the recipe's]
 #   DATA_PATH                    seed JSONL / ShareGPT JSON / dir of parts / saved HF dataset,
@@ -46,12 +46,12 @@ fi
 export PATH="$VENV_BIN:$PATH"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
-RECIPE="${RECIPE:-$ROOT/cold_start/recipes/tiny_cpu_lora.yaml}"
+RECIPE="${RECIPE:-$ROOT/cold_start/recipes/tiny_cpu_full.yaml}"
 if [[ -z "${DATA_PATH:-}" ]]; then
     DATA_PATH="$ROOT/data/sample/sft/seed.jsonl"
     IMAGE_ROOT="${IMAGE_ROOT:-$ROOT/data/sample}"
 fi
-if [[ -z "${MODEL_NAME_OR_PATH:-}" && "$RECIPE" -ef "$ROOT/cold_start/recipes/tiny_cpu_lora.yaml" ]]; then
+if [[ -z "${MODEL_NAME_OR_PATH:-}" && "$RECIPE" -ef "$ROOT/cold_start/recipes/tiny_cpu_full.yaml" ]]; then
     export MODEL_NAME_OR_PATH="$ROOT/data/models/tiny-qwen2.5-vl"
 fi
 MODEL_NAME_OR_PATH="${MODEL_NAME_OR_PATH:-$("$VENV_BIN/python" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1])).get("model_name_or_path") or "")' "$RECIPE")}"

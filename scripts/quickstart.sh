@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on the tiny default model, end to end on CPU:
-#   set-up (when needed) → cold-start SFT (LLaMA-Factory, LoRA, merged by its export)
+#   set-up (when needed) → cold-start SFT (LLaMA-Factory, full fine-tuning of the tiny model)
 #   → RL (local engine, verl algorithms, live tools, reward server)
 #   → evaluation of the base, SFT and RL models on the held-out split (value-disjoint from training)
 #   → one comparison table, a per-category table (accuracy, valid-action share, tool-call rate),
@@ -37,12 +37,12 @@ START=$(date +%s)
 stage() { printf '\n[quickstart] %s (%ds elapsed)\n' "$1" "$(( $(date +%s) - START ))"; }
 
 stage "1/5 cold-start SFT through LLaMA-Factory"
-OUTPUT_DIR="$OUT/cold_start" EXPORT_DIR="$OUT/sft_model" bash cold_start/run_cold_start.sh
+OUTPUT_DIR="$OUT/cold_start" bash cold_start/run_cold_start.sh  # full fine-tuning: the model is in OUTPUT_DIR
 
 stage "2/5 RL (local engine) from the SFT model"
 rm -rf "$OUT/rl"  # an earlier run's RL checkpoints were trained from a different SFT model
 "$PY" reinforcement_learning/train.py --config reinforcement_learning/configs/deepeyes_rl.yaml --no_progress \
-    --set "model.base_model=$OUT/sft_model" --set model.sft_lora_path=null \
+    --set "model.base_model=$OUT/cold_start" --set model.sft_lora_path=null \
     --set "output.dir=$OUT/rl" --set "trainer.total_steps=$RL_STEPS" --set "output.save_steps=$RL_STEPS" \
     --set "trainer.eval_steps=$RL_EVAL_STEPS" --set "trainer.eval_prompts=$RL_EVAL_PROMPTS" --set trainer.eval_n=1 \
     --set trainer.eval_data_path=data/sample/rl/val.parquet
@@ -54,8 +54,8 @@ evaluate() {  # name, model, [adapter]
         MAX_SAMPLES="$EVAL_SAMPLES" MAX_TURNS=3 MAX_NEW_TOKENS=192 bash evaluation/run_eval.sh
 }
 evaluate base "$BASE_MODEL"
-evaluate sft "$OUT/sft_model"
-evaluate rl "$OUT/sft_model" "$RL_ADAPTER"
+evaluate sft "$OUT/cold_start"
+evaluate rl "$OUT/cold_start" "$RL_ADAPTER"
 
 stage "4/5 comparison"
 "$PY" -m deepeyes.evaluation.compare --runs "base=$OUT/eval_base" "sft=$OUT/eval_sft" "rl=$OUT/eval_rl"

@@ -4,9 +4,15 @@ The agent loop wraps this text in the user template and the system prompt; here 
 benchmark-specific part is added — the options of a multiple-choice row and a one-line
 instruction on the expected answer form — so that the reward's matcher finds the answer
 in the form it expects (a letter, a number, a short phrase).
+
+:func:`pose_question` is also how the synthetic generator writes its SFT and RL questions,
+so a model is trained on exactly the text evaluation shows it (a tiny model does not
+transfer to an instruction line it never saw).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from deepeyes.evaluation.datasets import EvalSample
 
@@ -20,13 +26,26 @@ INSTRUCTIONS: dict[str, str] = {
 
 def build_question(sample: EvalSample) -> str:
     """Hint, question, options (multiple choice) and the answer-form instruction."""
+    choices = None if _lists_options(sample) else sample.choices
+    return pose_question(sample.question, choices=choices, answer_type=sample.answer_type, hint=sample.hint)
+
+
+def pose_question(
+    question: str,
+    choices: Mapping[str, str] | None = None,
+    answer_type: str = "auto",
+    hint: str | None = None,
+) -> str:
+    """``Hint: …`` (if any), the question, ``Options:`` with one ``A. text`` line per choice (if
+    any) and the instruction for ``answer_type`` (a key of :data:`INSTRUCTIONS`; unknown = auto),
+    joined by newlines."""
     parts = []
-    if sample.hint:
-        parts.append(f"Hint: {sample.hint}")
-    parts.append(sample.question)
-    if sample.choices and not _lists_options(sample):
-        parts.append("Options:\n" + "\n".join(f"{letter}. {text}" for letter, text in sample.choices.items()))
-    parts.append(INSTRUCTIONS.get(sample.answer_type, INSTRUCTIONS["auto"]))
+    if hint:
+        parts.append(f"Hint: {hint}")
+    parts.append(question)
+    if choices:
+        parts.append("Options:\n" + "\n".join(f"{letter}. {text}" for letter, text in choices.items()))
+    parts.append(INSTRUCTIONS.get(answer_type, INSTRUCTIONS["auto"]))
     return "\n".join(parts)
 
 

@@ -8,7 +8,7 @@ bundled corpus, the weights come from a seeded initialisation, and two builds gi
 byte-identical files.
 
 Sizes (``TinyModelSpec`` defaults): text decoder hidden 128, 4 layers, 4 heads (2 KV
-heads), MLP 384, vocabulary ~2k; vision tower depth 2, hidden 64, patch 14, merge 2;
+heads), MLP 384, vocabulary at most 2k (~1.4k with the bundled corpus); vision tower depth 2, hidden 64, patch 14, merge 2;
 images resized to at most 224×224 pixels (64 visual tokens).
 """
 
@@ -73,11 +73,20 @@ class TinyModelSpec:
 
 
 def train_tokenizer(spec: TinyModelSpec):
-    """Byte-level BPE on the bundled corpus (plus the system prompt), Qwen special tokens first."""
+    """Byte-level BPE on the bundled corpus (plus the system prompt), Qwen special tokens first.
+
+    Digits are split one per token, as Qwen2's own pre-tokenizer does: a number is then the same
+    tokens wherever it appears (``51`` in a question, in code, in printed output, in the answer),
+    so copying it is a token-for-token copy. With merged digits ``4743`` became ``4|74|3``
+    in one place and ``51`` one token here but ``Ġ51`` there, which a tiny model cannot learn
+    to copy.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=spec.vocab_size,

@@ -107,7 +107,7 @@ def _paths(tmp_path: Path) -> RunPaths:
 
 
 def test_run_owned_keys_point_at_the_converted_data(tiny_model_dir: Path, tmp_path: Path) -> None:
-    recipe = load_recipe(RECIPES / "tiny_cpu_lora.yaml")
+    recipe = load_recipe(RECIPES / "tiny_cpu_full.yaml")
     config = build_train_config(recipe, {"model_name_or_path": str(tiny_model_dir)}, _paths(tmp_path), "mine")
     assert config["dataset"] == "mine"
     assert config["dataset_dir"] == str(tmp_path / "run" / sft_prepare.DATA_SUBDIR)
@@ -122,17 +122,17 @@ def test_a_missing_model_fails_before_any_work(tmp_path: Path) -> None:
 def test_a_missing_deepspeed_config_is_reported(tiny_model_dir: Path, tmp_path: Path) -> None:
     overrides = {"model_name_or_path": str(tiny_model_dir), "deepspeed": str(tmp_path / "nope.json")}
     with pytest.raises(PrepareError, match="DEEPSPEED"):
-        build_train_config(load_recipe(RECIPES / "tiny_cpu_lora.yaml"), overrides, _paths(tmp_path), "d")
+        build_train_config(load_recipe(RECIPES / "tiny_cpu_full.yaml"), overrides, _paths(tmp_path), "d")
 
 
 def test_missing_data_is_reported_first(tmp_path: Path) -> None:
     with pytest.raises(PrepareError, match="DATA_PATH=.*no such file"):
-        prepare(RECIPES / "tiny_cpu_lora.yaml", _paths(tmp_path), {}, tmp_path)
+        prepare(RECIPES / "tiny_cpu_full.yaml", _paths(tmp_path), {}, tmp_path)
 
 
 def test_export_yaml_merges_the_adapter(seed_file: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
     paths = RunPaths(data=[seed_file], output_dir=tmp_path / "run", export_dir=tmp_path / "merged")
-    train_yaml = prepare(RECIPES / "tiny_cpu_lora.yaml", paths, {"MODEL_NAME_OR_PATH": str(tiny_model_dir)}, tmp_path)
+    train_yaml = prepare(RECIPES / "tiny_cpu_full.yaml", paths, {"MODEL_NAME_OR_PATH": str(tiny_model_dir)}, tmp_path)
     train = yaml.safe_load(train_yaml.read_text())
     export = yaml.safe_load((tmp_path / "run" / sft_prepare.EXPORT_YAML).read_text())
     assert export["adapter_name_or_path"] == train["output_dir"]
@@ -142,4 +142,4 @@ def test_export_yaml_merges_the_adapter(seed_file: Path, tiny_model_dir: Path, t
 
 def test_tiny_recipe_trains_at_the_image_size_hf_policy_uses(tiny_model_dir: Path) -> None:
     processor_config = json.loads((tiny_model_dir / "processor_config.json").read_text())
-    assert load_recipe(RECIPES / "tiny_cpu_lora.yaml")["image_max_pixels"] == processor_config["image_processor"]["size"]["longest_edge"]
+    assert load_recipe(RECIPES / "tiny_cpu_full.yaml")["image_max_pixels"] == processor_config["image_processor"]["size"]["longest_edge"]

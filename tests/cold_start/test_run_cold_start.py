@@ -45,6 +45,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> d
             "DATA_PATH": "../data/seed.jsonl",
             "OUTPUT_DIR": "../run",
             "EXPORT_DIR": "../merged",
+            # The published LoRA route (adapter + export); the tiny default recipe trains fully.
+            "FINETUNING_TYPE": "lora",
+            "LORA_TARGET": "all",
+            "LORA_RANK": "16",
             "NUM_TRAIN_EPOCHS": "2",
             "LOGGING_STEPS": "1",
         },

@@ -110,15 +110,54 @@ def test_every_sft_code_block_reproduces_its_recorded_output_in_a_fresh_process(
         assert result.images == [(sample_dir / p).read_bytes() for p in call["images"]], seed["id"]
 
 
+def _value(seed: dict) -> str:
+    """The answer's value: the chosen option's text for a multiple-choice record."""
+    options = dict(re.findall(r"^([A-D])\. (.+)$", seed["text"], flags=re.MULTILINE))
+    return options[seed["answer"]] if options else seed["answer"]
+
+
 def test_code_results_carry_the_ground_truth(seeds: list[dict]) -> None:
     for seed in seeds:
         if seed["task"] in ("counting", "chart", "arithmetic"):
             (call,) = seed["tool_calls"]
             last_line = call["output"].strip().splitlines()[-1]
-            assert last_line.split()[-1] == seed["answer"], seed["id"]
+            assert last_line.split()[-1] == _value(seed), seed["id"]
         if seed["task"] == "small_text":
             assert len(seed["tool_calls"][0]["images"]) == 1  # the zoomed crop is shown back
-        assert seed["answer"] in seed["thoughts"][-1]
+        assert _value(seed) in seed["thoughts"][-1]
+
+
+def test_sft_rl_and_evaluation_pose_a_question_with_the_same_text(sample_dir: Path, seeds: list[dict]) -> None:
+    """A tiny model does not transfer to an instruction line it never saw: SFT and RL ask the
+    question exactly as the evaluation runner builds it from the TSV row."""
+    from deepeyes.evaluation.datasets import load_dataset
+    from deepeyes.evaluation.templates import INSTRUCTIONS, build_question
+
+    posed_in_eval = {
+        build_question(sample)
+        for name in ("DeepEyesMini_Visual", "DeepEyesMini_Search")
+        for sample in load_dataset(name, sample_dir / "eval")
+    }
+    rl_questions = [row["extra_info"]["question"] for row in formats.read_parquet(sample_dir / "rl/val.parquet")]
+    for text in [seed["text"] for seed in seeds] + rl_questions + sorted(posed_in_eval):
+        assert text.splitlines()[-1] in (INSTRUCTIONS["auto"], INSTRUCTIONS["choice"]), text
+    choice_records = [seed for seed in seeds if "Options:" in seed["text"]]
+    assert choice_records, "some SFT records must be multiple choice, as some evaluation rows are"
+    for seed in choice_records:
+        assert seed["text"].endswith(INSTRUCTIONS["choice"]) and seed["answer"] in "ABCD"
+        assert seed["thoughts"][-1].endswith(f"That is option {seed['answer']}.")
+    for seed in seeds:
+        if seed["task"] in ("text_search", "image_search"):
+            assert "Options:" not in seed["text"]
+
+
+def test_image_search_ranks_the_page_with_the_same_picture_first(seeds: list[dict], sample_dir: Path) -> None:
+    cache = formats.read_json(sample_dir / "image_search/cache.json")
+    for q in formats.read_jsonl(sample_dir / "image_search/queries.jsonl"):
+        assert cache[q["index"]]["tool_returned_web_title"][0] == q["gold_title"]
+    for seed in seeds:
+        if seed["task"] == "image_search":
+            assert seed["thoughts"][-1].startswith("The top result shows the same building")
 
 
 def test_a_code_step_whose_output_contradicts_the_ground_truth_is_rejected(tmp_path: Path) -> None:

@@ -60,3 +60,20 @@ def test_tokenizer_round_trips_wire_format_and_keeps_special_tokens(loaded) -> N
     assert tokenizer.decode(tokenizer(text)["input_ids"]) == text
     for token in (*QWEN_SPECIAL_TOKENS, *WIRE_TOKENS):
         assert len(tokenizer(token, add_special_tokens=False)["input_ids"]) == 1, token
+
+
+def test_a_number_is_the_same_digit_tokens_wherever_it_appears(loaded) -> None:
+    """Copying a number from the question into code, or from printed output into the answer,
+    must be a token-for-token copy (Qwen2's pre-tokenizer splits digits the same way)."""
+    tokenizer = loaded[0].tokenizer
+
+    def ids_of(number: str, context: str) -> list[int]:
+        before, _ = context.split("{}")
+        prefix = len(tokenizer(before, add_special_tokens=False)["input_ids"])
+        ids = tokenizer(context.format(number), add_special_tokens=False)["input_ids"]
+        return ids[prefix : prefix + len(number)]
+
+    for number in ("4743", "51", "1906", "3301"):
+        digits = [tokenizer.convert_tokens_to_ids(d) for d in number]
+        for context in ("What is {} times 3?", "print({} * 93)", "```\n{}\n```", "<answer>{}</answer>", "founded in {};"):
+            assert ids_of(number, context) == digits, (number, context)

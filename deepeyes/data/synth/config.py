@@ -8,7 +8,7 @@ from pathlib import Path
 from deepeyes.paths import SAMPLE_DIR
 
 #: Bumped whenever the generated data changes for the same seed, and written to the manifest.
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 
 #: Tasks of the curriculum: each one's tool is necessary and sufficient for a model that
 #: cannot read pixels (exact arithmetic on numbers in the question, a count code computes
@@ -51,8 +51,9 @@ class SynthConfig:
         metadata={"help": "fictional entities nobody asks about (3 corpus documents each), so retrieval has to discriminate"},
     )
     workers: int = field(default=2, metadata={"help": "parallel processes executing SFT code blocks"})
-    eval_choice_share: float = field(
-        default=0.3, metadata={"help": "share of DeepEyesMini_Visual rows given A-D options (answer = letter)"}
+    choice_share: float = field(
+        default=0.3,
+        metadata={"help": "share of visual-task questions posed as A-D multiple choice (answer = letter), in SFT, RL and evaluation alike"},
     )
     training_mixture: dict[str, float] = field(default_factory=_training_mixture)
 
@@ -81,8 +82,8 @@ class SynthConfig:
                 raise ValueError(f"size of split '{split}' must be >= 0, got {size}")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
-        if not 0.0 <= self.eval_choice_share <= 1.0:
-            raise ValueError(f"eval_choice_share must be in [0, 1], got {self.eval_choice_share}")
+        if not 0.0 <= self.choice_share <= 1.0:
+            raise ValueError(f"choice_share must be in [0, 1], got {self.choice_share}")
         unknown = set(self.training_mixture) - set(ALL_TASKS)
         if unknown:
             raise ValueError(f"unknown task(s) in training_mixture: {sorted(unknown)}; known: {list(ALL_TASKS)}")

@@ -26,6 +26,7 @@ from deepeyes.data.synth.config import (
     ALL_TASKS,
     GENERATOR_VERSION,
     HELDOUT_SPLITS,
+    SEARCH_TASKS,
     SynthConfig,
 )
 from deepeyes.data.synth.recording import record_seed, save_thumbnails
@@ -34,6 +35,7 @@ from deepeyes.data.synth.tasks import BUILDERS, TaskContext
 from deepeyes.data.synth.tasks.image_search import RESULTS
 from deepeyes.data.synth.text_search_hook import CorpusSearch
 from deepeyes.data.synth.world import World, build_world
+from deepeyes.evaluation.templates import pose_question
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,39 @@ BENCHMARKS = {"eval_visual": "DeepEyesMini_Visual", "eval_search": "DeepEyesMini
 TSV_COLUMNS = ["index", "image", "question", "answer", "category", "A", "B", "C", "D", "image_index", "required_tools"]
 #: Text-search questions must find their gold document this high up (the search tests check it).
 GOLD_RANK_LIMIT = 3
+
+
+@dataclass(frozen=True)
+class Posed:
+    """A sample as the model is asked it: the same text in SFT, RL and evaluation."""
+
+    #: Question, ``Options:`` lines when multiple choice, and the answer-form instruction.
+    text: str
+    #: The option's letter for a multiple-choice question, else the sample's answer.
+    answer: str
+    choices: dict[str, str] | None
+
+
+def choices_for(config: SynthConfig, p: Planned, sample: TaskSample) -> dict[str, str] | None:
+    """A-D options (three distractors and the answer, shuffled) for a share ``config.choice_share``
+    of the visual tasks' questions in every split; search questions are always open."""
+    distractors = list(dict.fromkeys(d for d in sample.distractors if d != sample.answer))
+    if p.task in SEARCH_TASKS or len(distractors) < 3:
+        return None
+    rng = derived_rng(config.seed, "choices", p.split, p.index)
+    if rng.random() >= config.choice_share:
+        return None
+    options = distractors[:3] + [sample.answer]
+    rng.shuffle(options)
+    return dict(zip("ABCD", options))
+
+
+def pose(sample: TaskSample, choices: dict[str, str] | None) -> Posed:
+    """The question text :func:`deepeyes.evaluation.templates.pose_question` builds for it."""
+    if not choices:
+        return Posed(pose_question(sample.question), sample.answer, None)
+    letter = next(letter for letter, text in choices.items() if text == sample.answer)
+    return Posed(pose_question(sample.question, choices=choices, answer_type="choice"), letter, choices)
 
 
 @dataclass
@@ -156,18 +191,27 @@ def _sharegpt(seed: dict[str, Any]) -> dict[str, Any]:
 def _record_sft(
     sft_plan: list[Planned],
     samples: dict[str, TaskSample],
+    posed: dict[str, Posed],
     thumbnails: dict[str, list[str]],
     out: Path,
     search: CorpusSearch,
     workers: int,
     on_record: Callable[[], None],
 ) -> list[dict[str, Any]]:
-    """Seed records in plan order; code runs in ``workers`` parallel fresh processes."""
+    """Seed records in plan order; code runs in ``workers`` parallel fresh processes.
+
+    The record asks the posed question; a multiple-choice record's last thought names the
+    option and its answer is the letter."""
 
     def record(p: Planned) -> dict[str, Any]:
         seed = record_seed(
             p.sample_id, samples[p.sample_id], out, f"images/{p.sample_id}.png", search, thumbnails.get(p.sample_id, [])
         )
+        question = posed[p.sample_id]
+        seed["text"] = question.text
+        if question.choices:
+            seed["thoughts"][-1] += f" That is option {question.answer}."
+            seed["answer"] = question.answer
         on_record()
         return seed
 
@@ -175,25 +219,26 @@ def _record_sft(
         return list(pool.map(record, sft_plan))
 
 
-def _rl_row(p: Planned, sample: TaskSample, system_prompt: str) -> dict[str, Any]:
+def _rl_row(p: Planned, sample: TaskSample, posed: Posed, system_prompt: str) -> dict[str, Any]:
+    answer_type = "choice" if posed.choices else "number" if sample.answer.isdigit() else "text"
     return {
         "data_source": DATA_SOURCE,
         "prompt": [
             {"role": "system", "content": system_prompt},
-            {"role": "user", "content": prompts.user_prompt(sample.question)},
+            {"role": "user", "content": prompts.user_prompt(posed.text)},
         ],
         "images": [{"image": f"images/{p.sample_id}.png"}],
         "ability": ABILITY[sample.task],
         "env_name": ENV_NAME,
-        "reward_model": {"style": "rule", "ground_truth": sample.answer},
+        "reward_model": {"style": "rule", "ground_truth": posed.answer},
         "extra_info": {
             "index": p.index,
             "id": p.sample_id,
             # the key into image_search/cache.json (present for every row; only image_search rows have an entry)
             "sample_index": p.sample_id,
-            "answer_type": "number" if sample.answer.isdigit() else "text",
-            "question": sample.question,
-            "answer": sample.answer,
+            "answer_type": answer_type,
+            "question": posed.text,
+            "answer": posed.answer,
             "split": "train" if p.split == "rl_train" else "val",
             "task": sample.task,
             "required_tools": sample.required_tools,
@@ -201,42 +246,36 @@ def _rl_row(p: Planned, sample: TaskSample, system_prompt: str) -> dict[str, Any
     }
 
 
-def _eval_row(p: Planned, sample: TaskSample, png: bytes, choice_rng: random.Random, choice_share: float) -> dict[str, Any]:
+def _eval_row(p: Planned, sample: TaskSample, posed: Posed, png: bytes) -> dict[str, Any]:
+    """A VLMEvalKit row: the bare question and A-D columns (evaluation poses them itself)."""
     row: dict[str, Any] = {
         "index": p.index,
         "image": formats.png_base64(png),
         "question": sample.question,
-        "answer": sample.answer,
+        "answer": posed.answer,
         "category": sample.task,
         "required_tools": ",".join(sample.required_tools),
+        **(posed.choices or {}),
     }
-    distractors = list(dict.fromkeys(d for d in sample.distractors if d != sample.answer))
-    if p.split == "eval_visual" and len(distractors) >= 3 and choice_rng.random() < choice_share:
-        options = distractors[:3] + [sample.answer]
-        choice_rng.shuffle(options)
-        row.update(dict(zip("ABCD", options)))
-        row["answer"] = "ABCD"[options.index(sample.answer)]
     if sample.task == "image_search":
         row["image_index"] = p.sample_id
     return row
 
 
-def _write_rl(by_split: dict[str, list[Planned]], samples: dict[str, TaskSample], system_prompt: str, out: Path) -> None:
+def _write_rl(
+    by_split: dict[str, list[Planned]], samples: dict[str, TaskSample], posed: dict[str, Posed], system_prompt: str, out: Path
+) -> None:
     for split, name in (("rl_train", "train"), ("rl_val", "val")):
-        rows = [_rl_row(p, samples[p.sample_id], system_prompt) for p in by_split.get(split, [])]
+        rows = [_rl_row(p, samples[p.sample_id], posed[p.sample_id], system_prompt) for p in by_split.get(split, [])]
         if rows:
             formats.write_parquet(rows, out / f"rl/{name}.parquet")
 
 
 def _write_eval(
-    by_split: dict[str, list[Planned]], samples: dict[str, TaskSample], pngs: dict[str, bytes], config: SynthConfig, out: Path
+    by_split: dict[str, list[Planned]], samples: dict[str, TaskSample], posed: dict[str, Posed], pngs: dict[str, bytes], out: Path
 ) -> None:
-    choice_rng = derived_rng(config.seed, "choices")
     for split, benchmark in BENCHMARKS.items():
-        rows = [
-            _eval_row(p, samples[p.sample_id], pngs[p.sample_id], choice_rng, config.eval_choice_share)
-            for p in by_split.get(split, [])
-        ]
+        rows = [_eval_row(p, samples[p.sample_id], posed[p.sample_id], pngs[p.sample_id]) for p in by_split.get(split, [])]
         formats.write_tsv(rows, TSV_COLUMNS, out / f"eval/{benchmark}.tsv")
 
 
@@ -293,6 +332,7 @@ def generate(config: SynthConfig, show_progress: bool = True) -> dict[str, Any]:
     sft_plan = [p for p in planned if p.split == "sft"]
     with tqdm(total=len(planned) + len(sft_plan), desc="building samples", disable=not show_progress) as bar:
         samples, world = build_samples(config, planned, on_sample=lambda: bar.update(1))
+        posed = {p.sample_id: pose(samples[p.sample_id], choices_for(config, p, samples[p.sample_id])) for p in planned}
         pngs = {sid: formats.png_bytes(sample.image) for sid, sample in samples.items()}
         for sid, png in pngs.items():
             (out / f"images/{sid}.png").write_bytes(png)
@@ -307,15 +347,15 @@ def generate(config: SynthConfig, show_progress: bool = True) -> dict[str, Any]:
             for p in planned:
                 if p.task == "text_search":
                     _check_retrieval(search, p.sample_id, samples[p.sample_id])
-            seeds = _record_sft(sft_plan, samples, thumbnails, out, search, config.workers, on_record=lambda: bar.update(1))
+            seeds = _record_sft(sft_plan, samples, posed, thumbnails, out, search, config.workers, on_record=lambda: bar.update(1))
 
     formats.write_jsonl(seeds, out / "sft/seed.jsonl")
     formats.write_json([_sharegpt(seed) for seed in seeds], out / "sft/sharegpt.json")
     by_split: dict[str, list[Planned]] = {}
     for p in planned:
         by_split.setdefault(p.split, []).append(p)
-    _write_rl(by_split, samples, system_prompt, out)
-    _write_eval(by_split, samples, pngs, config, out)
+    _write_rl(by_split, samples, posed, system_prompt, out)
+    _write_eval(by_split, samples, posed, pngs, out)
     _write_search_files(planned, samples, thumbnails, out)
     manifest = _manifest(config, planned, _written_files(planned, seeds, thumbnails, out), out, len(documents))
     formats.write_json(manifest, out / "manifest.json")

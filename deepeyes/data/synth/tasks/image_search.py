@@ -3,6 +3,11 @@
 Each question gets its own MMSearch-R1-style cache entry: five web results (title +
 thumbnail), one of which shows the same landmark. The trajectory runs an image search on
 the original image and reads the answer from the matching result's title.
+
+The matching page is ranked first, as a reverse image search ranks a page carrying the very
+same picture: the rank is then the signal a model without useful vision (the tiny default's
+vision tower is random and frozen) can learn from, and the title is where the answer is.
+The other four results are other landmarks' pages, so the title still has to be read.
 """
 
 from __future__ import annotations
@@ -68,8 +73,8 @@ def build(rng: random.Random, context: TaskContext) -> TaskSample:
     if landmark is None:
         raise SynthError("image_search needs a landmark in its context")
     others = rng.sample([other for other in context.landmarks if other != landmark], RESULTS - 1)
-    gold_rank = rng.randrange(RESULTS)
-    pages = others[:gold_rank] + [landmark] + others[gold_rank:]
+    gold_rank = 0
+    pages = [landmark] + others
     titles = [rng.choice(page.titles) for page in pages]
     entry = ImageSearchEntry(
         titles=titles,
@@ -103,7 +108,7 @@ def build(rng: random.Random, context: TaskContext) -> TaskSample:
         image=render_landmark(landmark),
         steps=[step],
         final_thought=lambda _obs: (
-            f"The thumbnail of result {gold_rank + 1} shows the same building as my image, and its title is "
+            f"The top result shows the same building as my image, and its title is "
             f"'{titles[gold_rank]}'. So the {what} is {answer}."
         ),
         distractors=[page.city if ask_city else page.name for page in others][:3],
