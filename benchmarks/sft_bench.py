@@ -8,7 +8,7 @@
    time of the whole script (conversion + validation + LLaMA-Factory start-up + training),
    the training time LLaMA-Factory reports, the CPU time the script used, and the logged loss.
    Target: under 3 minutes on a 2-core machine.
-3. Valid-action share *after* SFT with the produced adapter on the same held-in prompts
+3. Valid-action share *after* SFT with the produced model (or adapter) on the same held-in prompts
    (the first turn of trained samples). Target: ≥ 80 %.
 
 Figures are printed, not asserted: timings depend on the machine and its load.
@@ -87,7 +87,10 @@ def main() -> None:
     dataset = Path(train_config["dataset_dir"]) / f"{train_config['dataset']}.json"
     max_samples = train_config.get("max_samples")
     before = valid_share(model, None, dataset, max_samples, args.num_prompts, args.max_new_tokens)
-    after = valid_share(model, args.output_dir, dataset, max_samples, args.num_prompts, args.max_new_tokens)
+    if (args.output_dir / "adapter_config.json").is_file():  # LoRA: the adapter on the base model
+        after = valid_share(model, args.output_dir, dataset, max_samples, args.num_prompts, args.max_new_tokens)
+    else:  # full fine-tuning (the tiny default): the output is the model
+        after = valid_share(args.output_dir, None, dataset, max_samples, args.num_prompts, args.max_new_tokens)
 
     figures = {"cpu_count": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2), "run": run, "before_sft": before, "after_sft": after}
     print(f"run_cold_start.sh: {run['script_wall_s']} s wall ({run['train_runtime_s']} s training, {run['script_cpu_s']} s CPU), "

@@ -81,12 +81,15 @@ def draw_figures(summary: dict[str, Any], out: Path) -> list[tuple[str, str, Fig
     """
     (out / FIGURE_DIR).mkdir(parents=True, exist_ok=True)
     drawn = []
-    if len(summary["runs"]) > 1 and any(not run["empty"] for run in summary["runs"].values()):
-        drawn.append(("comparison", f"{FIGURE_DIR}/comparison.png", figures.comparison_figure(summary["comparison"])))
-    for name, run in summary["runs"].items():
-        for stem, _, draw, applies in RUN_VIEWS:
-            if _shown(run, stem, applies):
-                drawn.append((f"{name}/{stem}", f"{FIGURE_DIR}/{slug(name)}_{stem}.png", draw(name, run)))
+    # Every figure stays open until the PDF has it too (the caller closes them), so pyplot's
+    # "more than 20 figures" warning is expected with four runs and says nothing.
+    with plt.rc_context({"figure.max_open_warning": 0}):
+        if len(summary["runs"]) > 1 and any(not run["empty"] for run in summary["runs"].values()):
+            drawn.append(("comparison", f"{FIGURE_DIR}/comparison.png", figures.comparison_figure(summary["comparison"])))
+        for name, run in summary["runs"].items():
+            for stem, _, draw, applies in RUN_VIEWS:
+                if _shown(run, stem, applies):
+                    drawn.append((f"{name}/{stem}", f"{FIGURE_DIR}/{slug(name)}_{stem}.png", draw(name, run)))
     for _, path, figure in drawn:
         figure.savefig(out / path, dpi=100)
     return drawn

@@ -230,6 +230,26 @@ class RLConfig:
         if self.rollout.temperature < 0:
             raise ValueError(f"rollout.temperature must be >= 0, got {self.rollout.temperature}")
 
+    def full_sft_checkpoint(self) -> Path | None:
+        """``model.sft_lora_path`` when cold start wrote a whole model there (full fine-tuning,
+        the tiny default: ``config.json``, no ``adapter_config.json``), else None."""
+        path = self.locate(self.model.sft_lora_path)
+        if path is None or (path / "adapter_config.json").is_file() or not (path / "config.json").is_file():
+            return None
+        return path
+
+    def initial_model(self) -> tuple[Path, Path | None]:
+        """The checkpoint RL starts from and the SFT adapter to merge into it (or None).
+
+        Cold start's output at ``model.sft_lora_path`` is either a LoRA adapter, merged into
+        ``model.base_model``, or a fully fine-tuned checkpoint, which then replaces the base.
+        """
+        full = self.full_sft_checkpoint()
+        if full is not None:
+            logger.info("model.sft_lora_path %s holds a fully fine-tuned model: RL starts from it", full)
+            return full, None
+        return self.locate(self.model.base_model), self.sft_adapter()  # type: ignore[return-value]
+
     def sft_adapter(self) -> Path | None:
         """The SFT adapter to merge, or None (none configured, or optional and not there).
 

@@ -92,11 +92,9 @@ class LocalTrainer:
 
     def _load(self, resume_dir: Path | None) -> None:
         config = self.config
+        start, sft_adapter = config.initial_model()
         self.policy: PolicyModel = load_policy(
-            config.model,
-            config.locate(config.model.base_model),
-            config.sft_adapter(),
-            resume_adapter=resume_dir / "policy" if resume_dir else None,
+            config.model, start, sft_adapter, resume_adapter=resume_dir / "policy" if resume_dir else None
         )
         self.value_head: torch.nn.Module | None = None
         if config.algorithm == "ppo":

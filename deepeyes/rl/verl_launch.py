@@ -55,9 +55,10 @@ class VerlPaths:
         root = (config.resolve(config.output.dir) or Path(config.output.dir)) / "verl"
         sft = config.locate(config.model.sft_lora_path)
         sft_present = sft is not None and (sft / "adapter_config.json").is_file()
+        start = config.full_sft_checkpoint() or config.locate(config.model.base_model)
         return cls(
             root=root,
-            model=root / "merged_sft_model" if sft_present else config.locate(config.model.base_model),  # type: ignore[arg-type]
+            model=root / "merged_sft_model" if sft_present else start,  # type: ignore[arg-type]
             # The copies' names; prepare() takes them from the files it finds (a folder or hub id
             # may hold several parts), so planning (--dry_run) never needs the data present.
             train_files=[root / "data" / Path(str(config.data.rl_data_path)).name],
@@ -235,13 +236,13 @@ def prepare(config: RLConfig, paths: VerlPaths) -> None:
     paths.root.mkdir(parents=True, exist_ok=True)
     tool_config = to_dict(build_tool_manager(config).resolved_config())  # the search cache as the tools will read it
     paths.tool_manager_config.write_text(yaml.safe_dump(tool_config, sort_keys=False), encoding="utf-8")
-    sft = config.sft_adapter()
+    start, sft = config.initial_model()
     if sft is not None and not (paths.model / "config.json").is_file():
-        model, processor = load_base_with_sft(config.locate(config.model.base_model), sft, config.model.dtype)  # type: ignore[arg-type]
+        model, processor = load_base_with_sft(start, sft, config.model.dtype)
         model.save_pretrained(paths.model)
         processor.save_pretrained(paths.model)
     elif sft is None:
-        paths.model = config.locate(config.model.base_model)  # type: ignore[assignment]
+        paths.model = start
     sources = expand_data_files(config.locate(config.data.rl_data_path))  # type: ignore[arg-type]
     check_env_names(sources)
     paths.train_files = [paths.root / "data" / name for name in _copy_names(sources)]

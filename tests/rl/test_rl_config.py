@@ -71,3 +71,18 @@ def test_a_configured_reward_server_must_serve_the_configured_weights(reward_url
     mismatched = load_rl_config(path, ["evaluation.reward_weights=[0.6, 0.2, 0.2]"])
     with pytest.raises(RLSetupError, match="weights"), reward_server(mismatched, tmp_path):
         pass
+
+
+def test_rl_starts_from_what_cold_start_wrote_adapter_or_full_model(tmp_path: Path):
+    """Cold start writes a LoRA adapter (published recipes) or a whole model (the tiny default's
+    full fine-tuning) to the same place; RL merges the first and starts from the second."""
+    path = tmp_path / "rl.yaml"
+    path.write_text("model:\n  base_model: base\n  sft_lora_path: sft\n  sft_lora_required: false\n", encoding="utf-8")
+    sft = tmp_path / "sft"
+    config = load_rl_config(path, [f"model.base_model={tmp_path / 'base'}", f"model.sft_lora_path={sft}"])
+    assert config.initial_model() == (tmp_path / "base", None)  # nothing there yet: the base model
+    sft.mkdir()
+    (sft / "config.json").write_text("{}", encoding="utf-8")
+    assert config.initial_model() == (sft, None)
+    (sft / "adapter_config.json").write_text("{}", encoding="utf-8")
+    assert config.initial_model() == (tmp_path / "base", sft)
