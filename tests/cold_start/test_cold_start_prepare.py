@@ -132,7 +132,8 @@ def test_missing_data_is_reported_first(tmp_path: Path) -> None:
 
 def test_export_yaml_merges_the_adapter(seed_file: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
     paths = RunPaths(data=[seed_file], output_dir=tmp_path / "run", export_dir=tmp_path / "merged")
-    train_yaml = prepare(RECIPES / "tiny_cpu_full.yaml", paths, {"MODEL_NAME_OR_PATH": str(tiny_model_dir)}, tmp_path)
+    overrides = {"MODEL_NAME_OR_PATH": str(tiny_model_dir), "FINETUNING_TYPE": "lora"}
+    train_yaml = prepare(RECIPES / "tiny_cpu_full.yaml", paths, overrides, tmp_path)
     train = yaml.safe_load(train_yaml.read_text())
     export = yaml.safe_load((tmp_path / "run" / sft_prepare.EXPORT_YAML).read_text())
     assert export["adapter_name_or_path"] == train["output_dir"]

@@ -61,7 +61,7 @@ def test_hub_name_trains_on_the_published_layout(tmp_path: Path, tiny_model_dir:
         )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "data: 3 of 3 samples kept" in result.stdout  # both JSON parts, every zipped image found
-    assert (tmp_path / "run" / "adapter_model.safetensors").is_file()
+    assert (tmp_path / "run" / "model.safetensors").is_file()  # the tiny default fine-tunes fully
     (snapshot,) = (tmp_path / "hf" / "hub" / "datasets--honglyhly--DeepEyesV2_SFT" / "snapshots").iterdir()
     # Unpacked once, outside the hub cache's own layout.
     assert (tmp_path / "hf" / "deepeyes" / "extracted" / "datasets--honglyhly--DeepEyesV2_SFT" / snapshot.name / "images" / "sample_2.png").is_file()
