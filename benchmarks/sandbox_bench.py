@@ -7,9 +7,12 @@ Starts a throw-away Redis and real sandbox servers, and in the same process a pl
 load from other processes hits both alike. Parts (issue 15's targets):
 
 * ``basic``: warm calls, figures, new-session opens, restores, throughput (``--instances``);
-* ``burst``: one instance, ``--burst`` concurrent opens, one client connection each: open
-  latency, opens/s, errors, the instance's peak live sessions against ``max_sessions``, and
-  the memory one session costs (PSS of the forked kernels);
+* ``burst``: one instance, ``--burst`` concurrent opens, one client (and new connection)
+  each: open latency (from each client's own start and from the common start, with the
+  client threads' own wake-up delay), opens/s, errors; then every session's first call at
+  once (where an open without images has its kernel bound, so its cost cannot hide there),
+  then warm calls; the instance's peak live sessions against ``max_sessions``, and the
+  memory one session costs (PSS of the forked kernels);
 * ``cold``: ``--cold_sessions`` new sessions at once on a pool of 2, each first running a
   ``time.sleep(5)`` with timeout 3 s: kernel start-up counts against the call's timeout;
 * ``scale``: ``--scale_sessions`` concurrent sessions over two instances, ``--scale_calls``
@@ -30,6 +33,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Self, TypeVar
 
 import psutil
@@ -203,39 +207,67 @@ class MemorySampler:
         self._thread.join()
 
 
-def burst_open(port: int, count: int) -> tuple[list[float], float, list[str]]:
-    """``count`` opens at once, one client (and connection) each: latencies, wall time, errors."""
-    clients = [SandboxClient([port]) for _ in range(count)]
-    barrier = threading.Barrier(count + 1)
-    sessions = [f"bench-burst-{index}-{uuid.uuid4().hex[:6]}" for index in range(count)]
+@dataclass
+class BurstTimes:
+    """Per-client times of one burst, in seconds; ``from_start`` counts from the common start."""
 
-    def one(index: int) -> tuple[float, str]:
+    own: list[float]  # from the client thread's own start (after it woke from the barrier)
+    from_start: list[float]  # from the moment all clients were released (includes their wake-up)
+    wake: list[float]  # client thread scheduling delay: release to the thread running
+    wall: float  # release to the last answer
+    errors: list[str]
+
+
+def burst(clients: list[SandboxClient], work: Callable[[SandboxClient, int], object]) -> BurstTimes:
+    """Run ``work(client, index)`` on every client at once, one thread each, released together."""
+    count = len(clients)
+    barrier = threading.Barrier(count + 1)
+
+    def one(index: int) -> tuple[float, float, str]:
         barrier.wait()
         started = time.perf_counter()
+        error = ""
         try:
-            clients[index].open_session(sessions[index])
-            return time.perf_counter() - started, ""
+            work(clients[index], index)
         except Exception as exc:  # noqa: BLE001 - counted and printed
-            return time.perf_counter() - started, f"{type(exc).__name__}: {exc}"
+            error = f"{type(exc).__name__}: {exc}"
+        return started, time.perf_counter(), error
 
     with ThreadPoolExecutor(max_workers=count) as executor:
         futures = [executor.submit(one, index) for index in range(count)]
+        time.sleep(0.2)  # every thread is parked at the barrier
+        released = time.perf_counter()
         barrier.wait()
-        started = time.perf_counter()
         outcomes = [future.result() for future in futures]
-        wall = time.perf_counter() - started
-    for client, sid in zip(clients, sessions, strict=True):
-        client.close_session(sid)
-        client.close()
-    return [latency for latency, _ in outcomes], wall, [error for _, error in outcomes if error]
+    return BurstTimes(own=[done - started for started, done, _ in outcomes],
+                      from_start=[done - released for _, done, _ in outcomes],
+                      wake=[started - released for started, _, _ in outcomes],
+                      wall=max(done for _, done, _ in outcomes) - released,
+                      errors=[error for _, _, error in outcomes if error])
+
+
+def ms(values: list[float]) -> str:
+    return f"p50 {statistics.median(values) * 1e3:.1f} ms, p95 {percentile(values, 0.95) * 1e3:.1f} ms"
+
+
+def burst_rows(label: str, times: BurstTimes, count: int, target: str) -> list[tuple[str, str, str]]:
+    errors = f"{len(times.errors)} errors{': ' + times.errors[0] if times.errors else ''}"
+    return [
+        (label, f"{ms(times.own)} (each from its own start); {count / times.wall:.0f}/s "
+                + f"({times.wall * 1e3:.0f} ms for all)", f"{target}; {errors}"),
+        ("  same, counted from the common start", ms(times.from_start),
+         f"includes the client threads' own wake-up: {ms(times.wake)}"),
+    ]
 
 
 def burst_part(args: argparse.Namespace, redis_server: RedisServer) -> tuple[list[tuple[str, str, str]], str]:
+    """Issue 15's burst: opens at once, then every session's first call at once, then warm calls."""
     config = SandboxConfig(redis_host=redis_server.host, redis_port=redis_server.port,
                            pool_size=args.burst_pool_size, max_sessions=args.burst_max_sessions)
     rows = []
     with SandboxCluster(config, num_instances=1) as cluster, cluster.client() as client:
         port = cluster.ports[0]
+        url = f"http://{config.host}:{port}"
         wait_for_warm_pools(client, config.pool_size)
         sampler = MemorySampler(cluster)
         pss, rss, processes, kernel_pss = sampler.sample()
@@ -249,18 +281,37 @@ def burst_part(args: argparse.Namespace, redis_server: RedisServer) -> tuple[lis
         rows.append(("new session, one at a time", f"p50 {statistics.median(opened) * 1e3:.1f} ms, max {max(opened) * 1e3:.1f} ms",
                      "target p50 <= 30 ms"))
         wait_for_warm_pools(client, config.pool_size)
-        latencies, wall, errors = burst_open(port, args.burst)
-        health = client.health()[f"http://{config.host}:{port}"] or {}
-        rate = (f"{args.burst / wall:.0f} opens/s ({wall * 1e3:.0f} ms for all), latency p50 "
-                f"{statistics.median(latencies) * 1e3:.0f} ms, p95 {percentile(latencies, 0.95) * 1e3:.0f} ms")
-        rows.append((f"burst of {args.burst} concurrent opens", rate,
-                     f"target >= 50 opens/s; {len(errors)} errors{': ' + errors[0] if errors else ''}"))
-        rows.append(("peak live sessions during the burst", f"{health.get('peak_sessions')}",
-                     f"max_sessions {config.max_sessions}"))
-    note = (f"one instance, pool_size {config.pool_size}, max_sessions {config.max_sessions}; an instance with "
-            f"max_sessions = N holds at most N + pool_size kernels: about {server_and_template / 2**20:.0f} MB + "
-            f"(N + pool_size) x {per_kernel / 2**20:.0f} MB PSS before user data (each kernel may grow to "
-            f"memory_limit_mb)")
+        # One client, hence one new connection, per session: what 64 rollout workers would do.
+        clients = [SandboxClient([port]) for _ in range(args.burst)]
+        sessions = [f"bench-burst-{index}-{uuid.uuid4().hex[:6]}" for index in range(args.burst)]
+        try:
+            opens = burst(clients, lambda c, i: c.open_session(sessions[i]))
+            peak_after_opens = (client.health()[url] or {}).get("peak_sessions")
+            rows += burst_rows(f"burst of {args.burst} concurrent opens", opens, args.burst,
+                               "target p50 <= 30 ms, >= 50 opens/s, 0 errors")
+
+            def first_call(c: SandboxClient, index: int) -> None:
+                result = c.execute(sessions[index], f"x = {index}\nx", timeout=args.scale_timeout_s)
+                if result.status != "success" or result.result != str(index):
+                    raise RuntimeError(f"{result.status}: {result.result} {result.stderr[-200:]}")
+
+            firsts = burst(clients, first_call)
+            health = client.health()[url] or {}
+            rows += burst_rows(f"then each session's first call `x = i; x`, all {args.burst} at once", firsts,
+                               args.burst, "binds each session's kernel (evicting bound idle ones beyond max_sessions)")
+            peaks = f"{peak_after_opens} after the opens, {health.get('peak_sessions')} after the first calls"
+            rows.append(("peak live sessions", peaks, f"max_sessions {config.max_sessions}"))
+            warm = [timed(functools.partial(clients[-1].execute, sessions[-1], TRIVIAL))[0] for _ in range(args.burst_warm_calls)]
+            rows.append((f"then warm calls `x += 1; x` on one session ({args.burst_warm_calls}, one at a time)", ms(warm),
+                         "target p50 <= 10 ms"))
+        finally:
+            for c, sid in zip(clients, sessions, strict=True):
+                c.close_session(sid)
+                c.close()
+    note = (f"one instance, pool_size {config.pool_size} (sized to the burst: every first call finds a forked kernel), "
+            f"max_sessions {config.max_sessions}; an instance with max_sessions = N holds at most N + pool_size kernels: "
+            f"about {server_and_template / 2**20:.0f} MB + (N + pool_size) x {per_kernel / 2**20:.0f} MB PSS before user "
+            f"data (each kernel may grow to memory_limit_mb)")
     return rows, note
 
 
@@ -348,6 +399,8 @@ def main() -> None:
     parser.add_argument("--burst_pool_size", type=int, default=64, help="pool_size of the burst instance (default: 64)")
     parser.add_argument("--burst_max_sessions", type=int, default=32,
                         help="max_sessions of the burst instance (default: 32, so the burst must evict)")
+    parser.add_argument("--burst_warm_calls", type=int, default=100,
+                        help="warm calls measured after the burst's first calls (default: 100)")
     parser.add_argument("--scale_sessions", type=int, default=256, help="concurrent sessions in the scale part (default: 256)")
     parser.add_argument("--scale_calls", type=int, default=5, help="stateful calls per session (default: 5)")
     parser.add_argument("--scale_pool_size", type=int, default=32, help="pool_size per instance (default: 32)")
