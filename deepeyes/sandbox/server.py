@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import os
@@ -268,6 +269,27 @@ def _watch_parent(stop: Callable[[], None]) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def _warm_workers(workers: ThreadPoolExecutor, redis_client: redis.Redis, count: int) -> None:
+    """Start ``count`` request workers, each with its own Redis connection, before serving.
+
+    Both are otherwise made on demand by the first burst of requests, which then waits for
+    thread starts and Redis connection handshakes (each a scheduling round on a busy machine).
+    """
+    count = min(count, _REQUEST_WORKERS)
+    everyone = threading.Barrier(count, timeout=30)
+
+    def hold() -> None:
+        connection = redis_client.connection_pool.get_connection()  # connects; held until all have one
+        try:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                everyone.wait()
+        finally:
+            redis_client.connection_pool.release(connection)
+
+    for future in [workers.submit(hold) for _ in range(count)]:
+        future.result()
+
+
 async def _run_http(app: web.Application, host: str, port: int, exit_with_parent: bool) -> None:
     """Serve ``app`` until SIGTERM/SIGINT (or the parent's death with ``exit_with_parent``)."""
     loop = asyncio.get_running_loop()
@@ -310,6 +332,7 @@ def serve(config: SandboxConfig, port: int, exit_with_parent: bool = False) -> N
     manager = SessionManager(config, store, pool, instance).start()
     api = SandboxApi(manager, config, pool.filled_once)
     workers = ThreadPoolExecutor(max_workers=_REQUEST_WORKERS, thread_name_prefix="request")
+    _warm_workers(workers, redis_client, 2 * config.max_sessions)
     app = make_app(api, int(config.max_request_mb * 2**20), workers)
     logger.info("sandbox %s serving (redis %s:%s, pool %d, work dir %s)", instance, config.redis_host,
                 config.redis_port, config.pool_size, work_dir)
