@@ -8,7 +8,8 @@ load from other processes hits both alike. Parts (issue 15's targets):
 
 * ``basic``: warm calls, figures, new-session opens, restores, throughput (``--instances``);
 * ``burst``: one instance, ``--burst`` concurrent opens, one client (and new connection)
-  each: open latency (from each client's own start and from the common start, with the
+  each, their threads spread over ``--burst_client_processes`` forked processes (rollout
+  workers; one process would put all clients under one GIL): open latency (from each client's own start and from the common start, with the
   client threads' own wake-up delay), opens/s, errors; then every session's first call at
   once (where an open without images has its kernel bound, so its cost cannot hide there),
   then warm calls; the instance's peak live sessions against ``max_sessions``, and the
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import multiprocessing
 import os
 import statistics
 import threading
@@ -216,34 +218,58 @@ class BurstTimes:
     wake: list[float]  # client thread scheduling delay: release to the thread running
     wall: float  # release to the last answer
     errors: list[str]
+    client_cpu: float  # CPU seconds the client processes spent from the release to their last answer
 
 
-def burst(clients: list[SandboxClient], work: Callable[[SandboxClient, int], object]) -> BurstTimes:
-    """Run ``work(client, index)`` on every client at once, one thread each, released together."""
-    count = len(clients)
-    barrier = threading.Barrier(count + 1)
+def burst(count: int, processes: int, work: Callable[[int], object]) -> BurstTimes:
+    """Run ``work(index)`` for every index at once: one thread per index, spread over ``processes``
+    forked client processes (rollout workers), all released together.
 
-    def one(index: int) -> tuple[float, float, str]:
-        barrier.wait()
-        started = time.perf_counter()
-        error = ""
-        try:
-            work(clients[index], index)
-        except Exception as exc:  # noqa: BLE001 - counted and printed
-            error = f"{type(exc).__name__}: {exc}"
-        return started, time.perf_counter(), error
+    Timestamps are ``time.perf_counter`` (CLOCK_MONOTONIC: one clock for all processes).
+    """
+    context = multiprocessing.get_context("fork")
+    release = context.Barrier(processes + 1)
+    results: multiprocessing.SimpleQueue = context.SimpleQueue()
 
-    with ThreadPoolExecutor(max_workers=count) as executor:
-        futures = [executor.submit(one, index) for index in range(count)]
-        time.sleep(0.2)  # every thread is parked at the barrier
-        released = time.perf_counter()
-        barrier.wait()
-        outcomes = [future.result() for future in futures]
+    def client_process(indices: list[int]) -> None:
+        parked = threading.Barrier(len(indices) + 1)
+
+        def one(index: int) -> tuple[float, float, str]:
+            parked.wait()
+            started = time.perf_counter()
+            error = ""
+            try:
+                work(index)
+            except Exception as exc:  # noqa: BLE001 - counted and printed
+                error = f"{type(exc).__name__}: {exc}"
+            return started, time.perf_counter(), error
+
+        with ThreadPoolExecutor(max_workers=len(indices)) as executor:
+            futures = [executor.submit(one, index) for index in indices]
+            time.sleep(0.2)  # every thread is parked
+            release.wait()
+            cpu_at_release = time.process_time()
+            parked.wait()
+            outcomes = [future.result() for future in futures]
+            results.put((outcomes, time.process_time() - cpu_at_release))
+
+    children = [context.Process(target=client_process, args=(list(range(count))[rank::processes],))
+                for rank in range(processes)]
+    for child in children:
+        child.start()
+    time.sleep(0.5)  # every process has parked its threads
+    released = time.perf_counter()
+    release.wait()
+    reports = [results.get() for _ in children]
+    for child in children:
+        child.join()
+    outcomes = [outcome for child_outcomes, _ in reports for outcome in child_outcomes]
     return BurstTimes(own=[done - started for started, done, _ in outcomes],
                       from_start=[done - released for _, done, _ in outcomes],
                       wake=[started - released for started, _, _ in outcomes],
                       wall=max(done for _, done, _ in outcomes) - released,
-                      errors=[error for _, _, error in outcomes if error])
+                      errors=[error for _, _, error in outcomes if error],
+                      client_cpu=sum(cpu for _, cpu in reports))
 
 
 def cpu_seconds(process: psutil.Process) -> float:
@@ -286,15 +312,16 @@ def burst_part(args: argparse.Namespace, redis_server: RedisServer) -> tuple[lis
         rows.append(("new session, one at a time", f"p50 {statistics.median(opened) * 1e3:.1f} ms, max {max(opened) * 1e3:.1f} ms",
                      "target p50 <= 30 ms"))
         wait_for_warm_pools(client, config.pool_size)
-        # One client, hence one new connection, per session: what 64 rollout workers would do.
-        clients = [SandboxClient([port]) for _ in range(args.burst)]
+        # A new client, hence a new connection, per session and burst: what rollout workers would do.
         sessions = [f"bench-burst-{index}-{uuid.uuid4().hex[:6]}" for index in range(args.burst)]
         processes = {"server": psutil.Process(cluster.servers[0].process.pid),
-                     "redis-server": psutil.Process(redis_server.process.pid), "clients": psutil.Process()}
+                     "redis-server": psutil.Process(redis_server.process.pid)}
         try:
             cpu_before = {name: cpu_seconds(process) for name, process in processes.items()}
-            opens = burst(clients, lambda c, i: c.open_session(sessions[i]))
+            opens = burst(args.burst, args.burst_client_processes,
+                          lambda index: SandboxClient([port]).open_session(sessions[index]))
             cpu_used = {name: cpu_seconds(process) - cpu_before[name] for name, process in processes.items()}
+            cpu_used["clients"] = opens.client_cpu
             peak_after_opens = (client.health()[url] or {}).get("peak_sessions")
             rows += burst_rows(f"burst of {args.burst} concurrent opens", opens, args.burst,
                                "target p50 <= 30 ms, >= 50 opens/s, 0 errors")
@@ -303,26 +330,26 @@ def burst_part(args: argparse.Namespace, redis_server: RedisServer) -> tuple[lis
                      "cores shared with other load (user + system time; 10 ms clock ticks)")
             rows.append(("  CPU per open during the burst", per_open, total))
 
-            def first_call(c: SandboxClient, index: int) -> None:
-                result = c.execute(sessions[index], f"x = {index}\nx", timeout=args.scale_timeout_s)
+            def first_call(index: int) -> None:
+                result = SandboxClient([port]).execute(sessions[index], f"x = {index}\nx", timeout=args.scale_timeout_s)
                 if result.status != "success" or result.result != str(index):
                     raise RuntimeError(f"{result.status}: {result.result} {result.stderr[-200:]}")
 
-            firsts = burst(clients, first_call)
+            firsts = burst(args.burst, args.burst_client_processes, first_call)
             health = client.health()[url] or {}
             rows += burst_rows(f"then each session's first call `x = i; x`, all {args.burst} at once", firsts,
                                args.burst, "binds each session's kernel (evicting bound idle ones beyond max_sessions)")
             peaks = f"{peak_after_opens} after the opens, {health.get('peak_sessions')} after the first calls"
             rows.append(("peak live sessions", peaks, f"max_sessions {config.max_sessions}"))
             wait_for_warm_pools(client, config.pool_size)  # the 64 forks of the refill are not a warm call's cost
-            warm = [timed(functools.partial(clients[-1].execute, sessions[-1], TRIVIAL))[0] for _ in range(args.burst_warm_calls)]
+            warm = [timed(functools.partial(client.execute, sessions[-1], TRIVIAL))[0] for _ in range(args.burst_warm_calls)]
             label = f"then warm calls `x += 1; x` on one session ({args.burst_warm_calls}, once the pool has refilled)"
             rows.append((label, ms(warm), "target p50 <= 10 ms"))
         finally:
-            for c, sid in zip(clients, sessions, strict=True):
-                c.close_session(sid)
-                c.close()
+            for sid in sessions:
+                client.close_session(sid)
     note = (f"one instance, pool_size {config.pool_size} (sized to the burst: every first call finds a forked kernel), "
+            f"clients: {args.burst} threads in {args.burst_client_processes} processes, a new connection each, "
             f"max_sessions {config.max_sessions}; an instance with max_sessions = N holds at most N + pool_size kernels: "
             f"about {server_and_template / 2**20:.0f} MB + (N + pool_size) x {per_kernel / 2**20:.0f} MB PSS before user "
             f"data (each kernel may grow to memory_limit_mb)")
@@ -413,6 +440,9 @@ def main() -> None:
     parser.add_argument("--burst_pool_size", type=int, default=64, help="pool_size of the burst instance (default: 64)")
     parser.add_argument("--burst_max_sessions", type=int, default=32,
                         help="max_sessions of the burst instance (default: 32, so the burst must evict)")
+    parser.add_argument("--burst_client_processes", type=int, default=4,
+                        help="client processes the burst's threads are spread over (default: 4; 1 puts all "
+                             "the clients' threads under one GIL)")
     parser.add_argument("--burst_warm_calls", type=int, default=100,
                         help="warm calls measured after the burst's first calls (default: 100)")
     parser.add_argument("--scale_sessions", type=int, default=256, help="concurrent sessions in the scale part (default: 256)")

@@ -62,6 +62,11 @@ _REQUEST_WORKERS = 1024
 _LISTEN_BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
 _KEEPALIVE_TIMEOUT_S = 300.0  # idle keep-alive connections are closed after this
 _SHUTDOWN_GRACE_S = 2.0  # in-flight requests get this long on SIGTERM before the kernels are killed
+#: Redis runs one command at a time, so a few dozen connections keep it busy; workers beyond
+#: them wait (at most _REDIS_WAIT_S) instead of failing, as redis-py's default pool of 100
+#: does ("Too many connections") once more workers than that talk to Redis at once.
+_REDIS_CONNECTIONS = 64
+_REDIS_WAIT_S = 30.0
 
 
 class BadRequest(ValueError):
@@ -269,24 +274,33 @@ def _watch_parent(stop: Callable[[], None]) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def make_redis_client(config: SandboxConfig) -> redis.Redis:
+    """The instance's Redis client: at most ``_REDIS_CONNECTIONS`` connections, shared by all
+    request workers; a worker finding none free waits up to ``_REDIS_WAIT_S`` (then
+    ``redis.ConnectionError``)."""
+    return redis.Redis(connection_pool=redis.BlockingConnectionPool(
+        host=config.redis_host, port=config.redis_port, max_connections=_REDIS_CONNECTIONS, timeout=_REDIS_WAIT_S))
+
+
 def _warm_workers(workers: ThreadPoolExecutor, redis_client: redis.Redis, count: int) -> None:
-    """Start ``count`` request workers, each with its own Redis connection, before serving.
+    """Start ``count`` request workers and up to ``_REDIS_CONNECTIONS`` Redis connections before serving.
 
     Both are otherwise made on demand by the first burst of requests, which then waits for
     thread starts and Redis connection handshakes (each a scheduling round on a busy machine).
     """
     count = min(count, _REQUEST_WORKERS)
-    everyone = threading.Barrier(count, timeout=30)
+    everyone = threading.Barrier(count, timeout=30)  # all started at once: each task gets its own thread
 
-    def hold() -> None:
-        connection = redis_client.connection_pool.get_connection()  # connects; held until all have one
+    def hold(connect: bool) -> None:
+        connection = redis_client.connection_pool.get_connection() if connect else None
         try:
             with contextlib.suppress(threading.BrokenBarrierError):
                 everyone.wait()
         finally:
-            redis_client.connection_pool.release(connection)
+            if connection is not None:
+                redis_client.connection_pool.release(connection)
 
-    for future in [workers.submit(hold) for _ in range(count)]:
+    for future in [workers.submit(hold, index < _REDIS_CONNECTIONS) for index in range(count)]:
         future.result()
 
 
@@ -325,7 +339,7 @@ def serve(config: SandboxConfig, port: int, exit_with_parent: bool = False) -> N
         config.work_dir.chmod(0o711)
     work_dir.mkdir(parents=True, exist_ok=True)
     work_dir.chmod(0o711)  # kernels (other uids) must traverse it to reach their own directory
-    redis_client = redis.Redis(host=config.redis_host, port=config.redis_port)
+    redis_client = make_redis_client(config)
     redis_client.ping()
     store = SessionStore(redis_client, config.state_ttl_s)
     pool = KernelPool(KernelFactory(config, work_dir, uid_block=port % 1000), config.pool_size).start()
