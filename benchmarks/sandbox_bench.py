@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import io
 import multiprocessing
 import os
 import statistics
@@ -345,6 +346,18 @@ def burst_part(args: argparse.Namespace, redis_server: RedisServer) -> tuple[lis
             warm = [timed(functools.partial(client.execute, sessions[-1], TRIVIAL))[0] for _ in range(args.burst_warm_calls)]
             label = f"then warm calls `x += 1; x` on one session ({args.burst_warm_calls}, once the pool has refilled)"
             rows.append((label, ms(warm), "target p50 <= 10 ms"))
+            for sid in sessions:
+                client.close_session(sid)
+            wait_for_warm_pools(client, config.pool_size)
+            # What DeepEyes' code tool sends: an open with the sample's image binds its kernel at once.
+            image = io.BytesIO()
+            Image.new("RGB", (512, 512), "gray").save(image, format="PNG")
+            with_images = burst(args.burst, args.burst_client_processes,
+                                lambda index: SandboxClient([port]).open_session(sessions[index], [image.getvalue()]))
+            rows += burst_rows(f"then a burst of {args.burst} opens with one 512x512 PNG each", with_images, args.burst,
+                               "binds a kernel and loads the image at the open")
+            peak = (client.health()[url] or {}).get("peak_sessions")
+            rows.append(("peak live sessions after all bursts", f"{peak}", f"max_sessions {config.max_sessions}"))
         finally:
             for sid in sessions:
                 client.close_session(sid)
