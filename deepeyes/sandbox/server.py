@@ -6,8 +6,9 @@ Endpoints (JSON in, JSON out; any malformed request gets HTTP 400 with ``{"error
 
 * ``POST /jupyter_sandbox`` ``{session_id, code, timeout?}`` →
   ``{status, execution_time, output: {stdout, stderr, result, images}, notes}`` (DeepEyesV2's shape);
-* ``POST /sessions/open`` ``{session_id, images?: [base64 PNG/JPEG]}`` → ``{session_id, images, instance, notes}``
-  (without images the session's kernel is bound at its first call, see ``sessions.py``);
+* ``POST /sessions/open`` ``{session_id, images?: [base64 PNG/JPEG/GIF/BMP/TIFF/WebP]}`` →
+  ``{session_id, images, instance, notes}`` (the session's kernel is bound, and loads the
+  images, at its first call; see ``sessions.py``);
 * ``POST /sessions/close`` ``{session_id}`` → ``{session_id, closed}``;
 * ``GET /health`` → ``{status: "ok", instance, ready, sessions, unbound, peak_sessions, max_sessions,
   warm_kernels, pool_size}``.
@@ -56,6 +57,8 @@ from deepeyes.sandbox.store import SessionStore
 logger = logging.getLogger("deepeyes.sandbox.server")
 
 _SESSION_ID = re.compile(r"^[\w.:@/+=-]{1,256}$")
+#: Leading bytes of the image files an open accepts (WebP is checked apart: RIFF....WEBP).
+_IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 #: Requests blocking at once (each on a worker thread, created as needed and reused): more
 #: than an instance's clients ever keep in flight, so a request never queues behind executes.
 _REQUEST_WORKERS = 1024
@@ -103,16 +106,29 @@ def _timeout(body: Any, config: SandboxConfig) -> float:
     return float(timeout)
 
 
+def _is_image_file(data: bytes) -> bool:
+    """Whether ``data`` starts like a file of one of :data:`_IMAGE_SIGNATURES`' formats (nothing is decoded here)."""
+    return data.startswith(_IMAGE_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+
+
 def _images(body: Any) -> list[bytes]:
+    """The open's images: base64 strings of image files, checked by their leading bytes only.
+
+    The images are decoded in the session's kernel at its first call (the server never
+    decodes user data), so a file that starts right but is corrupt fails there.
+    """
     encoded = _field(body, "images", list, required=False) or []
     images = []
     for index, item in enumerate(encoded, start=1):
         if not isinstance(item, str):
             raise BadRequest(f"images[{index}] must be a base64 string")
         try:
-            images.append(base64.b64decode(item, validate=True))
+            image = base64.b64decode(item, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise BadRequest(f"images[{index}] is not valid base64: {exc}") from exc
+        if not _is_image_file(image):
+            raise BadRequest(f"images[{index}] is not a PNG, JPEG, GIF, BMP, TIFF or WebP file")
+        images.append(image)
     return images
 
 

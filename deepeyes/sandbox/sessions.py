@@ -10,10 +10,11 @@ open, or its first call here) until its kernel is gone. A caller needing a slot 
 least recently used idle session or waits for one to become idle, never past its own
 deadline; kernels are never reused between sessions (each is a fresh fork, see ``template.py``).
 
-An open without images only takes a slot and makes one Redis round trip: its kernel is bound
-from the pool at the session's first call, within that call's timeout. A burst of opens thus
-costs neither kernel round trips nor pool refills, and evicting a session that never ran
-code frees its slot without a kernel to stop.
+An open only takes a slot and makes one Redis round trip (which also stores its images): its
+kernel is bound from the pool at the session's first call, within that call's timeout, and
+loads the images before the code runs. A burst of opens thus costs neither kernel round
+trips nor pool refills, and evicting a session that never ran code frees its slot without a
+kernel to stop (its images wait in Redis).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class CapacityError(RuntimeError):
 @dataclass
 class Session:
     session_id: str
-    #: None until the first call binds a pool kernel (an open without images binds none).
+    #: None until the first call binds a pool kernel (an open binds none).
     kernel: SandboxKernel | None = None
     last_used: float = field(default_factory=time.monotonic)
     refreshed_at: float = 0.0  # last time its Redis keys' metadata and expiry were rewritten
@@ -92,24 +93,20 @@ class SessionManager:
         """Start ``session_id`` afresh (discarding earlier state) with ``image_1 … image_N``.
 
         Waits for a slot until ``deadline`` (``time.monotonic``), then raises
-        :class:`CapacityError`. Without images that slot and one Redis round trip are all it
-        costs: the kernel is bound at the first call (a fresh pool kernel, never one that ran
-        code before). With images a ready kernel is bound now (also waited for until
-        ``deadline``) and loads them.
+        :class:`CapacityError`. That slot and one Redis round trip (storing ``images``, the
+        image files' bytes) are all it costs: the first call binds a fresh pool kernel (never
+        one that ran code before), which loads the images before the code runs. An image the
+        kernel cannot read makes that first call raise :class:`SessionInputError`.
         """
         with self._lock_for(session_id):
             self._discard(session_id)
-            session = self._admit(session_id, deadline)
-            notes: list[str] = []
+            self._admit(session_id, deadline)
             try:
-                self.store.start_fresh(session_id, self.instance)
-                if images:
-                    self._bind_kernel(session, deadline)
-                    notes = self._attach(session, images)
+                self.store.start_fresh(session_id, self.instance, images)
             except BaseException:
                 self._discard(session_id)
                 raise
-        return {"session_id": session_id, "images": len(images), "instance": self.instance, "notes": notes}
+        return {"session_id": session_id, "images": len(images), "instance": self.instance, "notes": []}
 
     def execute(self, session_id: str, code: str, timeout: float) -> ExecutionResult:
         """Run ``code``; binding (and restoring) a kernel counts against ``timeout``.
@@ -229,8 +226,8 @@ class SessionManager:
     def _live_session(self, session_id: str, deadline: float) -> tuple[Session, list[str]]:
         """The session's kernel here, restoring it from Redis when it is not live (caller holds its lock).
 
-        A session opened here without images gets its (fresh) kernel now; its state is the
-        empty one its open wrote. With per-call snapshots, ownership is checked when the
+        A session opened here gets its (fresh) kernel now, with the state its open wrote (no
+        names; its images, if any, loaded). With per-call snapshots, ownership is checked when the
         snapshot is saved (see ``_commit``); without them it is checked here, before running
         anything. Raises :class:`CapacityError` when no slot or kernel is free by ``deadline``.
         """
@@ -242,9 +239,13 @@ class SessionManager:
                 logger.info("session %s moved to %s; dropping the local kernel", session_id, owner)
                 self._discard(session_id)
                 session = None
-        if session is not None and session.kernel is None:
-            self._bind_kernel(session, deadline)  # opened here without images: nothing to restore
-            return session, []
+        if session is not None and session.kernel is None:  # opened here, no call yet
+            self._bind_kernel(session, deadline)
+            try:
+                return session, self._restore(session)
+            except BaseException:
+                self._discard(session_id)
+                raise
         if session is not None and session.kernel.alive():
             return session, []
         notes: list[str] = []
@@ -279,21 +280,29 @@ class SessionManager:
         return notes
 
     def _restore(self, session: Session) -> list[str]:
-        """Load the session's last snapshot into its (fresh) kernel; notes say what came back."""
+        """Load the session's last snapshot, or the images of its open, into its (fresh) kernel.
+
+        Notes say what came back; raises :class:`SessionInputError` if the kernel cannot read
+        the images.
+        """
         stored = self.store.load(session.session_id)
         if stored is None:
             return []
-        payload = session.kernel.layout.inputs / "restore.pickle"
-        payload.write_bytes(_pickle_blob_dict(stored.blobs))
-        try:
-            report = session.kernel.call(f"__deepeyes__.restore({str(payload)!r})")
-        finally:
-            payload.unlink(missing_ok=True)
-        notes = [f"session state restored from its last snapshot ({len(report['restored'])} names)"]
-        missing = {**stored.unpicklable, **report["failed"]}
-        if missing:
-            notes.append("not restored (could not be saved or loaded): "
-                         + ", ".join(f"{name} ({why})" for name, why in sorted(missing.items())))
+        notes: list[str] = []
+        if stored.blobs or stored.unpicklable:
+            payload = session.kernel.layout.inputs / "restore.pickle"
+            payload.write_bytes(_pickle_blob_dict(stored.blobs))
+            try:
+                report = session.kernel.call(f"__deepeyes__.restore({str(payload)!r})")
+            finally:
+                payload.unlink(missing_ok=True)
+            notes.append(f"session state restored from its last snapshot ({len(report['restored'])} names)")
+            missing = {**stored.unpicklable, **report["failed"]}
+            if missing:
+                notes.append("not restored (could not be saved or loaded): "
+                             + ", ".join(f"{name} ({why})" for name, why in sorted(missing.items())))
+        if stored.images:  # an open's images, not loaded before (a saved snapshot would hold them)
+            notes += self._attach(session, stored.images)
         return notes
 
     def _snapshot(self, session: Session) -> list[str]:
@@ -418,8 +427,8 @@ class SessionManager:
     def _evict(self, session: Session) -> bool:
         """Snapshot and free an idle session's kernel and slot; False if it is busy right now.
 
-        A session that never got a kernel (opened without images, no call yet) only releases
-        its ownership in Redis: its snapshot there is the empty one its open wrote.
+        A session that never got a kernel (opened, no call yet) only releases its ownership in
+        Redis: its state there is what its open wrote.
         """
         lock = self._lock_for(session.session_id)
         if not lock.acquire(blocking=False):

@@ -149,7 +149,7 @@ def test_first_calls_after_a_burst_of_opens_keep_the_bound_and_each_get_a_fresh_
         manager.close(name)
 
 
-def test_an_open_binds_a_kernel_only_when_it_has_images(manager: SessionManager) -> None:
+def test_an_open_binds_no_kernel_and_the_first_call_gets_a_fresh_one(manager: SessionManager) -> None:
     wait_until(lambda: manager.stats()["warm_kernels"] == manager.pool.size, 120, "a full pool")
     manager.open("lazy", [], time.monotonic() + 30)
     stats = manager.stats()
@@ -163,12 +163,32 @@ def test_an_open_binds_a_kernel_only_when_it_has_images(manager: SessionManager)
     assert again.result == "(False, True)"
     manager.close("lazy")
 
+
+def _png(width: int, height: int, color: str) -> bytes:
     buffer = io.BytesIO()
-    Image.new("RGB", (4, 3), "red").save(buffer, format="PNG")
-    manager.open("eager", [buffer.getvalue()], time.monotonic() + 30)
-    assert manager.stats()["unbound"] == 0  # bound at the open, to load its image
-    assert manager.execute("eager", "image_1.size", timeout=30).result == "(4, 3)"
-    manager.close("eager")
+    Image.new("RGB", (width, height), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_an_opens_images_are_loaded_at_its_first_call_even_after_eviction(manager: SessionManager,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(manager.config, "session_ttl_s", 3600.0)
+    wait_until(lambda: manager.stats()["warm_kernels"] == manager.pool.size, 120, "a full pool")
+    manager.open("eager", [_png(4, 3, "red"), _png(5, 2, "blue")], time.monotonic() + 30)
+    assert manager.stats()["unbound"] == 1 and manager.stats()["warm_kernels"] == manager.pool.size
+    for name in ("pusher-1", "pusher-2"):  # max_sessions 2: "eager" is evicted before its first call
+        manager.open(name, [], time.monotonic() + 30)
+    assert manager.stats()["sessions"] == 2 and manager.store.owner("eager") is None
+    first = manager.execute("eager", "(image_1.size, image_1.getpixel((0, 0)), image_2.size)", timeout=60)
+    assert first.result == "((4, 3), (255, 0, 0), (5, 2))", first.stderr
+    changed = manager.execute("eager", "image_1 = image_1.resize((8, 6))\nimage_1.size", timeout=30)
+    assert changed.result == "(8, 6)"
+    manager.open("pusher-1", [], time.monotonic() + 30)  # evicts "eager" again, now with its snapshot
+    manager.open("pusher-2", [], time.monotonic() + 30)
+    # The snapshot, not the open's images, comes back: the change made by a call is kept.
+    assert manager.execute("eager", "(image_1.size, image_2.size)", timeout=60).result == "((8, 6), (5, 2))"
+    for name in ("eager", "pusher-1", "pusher-2"):
+        manager.close(name)
 
 
 def test_a_full_instance_of_busy_sessions_bounds_the_wait_by_the_callers_deadline(manager: SessionManager) -> None:
