@@ -7,9 +7,13 @@ Starts a throw-away Redis and real sandbox servers, and in the same process a pl
 load from other processes hits both alike. Parts (issue 15's targets):
 
 * ``basic``: warm calls, figures, new-session opens, restores, throughput (``--instances``);
-* ``burst``: one instance, ``--burst`` concurrent opens, one client connection each: open
-  latency, opens/s, errors, the instance's peak live sessions against ``max_sessions``, and
-  the memory one session costs (PSS of the forked kernels);
+* ``burst``: one instance, ``--burst`` concurrent opens, one client (and new connection)
+  each, their threads spread over ``--burst_client_processes`` forked processes (rollout
+  workers; one process would put all clients under one GIL): open latency (from each client's own start and from the common start, with the
+  client threads' own wake-up delay), opens/s, errors; then every session's first call at
+  once (where an open without images has its kernel bound, so its cost cannot hide there),
+  then warm calls; the instance's peak live sessions against ``max_sessions``, and the
+  memory one session costs (PSS of the forked kernels);
 * ``cold``: ``--cold_sessions`` new sessions at once on a pool of 2, each first running a
   ``time.sleep(5)`` with timeout 3 s: kernel start-up counts against the call's timeout;
 * ``scale``: ``--scale_sessions`` concurrent sessions over two instances, ``--scale_calls``
@@ -23,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import functools
+import io
+import multiprocessing
 import os
 import statistics
 import threading
@@ -30,6 +36,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Self, TypeVar
 
 import psutil
@@ -203,39 +210,96 @@ class MemorySampler:
         self._thread.join()
 
 
-def burst_open(port: int, count: int) -> tuple[list[float], float, list[str]]:
-    """``count`` opens at once, one client (and connection) each: latencies, wall time, errors."""
-    clients = [SandboxClient([port]) for _ in range(count)]
-    barrier = threading.Barrier(count + 1)
-    sessions = [f"bench-burst-{index}-{uuid.uuid4().hex[:6]}" for index in range(count)]
+@dataclass
+class BurstTimes:
+    """Per-client times of one burst, in seconds; ``from_start`` counts from the common start."""
 
-    def one(index: int) -> tuple[float, str]:
-        barrier.wait()
-        started = time.perf_counter()
-        try:
-            clients[index].open_session(sessions[index])
-            return time.perf_counter() - started, ""
-        except Exception as exc:  # noqa: BLE001 - counted and printed
-            return time.perf_counter() - started, f"{type(exc).__name__}: {exc}"
+    own: list[float]  # from the client thread's own start (after it woke from the barrier)
+    from_start: list[float]  # from the moment all clients were released (includes their wake-up)
+    wake: list[float]  # client thread scheduling delay: release to the thread running
+    wall: float  # release to the last answer
+    errors: list[str]
+    client_cpu: float  # CPU seconds the client processes spent from the release to their last answer
 
-    with ThreadPoolExecutor(max_workers=count) as executor:
-        futures = [executor.submit(one, index) for index in range(count)]
-        barrier.wait()
-        started = time.perf_counter()
-        outcomes = [future.result() for future in futures]
-        wall = time.perf_counter() - started
-    for client, sid in zip(clients, sessions, strict=True):
-        client.close_session(sid)
-        client.close()
-    return [latency for latency, _ in outcomes], wall, [error for _, error in outcomes if error]
+
+def burst(count: int, processes: int, work: Callable[[int], object]) -> BurstTimes:
+    """Run ``work(index)`` for every index at once: one thread per index, spread over ``processes``
+    forked client processes (rollout workers), all released together.
+
+    Timestamps are ``time.perf_counter`` (CLOCK_MONOTONIC: one clock for all processes).
+    """
+    context = multiprocessing.get_context("fork")
+    release = context.Barrier(processes + 1)
+    results: multiprocessing.SimpleQueue = context.SimpleQueue()
+
+    def client_process(indices: list[int]) -> None:
+        parked = threading.Barrier(len(indices) + 1)
+
+        def one(index: int) -> tuple[float, float, str]:
+            parked.wait()
+            started = time.perf_counter()
+            error = ""
+            try:
+                work(index)
+            except Exception as exc:  # noqa: BLE001 - counted and printed
+                error = f"{type(exc).__name__}: {exc}"
+            return started, time.perf_counter(), error
+
+        with ThreadPoolExecutor(max_workers=len(indices)) as executor:
+            futures = [executor.submit(one, index) for index in indices]
+            time.sleep(0.2)  # every thread is parked
+            release.wait()
+            cpu_at_release = time.process_time()
+            parked.wait()
+            outcomes = [future.result() for future in futures]
+            results.put((outcomes, time.process_time() - cpu_at_release))
+
+    children = [context.Process(target=client_process, args=(list(range(count))[rank::processes],))
+                for rank in range(processes)]
+    for child in children:
+        child.start()
+    time.sleep(0.5)  # every process has parked its threads
+    released = time.perf_counter()
+    release.wait()
+    reports = [results.get() for _ in children]
+    for child in children:
+        child.join()
+    outcomes = [outcome for child_outcomes, _ in reports for outcome in child_outcomes]
+    return BurstTimes(own=[done - started for started, done, _ in outcomes],
+                      from_start=[done - released for _, done, _ in outcomes],
+                      wake=[started - released for started, _, _ in outcomes],
+                      wall=max(done for _, done, _ in outcomes) - released,
+                      errors=[error for _, _, error in outcomes if error],
+                      client_cpu=sum(cpu for _, cpu in reports))
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def ms(values: list[float]) -> str:
+    return f"p50 {statistics.median(values) * 1e3:.1f} ms, p95 {percentile(values, 0.95) * 1e3:.1f} ms"
+
+
+def burst_rows(label: str, times: BurstTimes, count: int, target: str) -> list[tuple[str, str, str]]:
+    errors = f"{len(times.errors)} errors{': ' + times.errors[0] if times.errors else ''}"
+    return [
+        (label, f"{ms(times.own)} (each from its own start); {count / times.wall:.0f}/s "
+                + f"({times.wall * 1e3:.0f} ms for all)", f"{target}; {errors}"),
+        ("  same, counted from the common start", ms(times.from_start),
+         f"includes the client threads' own wake-up: {ms(times.wake)}"),
+    ]
 
 
 def burst_part(args: argparse.Namespace, redis_server: RedisServer) -> tuple[list[tuple[str, str, str]], str]:
+    """Issue 15's burst: opens at once, then every session's first call at once, then warm calls."""
     config = SandboxConfig(redis_host=redis_server.host, redis_port=redis_server.port,
                            pool_size=args.burst_pool_size, max_sessions=args.burst_max_sessions)
     rows = []
     with SandboxCluster(config, num_instances=1) as cluster, cluster.client() as client:
         port = cluster.ports[0]
+        url = f"http://{config.host}:{port}"
         wait_for_warm_pools(client, config.pool_size)
         sampler = MemorySampler(cluster)
         pss, rss, processes, kernel_pss = sampler.sample()
@@ -249,18 +313,69 @@ def burst_part(args: argparse.Namespace, redis_server: RedisServer) -> tuple[lis
         rows.append(("new session, one at a time", f"p50 {statistics.median(opened) * 1e3:.1f} ms, max {max(opened) * 1e3:.1f} ms",
                      "target p50 <= 30 ms"))
         wait_for_warm_pools(client, config.pool_size)
-        latencies, wall, errors = burst_open(port, args.burst)
-        health = client.health()[f"http://{config.host}:{port}"] or {}
-        rate = (f"{args.burst / wall:.0f} opens/s ({wall * 1e3:.0f} ms for all), latency p50 "
-                f"{statistics.median(latencies) * 1e3:.0f} ms, p95 {percentile(latencies, 0.95) * 1e3:.0f} ms")
-        rows.append((f"burst of {args.burst} concurrent opens", rate,
-                     f"target >= 50 opens/s; {len(errors)} errors{': ' + errors[0] if errors else ''}"))
-        rows.append(("peak live sessions during the burst", f"{health.get('peak_sessions')}",
-                     f"max_sessions {config.max_sessions}"))
-    note = (f"one instance, pool_size {config.pool_size}, max_sessions {config.max_sessions}; an instance with "
-            f"max_sessions = N holds at most N + pool_size kernels: about {server_and_template / 2**20:.0f} MB + "
-            f"(N + pool_size) x {per_kernel / 2**20:.0f} MB PSS before user data (each kernel may grow to "
-            f"memory_limit_mb)")
+        # A new client, hence a new connection, per session and burst: what rollout workers would do.
+        sessions = [f"bench-burst-{index}-{uuid.uuid4().hex[:6]}" for index in range(args.burst)]
+        processes = {"server": psutil.Process(cluster.servers[0].process.pid),
+                     "redis-server": psutil.Process(redis_server.process.pid)}
+        try:
+            cpu_before = {name: cpu_seconds(process) for name, process in processes.items()}
+            opens = burst(args.burst, args.burst_client_processes,
+                          lambda index: SandboxClient([port]).open_session(sessions[index]))
+            cpu_used = {name: cpu_seconds(process) - cpu_before[name] for name, process in processes.items()}
+            cpu_used["clients"] = opens.client_cpu
+            peak_after_opens = (client.health()[url] or {}).get("peak_sessions")
+            rows += burst_rows(f"burst of {args.burst} concurrent opens", opens, args.burst,
+                               "target p50 <= 30 ms, >= 50 opens/s, 0 errors")
+            per_open = ", ".join(f"{name} {seconds / args.burst * 1e3:.2f} ms" for name, seconds in cpu_used.items())
+            total = (f"{sum(cpu_used.values()) * 1e3:.0f} ms of CPU in {opens.wall * 1e3:.0f} ms on {os.cpu_count()} "
+                     "cores shared with other load (user + system time; 10 ms clock ticks)")
+            rows.append(("  CPU per open during the burst", per_open, total))
+
+            def first_call(index: int) -> None:
+                result = SandboxClient([port]).execute(sessions[index], f"x = {index}\nx", timeout=args.scale_timeout_s)
+                if result.status != "success" or result.result != str(index):
+                    raise RuntimeError(f"{result.status}: {result.result} {result.stderr[-200:]}")
+
+            firsts = burst(args.burst, args.burst_client_processes, first_call)
+            health = client.health()[url] or {}
+            rows += burst_rows(f"then each session's first call `x = i; x`, all {args.burst} at once", firsts,
+                               args.burst, "binds each session's kernel (evicting bound idle ones beyond max_sessions)")
+            peaks = f"{peak_after_opens} after the opens, {health.get('peak_sessions')} after the first calls"
+            rows.append(("peak live sessions", peaks, f"max_sessions {config.max_sessions}"))
+            wait_for_warm_pools(client, config.pool_size)  # the 64 forks of the refill are not a warm call's cost
+            warm = [timed(functools.partial(client.execute, sessions[-1], TRIVIAL))[0] for _ in range(args.burst_warm_calls)]
+            label = f"then warm calls `x += 1; x` on one session ({args.burst_warm_calls}, once the pool has refilled)"
+            rows.append((label, ms(warm), "target p50 <= 10 ms"))
+            for sid in sessions:
+                client.close_session(sid)
+            wait_for_warm_pools(client, config.pool_size)
+            # What DeepEyes' code tool sends: an open with the sample's image (stored with the
+            # session; its kernel loads it at the first call).
+            image = io.BytesIO()
+            Image.new("RGB", (512, 512), "gray").save(image, format="PNG")
+            with_images = burst(args.burst, args.burst_client_processes,
+                                lambda index: SandboxClient([port]).open_session(sessions[index], [image.getvalue()]))
+            rows += burst_rows(f"then a burst of {args.burst} opens with one 512x512 PNG each", with_images, args.burst,
+                               "the image is stored with the session (Redis)")
+
+            def first_image_call(index: int) -> None:
+                result = SandboxClient([port]).execute(sessions[index], "image_1.size", timeout=args.scale_timeout_s)
+                if result.result != "(512, 512)":
+                    raise RuntimeError(f"{result.status}: {result.result} {result.stderr[-200:]}")
+
+            rows += burst_rows("then their first calls `image_1.size`, all at once",
+                               burst(args.burst, args.burst_client_processes, first_image_call), args.burst,
+                               "binds the kernel, which loads the image")
+            peak = (client.health()[url] or {}).get("peak_sessions")
+            rows.append(("peak live sessions after all bursts", f"{peak}", f"max_sessions {config.max_sessions}"))
+        finally:
+            for sid in sessions:
+                client.close_session(sid)
+    note = (f"one instance, pool_size {config.pool_size} (sized to the burst: every first call finds a forked kernel), "
+            f"clients: {args.burst} threads in {args.burst_client_processes} processes, a new connection each, "
+            f"max_sessions {config.max_sessions}; an instance with max_sessions = N holds at most N + pool_size kernels: "
+            f"about {server_and_template / 2**20:.0f} MB + (N + pool_size) x {per_kernel / 2**20:.0f} MB PSS before user "
+            f"data (each kernel may grow to memory_limit_mb)")
     return rows, note
 
 
@@ -348,6 +463,11 @@ def main() -> None:
     parser.add_argument("--burst_pool_size", type=int, default=64, help="pool_size of the burst instance (default: 64)")
     parser.add_argument("--burst_max_sessions", type=int, default=32,
                         help="max_sessions of the burst instance (default: 32, so the burst must evict)")
+    parser.add_argument("--burst_client_processes", type=int, default=4,
+                        help="client processes the burst's threads are spread over (default: 4; 1 puts all "
+                             "the clients' threads under one GIL)")
+    parser.add_argument("--burst_warm_calls", type=int, default=100,
+                        help="warm calls measured after the burst's first calls (default: 100)")
     parser.add_argument("--scale_sessions", type=int, default=256, help="concurrent sessions in the scale part (default: 256)")
     parser.add_argument("--scale_calls", type=int, default=5, help="stateful calls per session (default: 5)")
     parser.add_argument("--scale_pool_size", type=int, default=32, help="pool_size per instance (default: 32)")

@@ -182,7 +182,18 @@ class SandboxClient:
 
     # ----------------------------------------------------------------- API
     def open_session(self, session_id: str, images: Sequence[bytes | Image.Image] = ()) -> dict:
-        """Start a fresh session whose kernel holds ``image_1 … image_N`` (PIL images)."""
+        """Start a fresh session whose kernel holds ``image_1 … image_N`` (PIL images).
+
+        ``images``: PIL images, or PNG/JPEG/GIF/BMP/TIFF/WebP file bytes. Earlier state under
+        ``session_id`` is discarded. The instance reserves one of its ``max_sessions`` slots
+        (evicting its least recently used idle session, or waiting up to ``open_timeout_s``;
+        HTTP 503 sends the open to the next instance) and stores the images with the session;
+        no kernel is bound yet: the first :meth:`execute` binds a fresh one, which loads the
+        images before the code runs, within that call's ``timeout``. Returns ``{session_id,
+        images, instance, notes}``; raises :class:`SandboxRequestError` for a file that is not
+        an image (one that only looks like one fails at the first :meth:`execute`) and
+        :class:`SandboxUnavailableError` when no instance can take the session.
+        """
         encoded = [base64.b64encode(_image_bytes(image)).decode("ascii") for image in images]
         data, notes = self._post(session_id, "/sessions/open", {"session_id": session_id, "images": encoded},
                                  self.request_timeout_s)

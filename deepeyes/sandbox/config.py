@@ -48,7 +48,8 @@ class SandboxConfig:
     redis_host: str = "127.0.0.1"
     redis_port: int | None = None  # None: start a redis-server on a free port
     #: Forked kernels kept ready per instance (each costs memory like a session, see
-    #: docs/sandbox.md); a burst of opens larger than this waits for forks (~0.2 s CPU each).
+    #: docs/sandbox.md); a burst of new sessions' first calls larger than this waits for
+    #: forks (~0.2 s CPU each).
     pool_size: int = 2
     default_timeout_s: float = 30.0
     max_timeout_s: float = 600.0  # requests asking for more get HTTP 400
@@ -58,8 +59,8 @@ class SandboxConfig:
     #: Hard bound on live sessions (kernels) per instance: beyond it the least recently used
     #: idle session is snapshotted and evicted, or the caller waits for one to become idle.
     max_sessions: int = 32
-    #: How long a session open (or a kernel replacement) may wait for a slot and a ready
-    #: kernel before HTTP 503; a call waits at most its own timeout instead.
+    #: How long a session open may wait for a slot before HTTP 503, and a kernel replacement
+    #: for a ready kernel; a call waits at most its own timeout instead.
     open_timeout_s: float = 30.0
     state_ttl_s: float = 86400.0  # how long a session's snapshot stays in Redis
     snapshot_after_call: bool = True  # needed to survive a lost kernel or instance

@@ -3,8 +3,9 @@
 Every kernel is a fork of the instance's template process (``template.py``: interpreter,
 ipykernel, numpy, PIL and matplotlib imported once), so a kernel costs about 0.2 s of CPU
 instead of seconds, and its imported code is shared copy-on-write. The pool keeps
-``pool_size`` forked kernels ready; a session open only binds one (no kernel round trip),
-and :meth:`KernelPool.take` waits for a refill at most until the caller's deadline.
+``pool_size`` forked kernels ready; a session binds one at its first call without a kernel
+round trip, and :meth:`KernelPool.take` waits for a refill at
+most until the caller's deadline.
 """
 
 from __future__ import annotations

@@ -5,10 +5,16 @@ Redis after every successful call (as a delta, only changed names) and before ev
 that a lost kernel, an idle eviction or a lost instance all recover the same way: a fresh
 kernel from the pool plus the last snapshot.
 
-``max_sessions`` is a hard bound: a session holds a slot from the moment its kernel is being
-bound until the kernel is gone. A caller needing a slot evicts the least recently used idle
-session or waits for one to become idle, never past its own deadline; kernels are never
-reused between sessions (each is a fresh fork, see ``template.py``).
+``max_sessions`` is a hard bound: a session holds a slot from the moment it is admitted (its
+open, or its first call here) until its kernel is gone. A caller needing a slot evicts the
+least recently used idle session or waits for one to become idle, never past its own
+deadline; kernels are never reused between sessions (each is a fresh fork, see ``template.py``).
+
+An open only takes a slot and makes one Redis round trip (which also stores its images): its
+kernel is bound from the pool at the session's first call, within that call's timeout, and
+loads the images before the code runs. A burst of opens thus costs neither kernel round
+trips nor pool refills, and evicting a session that never ran code frees its slot without a
+kernel to stop (its images wait in Redis).
 """
 
 from __future__ import annotations
@@ -53,7 +59,8 @@ class CapacityError(RuntimeError):
 @dataclass
 class Session:
     session_id: str
-    kernel: SandboxKernel
+    #: None until the first call binds a pool kernel (an open binds none).
+    kernel: SandboxKernel | None = None
     last_used: float = field(default_factory=time.monotonic)
     refreshed_at: float = 0.0  # last time its Redis keys' metadata and expiry were rewritten
     #: The kernel may hold state its Redis snapshot lacks (a failed or interrupted call ran
@@ -71,10 +78,9 @@ class SessionManager:
         self.instance = instance
         self._sessions: dict[str, Session] = {}
         self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()  # protects the two dicts above and the slot count
-        self._reserved = 0  # slots held by sessions whose kernel is being bound (not yet in _sessions)
+        self._guard = threading.Lock()  # protects the two dicts above (each session holds one slot)
         self._slot_freed = threading.Condition(self._guard)  # a slot freed or a session went idle
-        self.peak_sessions = 0  # highest live + reserved count seen (reported by /health)
+        self.peak_sessions = 0  # highest number of slot-holding sessions seen (reported by /health)
         self._stop = threading.Event()
         self._reaper = threading.Thread(target=self._reap_idle, name="session-reaper", daemon=True)
 
@@ -86,21 +92,21 @@ class SessionManager:
     def open(self, session_id: str, images: Sequence[bytes], deadline: float) -> dict:
         """Start ``session_id`` afresh (discarding earlier state) with ``image_1 … image_N``.
 
-        Waits for a slot and a ready kernel until ``deadline`` (``time.monotonic``), then raises
-        :class:`CapacityError`. Without images this costs no kernel round trip.
+        Waits for a slot until ``deadline`` (``time.monotonic``), then raises
+        :class:`CapacityError`. That slot and one Redis round trip (storing ``images``, the
+        image files' bytes) are all it costs: the first call binds a fresh pool kernel (never
+        one that ran code before), which loads the images before the code runs. An image the
+        kernel cannot read makes that first call raise :class:`SessionInputError`.
         """
         with self._lock_for(session_id):
             self._discard(session_id)
-            session = self._bind(session_id, deadline)
-            notes: list[str] = []
+            self._admit(session_id, deadline)
             try:
-                self.store.start_fresh(session_id, self.instance)
-                if images:
-                    notes = self._attach(session, images)
+                self.store.start_fresh(session_id, self.instance, images)
             except BaseException:
                 self._discard(session_id)
                 raise
-        return {"session_id": session_id, "images": len(images), "instance": self.instance, "notes": notes}
+        return {"session_id": session_id, "images": len(images), "instance": self.instance, "notes": []}
 
     def execute(self, session_id: str, code: str, timeout: float) -> ExecutionResult:
         """Run ``code``; binding (and restoring) a kernel counts against ``timeout``.
@@ -149,9 +155,11 @@ class SessionManager:
         return was_live
 
     def stats(self) -> dict:
+        """``sessions``: slot holders (at most ``max_sessions``); ``unbound``: those without a kernel yet."""
         with self._guard:
-            live, reserved, peak = len(self._sessions), self._reserved, self.peak_sessions
-        return {"sessions": live, "starting": reserved, "peak_sessions": peak, "max_sessions": self.config.max_sessions,
+            live, peak = len(self._sessions), self.peak_sessions
+            unbound = sum(session.kernel is None for session in self._sessions.values())
+        return {"sessions": live, "unbound": unbound, "peak_sessions": peak, "max_sessions": self.config.max_sessions,
                 "warm_kernels": self.pool.warm, "pool_size": self.pool.size}
 
     def shutdown(self) -> None:
@@ -162,35 +170,33 @@ class SessionManager:
             self._sessions.clear()
         for session in sessions:
             self.store.release(session.session_id, self.instance)
-            session.kernel.shutdown()
+            if session.kernel is not None:
+                session.kernel.shutdown()
 
     # ----------------------------------------------------------------- session life cycle
     def _lock_for(self, session_id: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(session_id, threading.Lock())
 
-    def _bind(self, session_id: str, deadline: float) -> Session:
-        """A slot and a ready kernel for a session that is not live here (caller holds its lock)."""
-        self._reserve_slot(deadline)
+    def _bind_kernel(self, session: Session, deadline: float) -> None:
+        """Give a slot-holding session a ready pool kernel, waiting until ``deadline`` (caller holds its lock)."""
         try:
-            kernel = self.pool.take(deadline)
+            session.kernel = self.pool.take(deadline)
         except KernelUnavailable as exc:
-            self._release_slot()
             raise CapacityError(str(exc)) from exc
-        session = Session(session_id, kernel)
-        with self._guard:
-            self._reserved -= 1
-            self._sessions[session_id] = session  # the slot passes from the reservation to the session
-        return session
 
-    def _reserve_slot(self, deadline: float) -> None:
-        """Take one of ``max_sessions`` slots, evicting idle sessions (LRU first) or waiting for one."""
+    def _admit(self, session_id: str, deadline: float) -> Session:
+        """Register a session that is not live here in one of ``max_sessions`` slots (caller holds its lock).
+
+        Evicts idle sessions (LRU first) or waits for one until ``deadline``, then raises
+        :class:`CapacityError`. The session has no kernel yet.
+        """
         while True:
             with self._guard:
-                if len(self._sessions) + self._reserved < self.config.max_sessions:
-                    self._reserved += 1
-                    self.peak_sessions = max(self.peak_sessions, len(self._sessions) + self._reserved)
-                    return
+                if len(self._sessions) < self.config.max_sessions:
+                    session = self._sessions[session_id] = Session(session_id)
+                    self.peak_sessions = max(self.peak_sessions, len(self._sessions))
+                    return session
                 by_age = sorted(self._sessions.values(), key=lambda s: s.last_used)
             if any(self._evict(session) for session in by_age):
                 continue
@@ -201,19 +207,15 @@ class SessionManager:
                                         "are busy")
                 self._slot_freed.wait(min(remaining, 0.1))
 
-    def _release_slot(self) -> None:
-        with self._guard:
-            self._reserved -= 1
-            self._slot_freed.notify_all()
-
     def _discard(self, session_id: str) -> bool:
-        """Kill a live session's kernel and free its slot (once the kernel is gone)."""
+        """Kill a live session's kernel (if it has one) and free its slot (once the kernel is gone)."""
         with self._guard:
             session = self._sessions.get(session_id)
         if session is None:
             return False
         try:
-            session.kernel.shutdown()
+            if session.kernel is not None:
+                session.kernel.shutdown()
         finally:
             with self._guard:
                 if self._sessions.get(session_id) is session:
@@ -224,9 +226,10 @@ class SessionManager:
     def _live_session(self, session_id: str, deadline: float) -> tuple[Session, list[str]]:
         """The session's kernel here, restoring it from Redis when it is not live (caller holds its lock).
 
-        With per-call snapshots, ownership is checked when the snapshot is saved (see
-        ``_commit``); without them it is checked here, before running anything. Raises
-        :class:`CapacityError` when no slot or kernel is free by ``deadline``.
+        A session opened here gets its (fresh) kernel now, with the state its open wrote (no
+        names; its images, if any, loaded). With per-call snapshots, ownership is checked when the
+        snapshot is saved (see ``_commit``); without them it is checked here, before running
+        anything. Raises :class:`CapacityError` when no slot or kernel is free by ``deadline``.
         """
         with self._guard:
             session = self._sessions.get(session_id)
@@ -236,14 +239,22 @@ class SessionManager:
                 logger.info("session %s moved to %s; dropping the local kernel", session_id, owner)
                 self._discard(session_id)
                 session = None
+        if session is not None and session.kernel is None:  # opened here, no call yet
+            self._bind_kernel(session, deadline)
+            try:
+                return session, self._restore(session)
+            except BaseException:
+                self._discard(session_id)
+                raise
         if session is not None and session.kernel.alive():
             return session, []
         notes: list[str] = []
         if session is not None:
             self._discard(session_id)
             notes.append("kernel restarted (the previous one had exited), state restored from the last snapshot")
-        session = self._bind(session_id, deadline)
+        session = self._admit(session_id, deadline)
         try:
+            self._bind_kernel(session, deadline)
             notes += self._restore(session)
             self.store.claim(session_id, self.instance)
         except BaseException:
@@ -269,21 +280,29 @@ class SessionManager:
         return notes
 
     def _restore(self, session: Session) -> list[str]:
-        """Load the session's last snapshot into its (fresh) kernel; notes say what came back."""
+        """Load the session's last snapshot, or the images of its open, into its (fresh) kernel.
+
+        Notes say what came back; raises :class:`SessionInputError` if the kernel cannot read
+        the images.
+        """
         stored = self.store.load(session.session_id)
         if stored is None:
             return []
-        payload = session.kernel.layout.inputs / "restore.pickle"
-        payload.write_bytes(_pickle_blob_dict(stored.blobs))
-        try:
-            report = session.kernel.call(f"__deepeyes__.restore({str(payload)!r})")
-        finally:
-            payload.unlink(missing_ok=True)
-        notes = [f"session state restored from its last snapshot ({len(report['restored'])} names)"]
-        missing = {**stored.unpicklable, **report["failed"]}
-        if missing:
-            notes.append("not restored (could not be saved or loaded): "
-                         + ", ".join(f"{name} ({why})" for name, why in sorted(missing.items())))
+        notes: list[str] = []
+        if stored.blobs or stored.unpicklable:
+            payload = session.kernel.layout.inputs / "restore.pickle"
+            payload.write_bytes(_pickle_blob_dict(stored.blobs))
+            try:
+                report = session.kernel.call(f"__deepeyes__.restore({str(payload)!r})")
+            finally:
+                payload.unlink(missing_ok=True)
+            notes.append(f"session state restored from its last snapshot ({len(report['restored'])} names)")
+            missing = {**stored.unpicklable, **report["failed"]}
+            if missing:
+                notes.append("not restored (could not be saved or loaded): "
+                             + ", ".join(f"{name} ({why})" for name, why in sorted(missing.items())))
+        if stored.images:  # an open's images, not loaded before (a saved snapshot would hold them)
+            notes += self._attach(session, stored.images)
         return notes
 
     def _snapshot(self, session: Session) -> list[str]:
@@ -406,7 +425,11 @@ class SessionManager:
 
     # ----------------------------------------------------------------- eviction
     def _evict(self, session: Session) -> bool:
-        """Snapshot and free an idle session's kernel; False if it is busy right now."""
+        """Snapshot and free an idle session's kernel and slot; False if it is busy right now.
+
+        A session that never got a kernel (opened, no call yet) only releases its ownership in
+        Redis: its state there is what its open wrote.
+        """
         lock = self._lock_for(session.session_id)
         if not lock.acquire(blocking=False):
             return False
@@ -418,11 +441,12 @@ class SessionManager:
             # its kernel gone, so a caller that sees the count drop also sees the session free
             # in Redis, and the live kernels never exceed max_sessions.
             try:
-                if session.unsaved and session.kernel.alive():
+                if session.kernel is not None and session.unsaved and session.kernel.alive():
                     self._snapshot(session)
                 self.store.release(session.session_id, self.instance)
             finally:
-                session.kernel.shutdown()
+                if session.kernel is not None:
+                    session.kernel.shutdown()
                 with self._guard:
                     self._sessions.pop(session.session_id, None)
                     self._slot_freed.notify_all()

@@ -1,8 +1,9 @@
 """Session state in Redis, shared by every sandbox instance.
 
 Per session: a hash of per-name cloudpickle blobs (the user namespace, written as deltas), a
-hash of metadata (names that could not be pickled, update time) and an owner key naming the
-instance that holds the live kernel. The server only moves these bytes; it never unpickles
+hash of metadata (names that could not be pickled, update time), an owner key naming the
+instance that holds the session, and, from an open with images until the first snapshot
+after they were loaded, a list of those images' bytes (the kernel is bound at the first call). The server only moves these bytes; it never unpickles
 them (only the sandboxed kernel does).
 """
 
@@ -10,16 +11,20 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import redis
 
 #: Apply a snapshot delta unless another instance owns the session (one round trip per call).
-#: KEYS: owner, vars, meta. ARGV: instance, ttl_ms, refresh (0/1), unpicklable JSON, time,
-#: number of changed names, then name/blob pairs, then the names to remove.
+#: KEYS: owner, vars, meta, images. ARGV: instance, ttl_ms, refresh (0/1), unpicklable JSON,
+#: time, number of changed names, then name/blob pairs, then the names to remove. A saved
+#: snapshot holds the session's images (they are loaded before any snapshot is taken), so the
+#: pending image list is dropped.
 _SAVE_IF_OWNER = """
 local owner = redis.call('GET', KEYS[1])
 if owner and owner ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[4])
 local changed = tonumber(ARGV[6])
 local first_removed = 7 + 2 * changed
 if changed > 0 then redis.call('HSET', KEYS[2], unpack(ARGV, 7, first_removed - 1)) end
@@ -45,6 +50,7 @@ class StoredSession:
 
     blobs: dict[str, bytes] = field(default_factory=dict)
     unpicklable: dict[str, str] = field(default_factory=dict)  # name -> why it was not saved
+    images: list[bytes] = field(default_factory=list)  # given at the open, not loaded into a kernel yet
 
 
 class SessionStore:
@@ -67,10 +73,15 @@ class SessionStore:
     def claim(self, session_id: str, instance: str) -> None:
         self.redis.set(self._key(session_id, "owner"), instance, px=self.ttl_ms)
 
-    def start_fresh(self, session_id: str, instance: str) -> None:
-        """Forget the session's earlier state and claim it for ``instance`` (one round trip)."""
+    def start_fresh(self, session_id: str, instance: str, images: Sequence[bytes] = ()) -> None:
+        """Forget the session's earlier state, keep ``images`` (image files' bytes) for its first
+        call and claim it for ``instance`` (one round trip)."""
+        images_key = self._key(session_id, "images")
         pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(self._key(session_id, "vars"), self._key(session_id, "meta"))
+        pipe.delete(self._key(session_id, "vars"), self._key(session_id, "meta"), images_key)
+        if images:
+            pipe.rpush(images_key, *images)
+            pipe.pexpire(images_key, self.ttl_ms)
         pipe.set(self._key(session_id, "owner"), instance, px=self.ttl_ms)
         pipe.execute()
 
@@ -90,7 +101,7 @@ class SessionStore:
         callers do that on the first save, when the unpicklable names change and about once a
         minute, so a warm call is one Redis round trip.
         """
-        keys = [self._key(session_id, p) for p in ("owner", "vars", "meta")]
+        keys = [self._key(session_id, p) for p in ("owner", "vars", "meta", "images")]
         pairs = [item for name, blob in changed.items() for item in (name, blob)]
         args = [instance, self.ttl_ms, int(refresh), json.dumps(unpicklable), time.time(), len(changed), *pairs, *removed]
         return bool(self._save(keys=keys, args=args))
@@ -99,13 +110,15 @@ class SessionStore:
         pipe = self.redis.pipeline(transaction=True)
         pipe.hgetall(self._key(session_id, "vars"))
         pipe.hget(self._key(session_id, "meta"), "unpicklable")
-        blobs, unpicklable = pipe.execute()
-        if unpicklable is None and not blobs:
+        pipe.lrange(self._key(session_id, "images"), 0, -1)
+        blobs, unpicklable, images = pipe.execute()
+        if unpicklable is None and not blobs and not images:
             return None
         return StoredSession(
             blobs={name.decode(): blob for name, blob in blobs.items()},
             unpicklable=json.loads(unpicklable) if unpicklable else {},
+            images=list(images),
         )
 
     def delete(self, session_id: str) -> None:
-        self.redis.delete(*(self._key(session_id, p) for p in ("vars", "meta", "owner")))
+        self.redis.delete(*(self._key(session_id, p) for p in ("vars", "meta", "owner", "images")))

@@ -73,8 +73,15 @@ def test_bad_session_images_get_400(base_url: str) -> None:
     not_base64 = requests.post(f"{base_url}/sessions/open", json={"session_id": "img", "images": ["***"]}, timeout=10)
     assert not_base64.status_code == 400 and "not valid base64" in not_base64.json()["error"]
     not_image = base64.b64encode(b"plain text, not an image").decode()
-    unreadable = requests.post(f"{base_url}/sessions/open", json={"session_id": "img", "images": [not_image]}, timeout=60)
-    assert unreadable.status_code == 400 and "could not load the session images" in unreadable.json()["error"]
+    refused = requests.post(f"{base_url}/sessions/open", json={"session_id": "img", "images": [not_image]}, timeout=60)
+    assert refused.status_code == 400 and "is not a PNG, JPEG" in refused.json()["error"]
+    # Starts like a PNG but is not one: only the kernel decodes images, at the first call.
+    corrupt = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10).decode()
+    opened = requests.post(f"{base_url}/sessions/open", json={"session_id": "img", "images": [corrupt]}, timeout=60)
+    assert opened.status_code == 200
+    first = requests.post(f"{base_url}/jupyter_sandbox", json={"session_id": "img", "code": "1"}, timeout=60)
+    assert first.status_code == 400 and "could not load the session images" in first.json()["error"]
+    requests.post(f"{base_url}/sessions/close", json={"session_id": "img"}, timeout=10)
 
 
 def test_unknown_route_is_a_json_404(base_url: str) -> None:

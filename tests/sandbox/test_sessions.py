@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import io
 import tempfile
 import threading
 import time
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 import yaml
+from PIL import Image
 
 from deepeyes.config import load_config
 from deepeyes.sandbox.config import SandboxConfig
@@ -95,7 +98,7 @@ def test_max_sessions_is_a_hard_bound_under_a_burst_of_opens(manager: SessionMan
     def watch() -> None:
         while not stop.is_set():
             stats = manager.stats()
-            live.append(stats["sessions"] + stats["starting"])
+            live.append(stats["sessions"])
             time.sleep(0.002)
 
     watcher = threading.Thread(target=watch)
@@ -113,10 +116,85 @@ def test_max_sessions_is_a_hard_bound_under_a_burst_of_opens(manager: SessionMan
         manager.close(name)
 
 
+def test_first_calls_after_a_burst_of_opens_keep_the_bound_and_each_get_a_fresh_kernel(
+        manager: SessionManager, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opens bind no kernel; the first calls do, and all of them together stay within max_sessions."""
+    monkeypatch.setattr(manager.config, "session_ttl_s", 3600.0)
+    names = [f"first-{index}" for index in range(6)]
+    with ThreadPoolExecutor(max_workers=len(names)) as executor:
+        list(executor.map(lambda name: manager.open(name, [], time.monotonic() + 120), names))
+        assert manager.stats()["unbound"] == manager.stats()["sessions"] == 2  # four were evicted before any call
+        live: list[int] = []
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.is_set():
+                live.append(manager.stats()["sessions"])
+                time.sleep(0.002)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            code = "seen = 'leftover' in globals()\nleftover = 1\nimport os\n(seen, os.getpid())"
+            firsts = list(executor.map(lambda name: manager.execute(name, code, 120), names))
+        finally:
+            stop.set()
+            watcher.join()
+    assert [result.status for result in firsts] == ["success"] * len(names), [r.stderr for r in firsts]
+    seen = [ast.literal_eval(result.result) for result in firsts]
+    assert [leftover for leftover, _ in seen] == [False] * len(names)
+    assert len({pid for _, pid in seen}) == len(names)  # one kernel per session, none reused
+    assert max(live) <= 2 and manager.peak_sessions <= 2
+    for name in names:
+        manager.close(name)
+
+
+def test_an_open_binds_no_kernel_and_the_first_call_gets_a_fresh_one(manager: SessionManager) -> None:
+    wait_until(lambda: manager.stats()["warm_kernels"] == manager.pool.size, 120, "a full pool")
+    manager.open("lazy", [], time.monotonic() + 30)
+    stats = manager.stats()
+    assert stats["sessions"] == stats["unbound"] == 1
+    assert stats["warm_kernels"] == manager.pool.size  # the pool was not touched
+    first = manager.execute("lazy", "leftover = 1\nimport os\nos.getpid()", timeout=30)
+    assert first.status == "success" and manager.stats()["unbound"] == 0
+    manager.open("lazy", [], time.monotonic() + 30)  # re-open: the bound kernel is killed, none bound yet
+    wait_until(lambda: not Path(f"/proc/{first.result}").exists(), 10, "the first kernel gone")
+    again = manager.execute("lazy", "import os\n('leftover' in globals(), os.getpid() != " + first.result + ")", timeout=30)
+    assert again.result == "(False, True)"
+    manager.close("lazy")
+
+
+def _png(width: int, height: int, color: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_an_opens_images_are_loaded_at_its_first_call_even_after_eviction(manager: SessionManager,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(manager.config, "session_ttl_s", 3600.0)
+    wait_until(lambda: manager.stats()["warm_kernels"] == manager.pool.size, 120, "a full pool")
+    manager.open("eager", [_png(4, 3, "red"), _png(5, 2, "blue")], time.monotonic() + 30)
+    assert manager.stats()["unbound"] == 1 and manager.stats()["warm_kernels"] == manager.pool.size
+    for name in ("pusher-1", "pusher-2"):  # max_sessions 2: "eager" is evicted before its first call
+        manager.open(name, [], time.monotonic() + 30)
+    assert manager.stats()["sessions"] == 2 and manager.store.owner("eager") is None
+    first = manager.execute("eager", "(image_1.size, image_1.getpixel((0, 0)), image_2.size)", timeout=60)
+    assert first.result == "((4, 3), (255, 0, 0), (5, 2))", first.stderr
+    changed = manager.execute("eager", "image_1 = image_1.resize((8, 6))\nimage_1.size", timeout=30)
+    assert changed.result == "(8, 6)"
+    manager.open("pusher-1", [], time.monotonic() + 30)  # evicts "eager" again, now with its snapshot
+    manager.open("pusher-2", [], time.monotonic() + 30)
+    # The snapshot, not the open's images, comes back: the change made by a call is kept.
+    assert manager.execute("eager", "(image_1.size, image_2.size)", timeout=60).result == "((8, 6), (5, 2))"
+    for name in ("eager", "pusher-1", "pusher-2"):
+        manager.close(name)
+
+
 def test_a_full_instance_of_busy_sessions_bounds_the_wait_by_the_callers_deadline(manager: SessionManager) -> None:
     with ThreadPoolExecutor(max_workers=2) as executor:
         busy = [executor.submit(manager.execute, f"busy-{index}", "import time\ntime.sleep(6)", 30) for index in range(2)]
-        wait_until(lambda: manager.stats()["sessions"] == 2 and manager.stats()["starting"] == 0, 60, "two busy sessions")
+        wait_until(lambda: manager.stats()["sessions"] == 2 and manager.stats()["unbound"] == 0, 60, "two busy sessions")
         with pytest.raises(CapacityError, match="max_sessions"):
             manager.open("one-too-many", [], time.monotonic() + 1.0)
         result = manager.execute("one-too-many", "1 + 1", 1.0)
