@@ -7,8 +7,8 @@ laptop CPU. Nothing is downloaded: the byte-level BPE tokenizer is trained here 
 bundled corpus, the weights come from a seeded initialisation, and two builds give
 byte-identical files.
 
-Sizes (``TinyModelSpec`` defaults): text decoder hidden 128, 4 layers, 4 heads (2 KV
-heads), MLP 384, vocabulary at most 2k (~1.4k with the bundled corpus); vision tower depth 2, hidden 64, patch 14, merge 2;
+Sizes (``TinyModelSpec`` defaults): text decoder hidden 256, 4 layers, 8 heads (4 KV
+heads), MLP 768, vocabulary at most 2k (~1.4k with the bundled corpus); vision tower depth 2, hidden 64, patch 14, merge 2;
 images resized to at most 224×224 pixels (64 visual tokens).
 """
 
@@ -53,11 +53,14 @@ WIRE_TOKENS: tuple[str, ...] = (
 @dataclass(frozen=True)
 class TinyModelSpec:
     vocab_size: int = 2048
-    hidden_size: int = 128
+    #: Hidden 256 rather than 128: on the curriculum SFT the wider decoder reached 94 % valid
+    #: actions and the right tool for 92 % of tool-needing questions where hidden 128 reached
+    #: 79 % and 68 % (docs/cold_start.md), at ~1.6x the CPU time per step.
+    hidden_size: int = 256
     num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
-    intermediate_size: int = 384
+    num_attention_heads: int = 8
+    num_key_value_heads: int = 4
+    intermediate_size: int = 768
     max_position_embeddings: int = 8192
     vision_depth: int = 2
     vision_hidden_size: int = 64

@@ -46,7 +46,7 @@ def _prefix() -> list[Message]:
 def test_short_rl_run_raises_held_in_reward(tiny_model_dir: Path, tmp_path: Path) -> None:
     config = load_rl_config(
         DEFAULT_CONFIG,
-        [f"model.base_model={tiny_model_dir}", "model.sft_lora_path=null", "training.learning_rate=0.005", "training.kl_coef=0",
+        [f"model.base_model={tiny_model_dir}", "model.sft_lora_path=null", "training.learning_rate=0.001", "training.kl_coef=0",
          f"rollout.n={N}", "rollout.temperature=1.0", f"training.batch_size={N}", "training.gradient_accumulation_steps=1",
          f"output.dir={tmp_path}", "training.seed=0"],
     )

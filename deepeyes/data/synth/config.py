@@ -41,7 +41,10 @@ class SynthConfig:
 
     out: Path = field(default=SAMPLE_DIR, metadata={"help": "output folder (files generated there earlier are replaced)"})
     seed: int = field(default=0, metadata={"help": "seed of every random choice"})
-    sft: int = field(default=300, metadata={"help": "number of SFT trajectories"})
+    sft: int = field(
+        default=1500,
+        metadata={"help": "number of SFT trajectories (the tiny default generalises from many distinct samples, not from epochs over few)"},
+    )
     rl_train: int = field(default=200, metadata={"help": "rows of rl/train.parquet"})
     rl_val: int = field(default=20, metadata={"help": "rows of rl/val.parquet"})
     eval_visual: int = field(default=60, metadata={"help": "rows of eval/DeepEyesMini_Visual.tsv"})
