@@ -108,6 +108,70 @@ class SessionManager:
                 raise
         return {"session_id": session_id, "images": len(images), "instance": self.instance, "notes": []}
 
+    def open_nowait(self, session_id: str, images: Sequence[bytes], store: SessionStore) -> dict | None:
+        """:meth:`open` when it needs no waiting, else None (nothing changed; call :meth:`open`).
+
+        It needs none when the session is not busy, has no kernel to stop, and a slot is free or
+        held by an idle session that never bound a kernel (evicting that one is a Redis
+        round trip). Its Redis commands go through ``store``, so the HTTP event loop can pass
+        a connection of its own and never wait for the shared pool. The slot bound holds as
+        in :meth:`open`: an evicted session keeps its slot until its ownership is released,
+        and the new session takes that very slot.
+        """
+        lock = self._lock_for(session_id)
+        if not lock.acquire(blocking=False):
+            return None
+        victim: tuple[Session, threading.Lock] | None = None
+        try:
+            with self._guard:
+                current = self._sessions.get(session_id)
+                if current is not None and current.kernel is not None:
+                    return None  # its kernel must be stopped first
+                if current is None and len(self._sessions) >= self.config.max_sessions:
+                    victim = self._unbound_idle_victim()
+                    if victim is None:
+                        return None
+                if current is None and victim is None:
+                    self._sessions[session_id] = Session(session_id)
+                    self.peak_sessions = max(self.peak_sessions, len(self._sessions))
+                elif current is not None:
+                    current.last_used = time.monotonic()  # an unbound session keeps its slot
+            if victim is None:
+                try:
+                    store.start_fresh(session_id, self.instance, images)
+                except BaseException:
+                    self._discard(session_id)
+                    raise
+            else:
+                self._take_over_slot(*victim, session_id, images, store)
+        finally:
+            lock.release()
+        return {"session_id": session_id, "images": len(images), "instance": self.instance, "notes": []}
+
+    def _unbound_idle_victim(self) -> tuple[Session, threading.Lock] | None:
+        """The least recently used session that never bound a kernel and is idle, with its lock
+        taken (caller holds ``_guard``; a busy session's lock is never waited for)."""
+        for session in sorted(self._sessions.values(), key=lambda s: s.last_used):
+            lock = self._locks.get(session.session_id)
+            if session.kernel is None and lock is not None and lock.acquire(blocking=False):
+                return session, lock
+        return None
+
+    def _take_over_slot(self, victim: Session, victim_lock: threading.Lock, session_id: str,
+                        images: Sequence[bytes], store: SessionStore) -> None:
+        """Start ``session_id`` in the slot of the unbound ``victim``, evicting it in the same
+        Redis round trip; releases ``victim_lock``."""
+        try:
+            store.start_fresh(session_id, self.instance, images, evicted=victim.session_id)
+            with self._guard:
+                if self._sessions.get(victim.session_id) is victim:
+                    del self._sessions[victim.session_id]
+                self._sessions[session_id] = Session(session_id)
+                self._slot_freed.notify_all()
+        finally:
+            victim_lock.release()
+        logger.info("evicted session %s", victim.session_id)
+
     def execute(self, session_id: str, code: str, timeout: float) -> ExecutionResult:
         """Run ``code``; binding (and restoring) a kernel counts against ``timeout``.
 

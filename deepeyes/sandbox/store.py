@@ -73,11 +73,15 @@ class SessionStore:
     def claim(self, session_id: str, instance: str) -> None:
         self.redis.set(self._key(session_id, "owner"), instance, px=self.ttl_ms)
 
-    def start_fresh(self, session_id: str, instance: str, images: Sequence[bytes] = ()) -> None:
+    def start_fresh(self, session_id: str, instance: str, images: Sequence[bytes] = (),
+                    evicted: str | None = None) -> None:
         """Forget the session's earlier state, keep ``images`` (image files' bytes) for its first
-        call and claim it for ``instance`` (one round trip)."""
+        call and claim it for ``instance``; with ``evicted``, also release that session as
+        :meth:`release` does. One round trip."""
         images_key = self._key(session_id, "images")
         pipe = self.redis.pipeline(transaction=True)
+        if evicted is not None:
+            self._release(keys=[self._key(evicted, "owner")], args=[instance], client=pipe)
         pipe.delete(self._key(session_id, "vars"), self._key(session_id, "meta"), images_key)
         if images:
             pipe.rpush(images_key, *images)

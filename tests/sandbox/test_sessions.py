@@ -204,3 +204,40 @@ def test_a_full_instance_of_busy_sessions_bounds_the_wait_by_the_callers_deadlin
     assert manager.peak_sessions <= 2
     for name in ("busy-0", "busy-1", "one-too-many"):
         manager.close(name)
+
+
+def test_an_open_that_needs_no_wait_takes_the_slot_of_an_unbound_session_in_one_step(
+        manager: SessionManager, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The event loop's open: evicts the least recently used unbound session, keeps the bound."""
+    monkeypatch.setattr(manager.config, "session_ttl_s", 3600.0)  # only max_sessions evicts here
+    store = manager.store
+    assert manager.open_nowait("nowait-a", [], store) is not None
+    assert manager.open_nowait("nowait-b", [], store) is not None
+    assert manager.open_nowait("nowait-c", [_png(4, 3, "red")], store)["images"] == 1
+    assert manager.stats()["sessions"] == 2 and manager.peak_sessions <= 2
+    assert store.owner("nowait-a") is None  # evicted, its ownership released in the same round trip
+    assert store.owner("nowait-b") == store.owner("nowait-c") == "in-process:0"
+    assert manager.execute("nowait-c", "image_1.size", timeout=10).result == "(4, 3)"
+    for name in ("nowait-a", "nowait-b", "nowait-c"):
+        manager.close(name)
+
+
+def test_an_open_that_would_wait_is_left_to_the_blocking_path(manager: SessionManager,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """None (and nothing changed) when the session is busy, holds a kernel, or no slot frees at once."""
+    monkeypatch.setattr(manager.config, "session_ttl_s", 3600.0)
+    store = manager.store
+    manager.execute("bound-a", "a = 1", timeout=10)
+    assert manager.open_nowait("bound-a", [], store) is None  # its kernel must be stopped first
+    manager.execute("bound-b", "b = 1", timeout=10)
+    assert manager.open_nowait("newcomer", [], store) is None  # full of bound sessions
+    assert manager.stats()["sessions"] == 2 and store.owner("newcomer") is None
+    manager.close("bound-b")
+    lock = manager._lock_for("busy-open")
+    with lock:  # a call is running on this session
+        assert manager.open_nowait("busy-open", [], store) is None
+    assert manager.open_nowait("busy-open", [], store) is not None
+    assert manager.execute("bound-a", "a", timeout=10).result == "1"  # untouched by the refusals
+    assert manager.open("newcomer", [], time.monotonic() + 30)["session_id"] == "newcomer"
+    for name in ("bound-a", "busy-open", "newcomer"):
+        manager.close(name)
