@@ -15,7 +15,8 @@
 #                        (default: DeepEyesMini_Visual,DeepEyesMini_Search)
 #   LMUDATA              folder holding the TSVs               (default: data/sample/eval)
 #   OUTPUT_REPORT        output folder                         (default: outputs/eval)
-#   BATCH_SIZE           samples in flight per worker          (default: 4)
+#   BATCH_SIZE           samples in flight per worker; one local copy generates their turns
+#                        together as one batch                 (default: 4)
 #   NUM_WORKERS          parallel model copies / API clients   (default: 1)
 #   USE_TOOLS            True: agent with tools; False: one turn, no tools (default: True)
 #   TOOL_MANAGER_CONFIG  tool manager YAML (default: local Redis + sandbox started on loopback)

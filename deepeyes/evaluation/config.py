@@ -36,7 +36,8 @@ class EvalConfig:
         metadata={"help": "output folder (OUTPUT_REPORT): eval_results.json, trajectories/<dataset>.jsonl, eval_report.html/.pdf"},
     )
     batch_size: int = field(
-        default=4, metadata={"help": "samples in flight per worker: one sample's tool call overlaps another's generation"}
+        default=4, metadata={"help": "samples in flight per worker: one sample's tool call overlaps another's generation, "
+                                     "and with one local copy the turns requested together are generated as one batch"}
     )
     num_workers: int = field(
         default=1,

@@ -26,10 +26,10 @@ from deepeyes.agent import AgentConfig, AgentLoop, Rollout
 from deepeyes.analysis.collapse import CollapseAlarm
 from deepeyes.config import to_dict
 from deepeyes.policies.base import Generation
+from deepeyes.policies.batching import BatchingPolicy
 from deepeyes.policies.hf import HFPolicy
 from deepeyes.rewards.client import RewardClient
 from deepeyes.rl import algorithms, checkpoint
-from deepeyes.rl.batching import BatchingPolicy
 from deepeyes.rl.config import RLConfig, RLSetupError
 from deepeyes.rl.data import (
     PromptSchedule,

@@ -1,7 +1,7 @@
 """The policy behind the service: one model shared by every request.
 
 A local model is loaded once and reached through the RL engine's
-:class:`~deepeyes.rl.batching.BatchingPolicy`, so turns of concurrent requests are
+:class:`~deepeyes.policies.batching.BatchingPolicy`, so turns of concurrent requests are
 generated in one batch. Sampling settings are per request (temperature, token limit);
 turns with equal settings batch together, and all batches take turns on the one model.
 An upstream OpenAI-compatible server (``--api_base``) or a replayed script can stand in
@@ -120,7 +120,7 @@ class Backend:
         return OpenAIPolicy(self.config.api_base, self.config.upstream_model, temperature=sampling.temperature, max_tokens=sampling.max_tokens)
 
     def _batched(self, sampling: Sampling) -> Policy:
-        from deepeyes.rl.batching import BatchingPolicy
+        from deepeyes.policies.batching import BatchingPolicy
 
         assert self._model is not None
         batching = BatchingPolicy(_SettingsView(self._model, sampling), self.config.max_batch, self.config.gather_ms / 1000)  # type: ignore[arg-type]

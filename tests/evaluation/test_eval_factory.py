@@ -88,3 +88,49 @@ def test_pool_lends_each_policy_to_one_thread_at_a_time():
     assert sum(p.calls for p in policies) == 60 and all(p.calls > 0 for p in policies)
     with pytest.raises(ValueError, match="at least one policy"):
         PolicyPool([])
+
+
+def test_one_local_copy_batches_the_turns_of_the_samples_in_flight(tiny_model_dir):
+    """Turns requested together share one ``generate`` and get the text they would get alone."""
+    from PIL import Image
+
+    from deepeyes.chat import Message
+    from deepeyes.policies.batching import BatchingPolicy
+    from deepeyes.prompts import system_prompt, user_prompt
+
+    config = EvalConfig(model_path=str(tiny_model_dir), max_new_tokens=12, batch_size=4, num_workers=1)
+    policy = build_policy(config)
+    assert isinstance(policy, BatchingPolicy)
+    conversations = [
+        [Message("system", system_prompt()), Message("user", user_prompt(f"What is {i} plus {i}?"), [Image.new("RGB", (56, 56), color)])]
+        for i, color in enumerate(["red", "green", "blue", "white"])
+    ]
+    alone = [policy.policy.generate(messages).text for messages in conversations]
+    barrier = threading.Barrier(len(conversations))
+
+    def together(messages):
+        barrier.wait()
+        return policy.generate(messages).text
+
+    threads_results: list[str | None] = [None] * len(conversations)
+    threads = [threading.Thread(target=lambda i=i: threads_results.__setitem__(i, together(conversations[i])))
+               for i in range(len(conversations))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert threads_results == alone
+    assert policy.batches < len(conversations)  # at least two turns shared a generate
+    assert policy.sampled_turns(conversations[0]) == []  # an evaluation keeps no turns
+
+
+def test_several_local_copies_are_lent_one_thread_at_a_time(tiny_model_dir):
+    import torch
+
+    threads = torch.get_num_threads()  # build_policy gives each copy its share of the cores
+    try:
+        config = EvalConfig(model_path=str(tiny_model_dir), max_new_tokens=4, batch_size=4, num_workers=2)
+        policy = build_policy(config)
+        assert isinstance(policy, PolicyPool) and policy.size == 2
+    finally:
+        torch.set_num_threads(threads)

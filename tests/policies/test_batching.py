@@ -10,7 +10,7 @@ import pytest
 
 from deepeyes.chat import Message
 from deepeyes.policies.base import Generation
-from deepeyes.rl.batching import BatchingPolicy
+from deepeyes.policies.batching import BatchingPolicy
 
 
 class RecordingModel:

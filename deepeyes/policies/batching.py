@@ -36,8 +36,12 @@ class BatchingPolicy:
     spent generating, for the step's time split.
     """
 
-    def __init__(self, policy: HFPolicy, max_batch: int, gather_s: float = 0.05):
+    def __init__(self, policy: HFPolicy, max_batch: int, gather_s: float = 0.05, keep_turns: bool = True):
+        """``keep_turns``: remember every conversation's sampled turns for :meth:`sampled_turns`
+        (RL trains on them); an evaluation, which only needs the text, passes False so that
+        memory does not grow with the number of samples."""
         self.policy = policy
+        self.keep_turns = keep_turns
         self.max_batch = max(1, max_batch)
         self.gather_s = gather_s
         self.busy_s = 0.0
@@ -82,8 +86,9 @@ class BatchingPolicy:
             results = self.policy.generate_batch([item.messages for item in batch])
             for item, result in zip(batch, results, strict=True):
                 item.result = result
-                entry = self._sampled.setdefault(id(item.messages), (item.messages, []))
-                entry[1].append((len(item.messages), result))
+                if self.keep_turns:
+                    entry = self._sampled.setdefault(id(item.messages), (item.messages, []))
+                    entry[1].append((len(item.messages), result))
         except Exception as exc:  # noqa: BLE001 - re-raised in every caller of the batch
             for item in batch:
                 item.error = exc
