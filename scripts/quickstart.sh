@@ -51,7 +51,7 @@ RL_ADAPTER="$(ls -d "$OUT"/rl/checkpoints/step-* | sort | tail -n 1)/policy"  # 
 stage "3/5 evaluation of base, SFT and RL models"
 evaluate() {  # name, model, [adapter]
     MODEL_PATH="$2" ADAPTER_PATH="${3:-}" OUTPUT_REPORT="$OUT/eval_$1" OVERWRITE=1 \
-        MAX_SAMPLES="$EVAL_SAMPLES" MAX_TURNS=3 MAX_NEW_TOKENS=192 bash evaluation/run_eval.sh
+        MAX_SAMPLES="$EVAL_SAMPLES" MAX_TURNS=3 MAX_NEW_TOKENS=208 bash evaluation/run_eval.sh
 }
 evaluate base "$BASE_MODEL"
 evaluate sft "$OUT/cold_start"

@@ -86,3 +86,19 @@ def test_rl_starts_from_what_cold_start_wrote_adapter_or_full_model(tmp_path: Pa
     assert config.initial_model() == (sft, None)
     (sft / "adapter_config.json").write_text("{}", encoding="utf-8")
     assert config.initial_model() == (tmp_path / "base", sft)
+
+
+def test_rollouts_and_the_quickstart_evaluations_can_write_the_longest_trained_turn(sample_dir: Path, tiny_model_dir: Path):
+    """A turn cut by max_new_tokens is never a valid action: the budget must cover every SFT turn."""
+    import json
+    import re
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    records = json.loads((sample_dir / "sft" / "sharegpt.json").read_text(encoding="utf-8"))
+    longest = max(len(tokenizer(message["content"])["input_ids"]) + 1  # + the end-of-turn token
+                  for record in records for message in record["messages"] if message["role"] == "assistant")
+    rollout_budget = load_rl_config(REPO_ROOT / "reinforcement_learning/configs/deepeyes_rl.yaml").rollout.max_new_tokens
+    quickstart_budget = int(re.search(r"MAX_NEW_TOKENS=(\d+)", (REPO_ROOT / "scripts/quickstart.sh").read_text()).group(1))
+    assert longest <= rollout_budget and longest <= quickstart_budget, (longest, rollout_budget, quickstart_budget)
