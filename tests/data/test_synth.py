@@ -431,3 +431,13 @@ def test_heldout_values_never_appear_in_training(task: str) -> None:
     train, heldout = values(False), values(True)
     assert len(heldout) >= 5 and len(train) >= 5
     assert not train & heldout
+
+
+def test_the_first_rows_of_each_benchmark_cover_its_categories_evenly():
+    """MAX_SAMPLES evaluates the first N rows: with 20 of 60 visual rows, each category gets 6 or 7."""
+    from collections import Counter
+
+    planned = plan(SynthConfig(sft=10, rl_train=5, rl_val=5))
+    for split, categories in (("eval_visual", 3), ("eval_search", 2)):
+        first = Counter(item.task for item in planned if item.split == split and item.index < 20)
+        assert len(first) == categories and max(first.values()) - min(first.values()) <= 1, (split, first)

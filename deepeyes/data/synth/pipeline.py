@@ -124,10 +124,27 @@ def quotas(total: int, weights: dict[str, float]) -> dict[str, int]:
 def plan(config: SynthConfig) -> list[Planned]:
     planned: list[Planned] = []
     for split, size in config.split_sizes().items():
-        tasks = [task for task, n in quotas(size, config.mixture(split)).items() for _ in range(n)]
-        derived_rng(config.seed, "order", split).shuffle(tasks)
+        counts = quotas(size, config.mixture(split))
+        if split in BENCHMARKS:
+            tasks = _in_turn(counts)
+        else:
+            tasks = [task for task, n in counts.items() for _ in range(n)]
+            derived_rng(config.seed, "order", split).shuffle(tasks)
         planned += [Planned(split, i, task) for i, task in enumerate(tasks)]
     return planned
+
+
+def _in_turn(counts: dict[str, int]) -> list[str]:
+    """Each task in turn while it has rows left: the first N rows of a benchmark (what
+    ``MAX_SAMPLES`` evaluates) cover its categories about equally, as a shuffle need not."""
+    left = dict(counts)
+    order: list[str] = []
+    while any(left.values()):
+        for task in counts:
+            if left[task]:
+                order.append(task)
+                left[task] -= 1
+    return order
 
 
 def load_system_prompt() -> str:
