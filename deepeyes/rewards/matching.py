@@ -26,6 +26,13 @@ _PUNCTUATION = str.maketrans({c: " " for c in string.punctuation})
 
 _NUMBER_TOKEN = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _NUMBER_TOKEN_RE = re.compile(_NUMBER_TOKEN)
+#: A number that stands on its own: not an exponent (``m^2``, ``m^{2}``, ``e^-3``, ``x**2``),
+#: not the base of a power (``10^3``) and not digits inside a word or name (``CO2``, ``x_1``).
+_STANDALONE_NUMBER_RE = re.compile(
+    r"(?<![\w^.])(?<!\^\{)(?<!\^ )(?<!\*\*)(?<!\^[-+])(?<!\*\*[-+])"
+    + _NUMBER_TOKEN
+    + r"(?![\d.]|\s*(?:\^|\*\*))"
+)
 _THOUSANDS_COMMA_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _PURE_NUMBER_RE = re.compile(r"^\s*[$€£]?\s*(" + _NUMBER_TOKEN + r")\s*%?\s*$")
 
@@ -133,13 +140,15 @@ def extract_single_number(text: str) -> float | None:
     """The one number in an answer such as "12 cm" or "$1,200"; ``None`` if zero or several.
 
     Several numbers are refused rather than guessed at, so that listing candidates
-    ("3 or 4 or 5") never earns credit.
+    ("3 or 4 or 5") never earns credit. Exponents and digits inside words are not numbers
+    of the answer: ``m^2`` or ``CO2`` holds none (so neither matches a ground truth 2), and
+    "about 9 m^2" holds one, 9.
     """
     with_unit = parse_number_with_unit(text)
     if with_unit is not None:
         return with_unit
     cleaned = _THOUSANDS_COMMA_RE.sub("", strip_lead_in(unwrap_answer(text)))
-    tokens = _NUMBER_TOKEN_RE.findall(cleaned)
+    tokens = _STANDALONE_NUMBER_RE.findall(cleaned)
     return float(tokens[0]) if len(tokens) == 1 else None
 
 

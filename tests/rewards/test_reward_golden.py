@@ -86,6 +86,16 @@ ACCURACY_CASES = [
     ("9", "\\boxed{9 m^2}", True, "numeric"),
     ("9", "8 m^2", False, "numeric"),
     ("9", "9 m^2 or 10 m^2", False, "math"),
+    # an exponent or digits inside a word are not the answer's number (found by a new-user trial)
+    ("2", "m^2", False, "math"),
+    ("3", "cm^3", False, "math"),
+    ("2", "x**2", False, "math"),
+    ("3", "e^-3", False, "math"),
+    ("2", "CO2", False, "math"),
+    ("10", "10^3", False, "math"),
+    ("1000", "10^3", True, "math"),
+    ("9", "about 9 m^2", True, "numeric"),
+    ("9", "9 m^2 (approx)", True, "numeric"),
     ("0", "0.0", True, "numeric"),
     ("-2.5", "-2.5", True, "exact"),
     # free text (no judge configured)
