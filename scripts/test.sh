@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# Run the test suite (sets the project up first when needed). Extra arguments go to pytest.
+# Run the test suite (sets the project up first when needed). Extra arguments go to pytest,
+# e.g. `bash scripts/test.sh tests/rewards -x -q`; pytest's own options: .venv/bin/python -m pytest --help.
 # The set-up includes .venv-vlmeval, so VLMEvalKit's runner is tested, not skipped.
+# -h/--help prints this text and exits, without set-up.
 set -euo pipefail
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
+    exit 0
+fi
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/setup.sh" --with-vlmeval
 cd "$ROOT"

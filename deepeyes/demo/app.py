@@ -258,7 +258,7 @@ class DemoArguments:
         default=0.0, metadata={"help": "0..1: a local model opens a tool call only when at least this probable (the seed's switch)"}
     )
     tool_manager_config: str = field(default=str(TOOL_MANAGER_CONFIG), metadata={"help": "tool manager YAML"})
-    use_tools: bool = field(default=True, metadata={"help": "false (--no_tools): start without the tool services (direct answers only)"})
+    use_tools: bool = field(default=True, metadata={"help": "false (--no_use_tools, or its alias --no_tools): start without the tool services (direct answers only)"})
     max_turns: int = field(default=8, metadata={"help": "default turn limit of one trajectory"})
     host: str = field(default="127.0.0.1", metadata={"help": "address to listen on (0.0.0.0 for every interface)"})
     port: int = field(default=7860, metadata={"help": "port to listen on"})
