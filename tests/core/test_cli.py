@@ -193,6 +193,19 @@ def test_shell_help_prints_variables_and_touches_nothing(script: str, flag: str,
     assert _tree(tmp_path) == before
 
 
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_the_test_runner_answers_help_without_set_up(flag: str, tmp_path: Path) -> None:
+    """Other arguments go to pytest after set-up; help alone must not set anything up."""
+    copy = tmp_path / "scripts" / "test.sh"
+    copy.parent.mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "scripts" / "test.sh", copy)
+    before = _tree(tmp_path)
+    result = subprocess.run(["bash", str(copy), flag], capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "pytest" in result.stdout and "set -euo" not in result.stdout
+    assert _tree(tmp_path) == before
+
+
 def test_cold_start_help_no_longer_starts_a_training_run(tmp_path: Path) -> None:
     """The reported case: the real script, with a working .venv, used to train into OUTPUT_DIR."""
     env = {**os.environ, "OUTPUT_DIR": str(tmp_path / "cold_start")}
