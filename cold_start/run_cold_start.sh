@@ -4,7 +4,7 @@
 # Converts + validates the SFT data, writes the LLaMA-Factory YAML it runs into
 # $OUTPUT_DIR, trains with `llamafactory-cli train`, and optionally merges the LoRA
 # adapter with `llamafactory-cli export`. Defaults: the tiny model, the sample SFT data,
-# CPU, full fine-tuning (about 6 minutes on a 2-core machine). Every parameter is an environment variable:
+# CPU, full fine-tuning (about 5 minutes on a 2-core machine). Every parameter is an environment variable:
 #
 #   RECIPE                       LLaMA-Factory YAML with the defaults  [cold_start/recipes/tiny_cpu_full.yaml]
 #                                (published: qwen2_5_vl_7b_full.yaml, qwen2_5_vl_32b_full.yaml, qwen2_5_vl_7b_lora.yaml)

@@ -42,7 +42,7 @@ class SynthConfig:
     out: Path = field(default=SAMPLE_DIR, metadata={"help": "output folder (files generated there earlier are replaced)"})
     seed: int = field(default=0, metadata={"help": "seed of every random choice"})
     sft: int = field(
-        default=1500,
+        default=1200,
         metadata={"help": "number of SFT trajectories (the tiny default generalises from many distinct samples, not from epochs over few)"},
     )
     rl_train: int = field(default=200, metadata={"help": "rows of rl/train.parquet"})
