@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from conftest import ENDLESS_QUESTION, PLOT_QUESTION, SLOW_QUESTION, PageScript
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from deepeyes import wire
 from deepeyes.agent import AgentLoop, AgentRequest
@@ -23,9 +24,21 @@ def wait_rows(page, count: int) -> None:
     page.wait_for_function("([rows, count]) => document.querySelectorAll(rows).length === count", arg=[ROWS, count])
 
 
-def upload(page, selector: str, path: Path) -> None:
-    page.locator(f"{selector} input[type=file]").set_input_files(str(path))
-    page.locator(selector).get_by_text(path.name).first.wait_for()
+def upload(page, selector: str, path: Path, attempts: int = 3) -> None:
+    """Choose ``path`` in the file input and wait until the component lists it.
+
+    The first upload on a freshly loaded page was lost about one time in three, also on an
+    idle machine (the input exists before Gradio's front end listens to it), and the name
+    then never appeared; choosing the file again is what a user would do.
+    """
+    for attempt in range(attempts):
+        page.locator(f"{selector} input[type=file]").set_input_files(str(path))
+        try:
+            page.locator(selector).get_by_text(path.name).first.wait_for(timeout=20_000)
+            return
+        except PlaywrightTimeoutError:
+            if attempt == attempts - 1:
+                raise
 
 
 def ask(page, question: str) -> None:
@@ -122,9 +135,15 @@ def test_viewer_filters_a_trajectory_file_and_opens_one(page, demo_tool_manager:
     assert "counting" in rows.first.inner_text()
 
 
-def test_a_text_file_and_an_empty_question_get_a_message_not_a_trace(page, screenshot_dir: Path, tmp_path: Path) -> None:
+def test_an_empty_question_gets_a_message(page) -> None:
     ask(page, "   ")
     assert "Please type a question." in page.wait_for_selector("#chat-status .de-message-error").inner_text()
+    assert "Traceback" not in page.content()
+
+
+def test_a_text_file_gets_a_message_not_a_trace(page, screenshot_dir: Path, tmp_path: Path) -> None:
+    # On a page of its own: uploading while the empty question's event was still settling
+    # lost the file once on a loaded CI machine (the upload never showed in 180 s).
     notes = tmp_path / "notes.txt"
     notes.write_text("just some text, not a picture\n", encoding="utf-8")
     upload(page, "#chat-images", notes)
