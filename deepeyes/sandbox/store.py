@@ -38,6 +38,22 @@ end
 return 1
 """
 
+#: Start a session afresh: forget its snapshot and pending images, store the new images and
+#: claim it; with a fifth key, first release that (evicted) session unless another instance
+#: owns it. A script rather than a MULTI pipeline: one command and one reply, where redis-py's
+#: pipeline also asks Redis whether its scripts are loaded (a second round trip) before each
+#: execute. KEYS: vars, meta, images, owner[, evicted owner]. ARGV: instance, ttl_ms, images...
+_START_FRESH = """
+if KEYS[5] and redis.call('GET', KEYS[5]) == ARGV[1] then redis.call('DEL', KEYS[5]) end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+if #ARGV > 2 then
+  redis.call('RPUSH', KEYS[3], unpack(ARGV, 3, #ARGV))
+  redis.call('PEXPIRE', KEYS[3], ARGV[2])
+end
+redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
 _RELEASE_IF_OWNER = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -62,6 +78,7 @@ class SessionStore:
         self.prefix = prefix
         self._release = client.register_script(_RELEASE_IF_OWNER)
         self._save = client.register_script(_SAVE_IF_OWNER)
+        self._start_fresh = client.register_script(_START_FRESH)
 
     def _key(self, session_id: str, part: str) -> str:
         return f"{self.prefix}:{session_id}:{part}"
@@ -77,17 +94,11 @@ class SessionStore:
                     evicted: str | None = None) -> None:
         """Forget the session's earlier state, keep ``images`` (image files' bytes) for its first
         call and claim it for ``instance``; with ``evicted``, also release that session as
-        :meth:`release` does. One round trip."""
-        images_key = self._key(session_id, "images")
-        pipe = self.redis.pipeline(transaction=True)
+        :meth:`release` does. One command (``_START_FRESH``), so one round trip."""
+        keys = [self._key(session_id, part) for part in ("vars", "meta", "images", "owner")]
         if evicted is not None:
-            self._release(keys=[self._key(evicted, "owner")], args=[instance], client=pipe)
-        pipe.delete(self._key(session_id, "vars"), self._key(session_id, "meta"), images_key)
-        if images:
-            pipe.rpush(images_key, *images)
-            pipe.pexpire(images_key, self.ttl_ms)
-        pipe.set(self._key(session_id, "owner"), instance, px=self.ttl_ms)
-        pipe.execute()
+            keys.append(self._key(evicted, "owner"))
+        self._start_fresh(keys=keys, args=[instance, self.ttl_ms, *images])
 
     def release(self, session_id: str, instance: str) -> None:
         """Drop ownership, unless another instance has taken the session over meanwhile."""
