@@ -28,6 +28,15 @@ import sys
 import cloudpickle
 from IPython import get_ipython
 
+# The functions the snapshot and restore call, bound before any user code runs: user code may
+# import these modules and reassign their attributes (``json.dumps = ...``), which must not
+# break its own session's snapshots.
+_json_dumps = json.dumps
+_b64encode = base64.b64encode
+_pickle_dumps = cloudpickle.dumps
+_pickle_loads = cloudpickle.loads
+_load_blobs = pickle.load
+
 _WRITE_MODE_CHARS = set("wax+")
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 _PROCESS_EVENTS = {
@@ -119,7 +128,7 @@ class _JsonReply:
 
     def __init__(self, payload):
         self.payload = payload
-        self.text = json.dumps(payload)
+        self.text = _json_dumps(payload)
 
     def __repr__(self):
         return self.text
@@ -184,7 +193,7 @@ class KernelSide:
             self.unpicklable[name] = (id(value), f"{type(value).__name__}: plotting objects are not snapshotted")
             return None
         try:
-            blob = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            blob = _pickle_dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:  # noqa: BLE001 - any pickling failure means "cannot be saved"
             self.unpicklable[name] = (id(value), f"{type(value).__name__}: {type(exc).__name__}")
             return None
@@ -209,7 +218,7 @@ class KernelSide:
             self.unpicklable.pop(name, None)
             saved[name] = (id(value), blob)
             if not previous or previous[1] != blob:
-                changed[name] = base64.b64encode(blob).decode("ascii")
+                changed[name] = _b64encode(blob).decode("ascii")
         deleted = sorted(set(self.saved) - set(saved) - set(unpicklable))
         newly_unpicklable = sorted(set(unpicklable) - self.reported_unpicklable)
         unpicklable_changed = set(unpicklable) != self.reported_unpicklable
@@ -223,18 +232,18 @@ class KernelSide:
         try:
             text = self.snapshot().text
         except Exception as exc:  # noqa: BLE001 - reported to the server instead of the user's output
-            text = json.dumps({"error": f"{type(exc).__name__}: {exc}"})
+            text = _json_dumps({"error": f"{type(exc).__name__}: {exc}"})
         with open(self.snapshot_file, "w", encoding="utf-8") as handle:
             handle.write(text)
 
     def restore(self, path):
         with open(path, "rb") as handle:
-            blobs = pickle.load(handle)  # a dict of bytes written by the server
+            blobs = _load_blobs(handle)  # a dict of bytes written by the server
         shell = get_ipython()
         restored, failed = [], {}
         for name, blob in blobs.items():
             try:
-                value = cloudpickle.loads(blob)
+                value = _pickle_loads(blob)
             except Exception as exc:  # noqa: BLE001 - report every name that does not come back
                 failed[name] = f"{type(exc).__name__}: {exc}"
                 continue

@@ -57,6 +57,17 @@ def test_state_changed_by_a_failing_call_survives_eviction(manager: SessionManag
     manager.close("partial")
 
 
+def test_user_code_reassigning_module_functions_does_not_break_its_snapshots(manager: SessionManager) -> None:
+    """The snapshot's own json and base64 functions are bound before user code runs."""
+    patch = "import json, base64\njson.dumps = base64.b64encode = lambda *a, **k: 'patched'\nkept = 7"
+    assert manager.execute("patcher", patch, timeout=10).status == "success"
+    wait_until(lambda: manager.stats()["sessions"] == 0, 20, "idle eviction")
+    result = manager.execute("patcher", "kept, json.dumps(1)", timeout=10)
+    assert result.result == "(7, '1')"  # restored; a snapshot holds names, not module attributes
+    assert any("restored from its last snapshot" in note for note in result.notes)
+    manager.close("patcher")
+
+
 def test_least_recently_used_session_makes_room(manager: SessionManager, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(manager.config, "session_ttl_s", 3600.0)  # only max_sessions evicts here
     for name in ("lru-a", "lru-b", "lru-c"):
