@@ -481,6 +481,9 @@ def print_table(console: Console, title: str, columns: tuple[str, ...], rows: li
     console.print(table)
 
 
+PARTS = ("basic", "burst", "cold", "scale")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Benchmark the code sandbox against a bare jupyter_client round trip.")
     parser.add_argument("--calls", type=int, default=200, help="trivial calls measured (default: 200)")
@@ -488,7 +491,11 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=2, help="sandbox server instances (default: 2)")
     parser.add_argument("--pool_size", type=int, default=2, help="warm kernels per instance (default: 2)")
     parser.add_argument("--throughput_s", type=float, default=10.0, help="seconds per throughput level (default: 10)")
-    parser.add_argument("--parts", default="basic,burst,cold,scale", help="comma-separated parts to run (default: all)")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help="comma-separated parts to run: basic (warm calls and throughput against a bare "
+                             "jupyter_client; --calls, --figure_calls, --instances, --pool_size, --throughput_s), "
+                             "burst (issue 15's concurrent opens; --burst*), cold (first calls on a small pool; "
+                             "--cold_sessions), scale (many sessions on 2 instances; --scale*) (default: all)")
     parser.add_argument("--cold_sessions", type=int, default=32, help="new sessions in the cold part (default: 32)")
     parser.add_argument("--burst", type=int, default=64, help="concurrent opens in the burst part (default: 64)")
     parser.add_argument("--burst_repeats", type=int, default=5,
@@ -510,7 +517,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.burst_repeats < 1:
         parser.error("--burst_repeats must be at least 1")
-    parts = set(args.parts.split(","))
+    parts = {part.strip() for part in args.parts.split(",") if part.strip()}
+    if not parts or parts - set(PARTS):
+        parser.error(f"--parts: unknown {', '.join(sorted(parts - set(PARTS))) or 'empty list'}; "
+                     f"choose from {', '.join(PARTS)}")
 
     console = Console(width=160)
     load_before = os.getloadavg()[0]

@@ -90,7 +90,13 @@ def parse_versions(specs: list[str], parser: argparse.ArgumentParser) -> dict[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description="Interleaved A/B of the sandbox's burst opens across checkouts (see the module docstring).")
+        description="Interleaved A/B of the sandbox's burst opens across checkouts of this repository. Each round "
+                    "runs every version once (a fresh Redis and instance, one warm-up burst discarded) and prints "
+                    "its bursts' p50s and server CPU per open; the final table gives per version the median of "
+                    "the bursts' p50 and the mean server CPU per open. Each PATH is imported with this "
+                    "interpreter, so its dependencies must match this virtualenv's.",
+        epilog="example: git worktree add /tmp/before HEAD~1 && "
+               "python benchmarks/sandbox_open_ab.py before=/tmp/before after=.")
     parser.add_argument("versions", nargs="+", metavar="NAME=PATH", help="a name and a checkout of this repository")
     parser.add_argument("--rounds", type=int, default=4, help="rounds; each runs every version once (default: 4)")
     parser.add_argument("--bursts", type=int, default=6, help="measured bursts per run, after one warm-up (default: 6)")

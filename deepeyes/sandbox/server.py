@@ -280,9 +280,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default=None, help="address to bind (default: config host, 127.0.0.1)")
     parser.add_argument("--redis_host", default=None, help="Redis host holding session snapshots")
     parser.add_argument("--redis_port", type=int, default=None, help="Redis port (required here or in --config)")
-    parser.add_argument("--pool_size", type=int, default=None, help="forked kernels kept ready (size it to the burst of opens)")
+    parser.add_argument("--pool_size", type=int, default=None, help="forked kernels kept ready (size it to the burst of first calls: an open takes no kernel)")
     parser.add_argument("--max_sessions", type=int, default=None,
-                        help="hard bound on live sessions (kernels); beyond it idle sessions are evicted or callers wait")
+                        help="hard bound on live sessions (each holds a slot from its open, and at most one kernel); "
+                             "beyond it idle sessions are evicted or callers wait")
     parser.add_argument("--config", type=Path, default=None,
                         help="YAML file with the sandbox settings (e.g. tool_manager_config.yaml)")
     parser.add_argument("--config_section", default="sandbox",
