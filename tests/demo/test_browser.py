@@ -27,32 +27,23 @@ def wait_rows(page, count: int) -> None:
 def upload(page, selector: str, path: Path, attempts: int = 3) -> None:
     """Choose ``path`` in the file input and wait until the component lists it.
 
-    The first upload on a freshly loaded page was lost about one time in three, also on an
-    idle machine (the input exists before Gradio's front end listens to it), and the name
-    then never appeared; choosing the file again is what a user would do.
+    The first upload on a freshly loaded page was sometimes lost, also on an idle machine: the
+    input stayed empty and the name never appeared; choosing the file again is what a user
+    would do. On a loaded CI machine an upload can also take longer than the 60 s allowed
+    before choosing again; a single-file component has then taken the file and removed its
+    input, so the name gets the page's whole timeout instead.
     """
+    file_input = page.locator(f"{selector} input[type=file]")
+    listed = page.locator(selector).get_by_text(path.name).first
     for attempt in range(attempts):
-        page.locator(f"{selector} input[type=file]").set_input_files(str(path))
+        file_input.set_input_files(str(path))
         try:
-            page.locator(selector).get_by_text(path.name).first.wait_for(timeout=20_000)
+            listed.wait_for(timeout=60_000)
             return
         except PlaywrightTimeoutError:
-            if attempt == attempts - 1:
-                raise
-
-
-def open_viewer(page, attempts: int = 3) -> None:
-    """Switch to the trajectory viewer tab and wait until its file input is on the page.
-
-    In one full-suite run the tab's content never appeared after the click (180 s), like the
-    lost first upload above; clicking the tab again is what a user would do.
-    """
-    for attempt in range(attempts):
-        page.get_by_role("tab", name="Trajectory viewer").click()
-        try:
-            page.locator("#viewer-file input[type=file]").wait_for(state="attached", timeout=20_000)
-            return
-        except PlaywrightTimeoutError:
+            if file_input.count() == 0:  # taken, still uploading
+                listed.wait_for()
+                return
             if attempt == attempts - 1:
                 raise
 
@@ -87,7 +78,7 @@ def test_chat_streams_a_code_call_with_its_figure_and_the_answer(page, sample_di
     assert len(TrajectoryMedia.of(trajectory).observations[0]) == 1
 
     # The downloaded file, opened in the viewer, renders exactly like the live page.
-    open_viewer(page)
+    page.get_by_role("tab", name="Trajectory viewer").click()
     upload(page, "#viewer-file", saved)
     page.wait_for_selector("#viewer-status .de-message-info")
     page.locator("#viewer-pick input").click()
@@ -121,7 +112,7 @@ def _eval_file(tool_manager: ToolManager, image: Path, path: Path) -> None:
 def test_viewer_filters_a_trajectory_file_and_opens_one(page, demo_tool_manager: ToolManager, sample_dir: Path, screenshot_dir: Path, tmp_path: Path) -> None:
     path = tmp_path / "eval_trajectories.jsonl"
     _eval_file(demo_tool_manager, sample_dir / "images" / "eval_search-00002.png", path)
-    open_viewer(page)
+    page.get_by_role("tab", name="Trajectory viewer").click()
     upload(page, "#viewer-file", path)
     notice = page.wait_for_selector("#viewer-status .de-message-note")
     assert "2 line(s) skipped" in notice.inner_text() and "line 4: not JSON" in notice.inner_text()
