@@ -149,8 +149,7 @@ def test_an_empty_question_gets_a_message(page) -> None:
 
 
 def test_a_text_file_gets_a_message_not_a_trace(page, screenshot_dir: Path, tmp_path: Path) -> None:
-    # On a page of its own: uploading while the empty question's event was still settling
-    # lost the file once on a loaded CI machine (the upload never showed in 180 s).
+    # On a page of its own, apart from the empty question: each check starts from a fresh page.
     notes = tmp_path / "notes.txt"
     notes.write_text("just some text, not a picture\n", encoding="utf-8")
     upload(page, "#chat-images", notes)
