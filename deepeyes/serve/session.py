@@ -3,8 +3,8 @@
 The service shares one :class:`~deepeyes.tool_manager.ToolManager` and one model across
 requests. :class:`RequestTools` is that tool manager as one request sees it — with the
 request's disabled tools, its one sandbox session, and an :meth:`RequestTools.abort`
-that the event loop calls when the client goes away: the session is closed at once and
-the loop stops at its next generation or tool call.
+that the event loop calls when the client goes away: the session is closed as soon as the
+tool call in flight (if any) returns, and the loop stops at its next generation or tool call.
 """
 
 from __future__ import annotations
@@ -84,20 +84,25 @@ class RequestTools:
         return session
 
     def execute(self, session: ToolSession, action: Action) -> ToolResult:
-        if self.cancelled.is_set():
-            raise RequestCancelled("client disconnected")
-        started = time.thread_time()
-        try:
-            return self.manager.execute(session, action)
-        finally:
-            self.cpu_s += time.thread_time() - started
+        # The call holds the lock that closing takes, and checks for cancellation under it: a
+        # disconnect's close then either waits for the call in flight or stops the next one.
+        # Unordered, a close could reach the sandbox before the call's own request did, and the
+        # sandbox would open the session again for that call, to live until its idle TTL.
+        with self._lock:
+            if self.cancelled.is_set():
+                raise RequestCancelled("client disconnected")
+            started = time.thread_time()
+            try:
+                return self.manager.execute(session, action)
+            finally:
+                self.cpu_s += time.thread_time() - started
 
     def close_session(self, session: ToolSession) -> None:
         with self._lock:
             self.manager.close_session(session)  # idempotent: each tool closes once
 
     def abort(self) -> None:
-        """Cancel the request and release its sandbox session now (called from the event loop)."""
+        """Cancel the request and release its sandbox session once no call is in flight (called from the event loop)."""
         self.cancelled.set()
         session = self.session
         if session is not None:

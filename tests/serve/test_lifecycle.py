@@ -6,6 +6,7 @@ import json
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -19,8 +20,9 @@ from deepeyes.agent import AgentConfig, AgentLoop
 from deepeyes.images import to_data_url
 from deepeyes.policies.openai import OpenAIPolicy
 from deepeyes.serve import ServeConfig
+from deepeyes.serve.session import RequestCancelled, RequestTools
 from deepeyes.tool_manager import ToolManager
-from deepeyes.trajectory import validate
+from deepeyes.trajectory import Action, validate
 from deepeyes.utils.processes import free_port
 
 RED = to_data_url(Image.new("RGB", (64, 48), "red"))
@@ -69,6 +71,49 @@ def test_client_disconnect_closes_the_session_and_stops_the_loop(scripted: Serve
     assert sandbox_sessions(serve_tools) == 0, "the loop went on after the client left"
     assert metric(scripted, "deepeyes_serve_turns_total") == turns_before  # a cancelled trajectory is not counted
     assert metric(scripted, "deepeyes_serve_in_flight") == 0
+
+
+class _HeldCalls:
+    """The shared tool manager with each call's request held back until ``go`` is set (a slow network path)."""
+
+    def __init__(self, manager: ToolManager) -> None:
+        self.manager = manager
+        self.sent = threading.Event()
+        self.go = threading.Event()
+        self.go.set()
+
+    def __getattr__(self, name: str):
+        return getattr(self.manager, name)
+
+    def execute(self, session, action: Action):
+        self.sent.set()
+        assert self.go.wait(30)
+        return self.manager.execute(session, action)
+
+
+def test_a_disconnect_cannot_overtake_the_call_in_flight(serve_tools: ToolManager) -> None:
+    """The close waits for the call: sent first, it would free the session and the late call open it again."""
+    assert wait_for(lambda: sandbox_sessions(serve_tools) == 0), "sessions of earlier tests still open"
+    held = _HeldCalls(serve_tools)
+    closer = ThreadPoolExecutor(1)
+    tools = RequestTools(held, set(), threading.Event(), closer.submit)  # type: ignore[arg-type]  # duck-typed manager
+    session = tools.open_session([Image.new("RGB", (8, 8), "red")])
+    assert tools.execute(session, Action("code", "x = 1")).observation.status == "success"
+    assert sandbox_sessions(serve_tools) == 1
+    held.go.clear()
+    results: list = []
+    second = threading.Thread(target=lambda: results.append(tools.execute(session, Action("code", "print(x + 1)"))))
+    second.start()
+    assert held.sent.wait(10)
+    tools.abort()  # the client leaves while the second call is on its way
+    time.sleep(0.5)  # time enough for an unordered close to reach the sandbox first
+    held.go.set()
+    second.join(30)
+    closer.shutdown(wait=True)
+    assert results and results[0].observation.status == "success" and "2" in results[0].observation.text
+    assert wait_for(lambda: sandbox_sessions(serve_tools) == 0, timeout_s=10), "the late call left a session open"
+    with pytest.raises(RequestCancelled):
+        tools.execute(session, Action("code", "print(x)"))
 
 
 def test_openai_policy_drives_a_client_side_loop_through_the_service(scripted: Served, serve_tools: ToolManager) -> None:
