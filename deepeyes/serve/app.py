@@ -12,7 +12,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deepeyes import wire
-from deepeyes.agent import AgentConfig
+from deepeyes.agent import AgentConfig, Rollout
 from deepeyes.policies.openai import PolicyServerError
 from deepeyes.serve import inputs
 from deepeyes.serve.backend import Backend, Sampling
@@ -318,6 +318,18 @@ def _consume(future: asyncio.Future) -> None:
         future.exception()
 
 
+def _start_counted(state: ServeState, work: Callable[[], Rollout]) -> asyncio.Future:
+    """Run ``work`` on a request worker, counted in ``in_flight`` until it returns.
+
+    The count follows the work, not the client: after a disconnect the loop still finishes its
+    tool call in flight, and that call still holds a worker and a sandbox session.
+    """
+    state.metrics.in_flight.inc()
+    future = asyncio.get_running_loop().run_in_executor(state.workers, work)
+    future.add_done_callback(lambda _: state.metrics.in_flight.dec())
+    return future
+
+
 async def _watch_disconnect(request: Request) -> None:
     """Returns when the client goes away (the body is already read, so the next message is the disconnect)."""
     while (await request.receive())["type"] != "http.disconnect":
@@ -326,13 +338,10 @@ async def _watch_disconnect(request: Request) -> None:
 
 async def _complete(request: Request, state: ServeState, chat: ChatCompletionRequest, question: str, images: list[Image.Image],
                     run: RequestRun, completion_id: str, clock: RequestClock) -> Response:
-    loop = asyncio.get_running_loop()
-
     def work():
         return run.run(question, images, sample_index=chat.sample_index)
 
-    state.metrics.in_flight.inc()
-    future = loop.run_in_executor(state.workers, work)
+    future = _start_counted(state, work)
     watcher = asyncio.ensure_future(_watch_disconnect(request))
     try:
         done, _ = await asyncio.wait({future, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -348,7 +357,6 @@ async def _complete(request: Request, state: ServeState, chat: ChatCompletionReq
             return Response(status_code=499)
     finally:
         watcher.cancel()
-        state.metrics.in_flight.dec()
     mark = time.thread_time()
     trajectory = rollout.trajectory
     completion = ChatCompletion(
@@ -403,8 +411,7 @@ async def _stream(request: Request, state: ServeState, chat: ChatCompletionReque
         finish = fields.pop("finish_reason", None)
         return ChatCompletionChunk(id=completion_id, model=model, choices=[ChunkChoice(delta=delta, finish_reason=finish)], **fields)
 
-    state.metrics.in_flight.inc()
-    future = loop.run_in_executor(state.workers, work)
+    future = _start_counted(state, work)
     future.add_done_callback(lambda _: loop.call_soon_threadsafe(queue.put_nowait, None))
     try:
         yield _sse(chunk(ChunkDelta(role="assistant", content="")))
@@ -426,7 +433,6 @@ async def _stream(request: Request, state: ServeState, chat: ChatCompletionReque
             yield _sse(ChatCompletionChunk(id=completion_id, model=model, choices=[], usage=usage))
         yield "data: [DONE]\n\n"
     finally:
-        state.metrics.in_flight.dec()
         if not future.done():  # the client went away mid-stream
             run.abort()
             future.add_done_callback(_consume)

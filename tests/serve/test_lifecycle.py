@@ -116,6 +116,24 @@ def test_a_disconnect_cannot_overtake_the_call_in_flight(serve_tools: ToolManage
         tools.execute(session, Action("code", "print(x)"))
 
 
+def test_a_cancelled_request_is_in_flight_until_its_tool_call_returns(serve_tools: ToolManager, script_file: Path) -> None:
+    """``in_flight`` follows the work: after a disconnect, the call in flight still holds a worker and a session."""
+    held = _HeldCalls(serve_tools)
+    with serve(ServeConfig(script_path=str(script_file)), held) as served:  # type: ignore[arg-type]  # duck-typed manager
+        held.go.clear()
+        sock = _open_request(served, {"model": "deepeyes", "messages": ask("figure")})
+        try:
+            assert held.sent.wait(30), "the code call never started"
+        finally:
+            sock.close()
+        assert wait_for(lambda: metric(served, "deepeyes_serve_cancelled_total") == 1)
+        assert metric(served, "deepeyes_serve_in_flight") == 1
+        held.go.set()
+        assert wait_for(lambda: metric(served, "deepeyes_serve_in_flight") == 0)
+        assert wait_for(lambda: sandbox_sessions(serve_tools) == 0), "the session outlived the call"
+        assert metric(served, "deepeyes_serve_turns_total") == 0
+
+
 def test_openai_policy_drives_a_client_side_loop_through_the_service(scripted: Served, serve_tools: ToolManager) -> None:
     """deepeyes.policies.openai (the demo's --api_base backend) gets one turn per call, stop strings honoured."""
     policy = OpenAIPolicy(scripted.base_url, "deepeyes")
