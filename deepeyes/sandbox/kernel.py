@@ -117,7 +117,9 @@ class SandboxKernel:
         # One ZMQ context (and IO thread) for all kernels of the instance, not one per kernel.
         client = BlockingKernelClient(context=zmq.Context.instance())
         client.load_connection_info(connection_info)
-        client.start_channels()
+        # No heartbeat channel: liveness is the pidfd (``alive``), and the channel would be a thread
+        # per kernel waking every second to take the GIL from the event loop answering opens.
+        client.start_channels(hb=False)
         self.client: BlockingKernelClient | None = client
 
     # ----------------------------------------------------------------- lifecycle

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 import yaml
+from jupyter_client.channels import HBChannel
 from PIL import Image
 
 from deepeyes.config import load_config
@@ -173,6 +174,16 @@ def test_an_open_binds_no_kernel_and_the_first_call_gets_a_fresh_one(manager: Se
     again = manager.execute("lazy", "import os\n('leftover' in globals(), os.getpid() != " + first.result + ")", timeout=30)
     assert again.result == "(False, True)"
     manager.close("lazy")
+
+
+def test_kernels_run_no_heartbeat_thread(manager: SessionManager) -> None:
+    """Liveness is the kernel's pidfd. jupyter_client's heartbeat channel is a thread per kernel
+    waking every second; with a 64-kernel pool those threads cost the server about 28 % of its
+    CPU per open during a burst, and made a fresh instance's first burst slow (docs/sandbox.md)."""
+    wait_until(lambda: manager.stats()["warm_kernels"] == manager.pool.size, 120, "a full pool")
+    assert manager.execute("no-heartbeat", "1 + 1", timeout=30).result == "2"
+    assert not [thread for thread in threading.enumerate() if isinstance(thread, HBChannel)]
+    manager.close("no-heartbeat")
 
 
 def _png(width: int, height: int, color: str) -> bytes:
