@@ -186,6 +186,60 @@ class RolloutConfig:
             raise ValueError("rollout.n, rollout.max_turns and rollout.max_new_tokens must be >= 1")
 
 
+#: What a group's spread is measured on: a key of the reward's result (the reward server's
+#: answer in the local engine; ``reward_extra_info`` in verl, which holds the same keys
+#: because ``verl_reward.compute_score`` returns them). ``score`` is the reward GRPO normalises.
+FilterMetric = Literal["score", "accuracy", "format", "tool_efficiency", "task_completion"]
+
+
+@dataclass(frozen=True)
+class FilterGroupsConfig:
+    """DAPO's dynamic sampling (Yu et al. 2025, arXiv:2503.14476, §3.2), under verl's keys.
+
+    A GRPO group whose ``rollout.n`` rewards are all equal has advantage 0 for every sample
+    (reward minus the group mean), so it adds no policy gradient, only noise in the batch
+    size. With ``enable`` such groups are dropped and more prompts are rolled out until
+    ``data.batch_size`` groups with signal are kept. The names are verl's
+    ``algorithm.filter_groups`` (``verl/trainer/config/algorithm.py``: ``FilterGroupsConfig``);
+    ms-swift calls the same switch ``dynamic_sample``.
+    """
+
+    enable: bool = field(
+        default=False,
+        metadata={
+            "help": "drop groups whose metric is equal for all rollout.n samples and refill the batch. Meant for grpo; "
+            "with ppo it filters too (verl allows it) although the value baseline gives such groups a signal"
+        },
+    )
+    metric: FilterMetric = field(
+        default="score", metadata={"help": "reward key whose spread decides: score (the GRPO reward), accuracy, format, tool_efficiency, task_completion"}
+    )
+    max_num_gen_batches: int = field(
+        default=10,
+        metadata={
+            "help": "generation rounds per step at most (the first included); at the cap the step trains on the groups kept so far. "
+            "verl's 0 (no limit) is refused: on data where every group is constant the step would never end"
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.max_num_gen_batches < 1:
+            raise ValueError(f"algorithm.filter_groups.max_num_gen_batches must be >= 1, got {self.max_num_gen_batches}")
+
+
+@dataclass(frozen=True)
+class AlgorithmConfig:
+    """The RL algorithm and how its batch is sampled (verl's ``algorithm`` section).
+
+    ``algorithm: grpo`` in a file or ``--set algorithm=ppo`` is short for ``algorithm.name``.
+    """
+
+    name: Literal["grpo", "ppo"] = field(
+        default="grpo", metadata={"help": "grpo: group-normalised outcome (verl adv_estimator=grpo); ppo: GAE over a value head (adv_estimator=gae + critic)"}
+    )
+    filter_groups: FilterGroupsConfig = field(default_factory=FilterGroupsConfig)
+
+
 @dataclass(frozen=True)
 class VerlConfig:
     """Cluster settings used only by ``trainer.engine: verl``."""
@@ -216,11 +270,11 @@ class RLConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    algorithm: Literal["grpo", "ppo"] = "grpo"
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     verl: VerlConfig = field(default_factory=VerlConfig)
 
     def __post_init__(self) -> None:
-        if self.algorithm == "grpo":
+        if self.algorithm.name == "grpo":
             # GRPO's baseline is the group mean: one sample per prompt has no baseline (every
             # advantage is 0), and greedy decoding gives a group without variance.
             if self.rollout.n < 2:
@@ -307,6 +361,22 @@ def apply_overrides(document: dict[str, Any], overrides: list[str]) -> dict[str,
         raise ConfigError(f"override {', '.join(overrides)}: {exc}") from exc
 
 
+def _expand_algorithm_shorthand(document: dict[str, Any], overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """``algorithm: grpo`` in the file and ``algorithm=ppo`` on the command line, as ``algorithm.name``.
+
+    ``algorithm`` was a bare name before it became a section (with ``filter_groups``); the
+    short spelling stays valid so files and commands written for it keep working.
+    """
+    if isinstance(document.get("algorithm"), str):
+        document = {**document, "algorithm": {"name": document["algorithm"]}}
+    expanded = []
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        is_name = key.strip() == "algorithm" and sep and not value.lstrip().startswith("{")
+        expanded.append(f"algorithm.name={value}" if is_name else override)
+    return document, expanded
+
+
 def load_rl_config(path: str | Path, overrides: list[str] | None = None) -> RLConfig:
     """Read the YAML at ``path``, apply ``overrides``, and build a validated :class:`RLConfig`."""
     path = Path(path)
@@ -318,4 +388,5 @@ def load_rl_config(path: str | Path, overrides: list[str] | None = None) -> RLCo
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(document, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    return from_dict(RLConfig, apply_overrides(document, list(overrides or [])), source=str(path))
+    document, expanded = _expand_algorithm_shorthand(document, list(overrides or []))
+    return from_dict(RLConfig, apply_overrides(document, expanded), source=str(path))

@@ -38,6 +38,7 @@ from deepeyes.rl.data import (
     load_prompts,
     prompt_budget,
 )
+from deepeyes.rl.dynamic_sampling import PromptStream, fill_batch
 from deepeyes.rl.masking import TokenizedConversation, collate, tokenize_conversation
 from deepeyes.rl.metrics import MetricsWriter, rollout_metrics
 from deepeyes.rl.policy_model import PolicyModel, load_policy
@@ -50,6 +51,9 @@ logger = logging.getLogger(__name__)
 #: The held-in evaluation batch samples with its own seed, so its curve does not depend on training's RNG.
 _EVAL_SEED = 12345
 _REWARD_CHUNK = 256
+#: Written into each checkpoint: how many prompts the run has drawn (dynamic sampling makes
+#: that more than ``step × data.batch_size``, so the step alone no longer tells).
+STREAM_FILE = "prompt_stream.json"
 
 
 @dataclass
@@ -71,6 +75,35 @@ class _Scored:
     #: Per rollout: ``(prefix length, Generation)`` for each generated turn (the sampled ids).
     #: Empty for a rollout from a policy that returns text only.
     turns: list[list[tuple[int, Generation]]] = field(default_factory=list)
+
+    def group_ids(self) -> list[str]:
+        """Per rollout, its GRPO group: the prompt it answers."""
+        return [r.trajectory.metadata["prompt_uid"] for r in self.rollouts]
+
+    def group_values(self, metric: str) -> tuple[list[str], list[float]]:
+        """Per rollout, its group and the reward key ``metric`` (for dynamic sampling)."""
+        return self.group_ids(), [float(result[metric]) for result in self.results]
+
+    def select(self, groups: set[str]) -> _Scored:
+        """The rollouts of ``groups`` (timings stay with the round they were measured on)."""
+        keep = [i for i, group in enumerate(self.group_ids()) if group in groups]
+        return _Scored(
+            [self.rollouts[i] for i in keep], [self.results[i] for i in keep], 0.0, 0.0, 0.0, 0.0,
+            [self.turns[i] for i in keep] if self.turns else [],
+        )
+
+    @staticmethod
+    def join(parts: list[_Scored]) -> _Scored:
+        """Several rounds as one batch: rollouts in order, times summed."""
+        return _Scored(
+            [r for p in parts for r in p.rollouts],
+            [r for p in parts for r in p.results],
+            sum(p.generation_s for p in parts),
+            sum(p.tools_s for p in parts),
+            sum(p.rollout_s for p in parts),
+            sum(p.reward_s for p in parts),
+            [t for p in parts for t in p.turns],
+        )
 
 
 class LocalTrainer:
@@ -97,7 +130,7 @@ class LocalTrainer:
             config.model, start, sft_adapter, resume_adapter=resume_dir / "policy" if resume_dir else None
         )
         self.value_head: torch.nn.Module | None = None
-        if config.algorithm == "ppo":
+        if config.algorithm.name == "ppo":
             hidden = self.policy.model.get_input_embeddings().embedding_dim
             self.value_head = torch.nn.Linear(hidden, 1).to(config.model.device)
             torch.nn.init.zeros_(self.value_head.weight)
@@ -145,13 +178,18 @@ class LocalTrainer:
         prompts = fit_prompt_budget(load_prompts(config.locate(config.data.rl_data_path), config.resolve(config.data.image_root)), budget, "data.rl_data_path")
         schedule = PromptSchedule(prompts, config.data.batch_size, config.data.seed, config.data.shuffle)
         total_steps = self._total_steps(schedule)
+        if config.algorithm.filter_groups.enable and config.algorithm.name == "ppo":
+            logger.warning("algorithm.filter_groups with ppo: groups of equal rewards are dropped although PPO's value baseline gives them a signal")
         torch.manual_seed(config.training.seed)
         random.seed(config.training.seed)
         self._load(resume_dir)
         start_step = 0
+        stream = PromptStream(schedule)
         if resume_dir is not None:
-            start_step = checkpoint.restore_training_state(resume_dir, self.optimizer, self.value_head).step
-            logger.info("resuming from %s (step %d)", resume_dir, start_step)
+            state = checkpoint.restore_training_state(resume_dir, self.optimizer, self.value_head)
+            start_step = state.step
+            stream.position = _stream_position(resume_dir, state, config.data.batch_size)
+            logger.info("resuming from %s (step %d, prompt %d)", resume_dir, start_step, stream.position)
         writer = MetricsWriter(self.output_dir, tensorboard=config.output.tensorboard)
         # A fresh run starts its logs over; a resumed one drops what came after its checkpoint.
         writer.truncate_after(start_step if resume_dir else -1)
@@ -174,17 +212,17 @@ class LocalTrainer:
                 bar = tqdm(range(start_step, total_steps), desc="RL steps", unit="step", disable=not self.show_progress, initial=start_step, total=total_steps)
                 alarm = CollapseAlarm(config.trainer.collapse_fraction, config.trainer.collapse_patience)
                 for step in bar:
-                    metrics = self._train_step(step, schedule.batch(step))
+                    metrics = self._train_step(step, stream)
                     done = step + 1
                     alarm.update_and_log(done, metrics["tools/calls_per_trajectory"])
                     if config.trainer.eval_steps and (done % config.trainer.eval_steps == 0 or done == total_steps):
                         metrics.update(self._evaluate(held_in))
                     writer.write(done, metrics)
                     logger.info(
-                        "step %d/%d reward %.3f±%.3f acc %.2f turns %.1f | time gen %.1fs tools %.1fs rollout %.1fs reward %.1fs update %.1fs",
+                        "step %d/%d reward %.3f±%.3f acc %.2f turns %.1f | time gen %.1fs tools %.1fs rollout %.1fs reward %.1fs update %.1fs%s",
                         done, total_steps, metrics["reward/mean"], metrics["reward/std"], metrics["reward/accuracy"],
                         metrics["rollout/turns"], metrics["time/generation_s"], metrics["time/tools_s"],
-                        metrics["time/rollout_s"], metrics["time/reward_s"], metrics["time/update_s"],
+                        metrics["time/rollout_s"], metrics["time/reward_s"], metrics["time/update_s"], _groups_note(metrics),
                     )
                     bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", step_s=f"{metrics['time/step_s']:.1f}")
                     save_every = config.output.save_steps
@@ -197,6 +235,7 @@ class LocalTrainer:
                             self.value_head,
                             keep=config.output.save_total_limit,
                         )
+                        (last_checkpoint / STREAM_FILE).write_text(json.dumps({"position": stream.position}), encoding="utf-8")
                 self.reward.close()
         finally:
             writer.close()
@@ -220,19 +259,39 @@ class LocalTrainer:
         turns = [policy.sampled_turns(r.messages) for r in rollouts]
         return _Scored(rollouts, results, policy.busy_s, tools_s, rollout_s, reward_s, turns)
 
-    def _train_step(self, step: int, prompts: list[RLPrompt]) -> dict[str, float]:
+    def _roll_out(self, prompts: list[RLPrompt]) -> _Scored:
+        """``rollout.n`` scored trajectories of each prompt."""
+        return self._rollout_and_score([prompt.request(sample) for prompt in prompts for sample in range(self.config.rollout.n)])
+
+    def _train_step(self, step: int, stream: PromptStream) -> dict[str, float]:
+        """Roll out the next prompts (refilling dropped groups, :mod:`deepeyes.rl.dynamic_sampling`), then update.
+
+        Reward and tool metrics describe every rollout of the step, dropped groups included
+        (what the policy did); the update sees the kept groups only.
+        """
         started = time.perf_counter()
-        requests = [prompt.request(sample) for prompt in prompts for sample in range(self.config.rollout.n)]
-        scored = self._rollout_and_score(requests)
-        for rollout in scored.rollouts:
-            rollout.trajectory.metadata["step"] = step + 1
+        filter_groups = self.config.algorithm.filter_groups
+        filled = fill_batch(self.config.data.batch_size, filter_groups, stream.take, self._roll_out, _Scored.group_values)
+        scored = _Scored.join([r.batch for r in filled.rounds])
+        for round_ in filled.rounds:
+            for rollout, group in zip(round_.batch.rollouts, round_.batch.group_ids(), strict=True):
+                rollout.trajectory.metadata["step"] = step + 1
+                if filter_groups.enable:
+                    rollout.trajectory.metadata["filter_groups"] = "kept" if group in round_.kept else "dropped"
         if self.config.output.log_trajectories:
             write_jsonl(self.output_dir / "trajectories.jsonl", [r.trajectory for r in scored.rollouts])
+        kept = _Scored.join([r.batch.select(r.kept) for r in filled.rounds])
         update_started = time.perf_counter()
-        update_metrics = self._update(scored)
+        if kept.rollouts:
+            update_metrics = self._update(kept)
+        else:
+            logger.warning("step %d: every group's %s is constant: no update", step + 1, filter_groups.metric)
+            update_metrics = {}
         update_s = time.perf_counter() - update_started
         metrics = rollout_metrics([r.trajectory for r in scored.rollouts], scored.results)
         metrics.update(update_metrics)
+        if filter_groups.enable:
+            metrics.update(filled.metrics())
         metrics.update(
             {
                 "time/generation_s": scored.generation_s,
@@ -306,7 +365,7 @@ class LocalTrainer:
         config = self.config
         scores = torch.tensor([float(r["score"]) for r in scored.results])
         group_ids = [r.trajectory.metadata["prompt_uid"] for r in scored.rollouts]
-        if config.algorithm == "grpo":
+        if config.algorithm.name == "grpo":
             per_trajectory, _ = algorithms.compute_advantages(
                 "grpo", scores, torch.ones((len(scores), 1)), group_ids, config.training
             )
@@ -315,7 +374,7 @@ class LocalTrainer:
         row_scores = scores[owners]
         row_groups = [group_ids[i] for i in owners]
         return algorithms.compute_advantages(
-            config.algorithm, row_scores, masks, row_groups, config.training, _pad_rows(values, width)
+            config.algorithm.name, row_scores, masks, row_groups, config.training, _pad_rows(values, width)
         )
 
     def _update(self, scored: _Scored) -> dict[str, float]:
@@ -327,7 +386,7 @@ class LocalTrainer:
         minibatches = self._minibatches(owners, len(scored.rollouts))
         # One pass over one mini-batch is fully on-policy: the old log-probs equal the update's own
         # (detached) log-probs, so the separate scoring pass is skipped.
-        on_policy = config.training.ppo_epochs == 1 and len(minibatches) == 1 and config.algorithm == "grpo"
+        on_policy = config.training.ppo_epochs == 1 and len(minibatches) == 1 and config.algorithm.name == "grpo"
         old, ref, values = self._score_tokens(conversations, pad_id, need_old=not on_policy)
         width = max(c.length for c in conversations) - 1
         masks = _pad_rows([c.loss_mask[1:].float() for c in conversations], width)
@@ -432,6 +491,35 @@ class LocalTrainer:
             scored = self._rollout_and_score(requests)
         metrics = rollout_metrics([r.trajectory for r in scored.rollouts], scored.results, prefix="eval/")
         return {key: value for key, value in metrics.items() if key.startswith(("eval/reward/", "eval/rollout/", "eval/tools/"))}
+
+
+def _groups_note(metrics: dict[str, float]) -> str:
+    """The step log line's dynamic-sampling part (empty when it is off)."""
+    if "filter_groups/kept" not in metrics:
+        return ""
+    return " | groups kept {:.0f} dropped {:.0f} in {:.0f} rounds".format(
+        metrics["filter_groups/kept"], metrics["filter_groups/dropped"], metrics["filter_groups/gen_rounds"]
+    )
+
+
+def _stream_position(directory: Path, state: checkpoint.TrainerState, batch_size: int) -> int:
+    """Prompts drawn before the checkpoint in ``directory``.
+
+    Checkpoints carry it in :data:`STREAM_FILE`. One without that file was written before
+    the file existed (or the run stopped between the two writes): its run drew
+    ``step × data.batch_size`` prompts unless it filtered groups, which then cannot be
+    resumed without repeating or skipping prompts.
+    """
+    path = directory / STREAM_FILE
+    if path.is_file():
+        return int(json.loads(path.read_text(encoding="utf-8"))["position"])
+    algorithm = state.config.get("algorithm")
+    if isinstance(algorithm, dict) and algorithm.get("filter_groups", {}).get("enable"):
+        raise RLSetupError(
+            f"{directory} has no {STREAM_FILE}: its run filtered groups, so how many prompts it drew is unknown; "
+            "resume from an earlier checkpoint"
+        )
+    return state.step * batch_size
 
 
 def _clip_ratio(scored: _Scored) -> float:

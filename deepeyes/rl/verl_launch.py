@@ -90,16 +90,45 @@ def _list(items: list) -> str:
     return "[" + ",".join(str(item) for item in items) + "]"
 
 
+def filter_groups_overrides(config: RLConfig) -> list[str]:
+    """Dynamic sampling under verl's own keys, ``algorithm.filter_groups.enable|metric|max_num_gen_batches``.
+
+    What verl 0.9.1 does with them depends on the trainer. The classic ``RayPPOTrainer``
+    (``trainer.use_v1=false``, what :func:`build_overrides` selects because the v1 trainer needs
+    the ``transfer_queue`` package) does not read ``algorithm.filter_groups`` at all: its
+    batches keep every group. The v1 trainer (``trainer.use_v1=true`` in ``verl.extra_overrides``)
+    reads ``enable`` and ``metric`` (``verl/trainer/ppo/v1/trainer_base.py``,
+    ``_resolve_filter_groups_metric``; a metric other than ``reward`` is looked up in
+    ``reward_extra_info``, which holds our reward's keys) and ignores ``max_num_gen_batches``
+    with a warning, bounding refills with ``max_inflight_gen_batches`` instead. The keys are
+    passed either way, so verl's composed config records the request;
+    :func:`build_overrides` warns when verl will not act on it.
+    """
+    settings = config.algorithm.filter_groups
+    return [
+        f"algorithm.filter_groups.enable={_bool(settings.enable)}",
+        f"algorithm.filter_groups.metric={settings.metric}",
+        f"algorithm.filter_groups.max_num_gen_batches={settings.max_num_gen_batches}",
+    ]
+
+
+def _uses_v1_trainer(overrides: list[str]) -> bool:
+    """Whether the last ``trainer.use_v1`` override selects verl's v1 trainer."""
+    values = [o.partition("=")[2].strip().lower() for o in overrides if o.partition("=")[0].strip().lstrip("+") == "trainer.use_v1"]
+    return bool(values) and values[-1] == "true"
+
+
 def build_overrides(config: RLConfig, paths: VerlPaths, reward_server_url: str) -> list[str]:
     """Hydra overrides for ``verl.trainer.main_ppo`` (verl 0.9.1's ``ppo_trainer`` config)."""
     training, rollout, verl, model = config.training, config.rollout, config.verl, config.model
     micro = training.batch_size
     overrides = [
-        f"algorithm.adv_estimator={'grpo' if config.algorithm == 'grpo' else 'gae'}",
+        f"algorithm.adv_estimator={'grpo' if config.algorithm.name == 'grpo' else 'gae'}",
         f"algorithm.norm_adv_by_std_in_grpo={_bool(training.norm_adv_by_std)}",
         "algorithm.use_kl_in_reward=false",
         f"algorithm.gamma={training.gamma}",
         f"algorithm.lam={training.lam}",
+        *filter_groups_overrides(config),
         f"data.train_files={_list(paths.train_files)}",
         f"data.val_files={_list(paths.train_files)}",
         "data.filter_overlong_prompts=true",
@@ -176,7 +205,7 @@ def build_overrides(config: RLConfig, paths: VerlPaths, reward_server_url: str) 
         ]
     if verl.rollout_backend == "hf" and model.use_peft:
         overrides.append("actor_rollout_ref.model.lora.merge=true")  # the hf server loads full weights
-    if config.algorithm == "ppo":
+    if config.algorithm.name == "ppo":
         overrides += [
             "critic.strategy=fsdp2",
             f"critic.model.path={paths.model}",
@@ -184,7 +213,13 @@ def build_overrides(config: RLConfig, paths: VerlPaths, reward_server_url: str) 
             f"critic.ppo_micro_batch_size_per_gpu={micro}",
             f"critic.cliprange_value={training.value_clip_range}",
         ]
-    return overrides + list(verl.extra_overrides)
+    overrides += list(verl.extra_overrides)
+    if config.algorithm.filter_groups.enable and not _uses_v1_trainer(overrides):
+        logger.warning(
+            "algorithm.filter_groups is passed to verl, but verl 0.9.1's classic trainer (trainer.use_v1=false) "
+            "does not filter groups; only its v1 trainer does (verl.extra_overrides: [trainer.use_v1=true])"
+        )
+    return overrides
 
 
 def on_cpu(config: RLConfig) -> bool:

@@ -17,7 +17,7 @@ CONFIG_DIR = REPO_ROOT / "reinforcement_learning" / "configs"
 @pytest.mark.parametrize("name", ["deepeyes_rl.yaml", "deepeyes_rl_cluster.yaml"])
 def test_shipped_configs_load(name: str):
     config = load_rl_config(CONFIG_DIR / name)
-    assert config.algorithm in ("grpo", "ppo")
+    assert config.algorithm.name in ("grpo", "ppo")
     assert len(config.evaluation.reward_weights) == 3
 
 
@@ -41,7 +41,7 @@ def test_overrides_are_parsed_as_yaml_and_checked(tmp_path: Path):
     path = tmp_path / "rl.yaml"
     path.write_text("algorithm: grpo\n", encoding="utf-8")
     config = load_rl_config(path, ["rollout.n=8", "algorithm=ppo", "tool.code_sandbox_ports=[8001, 8002]", "evaluation.server_url=http://127.0.0.1:5000"])
-    assert config.rollout.n == 8 and config.algorithm == "ppo" and config.tool.code_sandbox_ports == [8001, 8002]
+    assert config.rollout.n == 8 and config.algorithm.name == "ppo" and config.tool.code_sandbox_ports == [8001, 8002]
     with pytest.raises(ConfigError, match="algorithm"):
         load_rl_config(path, ["algorithm=dpo"])
     with pytest.raises(ConfigError, match="trainer.steps"):

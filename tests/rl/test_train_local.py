@@ -1,7 +1,8 @@
 """The local engine end to end: train.py with the real sandbox, Redis and reward server.
 
-A 2-step run on the tiny model writes metrics, trajectories and checkpoints; resuming
-continues at step 3 from the saved adapter; the SFT adapter is merged under the RL LoRA.
+A 2-step run on the tiny model (dynamic sampling on, as in the default config) writes
+metrics, trajectories and checkpoints; resuming continues at step 3 from the saved adapter
+and the next prompts; the SFT adapter is merged under the RL LoRA.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from safetensors.torch import load_file
 from deepeyes.paths import REPO_ROOT
 from deepeyes.rl.checkpoint import list_checkpoints
 from deepeyes.rl.config import ModelConfig, load_rl_config
-from deepeyes.rl.local_engine import LocalTrainer
+from deepeyes.rl.local_engine import STREAM_FILE, LocalTrainer
 from deepeyes.rl.policy_model import load_policy
 from deepeyes.trajectory import read_jsonl
 
@@ -63,6 +64,7 @@ def _overrides(rl_sample_dir: Path, tool_config_file: Path, tiny_model_dir: Path
         "trainer.eval_n=2",
         "output.save_steps=1",
         "output.save_total_limit=2",
+        "algorithm.filter_groups.max_num_gen_batches=2",
     ]
 
 
@@ -105,15 +107,21 @@ def test_two_step_run_then_resume(tmp_path, rl_sample_dir, tool_config_file, tin
     for record in records[1:]:
         for key in ("reward/mean", "reward/std", "reward/accuracy", "tools/code_call_rate", "tools/search_call_rate",
                     "tools/image_search_call_rate", "tools/invalid_call_rate", "rollout/turns", "rollout/response_tokens",
-                    "time/generation_s", "time/tools_s", "time/reward_s", "time/update_s", "actor/pg_loss", "actor/grad_norm"):
+                    "time/generation_s", "time/tools_s", "time/reward_s", "time/update_s",
+                    "filter_groups/kept", "filter_groups/dropped", "filter_groups/gen_rounds"):
             assert key in record, key
-        assert record["actor/trained_tokens"] > 0
+        assert 1 <= record["filter_groups/gen_rounds"] <= 2
+        if record["filter_groups/kept"]:  # a step whose every group was constant makes no update
+            assert record["actor/trained_tokens"] > 0 and "actor/grad_norm" in record
     assert "eval/reward/mean" in records[0] and "eval/reward/mean" in records[2]
     assert list((output / "tensorboard").glob("events.out.tfevents.*"))
 
     trajectories = read_jsonl(output / "trajectories.jsonl")
-    assert len(trajectories) == 2 * 2 * 2 and all(t.reward is not None and "score" in t.reward for t in trajectories)
-    assert {t.metadata["step"] for t in trajectories} == {1, 2}
+    groups = {step: {t.metadata["prompt_uid"] for t in trajectories if t.metadata["step"] == step} for step in (1, 2)}
+    for step, record in zip((1, 2), records[1:], strict=True):
+        assert len(groups[step]) == record["filter_groups/kept"] + record["filter_groups/dropped"]
+    assert len(trajectories) == 2 * sum(len(g) for g in groups.values())
+    assert all(t.reward is not None and "score" in t.reward and t.metadata["filter_groups"] in ("kept", "dropped") for t in trajectories)
 
     checkpoints = list_checkpoints(output)
     assert [c.name for c in checkpoints] == ["step-000001", "step-000002"]
@@ -124,8 +132,11 @@ def test_two_step_run_then_resume(tmp_path, rl_sample_dir, tool_config_file, tin
     # the direction of an update is tested with fixed rewards in test_update_moves_towards_the_rewarded_turn.
     # (Without a signal the weights still move: AdamW's decoupled weight decay and earlier steps' moments.)
     moved = any(not torch.equal(adapter_1[k], adapter_2[k]) for k in adapter_1)
-    if records[2]["actor/advantage_abs_max"] > 0 or records[2]["actor/kl_loss"] > 0:
+    if records[2].get("actor/advantage_abs_max", 0) > 0 or records[2].get("actor/kl_loss", 0) > 0:
         assert moved
+    # Each checkpoint knows how many prompts its run drew (more than 2 per step when groups were refilled).
+    drawn = json.loads((checkpoints[1] / STREAM_FILE).read_text())["position"]
+    assert drawn == len(groups[1]) + len(groups[2])
 
     # Resume: continue to step 3 from the step-2 checkpoint.
     config = load_rl_config(DEFAULT_CONFIG, [*overrides, "trainer.total_steps=3"])
@@ -134,12 +145,18 @@ def test_two_step_run_then_resume(tmp_path, rl_sample_dir, tool_config_file, tin
     steps = [json.loads(line)["step"] for line in (output / "metrics.jsonl").read_text().splitlines()]
     assert steps == [0, 1, 2, 3]
     assert [c.name for c in list_checkpoints(output)] == ["step-000002", "step-000003"]
-    # One optimizer step per RL step here: a restored optimizer has taken 3 in all, a fresh one 1.
+    # One optimizer step per RL step that updated: a restored optimizer has taken them all, a fresh one 1.
+    updates = sum(1 for line in (output / "metrics.jsonl").read_text().splitlines() if "actor/grad_norm" in json.loads(line))
     optimizer = torch.load(output / "checkpoints" / "step-000003" / "optimizer.pt", weights_only=False)
-    assert {float(s["step"]) for s in optimizer["state"].values()} == {3.0}
+    assert {float(s["step"]) for s in optimizer["state"].values()} == ({float(updates)} if updates else set())
     state = json.loads((output / "checkpoints" / "step-000003" / "trainer_state.json").read_text())
     assert state["step"] == 3
-    assert {t.metadata["step"] for t in read_jsonl(output / "trajectories.jsonl")} == {1, 2, 3}
+    resumed = read_jsonl(output / "trajectories.jsonl")
+    assert {t.metadata["step"] for t in resumed} == {1, 2, 3}
+    # Step 3 rolled out the prompts after those drawn before the checkpoint: none again (at most 12 drawn: one epoch).
+    third = {t.metadata["prompt_uid"] for t in resumed if t.metadata["step"] == 3}
+    assert third and not third & (groups[1] | groups[2])
+    assert json.loads((output / "checkpoints" / "step-000003" / STREAM_FILE).read_text())["position"] == drawn + len(third)
 
 
 @pytest.mark.parametrize("algorithm", ["grpo", "ppo"])
