@@ -24,7 +24,7 @@ from deepeyes.policies.base import Policy
 from deepeyes.prompts import no_tool_system_prompt, system_prompt, user_prompt
 from deepeyes.tool_manager import ToolManager
 from deepeyes.trajectory import Trajectory, Turn
-from deepeyes.wire import parse_action, strip_thinking
+from deepeyes.wire import parse_turn, strip_thinking
 
 logger = logging.getLogger(__name__)
 
@@ -103,8 +103,17 @@ class AgentLoop:
                 generation = policy.generate(messages)
                 turn_generation_s = time.perf_counter() - t0
                 generation_s += turn_generation_s
-                action = parse_action(generation.text)
-                turn = Turn(index, generation.text, action, generation_s=turn_generation_s, completion_tokens=generation.completion_tokens)
+                # One parse gives the action and the violations the record keeps; the text
+                # route reads the same text with the same function (deepeyes.wire.response).
+                parsed = parse_turn(generation.text)
+                turn = Turn(
+                    index,
+                    generation.text,
+                    parsed.action,
+                    generation_s=turn_generation_s,
+                    completion_tokens=generation.completion_tokens,
+                    violations=parsed.violations,
+                )
                 trajectory.turns.append(turn)
                 messages.append(Message("assistant", generation.text))
                 stop = self._finish_turn(trajectory, session, messages, turn, generation.prompt_tokens + generation.completion_tokens)

@@ -1,4 +1,4 @@
-"""The tool manager: routes parsed actions to the registered tools (:mod:`deepeyes.tools`).
+"""The tool manager: routes parsed actions to the tool runtimes (:mod:`deepeyes.tools`).
 
 It owns the per-trajectory tool session (the input images, the call budget, the calls
 already made), runs each tool's open / execute / close for it, brings every returned image
@@ -26,6 +26,7 @@ from deepeyes.images import ImageLoadError, fit_for_qwen, load_image
 from deepeyes.sandbox.config import SandboxConfig
 from deepeyes.search.config import SearchConfig, text_search_for_api_type
 from deepeyes.search.published_cache import image_search_for_cache_path
+from deepeyes.tool_specs import CODE, IMAGE_SEARCH, TOOL_NAMES, resolve
 from deepeyes.tools.base import (
     BaseTool,
     ToolContext,
@@ -34,8 +35,6 @@ from deepeyes.tools.base import (
     ToolSession,
     error_result,
 )
-from deepeyes.tools.code import CodeTool
-from deepeyes.tools.image_search import ImageSearchTool
 from deepeyes.tools.registry import REGISTRY
 from deepeyes.trajectory import Action, Observation
 from deepeyes.wire import ERROR_BUDGET, ERROR_DISABLED, ERROR_INVALID
@@ -47,10 +46,10 @@ __all__ = ["ToolManager", "ToolManagerConfig", "ToolResult", "ToolSession", "Too
 
 @dataclass
 class ToolsConfig:
-    """Which tools the model may call and how much; tools are named as registered or by an alias
-    (``code_execution``, ``text_search`` as in the seed)."""
+    """Which tools the model may call and how much; tools are named as in :mod:`deepeyes.tool_specs`
+    or by an alias (``code_execution``, ``text_search`` as in the seed)."""
 
-    enabled: list[str] = field(default_factory=lambda: list(REGISTRY.names()))
+    enabled: list[str] = field(default_factory=lambda: list(TOOL_NAMES))
     max_calls_per_session: int = 12  # calls beyond this get a budget error observation
     max_images_per_round: int = 10  # images returned to the model by one call
     #: Area limit for images returned by a tool (Qwen2.5-VL's default ``max_pixels``, 16384 × 28 × 28).
@@ -115,7 +114,7 @@ class ToolManager:
         self.config = dataclasses.replace(base, tools=dataclasses.replace(base.tools), sandbox=sandbox, search=search)
         self._search_cache_path = search_cache_path
         self._configured = config is not None
-        self._disabled: set[str] = set(REGISTRY.names()) - set(REGISTRY.resolve(self.config.tools.enabled))
+        self._disabled: set[str] = set(TOOL_NAMES) - set(resolve(self.config.tools.enabled))
         self._stack = contextlib.ExitStack()
         self._lock = threading.Lock()
         self._started = False
@@ -137,7 +136,7 @@ class ToolManager:
             deepeyes.hub.HubResolutionError: the path is neither local nor a reachable hub data set.
             deepeyes.search.image_cache.ImageCacheError: a folder without exactly one cache JSON.
         """
-        if self._search_cache_path is None or ImageSearchTool.name in self._disabled:
+        if self._search_cache_path is None or IMAGE_SEARCH.name in self._disabled:
             return self.config
         image = self.config.search.image
         if not self._configured:  # the default query list names the sample cache's entries, not this cache's
@@ -165,7 +164,7 @@ class ToolManager:
 
     def _start_services(self) -> None:
         """The search cache path (resolved now, not at construction), Redis (started when none is
-        configured), then one instance per enabled registered tool."""
+        configured), then one runtime per enabled tool."""
         from deepeyes.utils.processes import RedisServer
 
         self.config = self.resolved_config()
@@ -178,9 +177,9 @@ class ToolManager:
         self._stack.callback(self._redis.close)
         context = ToolContext(config=dataclasses.replace(self.config, sandbox=sandbox), redis=self._redis, stack=self._stack)
         for tool_class in REGISTRY.tools():
-            if tool_class.name not in self._disabled:
+            if tool_class.spec.name not in self._disabled:
                 tool = tool_class(context)
-                self._tools[tool_class.name] = tool
+                self._tools[tool_class.spec.name] = tool
                 self._stack.callback(tool.shutdown)
 
     def close(self) -> None:
@@ -199,18 +198,18 @@ class ToolManager:
     def disable_tools(self, tools: list[str]) -> None:
         """Refuse these tools from now on (calls get a 'disabled' observation the model can read).
 
-        Names as registered or aliases (``code_execution``, ``text_search``); ``ValueError`` for unknown ones.
+        Tool names or aliases (``code_execution``, ``text_search``); ``ValueError`` for unknown ones.
         """
-        self._disabled |= set(REGISTRY.resolve(tools))
+        self._disabled |= set(resolve(tools))
 
     def enable_tools(self, tools: list[str]) -> None:
         """Allow these tools again (a tool disabled when the manager started stays without services)."""
-        self._disabled -= set(REGISTRY.resolve(tools))
+        self._disabled -= set(resolve(tools))
 
     @property
     def sandbox_client(self):
         """The sandbox client in use (None until started or when code is disabled)."""
-        return getattr(self._tools.get(CodeTool.name), "client", None)
+        return getattr(self._tools.get(CODE.name), "client", None)
 
     @property
     def disabled_tools(self) -> set[str]:
@@ -249,7 +248,7 @@ class ToolManager:
     def _dispatch(self, session: ToolSession, action: Action) -> ToolResult:
         if action.kind == "invalid":
             return error_result(ERROR_INVALID, action.reason or "the call could not be parsed")
-        if action.kind not in REGISTRY.names():
+        if action.kind not in TOOL_NAMES:
             return error_result(ERROR_INVALID, f"'{action.kind}' is not a tool call")
         if action.kind in session.disabled:
             return error_result(ERROR_DISABLED, f"the {action.kind} tool is not available for this question; answer without it", "disabled")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -16,25 +17,23 @@ from typing import Any, Literal
 
 import jsonschema
 
+from deepeyes.tool_specs import (
+    FAILED_STATUSES,
+    REFUSED_STATUSES,
+    STAT_KEYS,
+    TOOL_NAMES,
+    ObservationStatus,
+    ToolName,
+)
+
 SCHEMA_PATH = Path(__file__).with_name("trajectory.schema.json")
 SCHEMA_VERSION = 1
 
-#: A registered tool's name (see :mod:`deepeyes.tools`), or ``answer`` / ``invalid`` / ``none``.
-ActionKind = str
-ObservationStatus = Literal["success", "error", "timeout", "denied", "disabled", "budget_exceeded"]
+#: A tool's name (:mod:`deepeyes.tool_specs`), ``answer``, or ``invalid`` (the turn did not parse).
+ActionKind = ToolName | Literal["answer", "invalid"]
 StopReason = Literal["answer", "max_turns", "token_budget", "no_action", "error"]
-#: Statuses of a call that was refused before it ran: counted as invalid, not as a call.
-REFUSED_STATUSES: tuple[str, ...] = ("disabled", "budget_exceeded")
-FAILED_STATUSES: tuple[str, ...] = ("error", "timeout", "denied")
-
-
-def __getattr__(name: str) -> Any:
-    # TOOL_KINDS comes from the tool registry, which is loaded on first use (no import cycle).
-    if name == "TOOL_KINDS":
-        from deepeyes.tools.registry import tool_names
-
-        return tool_names()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: The action kinds that run a tool (the name every stage reads them by).
+TOOL_KINDS: tuple[ToolName, ...] = TOOL_NAMES
 
 
 @dataclass
@@ -65,57 +64,49 @@ class Turn:
     observation: Observation | None = None
     generation_s: float = 0.0
     completion_tokens: int = 0
+    #: The format violations the turn parser (:func:`deepeyes.wire.parse_turn`) found in
+    #: ``model_text``, in order: the agent loop and the text route record them from that one
+    #: parse. Empty in records written before they were recorded.
+    violations: list[str] = field(default_factory=list)
 
 
+@dataclass
 class ToolCallCounts:
-    """Calls per registered tool (``counts.code``, ``counts.search``, …) plus three counters.
+    """Calls per tool (one field per :data:`deepeyes.tool_specs.TOOL_NAMES`) plus three counters.
 
     ``invalid``: turns whose action did not parse, or named a disabled tool, or exceeded the
     budget; ``failed``: run calls whose execution failed (error/timeout/denied);
-    ``repeated``: run calls identical to an earlier one in the same trajectory. The tool
-    keys come from :mod:`deepeyes.tools.registry`; a record without a tool's key counts 0.
+    ``repeated``: run calls identical to an earlier one in the same trajectory. A record
+    written before a tool existed lacks its key and counts 0 for it.
     """
 
-    COUNTERS: tuple[str, ...] = ("invalid", "failed", "repeated")
+    code: int = 0
+    search: int = 0
+    image_search: int = 0
+    image_zoom_in_tool: int = 0
+    invalid: int = 0
+    failed: int = 0
+    repeated: int = 0
 
-    def __init__(self, invalid: int = 0, failed: int = 0, repeated: int = 0, **calls: int):
-        from deepeyes.tools.registry import tool_names
-
-        names = tool_names()
-        unknown = sorted(set(calls) - set(names))
+    @classmethod
+    def from_dict(cls, counts: Mapping[str, int]) -> ToolCallCounts:
+        """Counts from a record's ``tool_calls``; ValueError for a key no tool spec has."""
+        unknown = sorted(set(counts) - set(STAT_KEYS))
         if unknown:
-            raise ValueError(f"unknown tool(s) {unknown} in tool-call counts; registered: {list(names)}")
-        object.__setattr__(self, "calls", {name: int(calls.get(name, 0)) for name in names})
-        self.invalid, self.failed, self.repeated = invalid, failed, repeated
+            raise ValueError(f"unknown tool(s) {unknown} in tool-call counts; known keys: {list(STAT_KEYS)}")
+        return cls(**{key: int(value) for key, value in counts.items()})
 
-    def __getattr__(self, name: str) -> int:
-        calls = self.__dict__.get("calls", {})
-        if name in calls:
-            return calls[name]
-        raise AttributeError(f"{type(self).__name__} has no count {name!r}")
-
-    def __setattr__(self, name: str, value: int) -> None:
-        if name in self.__dict__.get("calls", {}):
-            self.calls[name] = value
-        else:
-            object.__setattr__(self, name, value)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ToolCallCounts) and self.to_dict() == other.to_dict()
-
-    def __repr__(self) -> str:
-        return f"ToolCallCounts({', '.join(f'{k}={v}' for k, v in self.to_dict().items())})"
-
-    def tools(self) -> tuple[str, ...]:
-        return tuple(self.calls)
+    def calls(self) -> dict[ToolName, int]:
+        """Calls per tool, in the specs' order (the counters left out)."""
+        return {name: getattr(self, name) for name in TOOL_NAMES}
 
     @property
     def total(self) -> int:
-        return sum(self.calls.values())
+        return sum(self.calls().values())
 
     def to_dict(self) -> dict[str, int]:
         """The tool stats in the reward's and verl's shape: every tool, then the counters."""
-        return {**self.calls, "invalid": self.invalid, "failed": self.failed, "repeated": self.repeated}
+        return dataclasses.asdict(self)
 
     def record(self, action: Action, observation: Observation | None) -> None:
         """Count one turn's action and what came back (the one rule for every route).
@@ -126,8 +117,8 @@ class ToolCallCounts:
         """
         if action.kind == "answer":
             return
-        if action.kind in self.calls and observation is not None and observation.status not in REFUSED_STATUSES:
-            self.calls[action.kind] += 1
+        if action.kind in TOOL_NAMES and observation is not None and observation.status not in REFUSED_STATUSES:
+            setattr(self, action.kind, getattr(self, action.kind) + 1)
             self.failed += observation.status in FAILED_STATUSES
             self.repeated += observation.repeated
         else:
@@ -151,9 +142,7 @@ class Trajectory:
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        record = dataclasses.asdict(dataclasses.replace(self, tool_calls=None))
-        record["tool_calls"] = self.tool_calls.to_dict()
-        return record
+        return dataclasses.asdict(self)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False)
@@ -169,11 +158,12 @@ class Trajectory:
                 observation=Observation(**t["observation"]) if t.get("observation") else None,
                 generation_s=t.get("generation_s", 0.0),
                 completion_tokens=t.get("completion_tokens", 0),
+                violations=list(t.get("violations", [])),
             )
             for t in data["turns"]
         ]
         fields = {k: v for k, v in data.items() if k not in ("turns", "tool_calls")}
-        return cls(turns=turns, tool_calls=ToolCallCounts(**data["tool_calls"]), **fields)
+        return cls(turns=turns, tool_calls=ToolCallCounts.from_dict(data["tool_calls"]), **fields)
 
 
 @cache

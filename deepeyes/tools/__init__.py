@@ -1,11 +1,2 @@
-"""The tools the model can call: one module per tool, listed once in :mod:`deepeyes.tools.builtin`."""
-
-from deepeyes.tools.registry import (
-    REGISTRY,
-    Tool,
-    ToolArgumentError,
-    stat_keys,
-    tool_names,
-)
-
-__all__ = ["REGISTRY", "Tool", "ToolArgumentError", "stat_keys", "tool_names"]
+"""The tool runtimes (open / execute / close), one module per tool, paired with their specs in
+:mod:`deepeyes.tools.registry`; the specs themselves are :mod:`deepeyes.tool_specs`."""

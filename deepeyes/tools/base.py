@@ -1,23 +1,27 @@
-"""What every tool shares: the per-manager context, the per-trajectory session, the result.
+"""What every tool runtime shares: the per-manager context, the per-trajectory session, the result.
 
 A tool never raises for a failure the model could react to: it returns an observation in
-the wire shape (DESIGN §4), which the manager hands to the agent loop.
+the wire shape (DESIGN §4), which the manager hands to the agent loop. What the record and
+the grammar know about a tool (its names, arguments, counters) is its spec in
+:mod:`deepeyes.tool_specs`; a runtime names that spec and adds the life cycle.
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from PIL import Image
 
 from deepeyes import wire
-from deepeyes.trajectory import Observation, ObservationStatus
+from deepeyes.tool_specs import ObservationStatus, ToolSpec
+from deepeyes.trajectory import Observation
 
 #: Renders an observation's text from the indices of the images that reach the model and
-#: the notes to add (see :func:`deepeyes.tools.image_limits.fit_images`).
+#: the notes to add (the manager fits the images: :meth:`deepeyes.tool_manager.ToolManager._observe`).
 Renderer = Callable[[list[int], list[str]], str]
 
 
@@ -84,14 +88,23 @@ def error_output(kind: str, message: str, status: ObservationStatus = "error") -
     return ToolOutput(status, lambda _kept, _notes: wire.error_response(kind, message))
 
 
-class BaseTool:
-    """Defaults for the life-cycle hooks a tool does not need."""
+class BaseTool(abc.ABC):
+    """One tool's runtime, started by the tool manager with its :class:`ToolContext`.
 
-    aliases: tuple[str, ...] = ()
-    call_name: str | None = None
+    ``open`` runs before a session's first call, ``execute`` per call, ``close`` when the
+    trajectory ends, ``shutdown`` when the manager closes; every hook but ``execute`` does
+    nothing unless a tool needs it.
+    """
+
+    #: The tool this runtime runs (its name is the action kind it executes).
+    spec: ClassVar[ToolSpec]
 
     def __init__(self, context: ToolContext):
         self.context = context
+
+    @abc.abstractmethod
+    def execute(self, session: ToolSession, content: str) -> ToolOutput:
+        """Run one call; ``content`` is the call's canonical content (see :data:`deepeyes.tool_specs.ArgumentParser`)."""
 
     def open(self, session: ToolSession) -> None:
         """Prepare per-session state before the session's first call of this tool."""

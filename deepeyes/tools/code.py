@@ -8,24 +8,17 @@ finished rollout never keeps a kernel alive.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from deepeyes import wire
 from deepeyes.images import load_image, to_png_bytes
+from deepeyes.tool_specs import CODE
 from deepeyes.tools.base import BaseTool, ToolContext, ToolOutput, ToolSession
-from deepeyes.tools.registry import ToolArgumentError
 
 logger = logging.getLogger(__name__)
 
 
 class CodeTool(BaseTool):
-    name = "code"
-    call_name = None  # written as a <code> block, not a <tool_call>
-    aliases = ("code_execution",)
-
-    @classmethod
-    def parse_arguments(cls, arguments: Any) -> str:
-        raise ToolArgumentError(f"run code with a {wire.CODE_OPEN} block, not a tool call")
+    spec = CODE
 
     def __init__(self, context: ToolContext):
         super().__init__(context)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from deepeyes import wire
+from deepeyes.tool_specs import IMAGE_SEARCH
 from deepeyes.tools.base import (
     BaseTool,
     ToolContext,
@@ -12,19 +11,10 @@ from deepeyes.tools.base import (
     ToolSession,
     error_output,
 )
-from deepeyes.tools.registry import ToolArgumentError
 
 
 class ImageSearchTool(BaseTool):
-    name = "image_search"
-    call_name = "image_search"
-    aliases = ()
-
-    @classmethod
-    def parse_arguments(cls, arguments: Any) -> str:
-        if arguments not in (None, {}):
-            raise ToolArgumentError("image_search takes no arguments: it always searches with the original image.")
-        return ""
+    spec = IMAGE_SEARCH
 
     def __init__(self, context: ToolContext):
         super().__init__(context)

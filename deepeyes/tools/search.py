@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from deepeyes import wire
+from deepeyes.tool_specs import SEARCH
 from deepeyes.tools.base import (
     BaseTool,
     ToolContext,
@@ -12,25 +11,10 @@ from deepeyes.tools.base import (
     ToolSession,
     response_renderer,
 )
-from deepeyes.tools.registry import ToolArgumentError
-
-#: Longer queries are refused: they are a runaway generation, not a question.
-MAX_QUERY_CHARS = 512
 
 
 class SearchTool(BaseTool):
-    name = "search"
-    call_name = "search"
-    aliases = ("text_search",)
-
-    @classmethod
-    def parse_arguments(cls, arguments: Any) -> str:
-        query = arguments.get("query") if isinstance(arguments, dict) else None
-        if not isinstance(query, str) or not query.strip():
-            raise ToolArgumentError('search needs {"arguments": {"query": "<non-empty text>"}}.')
-        if len(query) > MAX_QUERY_CHARS:
-            raise ToolArgumentError(f"The search query is longer than {MAX_QUERY_CHARS} characters.")
-        return query.strip()
+    spec = SEARCH
 
     def __init__(self, context: ToolContext):
         super().__init__(context)

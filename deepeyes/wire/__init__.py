@@ -6,16 +6,13 @@
   under the written grammar policy (also in docs/wire.md);
 - :mod:`~deepeyes.wire.response`: a whole decoded response → a trajectory (the text route).
 
-Everything is re-exported here, so callers write ``from deepeyes import wire`` and
-``wire.CODE_OPEN``, ``wire.parse_action(text)``.
+What the rest of the package uses is re-exported here, so callers write ``from deepeyes
+import wire`` and ``wire.CODE_OPEN``, ``wire.parse_turn(text)``; the submodules' other names
+are their own.
 """
 
 from deepeyes.wire.parse import (
-    ACTION_TAGS,
-    VIOLATION_KINDS,
     FormatViolation,
-    ParsedTurn,
-    check_turn,
     check_turns,
     format_score,
     parse_action,
@@ -32,10 +29,8 @@ from deepeyes.wire.render import (
     ERROR_DISABLED,
     ERROR_INVALID,
     IMAGE_PLACEHOLDER,
-    IMAGE_SEARCH_TOOL,
     NOTE_PREFIX,
     STOP_STRINGS,
-    TEXT_SEARCH_TOOL,
     THINK_CLOSE,
     THINK_OPEN,
     TOOL_CALL_CLOSE,
@@ -54,14 +49,11 @@ from deepeyes.wire.render import (
     restore_stop_string,
     text_search_action,
     text_search_body,
-    text_search_entry,
     think,
     tool_call_action,
     tool_response,
 )
 from deepeyes.wire.response import (
-    ResponseTurn,
-    observation_status,
     render_response,
     split_response,
     trajectory_from_response,
@@ -79,12 +71,10 @@ from deepeyes.wire.tokens import (
     VISION_END,
     VISION_PAD,
     VISION_START,
-    remove_end_of_turn,
     trim_end_of_turn,
 )
 
 __all__ = [
-    "ACTION_TAGS",
     "ANSWER_CLOSE",
     "ANSWER_OPEN",
     "ASSISTANT_HEADER",
@@ -97,14 +87,12 @@ __all__ = [
     "ERROR_INVALID",
     "IMAGE_PAD",
     "IMAGE_PLACEHOLDER",
-    "IMAGE_SEARCH_TOOL",
     "IM_END",
     "IM_START",
     "NOTE_PREFIX",
     "QWEN_SPECIAL_TOKENS",
     "STOP_STRINGS",
     "STRUCTURAL_TOKENS",
-    "TEXT_SEARCH_TOOL",
     "THINK_CLOSE",
     "THINK_OPEN",
     "TOOL_CALL_CLOSE",
@@ -113,15 +101,11 @@ __all__ = [
     "TOOL_RESPONSE_OPEN",
     "TOOL_STOPS",
     "VIDEO_PAD",
-    "VIOLATION_KINDS",
     "VISION_END",
     "VISION_PAD",
     "VISION_START",
     "FormatViolation",
-    "ParsedTurn",
-    "ResponseTurn",
     "answer_action",
-    "check_turn",
     "check_turns",
     "code_action",
     "code_observation",
@@ -131,17 +115,14 @@ __all__ = [
     "image_search_action",
     "image_search_body",
     "note",
-    "observation_status",
     "parse_action",
     "parse_turn",
-    "remove_end_of_turn",
     "render_response",
     "restore_stop_string",
     "split_response",
     "strip_thinking",
     "text_search_action",
     "text_search_body",
-    "text_search_entry",
     "think",
     "thinking",
     "tool_call_action",

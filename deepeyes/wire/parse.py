@@ -40,6 +40,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from deepeyes.tool_specs import CALL_NAMES, ToolArgumentError, read_call
 from deepeyes.trajectory import Action
 from deepeyes.wire.render import (
     ANSWER_CLOSE,
@@ -66,21 +67,21 @@ _THINK_TAG_RE = re.compile(re.escape(THINK_OPEN) + "|" + re.escape(THINK_CLOSE))
 _UNCLOSED_THINK_RE = re.compile(re.escape(THINK_OPEN) + r".*?(?:" + re.escape(THINK_CLOSE) + r"|$)", re.DOTALL)
 _FENCE = re.compile(r"```[ \t]*(?:python|py|Python)?[ \t]*\n?(?P<code>.*?)(?:```|$)", re.DOTALL)
 
-#: Every violation kind, for documentation and tests.
-VIOLATION_KINDS: tuple[str, ...] = (
+#: Every violation kind :func:`parse_turn` finds (what a trajectory's turn records; the
+#: reward adds ``answer_too_long``, as only it knows the length cap).
+TURN_VIOLATIONS: tuple[str, ...] = (
     "unbalanced_think",
     *(f"unbalanced_{name}" for name in ACTION_TAGS),
     "no_action",
     "multiple_actions",
     "text_after_action",
-    "answer_too_long",  # added by the reward, which knows the length cap
 )
 
 
 @dataclass(frozen=True)
 class FormatViolation:
     turn: int
-    kind: str  # one of VIOLATION_KINDS
+    kind: str  # one of TURN_VIOLATIONS, or the reward's answer_too_long
 
     def to_dict(self) -> dict[str, object]:
         return {"turn": self.turn, "kind": self.kind}
@@ -204,11 +205,6 @@ def _parse_code(content: str) -> Action:
 
 
 def _parse_tool_call(content: str) -> Action:
-    from deepeyes.tools.registry import (  # the tools render through wire
-        REGISTRY,
-        ToolArgumentError,
-    )
-
     raw = content.strip()
     try:
         call = json.loads(raw)
@@ -216,15 +212,15 @@ def _parse_tool_call(content: str) -> Action:
         return Action("invalid", content=raw, reason=f"The tool call is not valid JSON ({exc.msg} at position {exc.pos}).")
     if not isinstance(call, dict) or not isinstance(call.get("name"), str):
         return Action("invalid", content=raw, reason='The tool call must be a JSON object with a "name" field.')
-    tool = REGISTRY.by_call_name(call["name"])
-    if tool is None:
+    try:
+        read = read_call(call["name"], call.get("arguments"))
+    except ToolArgumentError as exc:
+        return Action("invalid", content=raw, reason=str(exc))
+    if read is None:
         return Action(
             "invalid",
             content=raw,
-            reason=f"Unknown tool '{call['name']}'. Available tools: {', '.join(REGISTRY.call_names())}; run code with {CODE_OPEN}.",
+            reason=f"Unknown tool '{call['name']}'. Available tools: {', '.join(CALL_NAMES)}; run code with {CODE_OPEN}.",
         )
-    try:
-        argument = tool.parse_arguments(call.get("arguments"))
-    except ToolArgumentError as exc:
-        return Action("invalid", content=raw, reason=str(exc))
-    return Action(tool.name, content=argument)
+    kind, argument = read
+    return Action(kind, content=argument)

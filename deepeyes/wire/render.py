@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from deepeyes.tool_specs import IMAGE_SEARCH_CALL, SEARCH_CALL
 from deepeyes.wire.tokens import IM_END
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -24,8 +25,6 @@ TOOL_STOPS: tuple[str, ...] = (CODE_CLOSE, TOOL_CALL_CLOSE)
 #: Generation stops at any of these; the stop string is kept in the model text.
 STOP_STRINGS: tuple[str, ...] = (*TOOL_STOPS, IM_END)
 
-TEXT_SEARCH_TOOL = "search"
-IMAGE_SEARCH_TOOL = "image_search"
 #: Error kinds of :func:`error_response` that mean "the call was refused, not run".
 ERROR_DISABLED = "tool disabled"
 ERROR_BUDGET = "budget"
@@ -48,11 +47,11 @@ def code_action(code: str) -> str:
 
 
 def text_search_action(query: str) -> str:
-    return tool_call_action(TEXT_SEARCH_TOOL, {"query": query})
+    return tool_call_action(SEARCH_CALL.name, {"query": query})
 
 
 def image_search_action() -> str:
-    return tool_call_action(IMAGE_SEARCH_TOOL)
+    return tool_call_action(IMAGE_SEARCH_CALL.name)
 
 
 def answer_action(answer: str) -> str:

@@ -6,6 +6,10 @@ rebuilds one from the text with the same turn parser and the same call counting 
 agent loop, so the reward sees the same record either way. The turns are found at the
 observations (a model turn ends where a tool's user turn begins), never at a closing tag,
 so a turn holding two action blocks stays one turn (policy in :mod:`deepeyes.wire.parse`).
+A turn's text is kept as the model wrote it, end-of-turn tokens and what follows them
+included (only the chat template's own closing marker goes): the parser applies the
+end-of-turn rule, once, to the same text the agent loop parsed, so the violations both
+routes record come from one parse.
 
 What the text cannot show is read from the observation: a code call failed when its
 stderr holds anything other than tool notes (``[note] …`` lines); a ``<tool_response>``
@@ -20,15 +24,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from deepeyes.trajectory import (
-    Action,
-    Observation,
-    ObservationStatus,
-    StopReason,
-    Trajectory,
-    Turn,
-)
-from deepeyes.wire.parse import parse_action, strip_thinking
+from deepeyes.tool_specs import REFUSED_STATUSES, TOOL_NAMES, ObservationStatus
+from deepeyes.trajectory import Action, Observation, StopReason, Trajectory, Turn
+from deepeyes.wire.parse import parse_turn, strip_thinking
 from deepeyes.wire.render import (
     ERROR_BUDGET,
     ERROR_DISABLED,
@@ -37,7 +35,14 @@ from deepeyes.wire.render import (
     TOOL_RESPONSE_CLOSE,
     TOOL_RESPONSE_OPEN,
 )
-from deepeyes.wire.tokens import ASSISTANT_HEADER, IM_END, IM_START, remove_end_of_turn
+from deepeyes.wire.tokens import (
+    ASSISTANT_HEADER,
+    END_OF_TURN,
+    IM_END,
+    IM_START,
+    remove_end_of_turn,
+    trim_end_of_turn,
+)
 
 _CODE_OBSERVATION = (
     r"Code execution result:\nstdout:\n```\n.*?\n```\n\nstderr:\n```\n(?P<stderr>.*?)\n```"
@@ -53,7 +58,7 @@ _ROLE_AFTER_RE = re.compile(r"\A\n?assistant\n")
 
 @dataclass
 class ResponseTurn:
-    """One model turn of a response and the observation that followed it, if any."""
+    """One model turn of a response (as the model wrote it) and the observation that followed it, if any."""
 
     model_text: str
     observation: str | None = None
@@ -70,11 +75,12 @@ def split_response(response: str) -> list[ResponseTurn]:
     """
     if IM_START in response:
         head, *blocks = response.split(IM_START)
-        turns = [ResponseTurn(remove_end_of_turn(head))] if head.strip() else []
+        head = _without_closing(head)
+        turns = [ResponseTurn(head)] if head.strip() else []
         for block in blocks:
             role, _, body = block.partition("\n")
             if role.strip() == ASSISTANT_HEADER.strip():
-                turns.append(ResponseTurn(remove_end_of_turn(body)))
+                turns.append(ResponseTurn(_without_closing(body)))
             elif role.strip() == "user" and turns and turns[-1].observation is None:
                 turns[-1].observation = remove_end_of_turn(body).strip("\n")
         return turns or [ResponseTurn("")]
@@ -84,14 +90,23 @@ def split_response(response: str) -> list[ResponseTurn]:
         text = _ROLE_BEFORE_RE.sub("", response[position : match.start()])
         if position:
             text = _ROLE_AFTER_RE.sub("", text)
-        turns.append(ResponseTurn(remove_end_of_turn(text), match.group()))
+        turns.append(ResponseTurn(text, match.group()))
         position = match.end()
     rest = response[position:]
     headed = bool(position and _ROLE_AFTER_RE.match(rest))  # a turn header: a turn, even if empty
-    tail = remove_end_of_turn(_ROLE_AFTER_RE.sub("", rest) if position else rest)
-    if tail.strip() or headed or not turns:
+    tail = _ROLE_AFTER_RE.sub("", rest) if position else rest
+    if trim_end_of_turn(tail).strip() or headed or not turns:
         turns.append(ResponseTurn(tail))
     return turns
+
+
+def _without_closing(block: str) -> str:
+    """A chat-template block without the end-of-turn token (and newline) the template closes it with."""
+    block = block.removesuffix("\n")
+    for marker in END_OF_TURN:
+        if block.endswith(marker):
+            return block[: -len(marker)]
+    return block
 
 
 def observation_status(text: str) -> ObservationStatus:
@@ -138,14 +153,15 @@ def trajectory_from_response(response: str, question: str = "", stop_reason: Sto
     trajectory = Trajectory(id="response", question=question, images=[])
     seen: set[tuple[str, str]] = set()
     for index, piece in enumerate(split_response(response)):
-        action = parse_action(piece.model_text)
-        turn = Turn(index, piece.model_text, action)
+        parsed = parse_turn(piece.model_text)
+        action = parsed.action
+        turn = Turn(index, piece.model_text, action, violations=parsed.violations)
         trajectory.turns.append(turn)
         if piece.observation is not None:
             status = observation_status(piece.observation)
             identity = (action.kind, action.content.strip())
-            counted = status not in ("disabled", "budget_exceeded")
-            repeated = counted and action.kind in trajectory.tool_calls.tools() and identity in seen
+            counted = status not in REFUSED_STATUSES
+            repeated = counted and action.kind in TOOL_NAMES and identity in seen
             if counted:
                 seen.add(identity)
             turn.observation = Observation(piece.observation, piece.observation.count(IMAGE_PLACEHOLDER), status, 0.0, repeated)

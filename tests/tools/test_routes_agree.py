@@ -3,7 +3,10 @@
 Routes: the trajectory route (``score_trajectory``: local engine, evaluation, ``POST /score
 {"trajectory"}``, verl with the trajectory in ``extra_info``) and the text route
 (``score_response``, ``POST /score {"response"}``, verl's ``compute_score`` with only
-``solution_str``), the latter both with chat-template markers and as verl decodes without.
+``solution_str``), the latter with chat-template markers, as verl decodes without them, and
+given the whole conversation (system prompt, question, every turn) as the chat template
+renders it. The violations the agent loop records at generation time are exactly those the
+text route finds: both come from one parse (``wire.parse_turn``) of the same turn text.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import pytest
 from PIL import Image
 
 from deepeyes import wire
-from deepeyes.agent import AgentConfig, AgentLoop
+from deepeyes.agent import AgentConfig, AgentLoop, AgentRequest, Rollout
 from deepeyes.policies.scripted import ScriptedPolicy
 from deepeyes.rewards import RewardScorer, score_response, score_trajectory
 from deepeyes.rewards.payload import parse_request
@@ -51,18 +54,30 @@ FRAGMENTS = [
     "<think>unclosed " + wire.answer_action("42"),
     "</answer>" + wire.answer_action("42"),
     "<code>\n```python\nprint(1)\n",  # unclosed call
+    # Trailing content after an end-of-turn marker is not part of the turn.
+    wire.answer_action("42") + wire.IM_END + "trailing",
+    wire.answer_action("41") + wire.END_OF_TEXT + " and more",
+    zoom([0, 0, 60, 45], "corner") + wire.IM_END + "\nthen " + wire.answer_action("42"),
+    "<answer>42" + wire.IM_END + "</answer> later",
+    wire.IM_END + "nothing before the end " + wire.answer_action("42"),
+    # Answers inside thinking are thought, not answers.
+    "<think>the answer is <answer>42</answer></think>",
+    "<think>not <answer>41</answer></think>" + wire.answer_action("42"),
+    "<think><answer>42</answer>",  # unclosed thinking hides nothing
+    "<think>a</think><think>b <answer>41</answer></think> " + wire.answer_action("42") + wire.IM_END + "<answer>41</answer>",
 ]
 
 
 def random_turns(rng: random.Random) -> list[str]:
     turns = []
-    for _ in range(rng.randint(1, 5)):
+    for _ in range(rng.randint(1, 6)):
         thought = wire.think(rng.choice(["look", "<answer>7</answer> maybe", "count"])) if rng.random() < 0.8 else ""
         turns.append(thought + rng.choice(FRAGMENTS))
     return turns
 
 
 ISSUE_CASES = [
+    ["<think>a</think><answer>42</answer><|im_end|>trailing"],
     ["<think>count</think><answer>42<|im_end|>"],
     [
         (
@@ -76,24 +91,50 @@ ISSUE_CASES = [
 ]
 
 
-def run(manager: ToolManager, turns: list[str], truth: str):
+@pytest.fixture(scope="module")
+def chat_template(tiny_model_dir):
+    """The whole conversation as the chat template renders it (the tiny model's is Qwen2.5-VL's)."""
+    from transformers import AutoTokenizer
+
+    from deepeyes.policies.hf import to_hf_messages
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    return lambda messages: tokenizer.apply_chat_template(to_hf_messages(messages), tokenize=False)
+
+
+def rollout(manager: ToolManager, turns: list[str], truth: str) -> Rollout:
     loop = AgentLoop(manager, AgentConfig(max_turns=len(turns)))
-    return loop.run(ScriptedPolicy(turns), [IMAGE], "How many?", ground_truth=truth)
+    return loop.rollout(ScriptedPolicy(turns), AgentRequest(question="How many?", images=[IMAGE], ground_truth=truth))
 
 
-def assert_routes_agree(trajectory, truth: str) -> None:
+def run(manager: ToolManager, turns: list[str], truth: str):
+    return rollout(manager, turns, truth).trajectory
+
+
+def recorded_violations(trajectory) -> list[tuple[int, str]]:
+    return [(turn.index, kind) for turn in trajectory.turns for kind in turn.violations]
+
+
+def assert_routes_agree(trajectory, truth: str, conversation: str | None = None) -> None:
     expected = score_trajectory(trajectory)
+    # What the loop recorded at generation time is what the reward reports.
+    assert [(v["turn"], v["kind"]) for v in expected["details"]["format_violations"] if v["kind"] != "answer_too_long"] == recorded_violations(trajectory)
     scorer = RewardScorer()
     results = {
         "trajectory dict": score_trajectory(trajectory.to_dict()),
         "verl extra_info trajectory": compute_score("d", "", truth, extra_info={"trajectory": trajectory.to_dict()}),
         "POST /score trajectory": scorer.score(parse_request({"trajectory": trajectory.to_dict()})),
     }
-    for markers in (True, False):
-        text = wire.render_response(trajectory, chat_markers=markers)
-        results[f"score_response markers={markers}"] = score_response(text, truth)
-        results[f"verl solution_str markers={markers}"] = compute_score("d", text, truth)
-        results[f"POST /score response markers={markers}"] = scorer.score(parse_request({"response": text, "ground_truth": truth}))
+    texts = {f"markers={markers}": wire.render_response(trajectory, chat_markers=markers) for markers in (True, False)}
+    if conversation is not None:
+        texts["whole conversation"] = conversation
+    for name, text in texts.items():
+        rebuilt = wire.trajectory_from_response(text)
+        assert recorded_violations(rebuilt) == recorded_violations(trajectory), (name, text)
+        assert [t.action for t in rebuilt.turns] == [t.action for t in trajectory.turns], (name, text)
+        results[f"score_response {name}"] = score_response(text, truth)
+        results[f"verl solution_str {name}"] = compute_score("d", text, truth)
+        results[f"POST /score response {name}"] = scorer.score(parse_request({"response": text, "ground_truth": truth}))
     for route, result in results.items():
         assert {k: result[k] for k in KEYS} == {k: expected[k] for k in KEYS}, (route, trajectory.turns)
         if "details" in result:
@@ -101,10 +142,13 @@ def assert_routes_agree(trajectory, truth: str) -> None:
             assert result["details"]["format_violations"] == expected["details"]["format_violations"], route
 
 
-@pytest.mark.parametrize("turns", ISSUE_CASES, ids=["unclosed_answer", "tool_call_then_answer", "two_zooms", "empty_answer"])
-def test_issue_cases_score_the_same_on_every_route(zoom_manager: ToolManager, turns: list[str]) -> None:
+@pytest.mark.parametrize(
+    "turns", ISSUE_CASES, ids=["trailing_after_end_of_turn", "unclosed_answer", "tool_call_then_answer", "two_zooms", "empty_answer"]
+)
+def test_issue_cases_score_the_same_on_every_route(zoom_manager: ToolManager, chat_template, turns: list[str]) -> None:
     truth = "330 m" if "330" in turns[-1] else "42"
-    assert_routes_agree(run(zoom_manager, turns, truth), truth)
+    done = rollout(zoom_manager, turns, truth)
+    assert_routes_agree(done.trajectory, truth, chat_template(done.messages))
 
 
 CODE_CASES = [
@@ -116,10 +160,10 @@ CODE_CASES = [
 
 
 @pytest.mark.parametrize("turns", CODE_CASES, ids=["code_then_unclosed_answer", "two_code_blocks", "failed_then_ok", "repeat_then_text_after"])
-def test_code_cases_score_the_same_on_every_route(code_manager: ToolManager, turns: list[str]) -> None:
-    trajectory = run(code_manager, turns, "42")
-    assert trajectory.tool_calls.code >= 1
-    assert_routes_agree(trajectory, "42")
+def test_code_cases_score_the_same_on_every_route(code_manager: ToolManager, chat_template, turns: list[str]) -> None:
+    done = rollout(code_manager, turns, "42")
+    assert done.trajectory.tool_calls.code >= 1
+    assert_routes_agree(done.trajectory, "42", chat_template(done.messages))
 
 
 def test_two_code_blocks_run_and_count_once(code_manager: ToolManager) -> None:
@@ -131,13 +175,16 @@ def test_two_code_blocks_run_and_count_once(code_manager: ToolManager) -> None:
 
 
 def test_issue_case_values() -> None:
+    # Issue 29: what follows the end of turn is not part of it, on the text route alone too.
+    trailing = score_response(ISSUE_CASES[0][0], "42")
+    assert (trailing["accuracy"], trailing["format"], trailing["details"]["format_violations"]) == (1.0, 1.0, [])
     # Unclosed final answer: accepted, with one format violation, on the text route alone too.
     result = score_response("<think>count</think><answer>42<|im_end|>", "42")
     assert (result["accuracy"], result["format"]) == (1.0, 0.5)
     assert [v["kind"] for v in result["details"]["format_violations"]] == ["unbalanced_answer"]
     # Two actions in one turn: the first (a search that never ran: no observation) is the
     # action; no answer, no tool credit, and the violation is kept.
-    two = score_response(ISSUE_CASES[1][0], "330 m")
+    two = score_response(ISSUE_CASES[2][0], "330 m")
     assert two["details"]["answered"] is False and two["details"]["tool_calls"]["search"] == 0
     assert [v["kind"] for v in two["details"]["format_violations"]] == ["multiple_actions"]
     assert two["details"]["tool_credit"] == 0.0
@@ -147,21 +194,37 @@ def test_issue_case_values() -> None:
 
 
 def test_text_only_answers_score_like_the_agent_run(zoom_manager: ToolManager) -> None:
-    for text in ("<think>count</think><answer>42<|im_end|>", wire.answer_action("42") + " done", "<answer></answer>"):
+    for text in (
+        "<think>count</think><answer>42<|im_end|>",
+        wire.answer_action("42") + " done",
+        "<answer></answer>",
+        wire.answer_action("42") + wire.IM_END + " done",
+        "<think><answer>42</answer></think>",
+    ):
         trajectory = run(zoom_manager, [text], "42")
         assert {k: score_response(text, "42")[k] for k in KEYS} == {k: score_trajectory(trajectory)[k] for k in KEYS}
 
 
-def test_generated_rollouts_score_the_same_on_every_route(zoom_manager: ToolManager) -> None:
+def test_generated_rollouts_score_the_same_on_every_route(zoom_manager: ToolManager, chat_template) -> None:
     rng = random.Random(11)
     seen_violations: set[str] = set()
     seen_statuses: set[str] = set()
-    for _ in range(60):
-        trajectory = run(zoom_manager, random_turns(rng), rng.choice(["42", "41"]))
-        assert_routes_agree(trajectory, trajectory.ground_truth)
-        seen_violations |= {v["kind"] for v in score_trajectory(trajectory)["details"]["format_violations"]}
+    seen_fragments: set[str] = set()
+    multi_turn = 0
+    # One long conversation first, so the call budget (2 in this manager) is always reached.
+    over_budget = [zoom([0, 0, 60, 45]), zoom([10, 10, 60, 45]) + wire.IM_END + "x", zoom([0, 0, 30, 30]), wire.answer_action("42")]
+    for turns in [over_budget, *(random_turns(rng) for _ in range(80))]:
+        done = rollout(zoom_manager, turns, rng.choice(["42", "41"]))
+        trajectory = done.trajectory
+        assert_routes_agree(trajectory, trajectory.ground_truth, chat_template(done.messages))
+        seen_violations |= {kind for turn in trajectory.turns for kind in turn.violations}
         seen_statuses |= {t.observation.status for t in trajectory.turns if t.observation}
+        seen_fragments |= {f for t in trajectory.turns for f in FRAGMENTS if t.model_text.endswith(f)}
+        multi_turn += len(trajectory.turns) > 1
     # The generator really covered the policy's cases.
     assert {"multiple_actions", "text_after_action", "unbalanced_answer", "unbalanced_think", "no_action"} <= seen_violations
     assert {"success", "error", "disabled", "budget_exceeded"} <= seen_statuses
+    assert any(wire.IM_END in f or wire.END_OF_TEXT in f for f in seen_fragments), "trailing content after end of turn"
+    assert any(f.startswith("<think>") and "<answer>" in f for f in seen_fragments), "answers inside thinking"
+    assert multi_turn >= 10, "multi-turn conversations"
     assert json.dumps(sorted(seen_violations))

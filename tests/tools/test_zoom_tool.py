@@ -11,7 +11,7 @@ from deepeyes.evaluation.metrics import dataset_metrics
 from deepeyes.policies.scripted import ScriptedPolicy
 from deepeyes.rewards import score_response, score_trajectory
 from deepeyes.tool_manager import ToolManager
-from deepeyes.tools.registry import REGISTRY
+from deepeyes.tool_specs import spec
 from deepeyes.trajectory import TOOL_KINDS, Trajectory
 
 # Left half red, right half blue: the crop shows which half was asked for.
@@ -25,7 +25,7 @@ def zoom(box: list, label: str | None = None) -> str:
 
 
 def test_registered_and_parsed_like_deepeyes_v1() -> None:
-    assert "image_zoom_in_tool" in TOOL_KINDS and REGISTRY.get("zoom_in").name == "image_zoom_in_tool"
+    assert "image_zoom_in_tool" in TOOL_KINDS and spec("zoom_in").name == "image_zoom_in_tool"
     action = wire.parse_action(zoom([110.4, 0, 190, 99.6], "blue half"))
     assert action.kind == "image_zoom_in_tool"
     assert action.content == '{"bbox_2d": [110, 0, 190, 100], "label": "blue half"}'

@@ -35,7 +35,7 @@ from deepeyes.data.synth.tasks import BUILDERS, TaskContext
 from deepeyes.data.synth.tasks.image_search import RESULTS
 from deepeyes.data.synth.text_search_hook import CorpusSearch
 from deepeyes.data.synth.world import World, build_world
-from deepeyes.evaluation.templates import pose_question
+from deepeyes.prompts.questions import pose_question
 
 logger = logging.getLogger(__name__)
 
