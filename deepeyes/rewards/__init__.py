@@ -9,21 +9,45 @@
 Entry points: :func:`score_trajectory`, :func:`score_response`, :func:`compute_score`
 (verl's custom reward signature), :class:`RewardScorer`, and
 ``deepeyes.rewards.client.RewardClient`` for the HTTP server. See docs/rewards.md.
+
+The names below load on first use (PEP 562): the scoring modules pull in the tool registry
+(and with it torch), which the maths check workers (``deepeyes.rewards.pool``) must not pay
+for when they import ``deepeyes.rewards.maths_worker``.
 """
 
-from deepeyes.rewards.config import (
-    JudgeConfig,
-    RewardConfig,
-    ToolPenalties,
-    load_reward_config,
-)
-from deepeyes.rewards.payload import PayloadError, ScoreRequest, parse_request
-from deepeyes.rewards.scoring import (
-    RewardScorer,
-    compute_score,
-    score_response,
-    score_trajectory,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from deepeyes.rewards.config import (
+        JudgeConfig,
+        RewardConfig,
+        ToolPenalties,
+        load_reward_config,
+    )
+    from deepeyes.rewards.payload import PayloadError, ScoreRequest, parse_request
+    from deepeyes.rewards.scoring import (
+        RewardScorer,
+        compute_score,
+        score_response,
+        score_trajectory,
+    )
+
+_EXPORTS = {
+    "JudgeConfig": "deepeyes.rewards.config",
+    "RewardConfig": "deepeyes.rewards.config",
+    "ToolPenalties": "deepeyes.rewards.config",
+    "load_reward_config": "deepeyes.rewards.config",
+    "PayloadError": "deepeyes.rewards.payload",
+    "ScoreRequest": "deepeyes.rewards.payload",
+    "parse_request": "deepeyes.rewards.payload",
+    "RewardScorer": "deepeyes.rewards.scoring",
+    "compute_score": "deepeyes.rewards.scoring",
+    "score_response": "deepeyes.rewards.scoring",
+    "score_trajectory": "deepeyes.rewards.scoring",
+}
 
 __all__ = [
     "JudgeConfig",
@@ -38,3 +62,9 @@ __all__ = [
     "score_response",
     "score_trajectory",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -91,8 +91,9 @@ class RewardConfig:
     direct_answer_credit: float = 1.0
     penalties: ToolPenalties = field(default_factory=ToolPenalties)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
-    #: math-verify's own per-call timeout (seconds); it uses SIGALRM, so it only applies
-    #: on the main thread; elsewhere the answer length cap bounds the work instead.
+    #: Wall-clock budget of one maths check (seconds), on any thread: the check runs in a
+    #: worker process that is killed past it, and the answer scores wrong with the reason
+    #: recorded (``deepeyes.rewards.pool``).
     math_timeout_s: int = 5
 
     def __post_init__(self) -> None:
@@ -110,6 +111,8 @@ class RewardConfig:
             raise ValueError("answer_max_chars must be >= 1 and answer_max_gt_ratio >= 0")
         if self.max_tool_calls < 0:
             raise ValueError("max_tool_calls must be >= 0")
+        if self.math_timeout_s <= 0:
+            raise ValueError("math_timeout_s must be positive")
 
     @property
     def weight_map(self) -> dict[str, float]:

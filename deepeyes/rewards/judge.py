@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 
@@ -48,13 +49,43 @@ def build_messages(question: str | None, ground_truth: str, answer: str) -> list
     return [{"role": "system", "content": _SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
+#: Decoration around a verdict line: Markdown, quotes, brackets, a label such as "Verdict:".
+_VERDICT_DECORATION_RE = re.compile(r"[*_`#>\"'“”‘’()\[\]{}<>]")
+_VERDICT_LABEL_RE = re.compile(
+    r"^(?:final\s+)?(?:verdict|judg(?:e)?ment|grade|answer|result|decision|evaluation)\s*[:：=-]?\s*", re.IGNORECASE
+)
+_VERDICTS = {"CORRECT": True, "INCORRECT": False, "NOT CORRECT": False}
+
+
+def _line_verdict(line: str) -> bool | None:
+    """The verdict a line states when it states nothing else (``**CORRECT**``, ``Verdict: INCORRECT.``)."""
+    text = _VERDICT_DECORATION_RE.sub(" ", line).strip()
+    text = _VERDICT_LABEL_RE.sub("", text).strip().rstrip(".!。").strip()
+    return _VERDICTS.get(" ".join(text.upper().split()))
+
+
 def parse_verdict(reply: str) -> bool:
-    """``True`` for CORRECT, ``False`` for INCORRECT; anything else is no verdict."""
-    words = reply.strip().upper().replace(".", " ").split()
-    if not words:
+    """``True`` for CORRECT, ``False`` for INCORRECT (or NOT CORRECT); anything else is no verdict.
+
+    One rule for every reply shape: reasoning is dropped (everything up to the last
+    ``</think>``; a ``<think>`` never closed means the verdict was cut off), then the first
+    and the last non-empty lines are read, each as a verdict only when, once decorated
+    (Markdown, quotes, brackets, a "Verdict:" label) and a final full stop are stripped, it
+    is exactly CORRECT, INCORRECT or NOT CORRECT. Both lines must agree. A sentence around
+    the word ("It is CORRECT, I believe") is no verdict, so no wording can turn NOT CORRECT
+    or INCORRECT into a pass.
+    """
+    text = reply.rsplit("</think>", 1)[-1] if "</think>" in reply else reply
+    if "<think>" in text:
+        raise JudgeUnavailable("judge reply is cut inside its reasoning (<think> never closed)")
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
         raise JudgeUnavailable("judge replied with an empty message")
-    if words[0] in ("CORRECT", "INCORRECT"):
-        return words[0] == "CORRECT"
+    verdicts = {_line_verdict(lines[0]), _line_verdict(lines[-1])} - {None}
+    if len(verdicts) == 1:
+        return verdicts.pop()
+    if verdicts:
+        raise JudgeUnavailable(f"judge reply contradicts itself: {reply[:80]!r}")
     raise JudgeUnavailable(f"judge reply is not a verdict: {reply[:80]!r}")
 
 

@@ -80,6 +80,7 @@ class RewardScorer:
                 "stop_reason": request.stop_reason,
                 "answer_type": accuracy.answer_type,
                 "accuracy_method": accuracy.method,
+                "accuracy_reason": accuracy.reason,
                 "answer_length": len(request.answer or ""),
                 "answer_length_cap": answer_length_cap(request.ground_truths, config),
                 "judge_used": accuracy.judge_used,

@@ -33,6 +33,8 @@ class JudgeBehaviour:
     """How the stand-in answers; tests change it and the ``judge`` fixture resets it."""
 
     mode: str = "verdict"  # verdict | garbage | http500
+    #: How the verdict word is dressed, e.g. "**{verdict}**" or "<think>…</think>\n{verdict}".
+    template: str = "{verdict}"
     delay_s: float = 0.0
     requests: int = 0
     in_flight: int = 0
@@ -42,7 +44,7 @@ class JudgeBehaviour:
 
     def reset(self) -> None:
         with self.lock:
-            self.mode, self.delay_s = "verdict", 0.0
+            self.mode, self.template, self.delay_s = "verdict", "{verdict}", 0.0
             self.requests = self.in_flight = self.max_in_flight = 0
             self.authorization.clear()
 
@@ -70,7 +72,8 @@ def _judge_app(behaviour: JudgeBehaviour) -> Flask:
             if behaviour.mode == "http500":
                 return jsonify({"error": "overloaded"}), 500
             body = request.get_json()
-            content = "I think so" if behaviour.mode == "garbage" else _verdict(body["messages"][-1]["content"])
+            verdict = _verdict(body["messages"][-1]["content"])
+            content = "I think so" if behaviour.mode == "garbage" else behaviour.template.format(verdict=verdict)
             return jsonify(
                 {
                     "id": "standin",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from deepeyes import wire
@@ -116,6 +118,81 @@ def test_accuracy_golden(ground_truth: str, answer: str, correct: bool, method: 
     assert result["task_completion"] == (1.0 if correct else 0.0)
     assert result["tool_efficiency"] == (1.0 if correct else 0.0)
     assert result["score"] == pytest.approx(1.0 if correct else 0.0)
+
+
+COLOURS = {"A": "black", "B": "white", "C": "red", "D": "blue"}
+
+# Issue 25, one kind per block: (ground truth, answer, correct?, deciding rule, extra request fields).
+ISSUE_25_CASES = [
+    # 1. signs, operators and comparison symbols are meaning
+    ("-5", "5", False, "numeric", {}),
+    ("5", "-5", False, "numeric", {}),
+    ("x^2 - 1", "x^2 + 1", False, "math", {}),
+    ("a - b", "a + b", False, "math", {}),
+    ("2/3", "2*3", False, "math", {}),
+    ("3 > 2", "3 < 2", False, "math", {}),
+    ("-5", "−5", True, "exact", {}),  # the Unicode minus sign is a minus
+    ("a - b", "a-b", True, "exact", {}),
+    ("x^2 - 1", "-1 + x^2", True, "math", {}),
+    ("3 > 2", "2 < 3", True, "math", {}),
+    ("5", "not 5", False, "math", {}),
+    ("5", "5+", False, "math", {}),  # "5 or more"
+    ("5", "5!", False, "math", {}),
+    # 2. tiny values and exact rationals (math-verify's absolute tolerance)
+    ("\\frac{1}{2^{99}}", "\\frac{1}{2^{98}}", False, "math", {}),
+    ("\\frac{1}{2004!}", "\\frac{1}{2006!}", False, "math", {}),
+    ("\\frac{1}{2^{99}}", "2^{-99}", True, "math", {}),
+    ("0", "10^{-20}", False, "math", {}),
+    ("1e-9", "2e-9", False, "numeric", {}),  # relative tolerance: no two tiny numbers are equal
+    ("\\frac{1}{3}", "0.333333", True, "math", {}),
+    ("320000", "3.2 \\times 10^{5}", True, "numeric", {}),
+    ("3.2", "3.2 \\times 10^{5}", False, "numeric", {}),
+    # 3. option letters through decoration
+    ("B", "**B**", True, "choice", {"choices": COLOURS}),
+    ("B", "The correct answer is **B**", True, "choice", {"choices": COLOURS}),
+    ("B", "**B. white**", True, "choice", {"choices": COLOURS}),
+    ("B", "<u>B</u>", True, "choice", {"choices": COLOURS}),
+    ("B", "[B]", True, "choice", {"choices": COLOURS}),
+    ("B", "I think it's B", True, "choice", {"choices": COLOURS}),
+    ("B", "**B. black**", False, "choice", {"choices": COLOURS}),  # letter and text disagree
+    ("B", "**C**", False, "choice", {"choices": COLOURS}),
+    ("B", "**A** or **B**", False, "choice", {"choices": COLOURS}),
+    # 5. one-letter articles; an option letter in LaTeX against the option's text
+    ("A", "A", True, "exact", {"answer_type": "text"}),
+    ("a", "a", True, "exact", {}),
+    ("a", "b", False, "text", {}),
+    ("white", "\\boxed{\\text{B}}", True, "choice", {"choices": COLOURS}),
+    ("white", "\\boxed{\\text{A}}", False, "choice", {"choices": COLOURS}),
+    # 6. CJK punctuation and full-width forms
+    ("北京", "北京。", True, "exact", {}),
+    ("北京", "上海。", False, "text", {}),
+    ("B", "（B）", True, "choice", {}),
+    ("B", "Ｂ", True, "choice", {}),
+    ("B", "（C）", False, "choice", {}),
+    ("5", "５个", True, "numeric", {}),
+    # yes/no and number words
+    ("Yes", "There is a dog on the mat, so yes.", True, "yes_no", {}),
+    ("Yes", "Yes and no", False, "yes_no", {}),
+    ("3", "three apples", True, "numeric", {}),
+    ("three", "3", True, "numeric", {}),
+    ("three", "3.02", False, "numeric", {}),  # a number word is an integer: compared exactly
+]
+
+
+@pytest.mark.parametrize(("ground_truth", "answer", "correct", "method", "fields"), ISSUE_25_CASES)
+def test_issue_25_golden(ground_truth: str, answer: str, correct: bool, method: str, fields: dict) -> None:
+    result = score_response(answered(answer), ground_truth, **fields)
+    assert (result["accuracy"], result["details"]["accuracy_method"]) == ((1.0 if correct else 0.0), method)
+    assert result["details"]["accuracy_reason"] is None
+
+
+@pytest.mark.parametrize("answer", ["9^{9^{9}}", "2^{2^{2^{2^{2^{2}}}}}", "(10^{6})!", "10^{10^{10}}", "9**9**9"])
+def test_astronomical_answers_are_refused_at_once_with_a_reason(answer: str) -> None:
+    start = time.perf_counter()
+    result = score_response(answered(answer), "1")
+    assert time.perf_counter() - start < 2.0
+    assert (result["accuracy"], result["details"]["accuracy_method"]) == (0.0, "math")
+    assert "too large" in result["details"]["accuracy_reason"]
 
 
 def test_any_of_several_ground_truths_counts() -> None:

@@ -85,13 +85,69 @@ def test_judge_client_returns_verdicts(judge) -> None:
     assert client.judge("Dog breed?", "golden retriever", "poodle").correct is False
 
 
-def test_verdict_parsing() -> None:
-    assert parse_verdict("CORRECT") is True
-    assert parse_verdict(" incorrect.\n") is False
+@pytest.mark.parametrize(
+    ("reply", "verdict"),
+    [
+        ("CORRECT", True),
+        (" incorrect.\n", False),
+        # decoration and labels (issue 25)
+        ("**CORRECT**", True),
+        ("Verdict: CORRECT", True),
+        ('"CORRECT"', True),
+        ("`CORRECT`.", True),
+        ("**Verdict:** INCORRECT", False),
+        ("Final verdict - correct!", True),
+        # reasoning before the verdict, closed (or its opening tag left in the prompt)
+        ("<think>The candidate says NYC, which is New York City.</think>\nCORRECT", True),
+        ("<think>CORRECT? no.</think>\n\nINCORRECT", False),
+        ("the reference says Paris\n</think>\nCORRECT", True),
+        # a verdict line before or after an explanation
+        ("CORRECT\nThe candidate names the same city.", True),
+        ("The candidate names another city.\nINCORRECT", False),
+        # negations are never correct
+        ("NOT CORRECT", False),
+        ("Verdict: **NOT CORRECT**", False),
+        ("**INCORRECT**", False),
+    ],
+)
+def test_verdict_parsing(reply: str, verdict: bool) -> None:
+    assert parse_verdict(reply) is verdict
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "",
+        "It is CORRECT, I believe",
+        "<think>The answer looks CORRECT but",  # reasoning cut off before any verdict
+        "CORRECT\nwait, no\nINCORRECT",  # first and last lines disagree
+        "Correctness: high",
+        "INCORRECTLY CORRECT",
+    ],
+)
+def test_replies_without_one_verdict_are_no_verdict(reply: str) -> None:
     with pytest.raises(JudgeUnavailable):
-        parse_verdict("")
-    with pytest.raises(JudgeUnavailable):
-        parse_verdict("It is CORRECT, I believe")
+        parse_verdict(reply)
+
+
+@pytest.mark.parametrize(
+    "template", ["**{verdict}**", "Verdict: {verdict}", "<think>Compare NYC with New York City.</think>\n{verdict}", '"{verdict}"']
+)
+def test_decorated_judge_replies_are_read_not_fallen_back(judge, template: str) -> None:
+    """Issue 25: these replies fell back to the rules; the verdict inside is the verdict."""
+    judge.behaviour.template = template
+    config = judge_config(judge.url)
+    right = score_response(answered("NYC"), "New York City", config=config)
+    wrong = score_response(answered("Boston"), "New York City", config=config)
+    assert (right["accuracy"], right["details"]["accuracy_method"], right["details"]["judge_fallback"]) == (1.0, "judge", False)
+    assert (wrong["accuracy"], wrong["details"]["accuracy_method"], wrong["details"]["judge_fallback"]) == (0.0, "judge", False)
+
+
+def test_not_correct_from_the_judge_is_wrong(judge) -> None:
+    judge.behaviour.template = "NOT {verdict}"  # "NOT CORRECT" / "NOT INCORRECT"
+    result = score_response(answered("NYC"), "New York City", config=judge_config(judge.url))
+    assert result["accuracy"] == 0.0
+    assert result["details"]["accuracy_method"] == "judge"
 
 
 def test_batch_calls_the_judge_in_parallel(judge) -> None:
