@@ -24,7 +24,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRAIN = REPO_ROOT / "reinforcement_learning" / "train.py"
 DEFAULT_CONFIG = REPO_ROOT / "reinforcement_learning" / "configs" / "deepeyes_rl.yaml"
-SPLIT = ("time/generation_s", "time/tools_s", "time/rollout_s", "time/reward_s", "time/update_s", "time/step_s")
+#: verl's phase names (the local engine logs them as verl's trainer does), and each trajectory's own generation and tool time.
+SPLIT = ("timing_s/gen", "timing_s/reward", "timing_s/update_actor", "timing_s/step",
+         "timing_s/agent_loop/generate_sequences/mean", "timing_s/agent_loop/tool_calls/mean")  # fmt: skip
 
 
 def run_train(config: Path, overrides: list[str], log_path: Path) -> float:
@@ -48,40 +50,40 @@ def read_metrics(output_dir: Path) -> list[dict]:
 
 
 def print_time_split(records: list[dict], wall_s: float) -> None:
-    steps = [r for r in records if "time/step_s" in r]
+    steps = [r for r in records if "timing_s/step" in r]
     print(f"\nDefault run: {len(steps)} steps, wall time {wall_s:.1f} s (startup, services and shutdown included)")
-    header = "step  " + "  ".join(f"{name.split('/')[1]:>13}" for name in SPLIT) + "  reward"
+    header = "step  " + "  ".join(f"{name.removeprefix('timing_s/').removesuffix('/mean').split('/')[-1]:>18}" for name in SPLIT) + "  reward"
     print(header)
     for record in steps:
-        print(f"{record['step']:>4}  " + "  ".join(f"{record[name]:>13.2f}" for name in SPLIT) + f"  {record['reward/mean']:+.3f}")
+        print(f"{record['step']:>4}  " + "  ".join(f"{record[name]:>18.2f}" for name in SPLIT) + f"  {record['critic/score/mean']:+.3f}")
     means = {name: statistics.fmean(r[name] for r in steps) for name in SPLIT}
-    print("mean  " + "  ".join(f"{means[name]:>13.2f}" for name in SPLIT))
-    step = means["time/step_s"]
+    print("mean  " + "  ".join(f"{means[name]:>18.2f}" for name in SPLIT))
+    step = means["timing_s/step"]
     print(
-        "share of a step: generation {:.0%}, tools {:.0%} (overlapping generation), reward {:.0%}, update {:.0%}".format(
-            means["time/generation_s"] / step, means["time/tools_s"] / step, means["time/reward_s"] / step, means["time/update_s"] / step
+        "share of a step: rollout {:.0%} (generation and tools), reward {:.0%}, update {:.0%}".format(
+            means["timing_s/gen"] / step, means["timing_s/reward"] / step, means["timing_s/update_actor"] / step
         )
     )
 
 
 def print_curve(records: list[dict]) -> None:
-    evals = [r for r in records if "eval/reward/mean" in r]
-    train = [r for r in records if "reward/mean" in r]
+    evals = [r for r in records if "eval/critic/score/mean" in r]
+    train = [r for r in records if "critic/score/mean" in r]
     print("\nHeld-in batch (fixed training prompts, own sampling seed): mean reward by step")
     print("step  eval_reward  eval_accuracy  eval_answered  train_reward(that step)")
-    train_by_step = {r["step"]: r["reward/mean"] for r in train}
+    train_by_step = {r["step"]: r["critic/score/mean"] for r in train}
     for record in evals:
         train_reward = train_by_step.get(record["step"])
         print(
-            f"{record['step']:>4}  {record['eval/reward/mean']:>+11.3f}  {record['eval/reward/accuracy']:>13.3f}  "
+            f"{record['step']:>4}  {record['eval/critic/score/mean']:>+11.3f}  {record['eval/reward/accuracy']:>13.3f}  "
             f"{record['eval/rollout/answered']:>13.3f}  {'' if train_reward is None else f'{train_reward:+.3f}'}"
         )
     if len(evals) >= 2:
         first, last = evals[0], evals[-1]
-        print(f"held-in mean reward: first (step {first['step']}) {first['eval/reward/mean']:+.3f} -> last (step {last['step']}) {last['eval/reward/mean']:+.3f}")
+        print(f"held-in mean reward: first (step {first['step']}) {first['eval/critic/score/mean']:+.3f} -> last (step {last['step']}) {last['eval/critic/score/mean']:+.3f}")
     if len(train) >= 10:
-        head = statistics.fmean(r["reward/mean"] for r in train[:5])
-        tail = statistics.fmean(r["reward/mean"] for r in train[-5:])
+        head = statistics.fmean(r["critic/score/mean"] for r in train[:5])
+        tail = statistics.fmean(r["critic/score/mean"] for r in train[-5:])
         print(f"training-batch mean reward: first 5 steps {head:+.3f} -> last 5 steps {tail:+.3f}")
 
 

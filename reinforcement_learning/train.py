@@ -73,6 +73,7 @@ def run_verl(config: RLConfig, args: TrainArguments) -> int:
         # Shell-quoted, one override per line, ready to copy into a job script.
         print(" \\\n  ".join([shlex.join(argv[:3]), *(shlex.quote(arg) for arg in argv[3:])]))
         return 0
+    verl_launch.check_launchable(config)  # before the reward server starts
     output_dir = config.resolve(config.output.dir) or Path(config.output.dir)
     with reward_server(config, output_dir / "logs") as url:
         return verl_launch.launch(config, url)

@@ -61,11 +61,12 @@ class DataConfig:
     max_seq_length: int = 4096
     shuffle: bool = True
     seed: int = 0
-    #: Where relative image paths of the parquet are resolved; null: the parquet's folder, then its parent.
+    #: Where relative image paths of the parquet are resolved, by both engines (a missing image stops
+    #: either, naming the file and row); null: the parquet's folder, then its parent.
     image_root: str | None = None
-    #: Local engine: prompts longer than this many tokens (system prompt, question, and image
-    #: tokens at the base processor's max_pixels) are dropped before training, with a count in
-    #: the log (verl filters with its own ``verl.max_prompt_length``).
+    #: Prompts longer than this many tokens (system prompt, question, and image tokens at the base
+    #: processor's max_pixels) are dropped before training, with a count in the log; both engines
+    #: (verl's launch copies only the kept rows; verl's own filter then applies ``verl.max_prompt_length``).
     max_prompt_length: int = 4096
 
     def __post_init__(self) -> None:
@@ -144,7 +145,6 @@ class OutputConfig:
     save_total_limit: int = 2
     #: Write every rollout to ``trajectories.jsonl``.
     log_trajectories: bool = True
-    tensorboard: bool = True
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,12 @@ class TrainerConfig:
     collapse_fraction: float = 0.5
     #: ... for this many consecutive steps.
     collapse_patience: int = 3
+    #: verl's tracking backends (``verl.utils.tracking.Tracking``: console, tensorboard, wandb, mlflow,
+    #: swanlab, file, ...), the same on both engines; ``metrics.jsonl`` is written either way.
+    loggers: list[str] = field(default_factory=lambda: ["console", "tensorboard"])
+    #: The run's names in the trackers (verl's ``trainer.project_name`` / ``trainer.experiment_name``).
+    project_name: str = "deepeyes"
+    experiment_name: str = "deepeyes_rl"
 
 
 @dataclass(frozen=True)
@@ -252,9 +258,6 @@ class VerlConfig:
     gpu_memory_utilization: float = 0.6
     max_prompt_length: int = 4096
     max_response_length: int = 8192
-    project_name: str = "deepeyes"
-    experiment_name: str = "deepeyes_rl"
-    loggers: list[str] = field(default_factory=lambda: ["console", "tensorboard"])
     agent_workers: int = 8
     #: Extra Hydra overrides appended verbatim (they win over ours).
     extra_overrides: list[str] = field(default_factory=list)

@@ -130,7 +130,7 @@ def plot_curve(metrics_path: Path, png: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     records = [json.loads(line) for line in metrics_path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    points = [(r["step"], r["eval/reward/mean"], r.get("eval/reward/accuracy")) for r in records if "eval/reward/mean" in r]
+    points = [(r["step"], r["eval/critic/score/mean"], r.get("eval/reward/accuracy")) for r in records if "eval/critic/score/mean" in r]
     if not points:
         return None
     steps, rewards, accuracies = zip(*points, strict=True)

@@ -31,16 +31,10 @@ from deepeyes.policies.hf import HFPolicy
 from deepeyes.rewards.client import RewardClient
 from deepeyes.rl import algorithms, checkpoint
 from deepeyes.rl.config import RLConfig, RLSetupError
-from deepeyes.rl.data import (
-    PromptSchedule,
-    RLPrompt,
-    fit_prompt_budget,
-    load_prompts,
-    prompt_budget,
-)
+from deepeyes.rl.data import PromptSchedule, RLPrompt, prompt_budget, run_prompts
 from deepeyes.rl.dynamic_sampling import PromptStream, fill_batch
 from deepeyes.rl.masking import TokenizedConversation, collate, tokenize_conversation
-from deepeyes.rl.metrics import MetricsWriter, rollout_metrics
+from deepeyes.rl.metrics import StepLogger, rollout_metrics
 from deepeyes.rl.policy_model import PolicyModel, load_policy
 from deepeyes.rl.sampled import trajectory_rows
 from deepeyes.rl.services import rl_services
@@ -68,8 +62,6 @@ class TrainResult:
 class _Scored:
     rollouts: list[Rollout]
     results: list[dict[str, Any]]
-    generation_s: float
-    tools_s: float
     rollout_s: float
     reward_s: float
     #: Per rollout: ``(prefix length, Generation)`` for each generated turn (the sampled ids).
@@ -88,7 +80,7 @@ class _Scored:
         """The rollouts of ``groups`` (timings stay with the round they were measured on)."""
         keep = [i for i, group in enumerate(self.group_ids()) if group in groups]
         return _Scored(
-            [self.rollouts[i] for i in keep], [self.results[i] for i in keep], 0.0, 0.0, 0.0, 0.0,
+            [self.rollouts[i] for i in keep], [self.results[i] for i in keep], 0.0, 0.0,
             [self.turns[i] for i in keep] if self.turns else [],
         )
 
@@ -98,8 +90,6 @@ class _Scored:
         return _Scored(
             [r for p in parts for r in p.rollouts],
             [r for p in parts for r in p.results],
-            sum(p.generation_s for p in parts),
-            sum(p.tools_s for p in parts),
             sum(p.rollout_s for p in parts),
             sum(p.reward_s for p in parts),
             [t for p in parts for t in p.turns],
@@ -175,7 +165,7 @@ class LocalTrainer:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         (self.output_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False), encoding="utf-8")
         budget = prompt_budget(config)
-        prompts = fit_prompt_budget(load_prompts(config.locate(config.data.rl_data_path), config.resolve(config.data.image_root)), budget, "data.rl_data_path")
+        prompts = run_prompts(config, config.data.rl_data_path, budget)
         schedule = PromptSchedule(prompts, config.data.batch_size, config.data.seed, config.data.shuffle)
         total_steps = self._total_steps(schedule)
         if config.algorithm.filter_groups.enable and config.algorithm.name == "ppo":
@@ -190,9 +180,9 @@ class LocalTrainer:
             start_step = state.step
             stream.position = _stream_position(resume_dir, state, config.data.batch_size)
             logger.info("resuming from %s (step %d, prompt %d)", resume_dir, start_step, stream.position)
-        writer = MetricsWriter(self.output_dir, tensorboard=config.output.tensorboard)
+        writer = StepLogger(self.output_dir, config.trainer.loggers, config.trainer.project_name, config.trainer.experiment_name, to_dict(config))
         # A fresh run starts its logs over; a resumed one drops what came after its checkpoint.
-        writer.truncate_after(start_step if resume_dir else -1)
+        writer.file.truncate_after(start_step if resume_dir else -1)
         _truncate_trajectories(self.output_dir / "trajectories.jsonl", start_step)
         last_checkpoint = resume_dir
         agent_config = AgentConfig(
@@ -200,8 +190,8 @@ class LocalTrainer:
             max_context_tokens=config.rollout.max_context_tokens,
             concurrency=config.rollout.concurrency,
         )
-        eval_path = config.locate(config.trainer.eval_data_path)
-        eval_pool = fit_prompt_budget(load_prompts(eval_path, config.resolve(config.data.image_root)), budget, "trainer.eval_data_path") if eval_path else prompts
+        eval_path = config.trainer.eval_data_path
+        eval_pool = run_prompts(config, eval_path, budget, "trainer.eval_data_path") if eval_path else prompts
         held_in = eval_pool[: config.trainer.eval_prompts]
         try:
             with rl_services(config, self.output_dir / "logs") as (tools, reward_url):
@@ -219,12 +209,12 @@ class LocalTrainer:
                         metrics.update(self._evaluate(held_in))
                     writer.write(done, metrics)
                     logger.info(
-                        "step %d/%d reward %.3f±%.3f acc %.2f turns %.1f | time gen %.1fs tools %.1fs rollout %.1fs reward %.1fs update %.1fs%s",
-                        done, total_steps, metrics["reward/mean"], metrics["reward/std"], metrics["reward/accuracy"],
-                        metrics["rollout/turns"], metrics["time/generation_s"], metrics["time/tools_s"],
-                        metrics["time/rollout_s"], metrics["time/reward_s"], metrics["time/update_s"], _groups_note(metrics),
+                        "step %d/%d score %.3f±%.3f acc %.2f turns %.1f | time gen %.1fs reward %.1fs update %.1fs step %.1fs%s",
+                        done, total_steps, metrics["critic/score/mean"], metrics["critic/score/std"], metrics["reward/accuracy"],
+                        metrics["rollout/turns"], metrics["timing_s/gen"], metrics["timing_s/reward"],
+                        metrics["timing_s/update_actor"], metrics["timing_s/step"], _groups_note(metrics),
                     )
-                    bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", step_s=f"{metrics['time/step_s']:.1f}")
+                    bar.set_postfix(score=f"{metrics['critic/score/mean']:.3f}", step_s=f"{metrics['timing_s/step']:.1f}")
                     save_every = config.output.save_steps
                     if done == total_steps or (save_every and done % save_every == 0):
                         last_checkpoint = checkpoint.save_checkpoint(
@@ -255,9 +245,8 @@ class LocalTrainer:
         reward_s = time.perf_counter() - started
         for rollout, result in zip(rollouts, results, strict=True):
             rollout.trajectory.reward = result
-        tools_s = sum(t.observation.latency_s for r in rollouts for t in r.trajectory.turns if t.observation)
         turns = [policy.sampled_turns(r.messages) for r in rollouts]
-        return _Scored(rollouts, results, policy.busy_s, tools_s, rollout_s, reward_s, turns)
+        return _Scored(rollouts, results, rollout_s, reward_s, turns)
 
     def _roll_out(self, prompts: list[RLPrompt]) -> _Scored:
         """``rollout.n`` scored trajectories of each prompt."""
@@ -294,12 +283,11 @@ class LocalTrainer:
             metrics.update(filled.metrics())
         metrics.update(
             {
-                "time/generation_s": scored.generation_s,
-                "time/tools_s": scored.tools_s,
-                "time/rollout_s": scored.rollout_s,
-                "time/reward_s": scored.reward_s,
-                "time/update_s": update_s,
-                "time/step_s": time.perf_counter() - started,
+                # verl's phases (ray_trainer.fit's marked_timer names); gen and reward sum over dynamic-sampling rounds.
+                "timing_s/gen": scored.rollout_s,
+                "timing_s/reward": scored.reward_s,
+                "timing_s/update_actor": update_s,
+                "timing_s/step": time.perf_counter() - started,
             }
         )
         return metrics
@@ -490,7 +478,7 @@ class LocalTrainer:
             torch.manual_seed(_EVAL_SEED)
             scored = self._rollout_and_score(requests)
         metrics = rollout_metrics([r.trajectory for r in scored.rollouts], scored.results, prefix="eval/")
-        return {key: value for key, value in metrics.items() if key.startswith(("eval/reward/", "eval/rollout/", "eval/tools/"))}
+        return {key: value for key, value in metrics.items() if key.startswith(("eval/critic/score/", "eval/reward/", "eval/rollout/", "eval/tools/"))}
 
 
 def _groups_note(metrics: dict[str, float]) -> str:

@@ -61,6 +61,16 @@ def check_reward_weights(client: RewardClient, expected: list[float]) -> None:
         )
 
 
+def write_reward_config(config: RLConfig, path: Path) -> Path:
+    """The run's reward settings as a YAML file: ``evaluation.reward_config`` (defaults when unset)
+    with ``evaluation.reward_weights``. The reward server started here (``--config``) and verl's
+    in-process reward hook (``config_path``) both score with exactly this file."""
+    reward_config = dataclasses.replace(load_reward_config(config.resolve(config.evaluation.reward_config)), weights=list(config.evaluation.reward_weights))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(to_dict(reward_config)), encoding="utf-8")
+    return path
+
+
 @contextlib.contextmanager
 def reward_server(config: RLConfig, log_dir: Path):
     """Yield the reward server's URL, starting one on a free loopback port when none is configured."""
@@ -71,12 +81,8 @@ def reward_server(config: RLConfig, log_dir: Path):
         client.close()
         yield url
         return
-    reward_config = dataclasses.replace(
-        load_reward_config(config.resolve(config.evaluation.reward_config)), weights=list(config.evaluation.reward_weights)
-    )
     with tempfile.TemporaryDirectory(prefix="deepeyes-reward-") as tmp:
-        config_path = Path(tmp) / "reward_config.yaml"
-        config_path.write_text(yaml.safe_dump(to_dict(reward_config)), encoding="utf-8")
+        config_path = write_reward_config(config, Path(tmp) / "reward_config.yaml")
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         argv = [sys.executable, "-m", REWARD_SERVER_MODULE, "--host", "127.0.0.1", "--port", str(port), "--config", str(config_path)]

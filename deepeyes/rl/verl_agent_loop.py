@@ -11,7 +11,19 @@ ids the server sampled are appended as they came (with their log-probs when the 
 returns them), each observation is tokenized once when it arrives (its images resized
 and expanded once) through verl's Continuous Token builder, and the stream — never a
 re-encoding of decoded text — is what verl trains on. The trajectory the loop built goes
-to verl's reward hook in ``extra_fields["trajectory"]`` (:mod:`deepeyes.rl.verl_reward`).
+to verl's reward hook in ``extra_fields["trajectory"]`` (:mod:`deepeyes.rl.verl_reward`), which
+scores it and logs it.
+
+The row is read by :func:`deepeyes.rl.data.read_row`, the local engine's reader, and the
+trajectory carries the step and sample verl's worker is on
+(:mod:`deepeyes.rl.verl_worker`), so both engines record the same fields.
+
+Our agent loop is synchronous (it is shared with the local engine, evaluation, the demo and the
+service), so each trajectory runs on a thread while verl's worker awaits it. verl runs all of a
+worker's trajectories at once (``AgentLoopWorker.generate_sequences`` gathers one task per
+sample); the threads come from :class:`TrajectoryThreads`, which grows with the trajectories in
+flight, not from the event loop's default executor, whose ``min(32, cpus + 4)`` threads would
+run the rest in waves.
 """
 
 from __future__ import annotations
@@ -23,9 +35,10 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from PIL import Image
 from verl.experimental.agent_loop.agent_loop import (
@@ -35,18 +48,22 @@ from verl.experimental.agent_loop.agent_loop import (
 )
 
 from deepeyes import wire
-from deepeyes.agent import AgentConfig, AgentLoop, AgentRequest
+from deepeyes.agent import AgentConfig, AgentLoop
 from deepeyes.chat import Message
 from deepeyes.images import prepare_for_qwen
 from deepeyes.policies.base import Generation
 from deepeyes.policies.hf import trim_turn
 from deepeyes.rewards.payload import reward_extra_fields
+from deepeyes.rl.data import read_row
 from deepeyes.rl.masking import TOOL_STOPS
+from deepeyes.rl.verl_worker import current_slot
 from deepeyes.tool_manager import ToolManager
-from deepeyes.trajectory import write_jsonl
 from deepeyes.wire import IM_END
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
 
 @functools.lru_cache(maxsize=4)
 def shared_tool_manager(config_path: str | None) -> ToolManager:
@@ -54,6 +71,42 @@ def shared_tool_manager(config_path: str | None) -> ToolManager:
     manager = ToolManager.from_config(config_path) if config_path else ToolManager()
     atexit.register(manager.close)
     return manager
+
+
+class TrajectoryThreads:
+    """Threads for blocking trajectories, as many as are in flight: one event loop's executor.
+
+    The pool is replaced by a larger one (double the size, at least the number in flight) when
+    every thread is taken; the old pool finishes the trajectories it holds and its threads then
+    exit. A worker's pool thus settles at its batch size, and no trajectory waits for a thread.
+    Used from one event loop at a time (verl's worker), so the counters need no lock.
+    """
+
+    def __init__(self, name: str = "deepeyes-trajectory"):
+        self.name = name
+        self.size = 0
+        self.in_flight = 0
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _grow(self) -> ThreadPoolExecutor:
+        if self._pool is None or self.in_flight > self.size:
+            old = self._pool
+            self.size = max(2 * self.size, self.in_flight)
+            self._pool = ThreadPoolExecutor(max_workers=self.size, thread_name_prefix=self.name)
+            if old is not None:
+                old.shutdown(wait=False)
+        return self._pool
+
+    async def run(self, function: Callable[[], T]) -> T:
+        self.in_flight += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._grow(), function)
+        finally:
+            self.in_flight -= 1
+
+
+#: The process's trajectory threads (verl runs one agent-loop worker, one event loop, per process).
+TRAJECTORY_THREADS = TrajectoryThreads()
 
 
 def cut_at_tool_stop(text: str) -> str:
@@ -228,31 +281,6 @@ class ServerPolicy:
         return Generation(text=text, prompt_tokens=prompt_tokens, completion_tokens=len(kept))
 
 
-def _plain(value: Any) -> Any:
-    return value.tolist() if hasattr(value, "tolist") else value
-
-
-def request_from_row(row: dict[str, Any], images: list[Any]) -> AgentRequest:
-    """An agent request from one verl dataset row (our RL parquet conventions)."""
-    extra = {k: _plain(v) for k, v in dict(row.get("extra_info") or {}).items()}
-    reward_model = dict(row.get("reward_model") or {})
-    question = extra.get("question")
-    if not question:
-        users = [m for m in row["raw_prompt"] if m.get("role") == "user"]
-        content = users[-1]["content"] if users else ""
-        parts = content if isinstance(content, list) else [{"type": "text", "text": content}]
-        question = "".join(p.get("text", "") for p in parts if p.get("type") == "text").replace(wire.IMAGE_PLACEHOLDER, "").strip()
-    return AgentRequest(
-        question=question,
-        images=list(images),
-        id=str(extra.get("id") or extra.get("index") or uuid.uuid4().hex[:12]),
-        ground_truth=str(_plain(reward_model.get("ground_truth"))) if reward_model.get("ground_truth") is not None else None,
-        data_source=str(row.get("data_source")) if row.get("data_source") is not None else None,
-        sample_index=str(extra.get("sample_index") or extra.get("id") or "") or None,
-        metadata={k: _plain(extra[k]) for k in ("task", "answer_type", "choices", "required_tools") if extra.get(k) is not None},
-    )
-
-
 def _cut_whole_images(ids: list[int], limit: int, images: list[Any], tokenizer: Any) -> tuple[int, list[Any]]:
     """Where to cut a sequence at ``limit`` tokens without splitting an image, and the images kept."""
     if len(ids) <= limit:
@@ -273,8 +301,8 @@ class DeepEyesAgentLoop(AgentLoopBase):
 
     Extra keys of the agent-loop config entry arrive as keyword arguments:
     ``tool_manager_config`` (a ``tool_manager_config.yaml``), ``max_turns``,
-    ``max_context_tokens``, ``max_new_tokens`` (per turn) and ``trajectory_dir`` (write
-    every trajectory there as JSONL).
+    ``max_context_tokens`` and ``max_new_tokens`` (per turn). ``tool_manager`` and
+    ``threads`` replace the process-wide ones (tests, benchmarks).
     """
 
     def __init__(
@@ -284,8 +312,8 @@ class DeepEyesAgentLoop(AgentLoopBase):
         max_turns: int = 8,
         max_context_tokens: int = 16384,
         max_new_tokens: int = 1024,
-        trajectory_dir: str | None = None,
         tool_manager: ToolManager | None = None,
+        threads: TrajectoryThreads | None = None,
         **kwargs: Any,
     ):
         kwargs.pop("name", None)
@@ -294,14 +322,16 @@ class DeepEyesAgentLoop(AgentLoopBase):
         self.tool_manager = tool_manager or shared_tool_manager(tool_manager_config)
         self.agent = AgentLoop(self.tool_manager, AgentConfig(max_turns=max_turns, max_context_tokens=max_context_tokens))
         self.max_new_tokens = max_new_tokens
-        self.trajectory_dir = Path(trajectory_dir) if trajectory_dir else None
+        self.threads = threads or TRAJECTORY_THREADS
         size = self.processor.image_processor.size
         self.min_pixels, self.max_pixels = int(size["shortest_edge"]), int(size["longest_edge"])
 
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
         loop = asyncio.get_running_loop()
-        multi_modal = await self.process_multi_modal_info(list(kwargs["raw_prompt"]))
-        request = request_from_row(kwargs, multi_modal.get("images") or [])
+        # The launch copied the rows with absolute image paths; the reader checks each is a file.
+        prompt = read_row(kwargs, f"verl dataset row (data_source={kwargs.get('data_source')}, index={kwargs.get('index')})")
+        slot = current_slot()
+        request = prompt.request(slot.sample if slot else 0, slot.step if slot else None)
         policy = ServerPolicy(
             self.server_manager,
             self.continuous_token_builder,
@@ -313,14 +343,12 @@ class DeepEyesAgentLoop(AgentLoopBase):
             self.max_pixels,
             self.rollout_config.prompt_length,
         )
-        rollout = await loop.run_in_executor(None, lambda: self.agent.rollout(policy, request))
+        rollout = await self.threads.run(lambda: self.agent.rollout(policy, request))
         stream = policy.stream
         assert stream is not None  # the agent loop always generates at least once
         end, images = _cut_whole_images(stream.ids, stream.prompt_length + self.rollout_config.response_length, stream.images, self.tokenizer)
         response_end = end - stream.prompt_length
         trajectory = rollout.trajectory
-        if self.trajectory_dir is not None:
-            write_jsonl(self.trajectory_dir / "trajectories.jsonl", [trajectory])
         return AgentLoopOutput(
             prompt_ids=stream.ids[: stream.prompt_length],
             response_ids=stream.response_ids[:response_end],

@@ -3,40 +3,53 @@
 verl's own trainer (Ray, FSDP, vLLM/SGLang) does the RL; DeepEyes plugs in at verl's
 extension points: the agent loop (``deepeyes_agent``, registered through
 ``agent_loop_config_path``) and the custom reward function (scoring the trajectory the loop
-built). With ``model.device: cpu`` the same trainer runs without an accelerator through
+built) and the agent-loop manager (:mod:`deepeyes.rl.verl_worker`, telling the loop its
+step). With ``model.device: cpu`` the same trainer runs without an accelerator through
 :mod:`deepeyes.rl.verl_cpu` (a CPU platform and the ``hf`` rollout backend), loaded into every
 verl process with ``VERL_USE_EXTERNAL_MODULES``. Everything else is mapped from our YAML so one
-config file describes a run on either engine, on a laptop or a cluster.
+config file describes a run on either engine, on a laptop or a cluster, and means the same on
+both: the rows are read and filtered by the local engine's reader (:func:`deepeyes.rl.data.run_prompts`,
+``data.image_root`` included) and copied for verl, the reward hook scores with the run's reward
+config, ``trainer.loggers`` are verl's tracking backends in both, and ``metrics.jsonl`` /
+``trajectories.jsonl`` carry the same fields (:mod:`deepeyes.rl.verl_metrics`).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from deepeyes.analysis.collapse import CollapseAlarm
 from deepeyes.config import to_dict
 from deepeyes.paths import REPO_ROOT
-from deepeyes.rl.config import RLConfig
-from deepeyes.rl.data_sources import check_env_names, expand_data_files
+from deepeyes.rl.config import RLConfig, RLSetupError
+from deepeyes.rl.data import RLPrompt, prompt_budget, run_prompts
+from deepeyes.rl.metrics import check_loggers, tracker_environment
 from deepeyes.rl.policy_model import load_base_with_sft
-from deepeyes.rl.services import build_tool_manager
+from deepeyes.rl.services import build_tool_manager, write_reward_config
+from deepeyes.rl.verl_metrics import write_step_metrics
 
 logger = logging.getLogger(__name__)
 
 #: The name our agent loop is registered under, and the class verl instantiates for it.
 AGENT_NAME = "deepeyes_agent"
 AGENT_LOOP_CLASS = "deepeyes.rl.verl_agent_loop.DeepEyesAgentLoop"
+AGENT_LOOP_MANAGER_CLASS = "deepeyes.rl.verl_worker.DeepEyesAgentLoopManager"
 REWARD_FUNCTION_FILE = Path(__file__).resolve().with_name("verl_reward.py")
 #: The module that registers the CPU platform and the ``hf`` rollout backend in verl processes.
 CPU_PLUGIN_MODULE = "deepeyes.rl.verl_cpu"
+#: The recipe that runs verl's trainer on a machine without an accelerator.
+CPU_RECIPE = REPO_ROOT / "reinforcement_learning" / "configs" / "deepeyes_rl_verl_cpu.yaml"
 
 
 @dataclass
@@ -49,6 +62,7 @@ class VerlPaths:
     train_files: list[Path]
     agent_loop_config: Path
     tool_manager_config: Path
+    reward_config: Path
 
     @classmethod
     def plan(cls, config: RLConfig) -> VerlPaths:
@@ -64,6 +78,7 @@ class VerlPaths:
             train_files=[root / "data" / Path(str(config.data.rl_data_path)).name],
             agent_loop_config=root / "agent_loop.yaml",
             tool_manager_config=root / "tool_manager_config.yaml",
+            reward_config=root / "reward_config.yaml",
         )
 
 
@@ -77,7 +92,6 @@ def agent_loop_entries(config: RLConfig, paths: VerlPaths) -> list[dict]:
             "max_turns": config.rollout.max_turns,
             "max_context_tokens": config.rollout.max_context_tokens,
             "max_new_tokens": config.rollout.max_new_tokens,
-            "trajectory_dir": str(paths.root) if config.output.log_trajectories else None,
         }
     ]
 
@@ -118,9 +132,23 @@ def _uses_v1_trainer(overrides: list[str]) -> bool:
     return bool(values) and values[-1] == "true"
 
 
+def reward_overrides(config: RLConfig, paths: VerlPaths, reward_server_url: str) -> list[str]:
+    """Our reward hook and its ``reward_kwargs`` (:mod:`deepeyes.rl.verl_reward`): the server, the
+    reward config it falls back to in-process, and where it logs the scored trajectories."""
+    overrides = [
+        f"reward.custom_reward_function.path={REWARD_FUNCTION_FILE}",
+        "reward.custom_reward_function.name=compute_score",
+        f"+reward.custom_reward_function.reward_kwargs.server_url={reward_server_url}",
+        f"+reward.custom_reward_function.reward_kwargs.config_path={paths.reward_config}",
+    ]
+    if config.output.log_trajectories:
+        overrides.append(f"+reward.custom_reward_function.reward_kwargs.trajectory_dir={paths.root}")
+    return overrides
+
+
 def build_overrides(config: RLConfig, paths: VerlPaths, reward_server_url: str) -> list[str]:
     """Hydra overrides for ``verl.trainer.main_ppo`` (verl 0.9.1's ``ppo_trainer`` config)."""
-    training, rollout, verl, model = config.training, config.rollout, config.verl, config.model
+    training, rollout, verl, model, trainer = config.training, config.rollout, config.verl, config.model, config.trainer
     micro = training.batch_size
     overrides = [
         f"algorithm.adv_estimator={'grpo' if config.algorithm.name == 'grpo' else 'gae'}",
@@ -170,12 +198,11 @@ def build_overrides(config: RLConfig, paths: VerlPaths, reward_server_url: str) 
         f"actor_rollout_ref.rollout.agent.agent_loop_config_path={paths.agent_loop_config}",
         f"actor_rollout_ref.rollout.agent.default_agent_loop={AGENT_NAME}",
         f"actor_rollout_ref.rollout.agent.num_workers={verl.agent_workers}",
-        f"reward.custom_reward_function.path={REWARD_FUNCTION_FILE}",
-        "reward.custom_reward_function.name=compute_score",
-        f"+reward.custom_reward_function.reward_kwargs.server_url={reward_server_url}",
-        f"trainer.project_name={verl.project_name}",
-        f"trainer.experiment_name={verl.experiment_name}",
-        f"trainer.logger={_list([*verl.loggers, *(['file'] if 'file' not in verl.loggers else [])])}",
+        *reward_overrides(config, paths, reward_server_url),
+        f"trainer.project_name={trainer.project_name}",
+        f"trainer.experiment_name={trainer.experiment_name}",
+        # The file backend feeds metrics.jsonl (deepeyes.rl.verl_metrics).
+        f"trainer.logger={_list([*trainer.loggers, *(['file'] if 'file' not in trainer.loggers else [])])}",
         f"trainer.nnodes={verl.nnodes}",
         f"trainer.n_gpus_per_node={verl.n_gpus_per_node}",
         f"trainer.total_epochs={training.num_train_epochs}",
@@ -213,7 +240,19 @@ def build_overrides(config: RLConfig, paths: VerlPaths, reward_server_url: str) 
             f"critic.ppo_micro_batch_size_per_gpu={micro}",
             f"critic.cliprange_value={training.value_clip_range}",
         ]
+    if _uses_v1_trainer(list(verl.extra_overrides)):
+        logger.warning(
+            "verl's v1 trainer runs its own agent-loop manager: trajectories.jsonl will carry no metadata.step, "
+            "so the behaviour report's per-step view and the collapse alarm see no steps"
+        )
+    else:
+        overrides.append(f"+actor_rollout_ref.rollout.agent.agent_loop_manager_class={AGENT_LOOP_MANAGER_CLASS}")
     overrides += list(verl.extra_overrides)
+    if verl.max_prompt_length < config.data.max_prompt_length:
+        logger.warning(
+            "verl.max_prompt_length=%d is below data.max_prompt_length=%d: verl's own filter may drop prompts the local engine trains on",
+            verl.max_prompt_length, config.data.max_prompt_length,
+        )
     if config.algorithm.filter_groups.enable and not _uses_v1_trainer(overrides):
         logger.warning(
             "algorithm.filter_groups is passed to verl, but verl 0.9.1's classic trainer (trainer.use_v1=false) "
@@ -227,6 +266,34 @@ def on_cpu(config: RLConfig) -> bool:
     return config.model.device == "cpu"
 
 
+def check_launchable(config: RLConfig) -> None:
+    """Stop before anything starts when verl could not run this config on this machine.
+
+    The tracking backends must be verl's (:func:`deepeyes.rl.metrics.check_loggers`), and the
+    rollout backend must be one verl can start here.
+
+    verl imports vLLM's or SGLang's modules when it builds a GPU rollout and stops deep in its
+    start-up without them (``verl/third_party/vllm/__init__.py``: ``vllm version None not supported
+    and SGLang also not Found``); the ``hf`` backend exists only in our CPU plugin, loaded when
+    ``model.device`` is ``cpu``.
+
+    Raises:
+        RLSetupError: naming the setting to change and, on a CPU, the CPU recipe.
+    """
+    check_loggers(config.trainer.loggers)
+    backend = config.verl.rollout_backend
+    if on_cpu(config) and backend != "hf":
+        raise RLSetupError(
+            f"verl.rollout_backend={backend} needs a GPU but model.device is cpu. verl's trainer runs on a CPU with the "
+            f"hf backend: use the CPU recipe (--config {CPU_RECIPE.relative_to(REPO_ROOT)}) or --set verl.rollout_backend=hf "
+            "with sizes for this machine; or train with the local engine (trainer.engine=local)"
+        )
+    if not on_cpu(config) and backend == "hf":
+        raise RLSetupError(f"verl.rollout_backend=hf runs on CPU only (model.device={config.model.device}); use vllm or sglang on GPUs")
+    if backend != "hf" and importlib.util.find_spec(backend) is None:
+        raise RLSetupError(f"verl.rollout_backend={backend}: the {backend} package is not installed in this environment")
+
+
 def command(overrides: list[str]) -> list[str]:
     return [sys.executable, "-m", "verl.trainer.main_ppo", *overrides]
 
@@ -234,8 +301,7 @@ def command(overrides: list[str]) -> list[str]:
 def environment(config: RLConfig, paths: VerlPaths) -> dict[str, str]:
     """Variables for verl's processes: the CPU plugin when on CPU, and where verl's loggers write."""
     env = {
-        "VERL_FILE_LOGGER_PATH": str(paths.root / "metrics.jsonl"),
-        "TENSORBOARD_DIR": str(paths.root / "tensorboard"),
+        **tracker_environment(paths.root),
         "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p),
     }
     if on_cpu(config):
@@ -250,27 +316,35 @@ def _copy_names(files: list[Path]) -> list[str]:
     return [f"{i}_{name}" if names.count(name) > 1 else name for i, name in enumerate(names)]
 
 
-def _absolute_images(source: Path, destination: Path) -> None:
-    """Copy the RL parquet with image paths made absolute (Ray workers run in other directories)."""
-    table = pq.read_table(source)
-    rows = table.to_pylist()
-    roots = [source.parent, source.parent.parent]
-    for row in rows:
-        for entry in row.get("images") or []:
-            if not isinstance(entry, dict) or not isinstance(entry.get("image"), str):
-                continue  # embedded image bytes travel with the row
-            path = Path(entry["image"])
-            if not path.is_absolute():
-                entry["image"] = str(next((r / path for r in roots if (r / path).is_file()), roots[0] / path))
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows), destination)
+def _verl_row(row: dict[str, Any], prompt: RLPrompt) -> dict[str, Any]:
+    """The parquet ``row`` as verl gets it: its images as the absolute files the reader found
+    (Ray workers run in other directories), and the uid and sample index the reader gave it, so the
+    agent loop's reader gives the same prompt back."""
+    entries = row.get("images") or []
+    images = [{**entry, "image": str(path)} if isinstance(entry, dict) else {"image": str(path)} for entry, path in zip(entries, prompt.images, strict=True)]
+    extra = {**(row.get("extra_info") or {}), "uid": prompt.uid, "sample_index": prompt.sample_index}
+    return {**row, "images": images, "extra_info": extra}
+
+
+def write_verl_data(prompts: list[RLPrompt], directory: Path) -> list[Path]:
+    """Copy the rows of ``prompts`` (read by :func:`deepeyes.rl.data.run_prompts`) into parquet files
+    for verl, one per source file, keeping the source's other columns; returns the copies."""
+    sources = list(dict.fromkeys(p.file for p in prompts if p.file is not None))
+    copies = [directory / name for name in _copy_names(sources)]
+    directory.mkdir(parents=True, exist_ok=True)
+    for source, copy in zip(sources, copies, strict=True):
+        rows = pq.read_table(source).to_pylist()
+        kept = [_verl_row(rows[p.row], p) for p in prompts if p.file == source and p.row is not None]
+        pq.write_table(pa.Table.from_pylist(kept), copy)
+    return copies
 
 
 def prepare(config: RLConfig, paths: VerlPaths) -> None:
-    """Write what the overrides point at: merged SFT model, data with absolute paths, agent-loop and tool configs."""
+    """Write what the overrides point at: merged SFT model, the run's rows, agent-loop, tool and reward configs."""
     paths.root.mkdir(parents=True, exist_ok=True)
     tool_config = to_dict(build_tool_manager(config).resolved_config())  # the search cache as the tools will read it
     paths.tool_manager_config.write_text(yaml.safe_dump(tool_config, sort_keys=False), encoding="utf-8")
+    write_reward_config(config, paths.reward_config)
     start, sft = config.initial_model()
     if sft is not None and not (paths.model / "config.json").is_file():
         model, processor = load_base_with_sft(start, sft, config.model.dtype)
@@ -278,19 +352,22 @@ def prepare(config: RLConfig, paths: VerlPaths) -> None:
         processor.save_pretrained(paths.model)
     elif sft is None:
         paths.model = start
-    sources = expand_data_files(config.locate(config.data.rl_data_path))  # type: ignore[arg-type]
-    check_env_names(sources)
-    paths.train_files = [paths.root / "data" / name for name in _copy_names(sources)]
-    for source, destination in zip(sources, paths.train_files, strict=True):
-        _absolute_images(source, destination)
+    paths.train_files = write_verl_data(run_prompts(config, config.data.rl_data_path, prompt_budget(config)), paths.root / "data")
     paths.agent_loop_config.write_text(yaml.safe_dump(agent_loop_entries(config, paths), sort_keys=False), encoding="utf-8")
 
 
 def launch(config: RLConfig, reward_server_url: str) -> int:
-    """Prepare the files and run verl's trainer with our overrides; returns its exit code."""
+    """Prepare the files and run verl's trainer with our overrides; returns its exit code.
+
+    Afterwards (also when verl failed part-way) the run folder's ``metrics.jsonl`` is written
+    from what verl and our reward hook logged (:func:`deepeyes.rl.verl_metrics.write_step_metrics`).
+    """
     paths = VerlPaths.plan(config)
     prepare(config, paths)
     argv = command(build_overrides(config, paths, reward_server_url))
     env = environment(config, paths)
     logger.info("launching verl: %s %s", " ".join(f"{k}={v}" for k, v in env.items() if k.startswith("VERL_")), " ".join(argv))
-    return subprocess.call(argv, cwd=REPO_ROOT, env={**os.environ, **env})
+    try:
+        return subprocess.call(argv, cwd=REPO_ROOT, env={**os.environ, **env})
+    finally:
+        write_step_metrics(paths.root, CollapseAlarm(config.trainer.collapse_fraction, config.trainer.collapse_patience))

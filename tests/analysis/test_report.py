@@ -147,7 +147,7 @@ def test_trainer_metrics_and_trajectories_give_the_same_alarm(tmp_path):
     from deepeyes.trajectory import write_jsonl as write_trajectories
 
     folder = tmp_path / "rl"
-    writer = MetricsWriter(folder, tensorboard=False)
+    writer = MetricsWriter(folder)
     trainer_alarm = CollapseAlarm(fraction=0.5, patience=2)
     for step, calls in enumerate([3, 3, 2, 1, 1, 1], start=1):
         records = [
@@ -160,7 +160,6 @@ def test_trainer_metrics_and_trajectories_give_the_same_alarm(tmp_path):
         trainer_alarm.update(step, metrics["tools/calls_per_trajectory"])
         writer.write(step, metrics)
         write_trajectories(folder / "trajectories.jsonl", batch)
-    writer.close()
     summary = analyze({"rl": folder}, tmp_path / "out", AnalysisConfig(collapse_fraction=0.5, collapse_patience=2))
     rl = summary["runs"]["rl"]["rl_steps"]
     # 1.5, 1.5, 1.0, 0.5, 0.5, 0.5 calls per trajectory: threshold 0.75, below at 4 and 5 → fires at 5

@@ -17,7 +17,12 @@ from deepeyes.rl.checkpoint import TrainerState
 from deepeyes.rl.config import FilterGroupsConfig, RLSetupError, load_rl_config
 from deepeyes.rl.data import PromptSchedule, RLPrompt
 from deepeyes.rl.dynamic_sampling import PromptStream, constant_groups, fill_batch
-from deepeyes.rl.local_engine import STREAM_FILE, LocalTrainer, _Scored, _stream_position
+from deepeyes.rl.local_engine import (
+    STREAM_FILE,
+    LocalTrainer,
+    _Scored,
+    _stream_position,
+)
 from deepeyes.trajectory import Trajectory, read_jsonl
 
 CONFIG_DIR = REPO_ROOT / "reinforcement_learning" / "configs"
@@ -129,7 +134,7 @@ def _scored(prompts: list[RLPrompt], table: dict[str, list[float]]) -> _Scored:
             trajectory = Trajectory(id=f"{prompt.uid}#{sample}", question=prompt.question, images=[], metadata={"prompt_uid": prompt.uid})
             rollouts.append(Rollout(trajectory, []))
             results.append(_result(score))
-    return _Scored(rollouts, results, 1.0, 0.0, 2.0, 0.5)
+    return _Scored(rollouts, results, 2.0, 0.5)
 
 
 def _engine(tmp_path: Path, table: dict[str, list[float]], *overrides: str) -> tuple[LocalTrainer, list[list[str]]]:
@@ -154,8 +159,8 @@ def test_a_step_trains_on_kept_groups_and_logs_kept_and_dropped(tmp_path: Path):
     metrics = trainer._train_step(0, stream)
     assert updated == [["p1", "p1", "p3", "p3"]]  # the update sees the kept groups only
     assert (metrics["filter_groups/kept"], metrics["filter_groups/dropped"], metrics["filter_groups/gen_rounds"]) == (2, 2, 3)
-    assert metrics["reward/mean"] == pytest.approx(3.5 / 8)  # rollout metrics: every rollout of the step
-    assert metrics["time/generation_s"] == 3.0  # three rounds' generation
+    assert metrics["critic/score/mean"] == pytest.approx(3.5 / 8)  # rollout metrics: every rollout of the step
+    assert metrics["timing_s/gen"] == 6.0  # three rounds' generation
     logged = read_jsonl(tmp_path / "trajectories.jsonl")
     assert {t.metadata["prompt_uid"]: t.metadata["filter_groups"] for t in logged} == {"p0": "dropped", "p1": "kept", "p2": "dropped", "p3": "kept"}
     assert {t.metadata["step"] for t in logged} == {1}

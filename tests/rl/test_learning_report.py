@@ -28,7 +28,7 @@ def test_report_tables_targets_and_curve(tmp_path: Path, capsys) -> None:
     _write_run(tmp_path, "sft", (0.6, 1.0, 0.9), (0.8, 1.0, 0.1))
     _write_run(tmp_path, "rl", (0.9, 1.0, 1.0), (0.9, 1.0, 0.0))
     (tmp_path / "rl").mkdir()
-    records = [{"step": s, "eval/reward/mean": 0.1 * s, "eval/reward/accuracy": 0.05 * s} for s in (0, 2, 4)]
+    records = [{"step": s, "eval/critic/score/mean": 0.1 * s, "eval/reward/accuracy": 0.05 * s} for s in (0, 2, 4)]
     (tmp_path / "rl" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     text, all_met = report(tmp_path)
     assert all_met

@@ -1,4 +1,4 @@
-"""A short RL run from a fixed checkpoint and seed raises the held-in reward (issue 12).
+"""A short RL run from a fixed checkpoint and seed raises the held-in reward.
 
 The policy is the tiny model restricted to four candidate answers to one held-in prompt:
 each step samples ``rollout.n`` of them in proportion to the model's own probability of
@@ -82,7 +82,7 @@ def test_short_rl_run_raises_held_in_reward(tiny_model_dir: Path, tmp_path: Path
                     [*prefix, Message("assistant", candidates[k].text)])
             for i, k in enumerate(picks)
         ]
-        scored = _Scored(rollouts, [{"score": float(rewards[k])} for k in picks], 0.0, 0.0, 0.0, 0.0, [[(2, candidates[k])] for k in picks])
+        scored = _Scored(rollouts, [{"score": float(rewards[k])} for k in picks], 0.0, 0.0, [[(2, candidates[k])] for k in picks])
         trainer._update(scored)
         curve.append(float(probabilities() @ rewards))
     # Robust, not loose: the expected reward must rise by a clear margin, and not by luck of one step.

@@ -177,7 +177,7 @@ def _sampled_batch(trainer: LocalTrainer) -> tuple[_Scored, list[Generation]]:
         Rollout(Trajectory(id=name, question="q", images=["<in-memory>"], metadata={"prompt_uid": "p"}), [*prefix, Message("assistant", g.text)])
         for name, g in (("good", good), ("bad", bad))
     ]
-    scored = _Scored(rollouts, [{"score": 1.0}, {"score": 0.0}], 0.0, 0.0, 0.0, 0.0, [[(2, good)], [(2, bad)]])
+    scored = _Scored(rollouts, [{"score": 1.0}, {"score": 0.0}], 0.0, 0.0, [[(2, good)], [(2, bad)]])
     return scored, [good, bad]
 
 

@@ -105,15 +105,16 @@ def test_two_step_run_then_resume(tmp_path, rl_sample_dir, tool_config_file, tin
     records = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [0, 1, 2]  # held-in evaluation before training, then each step
     for record in records[1:]:
-        for key in ("reward/mean", "reward/std", "reward/accuracy", "tools/code_call_rate", "tools/search_call_rate",
+        for key in ("critic/score/mean", "critic/score/std", "reward/accuracy", "tools/code_call_rate", "tools/search_call_rate",
                     "tools/image_search_call_rate", "tools/invalid_call_rate", "rollout/turns", "rollout/response_tokens",
-                    "time/generation_s", "time/tools_s", "time/reward_s", "time/update_s",
+                    "timing_s/gen", "timing_s/reward", "timing_s/update_actor", "timing_s/step",
+                    "timing_s/agent_loop/generate_sequences/mean", "timing_s/agent_loop/tool_calls/mean",
                     "filter_groups/kept", "filter_groups/dropped", "filter_groups/gen_rounds"):
             assert key in record, key
         assert 1 <= record["filter_groups/gen_rounds"] <= 2
         if record["filter_groups/kept"]:  # a step whose every group was constant makes no update
             assert record["actor/trained_tokens"] > 0 and "actor/grad_norm" in record
-    assert "eval/reward/mean" in records[0] and "eval/reward/mean" in records[2]
+    assert "eval/critic/score/mean" in records[0] and "eval/critic/score/mean" in records[2]
     assert list((output / "tensorboard").glob("events.out.tfevents.*"))
 
     trajectories = read_jsonl(output / "trajectories.jsonl")
@@ -190,7 +191,7 @@ def test_update_moves_towards_the_rewarded_turn(tmp_path, tiny_model_dir, algori
         Rollout(Trajectory(id=name, question="How many?", images=["<in-memory>"], metadata={"prompt_uid": "p"}), conversation(text))
         for name, text in turns.items()
     ]
-    scored = _Scored(rollouts, [{"score": 1.0}, {"score": 0.0}], 0.0, 0.0, 0.0, 0.0)
+    scored = _Scored(rollouts, [{"score": 1.0}, {"score": 0.0}], 0.0, 0.0)
 
     def likelihood(text: str) -> float:
         tokenized = tokenize_conversation(

@@ -25,15 +25,15 @@ CLUSTER_CONFIG = CONFIGS / "deepeyes_rl_cluster.yaml"
 #: resources (devices, precision, processes, service addresses, data and model locations).
 RECIPE_DIFFERENCES = {
     "model.base_model", "model.sft_lora_required", "model.dtype", "model.device",
-    "data.rl_data_path", "data.batch_size",
+    "data.rl_data_path", "data.batch_size", "data.max_prompt_length",
     "tool.code_sandbox_ports", "tool.redis_port", "tool.search_cache_path",
     "evaluation.server_url",
     "training.learning_rate", "training.batch_size",
     "rollout.n", "rollout.max_turns", "rollout.max_new_tokens", "rollout.max_context_tokens",
-    "trainer.total_steps",
+    "trainer.total_steps", "trainer.experiment_name",
     "output.dir", "output.save_steps",
     "verl.n_gpus_per_node", "verl.rollout_backend", "verl.tensor_model_parallel_size",
-    "verl.max_prompt_length", "verl.max_response_length", "verl.experiment_name", "verl.agent_workers",
+    "verl.max_prompt_length", "verl.max_response_length", "verl.agent_workers",
 }  # fmt: skip
 
 
@@ -81,24 +81,30 @@ def test_verls_trainer_runs_grpo_steps_on_cpu(tmp_path, rl_sample_dir, tool_conf
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
     root = out / "verl"
 
-    # Two GRPO steps, each logged by verl with its reward and time split; a checkpoint after the second.
+    # Two GRPO steps, each logged by verl (tracking.jsonl) and joined with our step metrics in
+    # metrics.jsonl, flat as the local engine writes it; a checkpoint after the second.
+    tracked = [json.loads(line) for line in (root / "tracking.jsonl").read_text().splitlines()]
     records = [json.loads(line) for line in (root / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == [1, 2]
-    for record in records:
-        data = record["data"]
+    assert [r["step"] for r in tracked] == [r["step"] for r in records] == [1, 2]
+    for record, verl_record in zip(records, tracked, strict=True):
         for key in ("critic/score/mean", "actor/pg_loss", "actor/grad_norm", "timing_s/gen", "timing_s/update_actor", "timing_s/step"):
-            assert math.isfinite(data[key]), key
+            assert math.isfinite(record[key]) and record[key] == verl_record["data"][key], key
+        for key in ("reward/accuracy", "tools/calls_per_trajectory", "rollout/turns"):
+            assert math.isfinite(record[key]), key
     assert (root / "checkpoints" / "latest_checkpointed_iteration.txt").read_text().strip() == "2"
     assert any((root / "checkpoints" / "global_step_2" / "actor").iterdir())
 
-    # Our agent loop wrote every trajectory (2 prompts x n=2 per step, schema-checked on read),
-    # and verl's reward for each step is our score of exactly those trajectories.
+    # Our reward hook logged every scored trajectory (2 prompts x n=2 per step, schema-checked on
+    # read) with its step, and verl's reward for each step is our score of exactly those trajectories.
     trajectories = read_jsonl(root / "trajectories.jsonl")
     assert len(trajectories) == 2 * 2 * 2
-    assert all(t.turns and t.stop_reason for t in trajectories)
-    for step, record in enumerate(records):
-        scores = [score_trajectory(t)["score"] for t in trajectories[4 * step : 4 * step + 4]]
-        assert record["data"]["critic/score/mean"] == pytest.approx(sum(scores) / len(scores), abs=1e-5)
+    assert all(t.turns and t.stop_reason and t.reward is not None for t in trajectories)
+    for record in records:
+        step = [t for t in trajectories if t.metadata["step"] == record["step"]]
+        assert sorted(t.metadata["sample"] for t in step) == [0, 0, 1, 1]
+        scores = [score_trajectory(t)["score"] for t in step]
+        assert [t.reward["score"] for t in step] == pytest.approx(scores)
+        assert record["critic/score/mean"] == pytest.approx(sum(scores) / len(scores), abs=1e-5)
 
 
 def test_the_hf_rollout_server_samples_ids_with_log_probs_and_loads_new_weights(tiny_model_dir):

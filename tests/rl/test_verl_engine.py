@@ -59,9 +59,12 @@ def test_overrides_compose_into_verls_trainer_config(tmp_path, tiny_model_dir, r
     assert rollout.n == config.rollout.n and rollout.multi_turn.enable and rollout.multi_turn.max_assistant_turns == config.rollout.max_turns
     assert rollout.agent.default_agent_loop == verl_launch.AGENT_NAME
     assert rollout.agent.agent_loop_config_path == str(paths.agent_loop_config)
+    assert rollout.agent.agent_loop_manager_class == verl_launch.AGENT_LOOP_MANAGER_CLASS
     reward = composed.reward.custom_reward_function
     assert reward.path == str(verl_launch.REWARD_FUNCTION_FILE) and reward.name == "compute_score"
     assert reward.reward_kwargs.server_url == "http://127.0.0.1:5000"
+    assert reward.reward_kwargs.config_path == str(paths.reward_config) and reward.reward_kwargs.trajectory_dir == str(paths.root)
+    assert list(composed.trainer.logger) == [*config.trainer.loggers, "file"]
     assert composed.actor_rollout_ref.model.path == str(tiny_model_dir)
     assert composed.actor_rollout_ref.actor.optim.lr == config.training.learning_rate
     # The sections verl turns into its typed configs accept our values.
@@ -134,6 +137,7 @@ def _run_agent_loop(tmp_path, tiny_model_dir, rl_sample_dir, tool_config_file, r
     from verl.utils.dataset.rl_dataset import RLHFDataset
 
     from deepeyes.rl.verl_agent_loop import DeepEyesAgentLoop
+    from deepeyes.rl.verl_worker import rollout_slot
     from deepeyes.tool_manager import ToolManager
 
     config = _config(tmp_path, tiny_model_dir, rl_sample_dir, tool_config_file)
@@ -162,9 +166,9 @@ def _run_agent_loop(tmp_path, tiny_model_dir, rl_sample_dir, tool_config_file, r
                 tool_manager=tools,
                 max_turns=entry["max_turns"],
                 max_new_tokens=entry["max_new_tokens"],
-                trajectory_dir=str(tmp_path / "trajectories"),
             )
-            return await loop.run({"temperature": 1.0}, **row)
+            with rollout_slot(step=3, sample=1):  # what verl's worker (ours) sets around each trajectory
+                return await loop.run({"temperature": 1.0}, **row)
 
     return asyncio.run(run_one()), server, row, tokenizer
 
@@ -175,8 +179,8 @@ CODE_TURN = "<think>Measure first.</think>\n" + wire.code_action("print('size', 
 @pytest.mark.slow
 def test_agent_loop_hands_verl_the_sampled_ids_and_the_trajectory(tmp_path, tiny_model_dir, rl_sample_dir, tool_config_file, reward_url):
     from deepeyes.rewards.scoring import score_trajectory
-    from deepeyes.rl.verl_reward import compute_score
-    from deepeyes.trajectory import Trajectory
+    from deepeyes.rl.verl_reward import RETURNED_KEYS, compute_score
+    from deepeyes.trajectory import Trajectory, read_jsonl
 
     def turns(truth: str) -> list[str]:
         return [CODE_TURN + " trailing words the server ran on", f"<think>Done.</think>\n<answer>{truth}</answer><|im_end|>"]
@@ -211,20 +215,23 @@ def test_agent_loop_hands_verl_the_sampled_ids_and_the_trajectory(tmp_path, tiny
     assert all(lp == 0.0 for lp, m in zip(logprobs, mask, strict=True) if not m)
     assert tokenizer.decode(generated) == CODE_TURN + f"<think>Done.</think>\n<answer>{truth}</answer><|im_end|>"
     assert len(output.multi_modal_data["images"]) == 1
-    assert (tmp_path / "trajectories" / "trajectories.jsonl").is_file()
 
     # verl's reward manager merges our extra_fields into extra_info: the hook scores the
     # trajectory the loop built, on the server and in-process alike.
     record = output.extra_fields["trajectory"]
     trajectory = Trajectory.from_dict(record)
     assert trajectory.tool_calls.code == 1 and trajectory.stop_reason == "answer" and trajectory.final_answer == truth
+    assert trajectory.metadata["step"] == 3 and trajectory.metadata["sample"] == 1 and trajectory.id.endswith("#1")
+    assert trajectory.images and all(Path(image).is_absolute() for image in trajectory.images)  # the row's files, as the local engine records them
     assert [turn.model_text for turn in trajectory.turns] == [CODE_TURN, f"<think>Done.</think>\n<answer>{truth}</answer>"]
     solution = tokenizer.decode(output.response_ids, skip_special_tokens=True)
     extra_info = {**row["extra_info"], **output.extra_fields}
     expected = score_trajectory(record, row["reward_model"]["ground_truth"])
     remote = compute_score(row["data_source"], solution, row["reward_model"]["ground_truth"], extra_info, server_url=reward_url)
-    local = compute_score(row["data_source"], solution, row["reward_model"]["ground_truth"], extra_info)
-    assert remote == local == {key: float(expected[key]) for key in remote}
+    local = compute_score(row["data_source"], solution, row["reward_model"]["ground_truth"], extra_info, trajectory_dir=str(tmp_path / "log"))
+    assert remote == local == {**{key: float(expected[key]) for key in RETURNED_KEYS}, "judge_fallback": 0.0}
+    (logged,) = read_jsonl(tmp_path / "log" / "trajectories.jsonl")  # the hook logs what it scored, with the step
+    assert logged.reward == local and logged.metadata["step"] == 3
     wrong = compute_score(row["data_source"], solution, truth + "0 and something else", extra_info, server_url=reward_url)
     assert remote["accuracy"] == 1.0 and wrong["accuracy"] == 0.0
     assert remote["tool_efficiency"] > 0 and remote["score"] > wrong["score"]
