@@ -122,6 +122,12 @@ def resolve(
     return Path(folder).resolve()
 
 
+def extraction_marker(folder: Path, archive_name: str) -> Path:
+    """The file that says ``archive_name`` was unpacked into ``folder``; without it, the next
+    :func:`extract_archives` unpacks the archive again (how a rebuilt archive gets re-read)."""
+    return folder / f"{_EXTRACTED_MARKER}-{archive_name}.done"
+
+
 def extract_archives(root: Path) -> Path:
     """Unpack every ``*.zip`` under ``root`` once and return the folder they were unpacked into.
 
@@ -144,7 +150,7 @@ def extract_archives(root: Path) -> Path:
     target = Path(hub_constants.HF_HOME) / "deepeyes" / "extracted" / root.parent.parent.name / root.name if in_hub_cache else root
     for archive in sorted(root.rglob("*.zip")):
         destination = target / archive.parent.relative_to(root)
-        marker = destination / f"{_EXTRACTED_MARKER}-{archive.name}.done"
+        marker = extraction_marker(destination, archive.name)
         if marker.exists():
             continue
         destination.mkdir(parents=True, exist_ok=True)
