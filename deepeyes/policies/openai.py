@@ -1,18 +1,26 @@
-"""An OpenAI-compatible chat endpoint (e.g. vLLM serving a DeepEyesV2 checkpoint)."""
+"""An OpenAI-compatible chat endpoint (e.g. vLLM serving a DeepEyesV2 checkpoint).
+
+Requests go through the official ``openai`` client, so connection reuse, timeouts and the
+error classes are the ones every OpenAI-compatible server is tested against; this module
+only converts our messages and turns the client's errors into :class:`PolicyServerError`.
+"""
 
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass
 from typing import Any
 
-import requests
+import openai
+from openai.types.chat import ChatCompletion
 
 from deepeyes import wire
 from deepeyes.chat import Message
 from deepeyes.images import to_data_url
 from deepeyes.policies.base import Generation
+
+#: The client insists on a key; a server without authentication gets this one and no header.
+_NO_KEY = "no-key"
 
 
 class PolicyServerError(RuntimeError):
@@ -47,44 +55,46 @@ def to_openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
 
 
 class OpenAIPolicy:
+    """One ``openai.OpenAI`` client per policy (thread-safe: the agent loop calls it from many threads)."""
+
     def __init__(self, api_base: str, model: str, **options: Any):
         self.config = OpenAIPolicyConfig(api_base=api_base.rstrip("/"), model=model, **options)
-        self._local = threading.local()  # one keep-alive session per thread
-
-    def _session(self) -> requests.Session:
-        if not hasattr(self._local, "session"):
-            session = requests.Session()
-            key = os.environ.get(self.config.api_key_env)
-            if key:
-                session.headers["Authorization"] = f"Bearer {key}"
-            self._local.session = session
-        return self._local.session
+        key = os.environ.get(self.config.api_key_env)
+        # Without a key no Authorization header is sent at all, as servers without authentication expect.
+        self._headers: dict[str, Any] = {} if key else {"Authorization": openai.Omit()}
+        # No retries: a failed turn is reported to the caller, which decides (evaluation retries the sample).
+        self._client = openai.OpenAI(
+            base_url=self.config.api_base, api_key=key or _NO_KEY, timeout=self.config.timeout_s, max_retries=0
+        )
 
     def generate(self, messages: list[Message]) -> Generation:
-        payload = {
-            "model": self.config.model,
-            "messages": to_openai_messages(messages),
-            "max_tokens": self.config.max_tokens,
-            "temperature": self.config.temperature,
-            "stop": list(wire.TOOL_STOPS),
-            "include_stop_str_in_output": True,  # vLLM extension; other servers ignore it
-        }
         url = f"{self.config.api_base}/chat/completions"
         try:
-            response = self._session().post(url, json=payload, timeout=self.config.timeout_s)
-        except requests.RequestException as exc:
+            # The raw response, so that a body which is not a completion can be quoted in the error.
+            raw = self._client.chat.completions.with_raw_response.create(
+                model=self.config.model,
+                messages=to_openai_messages(messages),  # type: ignore[arg-type]  # dicts of the documented shape
+                max_tokens=self.config.max_tokens,
+                temperature=self.config.temperature,
+                stop=list(wire.TOOL_STOPS),
+                extra_body={"include_stop_str_in_output": True},  # vLLM extension; other servers ignore it
+                extra_headers=self._headers,
+            )
+        except openai.APIStatusError as exc:
+            raise PolicyServerError(f"chat endpoint {url} answered HTTP {exc.status_code}: {exc.response.text[:300]}") from exc
+        except openai.APIConnectionError as exc:  # also timeouts
             raise PolicyServerError(f"chat endpoint {url} unreachable: {exc}") from exc
-        if response.status_code != 200:
-            raise PolicyServerError(f"chat endpoint {url} answered HTTP {response.status_code}: {response.text[:300]}")
         try:
-            body = response.json()
-            choice = body["choices"][0]
-            text = choice["message"]["content"] or ""
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise PolicyServerError(f"chat endpoint {url} returned no chat completion: {response.text[:300]}") from exc
-        usage = body.get("usage") or {}
+            completion = raw.parse()
+        except (ValueError, openai.APIResponseValidationError):
+            completion = None
+        if not isinstance(completion, ChatCompletion) or not completion.choices or completion.choices[0].message is None:
+            raise PolicyServerError(f"chat endpoint {url} returned no chat completion: {raw.text[:300]}")
+        choice = completion.choices[0]
+        usage = completion.usage
         return Generation(
-            text=wire.restore_stop_string(text, choice.get("finish_reason")),
-            prompt_tokens=int(usage.get("prompt_tokens", 0)),
-            completion_tokens=int(usage.get("completion_tokens", 0)),
+            text=wire.restore_stop_string(choice.message.content or "", choice.finish_reason),
+            prompt_tokens=int(usage.prompt_tokens or 0) if usage else 0,
+            completion_tokens=int(usage.completion_tokens or 0) if usage else 0,
+            finish_reason="length" if choice.finish_reason == "length" else "stop",
         )

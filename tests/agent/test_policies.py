@@ -86,6 +86,19 @@ def test_openai_policy_keeps_text_when_truncated_and_reports_server_errors(chat_
         policy.generate([Message("user", "q")])
 
 
+def test_openai_policy_sends_no_key_it_was_not_given_and_quotes_a_body_that_is_no_completion(chat_server: ChatStandIn, monkeypatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    policy = OpenAIPolicy(chat_server.api_base, "m", max_tokens=5, temperature=0.3)
+    chat_server.replies.append((200, completion("<answer>4</answer>")))
+    assert policy.generate([Message("user", "q")]).text == "<answer>4</answer>"
+    sent = chat_server.requests[0]
+    assert sent["auth"] is None  # servers without authentication get no Authorization header
+    assert (sent["json"]["max_tokens"], sent["json"]["temperature"], sent["json"]["include_stop_str_in_output"]) == (5, 0.3, True)
+    chat_server.replies.append((200, ["not", "a", "completion"]))
+    with pytest.raises(PolicyServerError, match=r"no chat completion: \["):
+        policy.generate([Message("user", "q")])
+
+
 def test_openai_policy_unreachable_server() -> None:
     policy = OpenAIPolicy(f"http://127.0.0.1:{free_port()}/v1", "m", timeout_s=2)
     with pytest.raises(PolicyServerError, match="unreachable"):

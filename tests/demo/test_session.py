@@ -77,7 +77,7 @@ def test_with_sampling_changes_one_view_and_shares_the_connection() -> None:
     view = with_sampling(policy, 0.7, 64)
     assert (view.config.temperature, view.config.max_tokens) == (0.7, 64)
     assert (policy.config.temperature, policy.config.max_tokens) == (0.0, 2048)
-    assert view._local is policy._local
+    assert view._client is policy._client  # one connection pool
     scripted = ScriptedPolicy(["x"])
     assert with_sampling(scripted, 1.0, 5) is scripted
 
