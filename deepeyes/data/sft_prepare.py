@@ -6,17 +6,23 @@ validated with the *same* ``cutoff_len``, template and image size the training w
 and paths must be checked before minutes of model loading. The recipe YAML holds the
 defaults; environment variables (named as in the original DeepEyes scripts) override
 single keys, so ``LEARNING_RATE=1e-4 bash cold_start/run_cold_start.sh`` does what it says.
+The merged settings go through LLaMA-Factory's own ``get_train_args`` before the data is
+converted, so a misspelt key stops the run at once, in LLaMA-Factory's words.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import transformers
 import yaml
 
 from deepeyes.cli import parse_cli
@@ -160,6 +166,50 @@ def _check(config: dict[str, Any]) -> None:
         raise PrepareError("FP16 and BF16 are both true: choose one")
 
 
+@contextlib.contextmanager
+def _quiet_llamafactory() -> Iterator[None]:
+    """Silence what ``get_train_args`` logs for a run it thinks is starting (device, precision
+    advice: the training run prints them again) and undo the transformers log level it sets."""
+    verbosity = transformers.logging.get_verbosity()
+    disabled = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(disabled)
+        transformers.logging.set_verbosity(verbosity)
+        transformers.logging.reset_format()
+
+
+def check_with_llamafactory(config: dict[str, Any]) -> None:
+    """Parse the training settings with LLaMA-Factory's own ``get_train_args`` (what
+    ``llamafactory-cli train`` does first), so that a key it does not know or a combination it
+    refuses stops the run here, with its message, before minutes of data conversion.
+
+    ``get_train_args`` only parses and cross-checks: no model, tokenizer or data is loaded and
+    nothing is downloaded. It also checks how the process was launched, which this one was
+    not (no torchrun); so the check sees a single CPU process: ``use_cpu`` is set and
+    ``deepspeed`` left out (parsing it initialises DeepSpeed's process group; its file is
+    checked by :func:`_check`). Device, precision support and launch are checked again by
+    LLaMA-Factory when the run starts. ``get_train_args`` checks keys and combinations, not
+    the types of values.
+
+    Raises:
+        PrepareError: LLaMA-Factory refuses the settings; the message is its own.
+    """
+    # Seconds of imports: paid only when a run is prepared.
+    from llamafactory.hparams import get_train_args
+
+    single_process = {key: value for key, value in config.items() if key != "deepspeed"} | {"use_cpu": True}
+    with _quiet_llamafactory():
+        try:
+            get_train_args(single_process)
+        except (ValueError, TypeError) as exc:
+            raise PrepareError(f"LLaMA-Factory refuses the training settings (recipe + overrides): {exc}") from exc
+
+
 def export_config(train: dict[str, Any], export_dir: Path) -> dict[str, Any]:
     """LLaMA-Factory ``export`` settings that merge the trained LoRA adapter into the base model."""
     return {
@@ -181,6 +231,7 @@ def prepare(recipe_path: Path, paths: RunPaths, environ: Mapping[str, str], cwd:
     config = build_train_config(load_recipe(recipe_path), env_overrides(environ, cwd), paths, dataset_name)
     if paths.export_dir and config["finetuning_type"] != "lora":
         raise PrepareError("EXPORT_DIR merges a LoRA adapter; with full/freeze fine-tuning OUTPUT_DIR already holds the model")
+    check_with_llamafactory(config)
     result = convert(
         ConvertOptions(
             inputs=paths.data,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from deepeyes.data.sft_prepare import (
     PrepareError,
     RunPaths,
     build_train_config,
+    check_with_llamafactory,
     env_overrides,
     load_recipe,
     prepare,
@@ -23,16 +24,28 @@ from deepeyes.paths import REPO_ROOT
 RECIPES = REPO_ROOT / "cold_start" / "recipes"
 
 
-def _lf_keys() -> set[str]:
-    from llamafactory.hparams.parser import _TRAIN_ARGS
-
-    return {f.name for cls in _TRAIN_ARGS for f in dataclasses.fields(cls)}
-
-
 @pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.name)
-def test_recipes_use_only_keys_llamafactory_knows(recipe: Path) -> None:
-    unknown = set(yaml.safe_load(recipe.read_text())) - _lf_keys()
-    assert unknown == set()
+def test_every_recipe_passes_llamafactorys_own_check(recipe: Path, tmp_path: Path) -> None:
+    # A folder with a config.json is all a model needs here: the check loads nothing.
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    config = build_train_config(load_recipe(recipe), {"model_name_or_path": str(model)}, _paths(tmp_path), "d")
+    check_with_llamafactory(config)
+
+
+def test_a_misspelt_key_stops_before_the_data_is_converted(seed_file: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import transformers
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text((RECIPES / "tiny_cpu_full.yaml").read_text() + "lora_rnak: 8\n")
+    verbosity = transformers.logging.get_verbosity()
+    paths = RunPaths(data=[seed_file], output_dir=tmp_path / "run")
+    with pytest.raises(PrepareError, match=re.escape("LLaMA-Factory refuses") + ".*lora_rnak"):
+        prepare(recipe, paths, {"MODEL_NAME_OR_PATH": str(tiny_model_dir)}, tmp_path)
+    assert not (tmp_path / "run" / sft_prepare.DATA_SUBDIR).exists()  # nothing converted
+    assert transformers.logging.get_verbosity() == verbosity  # LLaMA-Factory's log level is undone
 
 
 @pytest.mark.parametrize("name", ["qwen2_5_vl_7b_full.yaml", "qwen2_5_vl_32b_full.yaml"])
