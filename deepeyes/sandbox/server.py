@@ -25,7 +25,6 @@ kernel in time gets HTTP 503 (open) or a ``timeout`` result (call).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import binascii
@@ -39,16 +38,18 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis
 from aiohttp import web
 
+from deepeyes.cli import LoggingArguments, parse_cli
 from deepeyes.config import ConfigError, load_config
+from deepeyes.paths import resolve_path
 from deepeyes.sandbox.config import SandboxConfig
 from deepeyes.sandbox.pool import KernelFactory, KernelPool
 from deepeyes.sandbox.sessions import CapacityError, SessionInputError, SessionManager
@@ -270,37 +271,49 @@ def make_app(api: SandboxApi, max_body: int, workers: ThreadPoolExecutor) -> web
     return app
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m deepeyes.sandbox.server",
-        description="Stateful Python code sandbox (Jupyter kernels, Redis-backed sessions) over HTTP. "
-                    "Several instances may share one Redis; clients route sessions between them.",
+@dataclass(frozen=True)
+class SandboxServerArguments:
+    """The flags of ``python -m deepeyes.sandbox.server``; a setting left unset comes from ``--config``
+    (or :class:`SandboxConfig`'s default)."""
+
+    port: int = field(metadata={"help": "TCP port to listen on"})
+    host: str | None = field(default=None, metadata={"help": "address to bind (unset: the config's host, 127.0.0.1)"})
+    redis_host: str | None = field(default=None, metadata={"help": "Redis host holding session snapshots (unset: the config's)"})
+    redis_port: int | None = field(default=None, metadata={"help": "Redis port (required here or in --config)"})
+    pool_size: int | None = field(
+        default=None, metadata={"help": "forked kernels kept ready (size it to the burst of first calls: an open takes no kernel)"}
     )
-    parser.add_argument("--port", type=int, required=True, help="TCP port to listen on")
-    parser.add_argument("--host", default=None, help="address to bind (default: config host, 127.0.0.1)")
-    parser.add_argument("--redis_host", default=None, help="Redis host holding session snapshots")
-    parser.add_argument("--redis_port", type=int, default=None, help="Redis port (required here or in --config)")
-    parser.add_argument("--pool_size", type=int, default=None, help="forked kernels kept ready (size it to the burst of first calls: an open takes no kernel)")
-    parser.add_argument("--max_sessions", type=int, default=None,
-                        help="hard bound on live sessions (each holds a slot from its open, and at most one kernel); "
-                             "beyond it idle sessions are evicted or callers wait")
-    parser.add_argument("--config", type=Path, default=None,
-                        help="YAML file with the sandbox settings (e.g. tool_manager_config.yaml)")
-    parser.add_argument("--config_section", default="sandbox",
-                        help="top-level key of --config holding the settings (default: sandbox)")
-    parser.add_argument("--work_dir", type=Path, default=None,
-                        help="directory for kernel and session files (default: a fresh temp dir)")
-    parser.add_argument("--log_level", default="INFO", help="logging level (default: INFO)")
-    parser.add_argument("--exit_with_parent", action="store_true",
-                        help="shut down when the starting process dies (used by SandboxCluster, so a "
-                             "crashed CLI or test run leaves no server behind)")
-    return parser.parse_args(argv)
+    max_sessions: int | None = field(
+        default=None,
+        metadata={
+            "help": "hard bound on live sessions (each holds a slot from its open, and at most one kernel); "
+            "beyond it idle sessions are evicted or callers wait"
+        },
+    )
+    config: str | None = field(default=None, metadata={"help": "YAML file with the sandbox settings (e.g. tool_manager_config.yaml)"})
+    config_section: str = field(default="sandbox", metadata={"help": "top-level key of --config holding the settings"})
+    work_dir: str | None = field(default=None, metadata={"help": "directory for kernel and session files (unset: a fresh temp dir)"})
+    exit_with_parent: bool = field(
+        default=False,
+        metadata={
+            "help": "shut down when the starting process dies (used by SandboxCluster, so a crashed CLI or test run "
+            "leaves no server behind)"
+        },
+    )
 
 
-def build_config(args: argparse.Namespace) -> SandboxConfig:
-    config = load_config(args.config, SandboxConfig, section=args.config_section) if args.config else SandboxConfig()
+DESCRIPTION = (
+    "Stateful Python code sandbox (Jupyter kernels, Redis-backed sessions) over HTTP. "
+    "Several instances may share one Redis; clients route sessions between them."
+)
+
+
+def build_config(args: SandboxServerArguments) -> SandboxConfig:
+    """``--config`` (or the defaults) with the flags that were given laid over it, checked as the file is."""
+    config = load_config(resolve_path(args.config), SandboxConfig, section=args.config_section) if args.config else SandboxConfig()
     overrides = {"host": args.host, "redis_host": args.redis_host, "redis_port": args.redis_port,
-                 "pool_size": args.pool_size, "max_sessions": args.max_sessions, "work_dir": args.work_dir}
+                 "pool_size": args.pool_size, "max_sessions": args.max_sessions,
+                 "work_dir": resolve_path(args.work_dir) if args.work_dir else None}
     for name, value in overrides.items():
         if value is not None:
             setattr(config, name, value)
@@ -429,9 +442,10 @@ def serve(config: SandboxConfig, port: int, exit_with_parent: bool = False) -> N
         logger.info("sandbox %s stopped", instance)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def main(argv: Sequence[str] | None = None) -> None:
+    args, logging_args = parse_cli([SandboxServerArguments, LoggingArguments], argv, prog="python -m deepeyes.sandbox.server",
+                                   description=DESCRIPTION)
+    logging_args.configure()
     try:
         config = build_config(args)
     except ConfigError as exc:

@@ -17,12 +17,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from deepeyes.analysis import cli as analysis_cli
 from deepeyes.cli import (
     LoggingArguments,
     QuietLoggingArguments,
     build_parser,
     parse_cli,
 )
+from deepeyes.config import ConfigError
 from deepeyes.data import sft_prepare, to_llamafactory
 from deepeyes.data.synth import __main__ as synth_cli
 from deepeyes.data.synth.config import SynthConfig
@@ -33,7 +35,8 @@ from deepeyes.models import tiny
 from deepeyes.paths import REPO_ROOT, resolve_path
 from deepeyes.rewards import server as reward_server_cli
 from deepeyes.rl.config import RLConfig, load_rl_config
-from deepeyes.search import convert_cache
+from deepeyes.sandbox import server as sandbox_server
+from deepeyes.search import convert_cache, sample_cache
 from deepeyes.search.config import resolve_path as search_resolve_path
 
 TRAIN_SCRIPT = REPO_ROOT / "reinforcement_learning" / "train.py"
@@ -60,6 +63,9 @@ CLIS: dict[str, Callable[[], tuple[Callable[[list[str]], object], list[type]]]] 
     "data.sft_prepare": lambda: (sft_prepare.main, [sft_prepare.PrepareArguments]),
     "data.to_llamafactory": lambda: (to_llamafactory.main, [to_llamafactory.ToLlamaFactoryArguments]),
     "eval.format_check": lambda: (format_check.main, [format_check.FormatCheckArguments]),
+    "analysis": lambda: (analysis_cli.main, [analysis_cli.AnalysisArguments, LoggingArguments]),
+    "sandbox.server": lambda: (sandbox_server.main, [sandbox_server.SandboxServerArguments, LoggingArguments]),
+    "search.sample_cache": lambda: (sample_cache.main, [sample_cache.SampleCacheArguments]),
 }
 
 #: The required flags of each CLI, so that an unknown flag is the only fault in the command line.
@@ -70,6 +76,8 @@ REQUIRED: dict[str, list[str]] = {
     "data.sft_prepare": ["--recipe", "r.yaml", "--data", "d", "--output_dir", "o"],
     "data.to_llamafactory": ["--input", "i", "--out", "o"],
     "eval.format_check": ["--model_path", "m", "--data", "d"],
+    "analysis": ["--runs", "a=b", "--out", "o"],
+    "sandbox.server": ["--port", "8888"],
 }
 
 
@@ -126,6 +134,32 @@ def test_old_spellings_still_parse_to_the_same_config() -> None:
     new, _ = eval_cli.parse_args(["--output_dir", "o", "--no_show_progress", "--max_samples", "3", "--datasets", "A", "B"])
     old, _ = eval_cli.parse_args(["--output", "o", "--no_progress", "--max-samples", "3", "--datasets", "A,B"])
     assert new == old and new.datasets == ["A", "B"] and not new.show_progress
+
+
+def test_analysis_flags_written_before_parse_cli_still_parse(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--runs", "base=a", "rl=b", "--out", "o", "--collapse_fraction", "0.4", "--collapse_patience", "2",
+            "--examples_per_group", "3", "--top_paths", "6", "--validate", "--no_progress", "--log_level", "WARNING"]
+    args, logging_args = parse_cli([analysis_cli.AnalysisArguments, LoggingArguments], argv, prog="a", description="")
+    assert args.named_runs() == {"base": "a", "rl": "b"} and not args.progress and logging_args.log_level == "WARNING"
+    config = args.analysis_config()
+    assert (config.collapse_fraction, config.collapse_patience, config.examples_per_group, config.top_paths, config.full_validation) == (0.4, 2, 3, 6, True)
+    with pytest.raises(SystemExit) as exited:
+        analysis_cli.main(["--runs", "x=a", "x=b", "--out", "o"])
+    assert exited.value.code == 2 and "unique" in capsys.readouterr().err
+
+
+def test_sandbox_server_flags_written_before_parse_cli_still_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = ["--port", "8888", "--host", "0.0.0.0", "--redis_host", "10.0.0.2", "--redis_port", "6380", "--pool_size", "4",
+            "--max_sessions", "8", "--config", str(REPO_ROOT / "tool_manager_config.yaml"), "--config_section", "sandbox",
+            "--work_dir", "work", "--log_level", "DEBUG", "--exit_with_parent"]  # SandboxCluster ends with --exit_with_parent
+    args, logging_args = parse_cli([sandbox_server.SandboxServerArguments, LoggingArguments], argv, prog="s", description="")
+    assert (args.port, args.exit_with_parent, logging_args.log_level) == (8888, True, "DEBUG")
+    config = sandbox_server.build_config(args)
+    assert (config.host, config.redis_host, config.redis_port, config.pool_size, config.max_sessions) == ("0.0.0.0", "10.0.0.2", 6380, 4, 8)
+    assert config.work_dir == tmp_path / "work"
+    with pytest.raises(ConfigError, match="--redis_port"):
+        sandbox_server.build_config(parse_cli([sandbox_server.SandboxServerArguments], ["--port", "1"], prog="s", description="")[0])
 
 
 def test_repeated_list_flags_collect_every_value() -> None:
