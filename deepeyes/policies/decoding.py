@@ -140,7 +140,7 @@ class Decoded:
 def intra_op_threads(count: int | None) -> Iterator[None]:
     """Run the block with ``count`` torch intra-op threads (``None``: leave the setting alone).
 
-    ``torch.set_num_threads`` is process-wide, so the previous value is restored on exit;
+    ``torch.set_num_threads`` is global state, so the previous value is restored on exit;
     the policy's lock keeps two generations from interleaving their settings.
     """
     if count is None or count == torch.get_num_threads():
@@ -200,8 +200,11 @@ def decode_cache(text_config: Any, capacity: int) -> Cache:
 def grouped_decode_attention(text_config: Any, device: torch.device) -> Iterator[None]:
     """Switch a CPU model's SDPA attention to :func:`_decode_sdpa` for the block.
 
-    Only on CPU, where the grouped mode was checked to give the same logits; the model's
-    own setting is restored on exit (the policy's lock keeps other generations out).
+    Only on CPU, where the grouped mode was checked to give the same logits. The setting
+    lives on the model's config and is restored on exit; a forward that runs meanwhile
+    elsewhere (scoring, training) is unaffected, since :func:`_decode_sdpa` hands anything
+    but a single query token to ``transformers``' SDPA function and masks are built by
+    the same function as for ``"sdpa"``.
     """
     if device.type != "cpu" or text_config._attn_implementation != "sdpa":
         yield

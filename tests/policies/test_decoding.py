@@ -2,12 +2,13 @@
 
 The reference is the policy's previous path: ``generate`` with the wire stop strings, the
 pad id and the policy's logits processors, each row cut at its first end token or
-completed stop string. Greedy ids must be equal, not close: RL trains on them.
+completed stop string, run on one intra-op thread as the policy now generates (another
+thread count may split sums differently). Ids must be equal, not close: RL trains on them;
+and so must every step's scores, since a random model's greedy text is often one token.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,9 +31,8 @@ MAX_NEW = 12
 
 
 @pytest.fixture(scope="module")
-def policy(tiny_model_dir: Path) -> Iterator[HFPolicy]:
-    hf = HFPolicy(tiny_model_dir, max_new_tokens=MAX_NEW)
-    yield hf
+def policy(tiny_model_dir: Path) -> HFPolicy:
+    return HFPolicy(tiny_model_dir, max_new_tokens=MAX_NEW)
 
 
 def _conversation(question: str, *sizes: tuple[int, int], colour: str = "green") -> list[Message]:
