@@ -12,6 +12,22 @@ from deepeyes.models.tiny import build as build_tiny_model
 from deepeyes.paths import SAMPLE_DIR, TINY_MODEL_DIR
 from deepeyes.utils.processes import RedisServer
 
+#: Fixtures that start a piece of the machine, and the marker (pyproject.toml) their tests get.
+MARKER_FIXTURES = {"redis_server": "redis", "browser": "browser"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses one of :data:`MARKER_FIXTURES`, directly or through another
+    fixture, so ``-m "not redis"`` / ``-m "not browser"`` deselect it without each test saying so.
+    A test that starts Redis itself (a ``ToolManager`` with no Redis configured, a CLI that runs
+    tools, an RL run) or runs VLMEvalKit carries ``@pytest.mark.redis`` / ``vlmeval`` by hand."""
+    for item in items:
+        closure = getattr(item, "fixturenames", ())
+        for fixture, marker in MARKER_FIXTURES.items():
+            if fixture in closure:
+                item.add_marker(marker)
+
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:

@@ -128,6 +128,7 @@ def test_tiny_model_produces_a_schema_valid_trajectory(tool_manager: ToolManager
     validate(json.loads(trajectory.to_json()))
 
 
+@pytest.mark.redis
 def test_infer_cli_end_to_end_writes_a_valid_trajectory(tmp_path: Path, tiny_model_dir: Path) -> None:
     image = tmp_path / "red.png"
     RED.save(image)

@@ -50,6 +50,7 @@ def test_a_threshold_outside_0_1_is_refused(tmp_path: Path) -> None:
     assert exit_info.value.code == 2
 
 
+@pytest.mark.redis
 def test_force_no_tool_run_makes_no_tool_call(tmp_path: Path, tiny_model_dir: Path) -> None:
     """The whole CLI path with the switch on (the gate's effect on sampling is tested in test_tool_gate.py)."""
     out = tmp_path / "trajectory.jsonl"

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 from conftest import free_port
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
@@ -21,6 +22,7 @@ def test_help_lists_the_documented_flags() -> None:
         assert flag in result.stdout
 
 
+@pytest.mark.redis
 def test_default_start_serves_the_tiny_model_and_answers(browser, sample_dir: Path, screenshot_dir: Path, tmp_path: Path) -> None:
     port = free_port()
     log = (tmp_path / "demo.log").open("w")

@@ -19,6 +19,8 @@ import pytest
 
 from deepeyes.paths import REPO_ROOT
 
+pytestmark = pytest.mark.vlmeval
+
 VLMEVAL_PYTHON = REPO_ROOT / ".venv-vlmeval" / "bin" / "python"
 
 #: Column conventions of the published TSVs (VLMEvalKit's VStarBench and HRBench4K/8K).
@@ -46,6 +48,7 @@ def test_the_vlmeval_environment_exists() -> None:
 
 
 @pytest.mark.parametrize("dataset", sorted(LAYOUTS))
+@pytest.mark.redis
 def test_vlmeval_runner_scores_a_benchmark_layout_with_tools(dataset, make_tsv, tiny_model_dir, tmp_path):
     layout = LAYOUTS[dataset]
     lmudata = make_tsv(dataset, layout["rows"], columns=layout["columns"]).parent

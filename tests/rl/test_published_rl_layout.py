@@ -105,6 +105,7 @@ def test_verl_gets_every_part_and_filters_overlong_prompts(published_rl: Path, t
         assert all(Path(entry["image"]).is_absolute() and Path(entry["image"]).is_file() for row in rows for entry in row["images"])
 
 
+@pytest.mark.redis
 def test_train_py_trains_on_the_published_folder_after_the_budget_filter(
     published_rl: Path, tiny_model_dir: Path, tool_config_file: Path, rl_sample_dir: Path, tmp_path: Path
 ) -> None:

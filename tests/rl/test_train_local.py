@@ -89,6 +89,7 @@ def test_sft_adapter_is_merged_and_rl_lora_starts_as_identity(tiny_model_dir, sf
 
 
 @pytest.mark.slow
+@pytest.mark.redis
 def test_two_step_run_then_resume(tmp_path, rl_sample_dir, tool_config_file, tiny_model_dir, sft_adapter):
     output = tmp_path / "run"
     overrides = _overrides(rl_sample_dir, tool_config_file, tiny_model_dir, sft_adapter, output)

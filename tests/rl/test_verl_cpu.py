@@ -68,6 +68,7 @@ def test_a_cpu_run_loads_the_cpu_plugin_into_verl_and_a_gpu_run_does_not(tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.redis
 def test_verls_trainer_runs_grpo_steps_on_cpu(tmp_path, rl_sample_dir, tool_config_file):
     out = tmp_path / "run"
     argv = [

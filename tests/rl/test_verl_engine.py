@@ -177,6 +177,7 @@ CODE_TURN = "<think>Measure first.</think>\n" + wire.code_action("print('size', 
 
 
 @pytest.mark.slow
+@pytest.mark.redis
 def test_agent_loop_hands_verl_the_sampled_ids_and_the_trajectory(tmp_path, tiny_model_dir, rl_sample_dir, tool_config_file, reward_url):
     from deepeyes.rewards.scoring import score_trajectory
     from deepeyes.rl.verl_reward import RETURNED_KEYS, compute_score
