@@ -58,7 +58,7 @@ class KernelOutput:
 
     stdout: CappedText
     stderr: CappedText
-    result: str = ""
+    result: CappedText
     images: list[str] = field(default_factory=list)  # base64 PNG as sent by the kernel
     error_name: str = ""
     error_value: str = ""
@@ -192,7 +192,7 @@ class SandboxKernel:
         client = self.client
         if client is None or not self.alive():
             raise KernelDied(f"kernel {self.name} is not running", started=False)
-        out = KernelOutput(stdout=CappedText(max_output_chars), stderr=CappedText(max_output_chars))
+        out = KernelOutput(*(CappedText(max_output_chars) for _ in range(3)))
         msg_id = client.execute(code, silent=silent, store_history=store_history,
                                 user_expressions=user_expressions or {}, allow_stdin=False, stop_on_error=False)
         deadline = time.monotonic() + timeout
@@ -229,12 +229,15 @@ class SandboxKernel:
             if "image/png" in data:
                 out.images.append(data["image/png"])
             elif kind == "execute_result":
-                out.result = data.get("text/plain", "")
+                out.result.add(data.get("text/plain", ""))
         elif kind == "error":
             out.error_name, out.error_value = content.get("ename", ""), content.get("evalue", "")
             lines = (strip_ansi(line).rstrip("\n") for line in content.get("traceback", []))
             out.stderr.add("\n".join(line for line in lines if line) + "\n")
         elif kind == "status":
+            for name, dropped in (content.get("output_cut") or {}).items():  # cut in the kernel as it streamed
+                if name in ("stdout", "stderr", "result"):
+                    getattr(out, name).dropped_upstream(int(dropped))
             return content.get("execution_state") == "idle"
         return False
 

@@ -7,8 +7,10 @@ the kernel already has (cloudpickle, PIL), because the kernel cannot import ``de
 
 It provides four things the server needs from inside the kernel:
 
-* ``install``: preload modules, inline figures, and the best-effort policy guards (an audit
-  hook for process, network and file access, and an import allowlist for user code);
+* ``install``: preload modules, inline figures, the output cap (a request's output is cut
+  here, as it streams, so the server never receives more than the cap), and the best-effort
+  policy guards (an audit hook for process, network and file access, and an import
+  allowlist for user code);
 * ``attach``: give a session its ``image_1 … image_N`` (and the snapshot that holds them);
 * ``snapshot``: the user namespace as per-name cloudpickle blobs, sending only names whose
   pickle changed since the last snapshot, and listing names that cannot be pickled; after
@@ -24,6 +26,7 @@ import json
 import os
 import pickle
 import sys
+import threading
 
 import cloudpickle
 from IPython import get_ipython
@@ -123,6 +126,79 @@ class _Policy:
         return __import__
 
 
+#: An error's execute reply repeats its traceback (IOPub's copy is the one the server reads).
+_MAX_TRACEBACK_LINES = 100
+
+
+class _OutputCap:
+    """Caps what one execute request sends back, here in the kernel, before it is serialised.
+
+    Installed as the kernel session's ``send``, the one door of every message (streams,
+    results, displays, errors, and the execute reply, which repeats an error), so a 100 MB
+    print leaves the kernel as ``cap`` characters and never reaches the server whole.
+    stdout, stderr (tracebacks included, as the server files them there) and the result each
+    keep their first ``cap`` characters per request; other text payloads are cut at ``cap``.
+    How much was dropped rides on the request's ``idle`` status as ``output_cut`` ({field:
+    characters}), which the server turns into its usual truncation note. Streams are flushed
+    from ipykernel's IO thread, hence the lock.
+    """
+
+    def __init__(self, send, cap):
+        self._send = send
+        self.cap = cap
+        self._lock = threading.Lock()
+        self._requests = {}  # parent msg_id -> {"kept": {field: chars}, "dropped": {field: chars}}
+
+    def _take(self, parent_id, field, text):
+        """The part of ``text`` that fits ``field``'s remaining room for this request."""
+        with self._lock:
+            state = self._requests.setdefault(parent_id, {"kept": {}, "dropped": {}})
+            kept = state["kept"].get(field, 0)
+            part = text[: max(0, self.cap - kept)]
+            state["kept"][field] = kept + len(part)
+            if len(part) < len(text):
+                state["dropped"][field] = state["dropped"].get(field, 0) + len(text) - len(part)
+            return part
+
+    def _finish(self, parent_id):
+        with self._lock:
+            state = self._requests.pop(parent_id, None)
+        return state["dropped"] if state else {}
+
+    def __call__(self, stream, msg_or_type, content=None, parent=None, ident=None, buffers=None, track=False,
+                 header=None, metadata=None):
+        if isinstance(msg_or_type, dict):
+            msg_type, body = msg_or_type["header"]["msg_type"], msg_or_type["content"]
+            parent_id = msg_or_type.get("parent_header", {}).get("msg_id")
+        else:
+            msg_type, body = msg_or_type, content if content is not None else {}
+            parent_header = (parent or {}).get("header", parent or {})
+            parent_id = parent_header.get("msg_id")
+        if msg_type == "stream":
+            body["text"] = self._take(parent_id, body.get("name", "stdout"), body.get("text", ""))
+            if not body["text"]:
+                return None
+        elif msg_type in ("execute_result", "display_data"):
+            data = body.get("data", {})
+            for mime, value in list(data.items()):
+                if isinstance(value, str) and not mime.startswith("image/"):
+                    data[mime] = self._take(parent_id, "result", value) if (
+                        msg_type == "execute_result" and mime == "text/plain") else value[: self.cap]
+        elif msg_type == "error":
+            body["evalue"] = str(body.get("evalue", ""))[: self.cap]
+            kept = [self._take(parent_id, "stderr", line + "\n") for line in body.get("traceback", [])]
+            body["traceback"] = [line.removesuffix("\n") for line in kept if line]
+        elif msg_type == "execute_reply" and body.get("status") == "error":  # it repeats the error
+            body["evalue"] = str(body.get("evalue", ""))[: self.cap]
+            body["traceback"] = [line[: self.cap] for line in body.get("traceback", [])[:_MAX_TRACEBACK_LINES]]
+        elif msg_type == "status" and body.get("execution_state") == "idle":
+            dropped = self._finish(parent_id)
+            if dropped:
+                body["output_cut"] = dropped
+        return self._send(stream, msg_or_type, content=content, parent=parent, ident=ident, buffers=buffers,
+                          track=track, header=header, metadata=metadata)
+
+
 class _JsonReply:
     """The JSON the server reads back (its repr *is* the JSON, so IPython returns it verbatim)."""
 
@@ -154,6 +230,8 @@ class KernelSide:
         if "matplotlib.pyplot" in sys.modules:
             shell.run_line_magic("matplotlib", "inline")
         shell.run_line_magic("xmode", "Plain")
+        session = shell.kernel.session
+        session.send = _OutputCap(session.send, settings["max_output_chars"])
         self.max_snapshot_bytes = settings["max_snapshot_bytes"]
         if settings["snapshot_file"]:
             self.snapshot_file = settings["snapshot_file"]

@@ -205,6 +205,7 @@ class KernelFactory:
             "preload_modules": list(self.config.preload_modules),
             "audit_guards": security.audit_guards,
             "max_snapshot_bytes": int(self.config.max_snapshot_mb * 1024 * 1024),
+            "max_output_chars": self.config.max_output_chars,
             "read_roots": [sys.prefix, sys.base_prefix, *site.getsitepackages(), str(layout.root),
                            str(self.mpl_config_dir), *security.read_allowlist],
             "write_roots": [str(layout.workdir), str(layout.home)],

@@ -23,7 +23,12 @@ def strip_ansi(text: str) -> str:
 
 
 class CappedText:
-    """Accumulates streamed text up to a cap and says visibly how much was cut."""
+    """Accumulates streamed text up to a cap and says visibly how much was cut.
+
+    The kernel already cuts its output at the same cap as it streams (``kernel_side._OutputCap``)
+    and reports what it dropped (:meth:`dropped_upstream`); the cap here holds for a kernel
+    whose user code went around that.
+    """
 
     def __init__(self, cap: int):
         self.cap = cap
@@ -37,6 +42,10 @@ class CappedText:
             self._parts.append(text[:room])
             self._kept += min(room, len(text))
         self._dropped += max(0, len(text) - max(room, 0))
+
+    def dropped_upstream(self, count: int) -> None:
+        """Count characters the kernel dropped before sending, for the truncation note."""
+        self._dropped += max(0, count)
 
     def value(self) -> str:
         text = "".join(self._parts)

@@ -469,7 +469,7 @@ class SessionManager:
             execution_time=time.perf_counter() - started,
             stdout=out.stdout.value(),
             stderr=stderr,
-            result=_capped(out.result, self.config.max_output_chars),
+            result=out.result.value(),
             images=self._images(out.images, notes),
             notes=notes,
         )
@@ -527,10 +527,6 @@ class SessionManager:
                 idle = [s for s in self._sessions.values() if s.last_used < deadline]
             for session in idle:
                 self._evict(session)
-
-
-def _capped(text: str, cap: int) -> str:
-    return text if len(text) <= cap else text[:cap] + f"\n... [output truncated: {len(text) - cap} more characters]"
 
 
 def _pickle_blob_dict(blobs: dict[str, bytes]) -> bytes:
