@@ -4,14 +4,23 @@ The count goes through LLaMA-Factory's own chat template and multimodal plugin w
 model's processor, so image tokens are expanded with the same resizing rules
 (``image_max_pixels`` / ``image_min_pixels``) the training run applies. A re-implemented
 count would drift from the trainer, and the trainer truncates silently.
+
+Loading the processor is also where the training image budget meets the one inference
+uses: RL, evaluation and serving resize images to the checkpoint processor's own
+``max_pixels``, so a recipe that trains at another budget is warned about (docs/cold_start.md,
+"Image budget").
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from deepeyes.data.sft_sample import SftSample
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,9 @@ class SequenceLengthCounter:
         if not (Path(model_path) / "config.json").is_file():
             raise FileNotFoundError(f"model not found (no config.json): {model_path}")
         self.processor = AutoProcessor.from_pretrained(str(model_path))
+        warning = image_budget_warning(self.processor, settings.image_max_pixels)
+        if warning:
+            logger.warning("%s", warning)
         self.processor.image_max_pixels = settings.image_max_pixels
         self.processor.image_min_pixels = settings.image_min_pixels
         self.tokenizer = self.processor.tokenizer
@@ -47,3 +59,21 @@ class SequenceLengthCounter:
         pairs = self.template.encode_multiturn(self.tokenizer, expanded, system, None)
         length = sum(len(prompt) + len(response) for prompt, response in pairs)
         return length + (1 if self.template.efficient_eos else 0)
+
+
+def image_budget_warning(processor: Any, image_max_pixels: int) -> str | None:
+    """Why training at ``image_max_pixels`` differs from how the model will be run, or None.
+
+    Every inference path (RL rollouts, evaluation, serving) resizes images to the
+    checkpoint processor's ``longest_edge``; a model trained on smaller (or larger) images
+    than it then sees loses accuracy (docs/cold_start.md measures it on the tiny model).
+    """
+    serving = int(processor.image_processor.size["longest_edge"])
+    if serving == image_max_pixels:
+        return None
+    return (
+        f"image budget: training resizes images to at most image_max_pixels={image_max_pixels} pixels, but the model's "
+        f"processor, which RL, evaluation and serving use, allows {serving}. Make them agree: set IMAGE_MAX_PIXELS={serving}, "
+        f"or run the trained model at the training budget by saving its processor with image_processor.size['longest_edge'] "
+        f"= {image_max_pixels} (docs/cold_start.md, 'Image budget')."
+    )
