@@ -88,6 +88,11 @@ else
     step "tiny model" "up to date"
 fi
 
+# 4b. The pretrained tiny base, when the repository carries one (the main job's SFT then starts
+# from it): checked against its manifest's SHA-256 on every run, copied when it changed.
+BASE_STATUS="$("$VENV/bin/python" -m deepeyes.models.base --log_level WARNING)"
+step "pretrained base" "$BASE_STATUS"
+
 # 5. Synthetic sample data --------------------------------------------------------------
 SAMPLE_DIR="$ROOT/data/sample"
 DATA_HASH=$(hash_files $(find deepeyes/data deepeyes/search deepeyes/prompts deepeyes/wire deepeyes/tools -name '*.py' -o -name '*.txt' | sort) deepeyes/evaluation/templates.py)
@@ -99,6 +104,12 @@ if [ "$(cat "$SAMPLE_DIR/.build-stamp" 2>/dev/null)" != "$DATA_HASH" ]; then
 else
     step "sample data" "up to date"
 fi
+
+# 5b. The sample image-search cache at the seed's documented search_cache_path ------------------
+# (reinforcement_learning/search_cache, in the published cache's layout; a downloaded published
+# cache there is left alone). Two lines, so that set -e stops on a failure.
+SEARCH_CACHE_STATUS="$("$VENV/bin/python" -m deepeyes.search.sample_cache)"
+step "sample search cache" "$SEARCH_CACHE_STATUS"
 
 # 6. Optional: VLMEvalKit's own environment ---------------------------------------------------
 if [ "$WITH_VLMEVAL" = "1" ]; then

@@ -8,7 +8,7 @@
 #
 #   RECIPE                       LLaMA-Factory YAML with the defaults  [cold_start/recipes/tiny_cpu_full.yaml]
 #                                (published: qwen2_5_vl_7b_full.yaml, qwen2_5_vl_32b_full.yaml, qwen2_5_vl_7b_lora.yaml)
-#   MODEL_NAME_OR_PATH           local model directory or hub id (Qwen/Qwen2.5-VL-7B-Instruct)  [data/models/tiny-qwen2.5-vl, or the recipe's]
+#   MODEL_NAME_OR_PATH           local model directory or hub id (Qwen/Qwen2.5-VL-7B-Instruct)  [data/models/tiny-qwen2.5-vl-base when set-up installed a pretrained base, else data/models/tiny-qwen2.5-vl; or the recipe's]
 #   DATA_PATH                    seed JSONL / ShareGPT JSON / dir of parts / saved HF dataset,
 #                                or a hub data set id (honglyhly/DeepEyesV2_SFT)  [data/sample/sft/seed.jsonl]
 #   IMAGE_ROOT                   base of relative image paths          [data/sample with the default data, else DATA_PATH's dir,
@@ -52,7 +52,8 @@ if [[ -z "${DATA_PATH:-}" ]]; then
     IMAGE_ROOT="${IMAGE_ROOT:-$ROOT/data/sample}"
 fi
 if [[ -z "${MODEL_NAME_OR_PATH:-}" && "$RECIPE" -ef "$ROOT/cold_start/recipes/tiny_cpu_full.yaml" ]]; then
-    export MODEL_NAME_OR_PATH="$ROOT/data/models/tiny-qwen2.5-vl"
+    export MODEL_NAME_OR_PATH="$ROOT/data/models/tiny-qwen2.5-vl-base"  # the pretrained base when set-up installed one
+    [ -f "$MODEL_NAME_OR_PATH/model.safetensors" ] || export MODEL_NAME_OR_PATH="$ROOT/data/models/tiny-qwen2.5-vl"
 fi
 MODEL_NAME_OR_PATH="${MODEL_NAME_OR_PATH:-$("$VENV_BIN/python" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1])).get("model_name_or_path") or "")' "$RECIPE")}"
 

@@ -9,6 +9,10 @@ REPO_ROOT = Path(os.environ.get("DEEPEYES_HOME", Path(__file__).resolve().parent
 DATA_DIR = REPO_ROOT / "data"
 SAMPLE_DIR = DATA_DIR / "sample"
 TINY_MODEL_DIR = DATA_DIR / "models" / "tiny-qwen2.5-vl"
+#: The pretrained tiny base as the repository carries it (weights, processor, manifest).
+CARRIED_BASE_DIR = DATA_DIR / "pretrained" / "tiny-qwen2.5-vl-base"
+#: Where set-up installs the verified base; the main job's SFT starts from it.
+TINY_BASE_DIR = DATA_DIR / "models" / "tiny-qwen2.5-vl-base"
 TOOL_MANAGER_CONFIG = REPO_ROOT / "tool_manager_config.yaml"
 
 

@@ -32,12 +32,14 @@ EVAL_SAMPLES="${EVAL_SAMPLES:-20}"
 RL_STEPS="${RL_STEPS:-8}"
 RL_EVAL_STEPS="${RL_EVAL_STEPS:-2}"
 RL_EVAL_PROMPTS="${RL_EVAL_PROMPTS:-10}"
-BASE_MODEL="$ROOT/data/models/tiny-qwen2.5-vl"
+# The pretrained tiny base when the checkout carries one (setup.sh installs it), else the random tiny model.
+BASE_MODEL="$ROOT/data/models/tiny-qwen2.5-vl-base"
+[ -f "$BASE_MODEL/model.safetensors" ] || BASE_MODEL="$ROOT/data/models/tiny-qwen2.5-vl"
 START=$(date +%s)
 stage() { printf '\n[quickstart] %s (%ds elapsed)\n' "$1" "$(( $(date +%s) - START ))"; }
 
 stage "1/5 cold-start SFT through LLaMA-Factory"
-OUTPUT_DIR="$OUT/cold_start" bash cold_start/run_cold_start.sh  # full fine-tuning: the model is in OUTPUT_DIR
+MODEL_NAME_OR_PATH="$BASE_MODEL" OUTPUT_DIR="$OUT/cold_start" bash cold_start/run_cold_start.sh  # full fine-tuning: the model is in OUTPUT_DIR
 
 stage "2/5 RL (local engine) from the SFT model"
 rm -rf "$OUT/rl"  # an earlier run's RL checkpoints were trained from a different SFT model

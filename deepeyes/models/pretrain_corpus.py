@@ -1,0 +1,347 @@
+"""The synthetic instruction corpus the tiny base is pretrained on.
+
+Why a corpus of its own: a pretrained instruct model brings skills the tiny random model
+lacks and that SFT cannot teach in a few CPU minutes — above all, *copying* a span (a number,
+a word, a name) from the user turn into its reply and into another template. Without it the
+SFT model picks the right tool but fills the call with memorised operands (docs/cold_start.md).
+So this corpus teaches exactly those generic skills, in the chat template:
+
+- repeating a span, and reordering several spans;
+- copying values into other templates (a JSON object, a keyword call, a list, a sentence);
+- reading one value out of a block of text or a key/value record;
+- picking the k-th item of a list, and the label of an item;
+- finding a value in an earlier turn of a multi-turn conversation (a request, then a reply
+  that carries the value, then a reply that uses it).
+
+What it must not contain (so the base stays a *base*, and SFT and RL have something to teach;
+checked by ``tests/models/test_pretrain.py``): the evaluation task families and their question
+templates, the wire-format tags (``<think>``, ``<code>``, ``<tool_call>``, ``<answer>``, …) and
+any evaluation value. Words come from :data:`WORDS`, made-up names from a syllable inventory
+whose first letters the synthetic world's names never start with, and numbers are uniform
+random digit strings.
+
+A sample is a list of ``{"role", "content"}`` messages; a user turn may start with one image
+(:data:`IMAGE` marks it), a random noise picture, so that the base has seen vision tokens
+before the question as every SFT sample has them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+#: Marks "an image goes here" at the start of a user turn (rendered as vision tokens).
+IMAGE = "<image>"
+
+#: Generic vocabulary. Deliberately without the colour names, shape names and answer words of
+#: the synthetic evaluation tasks (a test checks the lists stay disjoint).
+WORDS: tuple[str, ...] = tuple(
+    """
+    acorn arrow attic autumn badge bamboo beacon beetle biscuit blanket blossom bonnet bottle
+    branch bread breeze brick bucket button cabbage cabin camel canvas carpet carrot castle
+    cedar cellar chalk chapter cherry cliff cloud clover cobweb coffee compass cookie corner
+    cotton crayon crystal curtain daisy desert diary dolphin donkey drawer dune eagle feather
+    fence ferry fiddle fig flannel fountain garlic ginger glove granite gravel hammock harvest
+    hazel hedge helmet honey igloo ivory jelly jungle kayak kitten kiwi lagoon lemon lemonade
+    letter lizard llama lobster mango maple mitten monkey moss mountain mushroom nickel noodle
+    nutmeg oak oatmeal ocean olive onion orbit otter paddle pancake panda peanut pebble pelican
+    pine pirate planet plum pocket poppy pudding pumpkin puzzle radio raisin raven reef ribbon
+    salmon sandal saucer scarf season shadow shelf shovel singer sketch snail sofa sparrow
+    spider sponge spoon squirrel stable station straw sugar summer sunset tablet teapot ticket
+    tiger timber tower trumpet tulip turtle umbrella vase velvet village wagon walnut walrus
+    whistle winter wizard wool yarn yogurt zebra
+    """.split()
+)
+
+#: Syllables of made-up names. The synthetic world's names start with one of
+#: ``b d f g k l m n p q r s t v z``; these start with none of those letters.
+NAME_ONSETS: tuple[str, ...] = ("c", "ch", "h", "j", "w", "wh", "y", "x", "cl", "chr")
+NAME_MIDDLES: tuple[str, ...] = ("b", "d", "l", "m", "n", "r", "s", "t", "v", "z", "k", "g")
+NAME_VOWELS: tuple[str, ...] = ("a", "e", "i", "o", "u", "ia", "io", "ea", "y")
+NAME_CODAS: tuple[str, ...] = ("", "", "n", "m", "l", "sh", "ck", "ft", "mp", "w")
+
+#: Attribute names of the made-up records (generic; none is an evaluation question's).
+ATTRIBUTES: tuple[str, ...] = (
+    "owner", "colour code", "weight", "price", "code", "room", "mood", "pet", "vehicle", "hobby",
+    "floor", "serial", "batch", "rank", "label", "tag", "width", "depth", "score", "level",
+)
+NUMERIC_ATTRIBUTES = frozenset({"weight", "price", "code", "room", "floor", "serial", "batch", "rank", "width", "depth", "score", "level"})
+
+GENERIC_SYSTEM_SENTENCES: tuple[str, ...] = (
+    "You are a helpful assistant.",
+    "Follow the user's instructions exactly.",
+    "Keep replies short and precise.",
+    "Copy names and numbers exactly as the user wrote them.",
+    "When the user asks for one value, reply with that value only.",
+    "Do not add explanations unless the user asks for them.",
+    "Read the whole message before replying.",
+    "If a message contains a list, count its items carefully.",
+    "Values may be words, names or numbers of any length.",
+    "Reply in the format the user asks for.",
+    "The user may show a picture; the text of the message says what to do.",
+    "Be careful with long numbers: every digit matters.",
+    "Names are case sensitive.",
+    "Answer in English.",
+)
+
+ORDINALS: tuple[str, ...] = ("first", "second", "third", "fourth", "fifth", "sixth")
+
+
+@dataclass(frozen=True)
+class CorpusSample:
+    """One conversation: messages, and whether its first user turn shows an image."""
+
+    messages: list[dict[str, str]]
+    family: str
+
+
+class ValueMaker:
+    """Random words, made-up names and digit strings from one generator."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def number(self) -> str:
+        digits = self.rng.choice((1, 2, 2, 2, 3, 3, 3, 4, 4, 5))
+        value = str(self.rng.randrange(10 ** (digits - 1) if digits > 1 else 0, 10**digits))
+        return value
+
+    def word(self) -> str:
+        return self.rng.choice(WORDS)
+
+    def name(self) -> str:
+        parts = [self.rng.choice(NAME_ONSETS) + self.rng.choice(NAME_VOWELS)]
+        for _ in range(self.rng.randint(0, 2)):
+            parts.append(self.rng.choice(NAME_MIDDLES) + self.rng.choice(NAME_VOWELS))
+        return ("".join(parts) + self.rng.choice(NAME_CODAS)).capitalize()
+
+    def full_name(self) -> str:
+        return self.name() if self.rng.random() < 0.6 else f"{self.name()} {self.name()}"
+
+    def value(self) -> str:
+        kind = self.rng.random()
+        return self.number() if kind < 0.4 else self.word() if kind < 0.7 else self.full_name()
+
+    def distinct(self, count: int, make: Callable[[], str] | None = None) -> list[str]:
+        make = make or self.value
+        values: list[str] = []
+        while len(values) < count:
+            candidate = make()
+            if candidate not in values:
+                values.append(candidate)
+        return values
+
+
+# --- families -------------------------------------------------------------------------------
+# Each returns (user text, assistant text) or a whole message list for multi-turn families.
+
+
+def _copy(v: ValueMaker) -> list[dict[str, str]]:
+    """The plainest copy: a run of values, written back. Drawn most often, because copying is
+    the skill every other family builds on and a tiny model learns it from repetition (the
+    same model copies digit runs after ~200 steps of this alone, while the mixture without it
+    had not started to copy after 250)."""
+    values = v.distinct(v.rng.randint(3, 12), v.number if v.rng.random() < 0.4 else v.value)
+    joined = " ".join(values)
+    return _turn(v.rng.choice((f"Copy: {joined}", f"Copy this: {joined}", f"Write back: {joined}")), joined)
+
+
+def _repeat(v: ValueMaker) -> list[dict[str, str]]:
+    spans = v.distinct(v.rng.randint(1, 6))
+    joined = " ".join(spans)
+    user = v.rng.choice(
+        (
+            f"Repeat exactly: {joined}",
+            f"Say {joined} and nothing else.",
+            f"Please write back this text: {joined}",
+            f"Echo the following. {joined}",
+            f"Copy this: {joined}",
+        )
+    )
+    return _turn(user, joined)
+
+
+def _reorder(v: ValueMaker) -> list[dict[str, str]]:
+    a, b = v.distinct(2)
+    if v.rng.random() < 0.5:
+        return _turn(f"Write {b} first and then {a}, separated by a comma.", f"{b}, {a}")
+    return _turn(f"I give you two values: {a} and {b}. Write them in reverse order.", f"{b} {a}")
+
+
+def _to_json(v: ValueMaker) -> list[dict[str, str]]:
+    keys = v.rng.sample(("name", "value", "item", "place", "id", "text", "target", "key"), v.rng.randint(1, 3))
+    values = v.distinct(len(keys))
+    described = ", ".join(f"{k} is {val}" for k, val in zip(keys, values))
+    user = v.rng.choice(
+        (
+            f"Make a JSON object where {described}.",
+            f"Write as JSON: {described}.",
+            f"Encode this in JSON with the same keys: {described}.",
+        )
+    )
+    return _turn(user, json.dumps(dict(zip(keys, values))))
+
+
+def _to_call(v: ValueMaker) -> list[dict[str, str]]:
+    function = v.rng.choice(("lookup", "show", "store", "send", "make", "find", "open", "keep", "draw", "join"))
+    args = v.distinct(v.rng.randint(1, 3), v.number if v.rng.random() < 0.5 else v.value)
+    rendered = ", ".join(a if a.isdigit() else json.dumps(a) for a in args)
+    listed = " and ".join(args)
+    user = v.rng.choice(
+        (
+            f"Call the function {function} with {listed}.",
+            f"Write a call of {function} whose arguments are {listed}, in this order.",
+            f"Use {function} on {listed}.",
+        )
+    )
+    return _turn(user, f"{function}({rendered})")
+
+
+def _to_list(v: ValueMaker) -> list[dict[str, str]]:
+    items = v.distinct(v.rng.randint(2, 5), v.number if v.rng.random() < 0.5 else v.value)
+    spoken = ", ".join(items[:-1]) + f" and {items[-1]}"
+    rendered = "[" + ", ".join(i if i.isdigit() else json.dumps(i) for i in items) + "]"
+    return _turn(v.rng.choice((f"Put {spoken} in a list.", f"Make a list of {spoken}.")), rendered)
+
+
+def _to_sentence(v: ValueMaker) -> list[dict[str, str]]:
+    person, place, count = v.full_name(), v.name(), v.number()
+    thing = v.word()
+    form = v.rng.randrange(3)
+    if form == 0:
+        user = f"Write one sentence saying that {person} lives in {place}."
+        return _turn(user, f"{person} lives in {place}.")
+    if form == 1:
+        user = f"person: {person}\ncount: {count}\nthing: {thing}\nTurn these fields into a sentence."
+        return _turn(user, f"{person} has {count} of the {thing}.")
+    user = f"Complete the sentence with {count}: The {thing} costs ... coins."
+    return _turn(user, f"The {thing} costs {count} coins.")
+
+
+def _record(v: ValueMaker) -> tuple[str, str, str]:
+    """A made-up record as text, one attribute asked, its value."""
+    subject = v.full_name()
+    attributes = v.rng.sample(ATTRIBUTES, v.rng.randint(3, 6))
+    values = [v.number() if a in NUMERIC_ATTRIBUTES else v.value() for a in attributes]
+    if v.rng.random() < 0.5:
+        text = f"Record of {subject}\n" + "\n".join(f"{a}: {val}" for a, val in zip(attributes, values))
+    else:
+        text = f"{subject} is listed here. " + " ".join(
+            f"The {a} of {subject} is {val}." for a, val in zip(attributes, values)
+        )
+    index = v.rng.randrange(len(attributes))
+    return text, attributes[index], values[index]
+
+
+def _read_value(v: ValueMaker) -> list[dict[str, str]]:
+    text, attribute, value = _record(v)
+    question = v.rng.choice(
+        (f"What is the {attribute}?", f"Which {attribute} does the text give?", f"Give me the {attribute} only.")
+    )
+    return _turn(f"{text}\n\n{question}", value)
+
+
+def _kth_item(v: ValueMaker) -> list[dict[str, str]]:
+    items = v.distinct(v.rng.randint(3, 6))
+    k = v.rng.randrange(len(items))
+    which = "last" if k == len(items) - 1 and v.rng.random() < 0.5 else ORDINALS[k]
+    separator = v.rng.choice((", ", "; ", " | ", "\n"))
+    user = v.rng.choice(
+        (
+            f"Items: {separator.join(items)}\nWhat is the {which} item?",
+            f"Here is a list.\n{separator.join(items)}\nReply with its {which} entry.",
+        )
+    )
+    return _turn(user, items[k])
+
+
+def _label_of(v: ValueMaker) -> list[dict[str, str]]:
+    items = v.distinct(v.rng.randint(2, 5))
+    style = v.rng.randrange(3)
+    labels = [str(i + 1) for i in range(len(items))] if style == 0 else list("wxyz"[: len(items)]) if len(items) <= 4 else [str(i + 1) for i in range(len(items))]
+    if style == 2 and len(items) <= 4:
+        labels = ["north", "east", "south", "west"][: len(items)]
+    listing = " ".join(f"({label}) {item}" for label, item in zip(labels, items))
+    k = v.rng.randrange(len(items))
+    if v.rng.random() < 0.5:
+        return _turn(f"{listing}\nWhich label does {items[k]} have?", labels[k])
+    return _turn(f"{listing}\nWhat is under label {labels[k]}?", items[k])
+
+
+def _relay(v: ValueMaker) -> list[dict[str, str]]:
+    """Ask for a value, receive a message that carries it, then use it: the shape of a turn
+    that reads an earlier reply, without any tool or tag."""
+    text, attribute, value = _record(v)
+    key = v.name()
+    first = f"I will send you a note about {key}. Ask me for it."
+    request = v.rng.choice((f"Please send the note about {key}.", f"Send me the note on {key}, please."))
+    note = f"Note {key}:\n{text}"
+    question = v.rng.choice((f"Now tell me the {attribute}.", f"So what is the {attribute}?"))
+    closing = v.rng.choice((value, f"The {attribute} is {value}."))
+    return [
+        {"role": "user", "content": first},
+        {"role": "assistant", "content": request},
+        {"role": "user", "content": f"{note}\n\n{question}"},
+        {"role": "assistant", "content": closing},
+    ]
+
+
+def _recall(v: ValueMaker) -> list[dict[str, str]]:
+    """A value from the first turn, asked for two turns later."""
+    secret, other = v.distinct(2)
+    return [
+        {"role": "user", "content": f"Remember this value: {secret}. Reply with OK."},
+        {"role": "assistant", "content": "OK."},
+        {"role": "user", "content": f"Now also consider {other}. Which value did I ask you to remember?"},
+        {"role": "assistant", "content": secret},
+    ]
+
+
+def _turn(user: str, assistant: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+
+
+FAMILIES: dict[str, Callable[[ValueMaker], list[dict[str, str]]]] = {
+    "copy": _copy,
+    "repeat": _repeat,
+    "reorder": _reorder,
+    "to_json": _to_json,
+    "to_call": _to_call,
+    "to_list": _to_list,
+    "to_sentence": _to_sentence,
+    "read_value": _read_value,
+    "kth_item": _kth_item,
+    "label_of": _label_of,
+    "relay": _relay,
+    "recall": _recall,
+}
+
+
+def system_prompt(rng: random.Random) -> str | None:
+    """No system turn (the template adds Qwen's default), a few generic sentences, or (one in
+    ten) a long one: SFT prompts start with a ~300-token system turn, so the base must copy
+    across a long, irrelevant prefix too; most are short because every token costs CPU time."""
+    if rng.random() < 0.5:
+        return None
+    if rng.random() < 0.2:  # as long as the tiny default's system prompt (~300 tokens)
+        return " ".join(rng.sample(GENERIC_SYSTEM_SENTENCES, len(GENERIC_SYSTEM_SENTENCES)) * 2)
+    return " ".join(rng.sample(GENERIC_SYSTEM_SENTENCES, rng.choice((1, 2, 3, 5))))
+
+
+#: How often each family is drawn relative to the others (1 when not listed).
+FAMILY_WEIGHTS: dict[str, int] = {"copy": 6}
+
+
+def sample(rng: random.Random, image_share: float) -> CorpusSample:
+    """One random conversation of a family drawn by :data:`FAMILY_WEIGHTS`."""
+    names = sorted(FAMILIES)
+    family = rng.choices(names, weights=[FAMILY_WEIGHTS.get(name, 1) for name in names])[0]
+    messages = FAMILIES[family](ValueMaker(rng))
+    if rng.random() < image_share:
+        messages[0] = {"role": "user", "content": IMAGE + "\n" + messages[0]["content"]}
+    system = system_prompt(rng)
+    if system is not None:
+        messages = [{"role": "system", "content": system}, *messages]
+    return CorpusSample(messages=messages, family=family)

@@ -1,0 +1,169 @@
+"""The pretraining corpus stays generic, pretraining runs and resumes exactly, and the carried
+base loads and matches its manifest."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from deepeyes import wire
+from deepeyes.data.synth.drawing import PALETTE
+from deepeyes.data.synth.tasks import counting, no_tool
+from deepeyes.data.synth.world import ONSETS
+from deepeyes.models import pretrain_corpus
+from deepeyes.models.base import BaseModelError, install, verify
+from deepeyes.models.pretrain import IGNORE_INDEX, ConversationEncoder, PretrainArguments, train
+from deepeyes.models.tiny import TinyModelSpec, build_processor
+
+CORPUS_SIZE = 3000
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[pretrain_corpus.CorpusSample]:
+    rng = random.Random(123)
+    return [pretrain_corpus.sample(rng, image_share=0.5) for _ in range(CORPUS_SIZE)]
+
+
+@pytest.fixture(scope="module")
+def encoder() -> ConversationEncoder:
+    return ConversationEncoder(build_processor(TinyModelSpec()))
+
+
+def _text(sample: pretrain_corpus.CorpusSample) -> str:
+    return "\n".join(m["content"] for m in sample.messages)
+
+
+def test_every_family_is_drawn(corpus) -> None:
+    assert {s.family for s in corpus} == set(pretrain_corpus.FAMILIES)
+
+
+def test_corpus_has_no_wire_tag(corpus) -> None:
+    tags = [wire.THINK_OPEN, wire.THINK_CLOSE, wire.CODE_OPEN, wire.CODE_CLOSE, wire.ANSWER_OPEN, wire.ANSWER_CLOSE]
+    tags += [wire.TOOL_CALL_OPEN, wire.TOOL_CALL_CLOSE, wire.TOOL_RESPONSE_OPEN, wire.TOOL_RESPONSE_CLOSE, "```"]
+    for sample in corpus:
+        text = _text(sample)
+        assert not [tag for tag in tags if tag in text], text
+
+
+def test_corpus_vocabulary_is_disjoint_from_the_evaluation_values(corpus) -> None:
+    evaluation_words = set(no_tool.WORDS) | set(PALETTE) | set(counting.KINDS)
+    assert not evaluation_words & set(pretrain_corpus.WORDS)
+    # made-up names never start like the synthetic world's (entities, people, cities, landmarks)
+    world_initials = {onset[0].upper() for onset in ONSETS}
+    for sample in corpus:
+        for token in _text(sample).replace(",", " ").replace(".", " ").split():
+            word = token.strip("()[]{}\":;|?'")
+            if word.lower() in evaluation_words:
+                pytest.fail(f"evaluation word {word!r} in a pretraining sample: {_text(sample)}")
+    names = {pretrain_corpus.ValueMaker(random.Random(seed)).name() for seed in range(2000)}
+    assert not {name for name in names if name[0] in world_initials}
+
+
+def test_corpus_poses_no_evaluation_question(corpus, sample_dir: Path) -> None:
+    questions = set()
+    for tsv in sorted((sample_dir / "eval").glob("*.tsv")):
+        questions |= set(pd.read_csv(tsv, sep="\t")["question"])
+    assert questions
+    text = "\n".join(_text(s) for s in corpus)
+    assert not [q for q in questions if q in text]
+    for phrase in ("How many", "times", " plus ", "landmark", "Options:", "in quotes"):
+        assert phrase not in text
+
+
+@pytest.mark.parametrize("image_share", [0.0, 1.0])
+def test_rendering_is_the_chat_template_and_labels_skip_only_vision_tokens(encoder, image_share) -> None:
+    rng = random.Random(7)
+    for _ in range(20):
+        sample = pretrain_corpus.sample(rng, image_share)
+        template_messages = [
+            {"role": m["role"], "content": [{"type": "image"}, {"type": "text", "text": m["content"][len(pretrain_corpus.IMAGE) :]}]}
+            if m["content"].startswith(pretrain_corpus.IMAGE)
+            else m
+            for m in sample.messages
+        ]
+        expected = encoder.processor.apply_chat_template(template_messages, tokenize=False)
+        assert encoder.render_text(sample.messages) == expected
+        encoded = encoder.encode(sample.messages, random.Random(0))
+        replies = encoder.tokenizer.decode([t for t, reply in zip(encoded.input_ids, encoded.assistant) if reply])
+        assert replies == "".join(m["content"] + wire.IM_END for m in sample.messages if m["role"] == "assistant")
+        trained = [t for t, label in zip(encoded.input_ids, encoded.labels) if label != IGNORE_INDEX]
+        assert trained == [t for t in encoded.input_ids if t not in encoder.vision_ids]
+        assert (encoded.image is not None) == (image_share == 1.0)
+
+
+def _run(out: Path, steps: int, resume: bool = True) -> dict[str, torch.Tensor]:
+    args = PretrainArguments(
+        out=out, steps=steps, batch_size=2, warmup_steps=1, eval_steps=2, eval_samples=2, save_steps=1, threads=1, resume=resume
+    )
+    final = train(args, ["--steps", str(steps)])
+    return load_file(final / "model.safetensors")
+
+
+def test_pretraining_learns_saves_and_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    straight = _run(tmp_path / "straight", steps=3)
+    _run(tmp_path / "resumed", steps=2)
+    resumed = _run(tmp_path / "resumed", steps=3)
+    assert straight.keys() == resumed.keys()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    final = tmp_path / "straight" / "model"
+    manifest = json.loads((final / "manifest.json").read_text())
+    assert manifest["steps"] == 3 and manifest["tokens_seen"] > 0
+    assert (final / "loss_curve.png").stat().st_size > 0
+    assert verify(final)["seed"] == 0
+    history = json.loads((final / "pretrain_history.json").read_text())
+    assert len(history["loss"]) == 3 and history["eval"][-1]["step"] == 3
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-step pretraining run's model folder, in the layout the repository carries."""
+    out = tmp_path_factory.mktemp("pretrain")
+    args = PretrainArguments(out=out, steps=2, batch_size=2, warmup_steps=1, eval_steps=2, eval_samples=2, save_steps=2, threads=1)
+    return train(args, ["--steps", "2"])
+
+
+def test_a_pretrained_folder_loads_through_the_standard_classes(pretrained: Path) -> None:
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    manifest = verify(pretrained)
+    assert manifest["command"].startswith("python -m deepeyes.models.pretrain")
+    assert (pretrained / "model.safetensors").stat().st_size <= 32 * 1024 * 1024  # the carried-size limit
+    processor = AutoProcessor.from_pretrained(pretrained)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(pretrained)
+    prompt = processor.apply_chat_template([{"role": "user", "content": "Copy: walnut 4821"}], add_generation_prompt=True, tokenize=False)
+    inputs = processor(text=[prompt], return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=4, do_sample=False)
+    assert out.shape[1] > inputs["input_ids"].shape[1]
+
+
+def test_install_copies_a_verified_base_and_refuses_a_changed_one(pretrained: Path, tmp_path: Path) -> None:
+    source = tmp_path / "carried"
+    shutil.copytree(pretrained, source)
+    installed = install(source, tmp_path / "installed")
+    assert verify(installed) == verify(source)
+    assert install(source, installed) == installed  # a second install with nothing changed keeps it
+    weights = source / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(BaseModelError, match="model.safetensors: sha256"):
+        install(source, tmp_path / "other")
+    (source / "manifest.json").unlink()
+    with pytest.raises(BaseModelError, match="no manifest"):
+        verify(source)
+
+
+def test_a_checkout_without_a_carried_base_is_reported_not_failed(tmp_path: Path, capsys) -> None:
+    from deepeyes.models.base import main
+
+    assert main(["--source", str(tmp_path / "absent"), "--target", str(tmp_path / "target")]) == 0
+    assert "no pretrained base carried" in capsys.readouterr().out
+    assert not (tmp_path / "target").exists()
