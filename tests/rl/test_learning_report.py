@@ -38,7 +38,7 @@ def test_report_tables_targets_and_curve(tmp_path: Path, capsys) -> None:
     png = tmp_path / "rl_curve.png"
     assert f"RL curve: {png}" in text and Image.open(png).size[0] > 100
     assert main(["--out", str(tmp_path)]) == 0
-    assert "Targets (issue 12):" in capsys.readouterr().out
+    assert "Learning targets:" in capsys.readouterr().out
 
 
 def test_missed_targets_are_reported(tmp_path: Path) -> None:
@@ -46,7 +46,8 @@ def test_missed_targets_are_reported(tmp_path: Path) -> None:
     _write_run(tmp_path, "sft", (0.2, 0.7, 0.5), (0.8, 1.0, 0.5))
     text, all_met = report(tmp_path)
     assert not all_met
-    assert "base held-out accuracy" in text and "NO" in text
+    assert "base accuracy, counting" in text and "NO" in text
+    assert "base accuracy, no_tool (reported)" in text
 
 
 def test_missing_runs_fail_clearly(tmp_path: Path, capsys) -> None:
