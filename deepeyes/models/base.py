@@ -16,7 +16,6 @@ corrupted clone or a hand-edited file never silently becomes the quick start's b
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -26,6 +25,7 @@ from typing import Any
 
 from deepeyes.cli import LoggingArguments, parse_cli
 from deepeyes.paths import CARRIED_BASE_DIR, TINY_BASE_DIR
+from deepeyes.utils.hashing import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -36,14 +36,6 @@ REQUIRED_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "pro
 
 class BaseModelError(RuntimeError):
     """The carried base is missing a file or does not match its manifest."""
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify(folder: Path = CARRIED_BASE_DIR) -> dict[str, Any]:
@@ -64,7 +56,7 @@ def verify(folder: Path = CARRIED_BASE_DIR) -> dict[str, Any]:
         path = folder / name
         if not path.is_file():
             raise BaseModelError(f"{path}: listed in {MANIFEST} but missing")
-        actual = sha256(path)
+        actual = file_sha256(path)
         if actual != expected:
             raise BaseModelError(f"{path}: sha256 {actual} does not match the manifest's {expected}")
     return manifest

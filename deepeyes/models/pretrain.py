@@ -45,6 +45,7 @@ from deepeyes import wire
 from deepeyes.cli import LoggingArguments, parse_cli
 from deepeyes.models import pretrain_corpus
 from deepeyes.models.tiny import TinyModelSpec, build_model, build_processor
+from deepeyes.utils.hashing import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -328,7 +329,7 @@ def export(model, processor, args: PretrainArguments, history: dict[str, Any], a
     weights = final / "model.safetensors"
     manifest = {
         "model": "tiny Qwen2.5-VL base, pretrained by deepeyes.models.pretrain",
-        "files": {"model.safetensors": hashlib.sha256(weights.read_bytes()).hexdigest()},
+        "files": {"model.safetensors": file_sha256(weights)},
         "command": "python -m deepeyes.models.pretrain " + shlex.join(argv),
         "arguments": {k: str(v) for k, v in asdict(args).items()},
         "corpus_version": CORPUS_VERSION,

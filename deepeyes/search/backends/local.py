@@ -7,7 +7,6 @@ and re-indexed instead of silently serving stale documents.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -23,6 +22,7 @@ import numpy as np
 
 from deepeyes.search.backends.base import BackendError, make_result
 from deepeyes.search.config import LocalBackendConfig, resolve_path
+from deepeyes.utils.hashing import file_sha256
 from deepeyes.utils.jsonl import iter_jsonl_records
 
 logger = logging.getLogger(__name__)
@@ -57,14 +57,6 @@ def load_corpus(path: Path) -> list[Document]:
     if not documents:
         raise CorpusError(f"{path}: the corpus is empty")
     return documents
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class LocalBM25Backend:
