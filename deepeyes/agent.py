@@ -1,8 +1,14 @@
 """The one multi-turn agent loop used by RL rollouts, evaluation, the demo and inference.
 
 policy writes a turn → the parser makes it an action → the tool manager runs it → the
-observation goes back as a user turn; until an answer, ``max_turns`` or the token budget.
-Every turn is recorded in a :class:`~deepeyes.trajectory.Trajectory`.
+observation goes back as a user turn; until an answer (``length`` instead of ``answer`` when
+the answering turn was cut at the policy's token limit), ``max_turns`` or the context budget
+(``token_budget``). Every turn is recorded in a :class:`~deepeyes.trajectory.Trajectory`.
+
+The context budget is kept before each request, not after: the observation is measured in
+tokens and cut to what the conversation has left (:mod:`deepeyes.tools.budget`), and a
+prompt that would still not fit is never sent, so no server is asked for more than
+``max_context_tokens``.
 """
 
 from __future__ import annotations
@@ -22,17 +28,25 @@ from deepeyes.chat import Message
 from deepeyes.images import load_image
 from deepeyes.policies.base import Policy
 from deepeyes.prompts import no_tool_system_prompt, system_prompt, user_prompt
-from deepeyes.tool_manager import ToolManager
-from deepeyes.trajectory import Trajectory, Turn
-from deepeyes.wire import parse_turn, strip_thinking
+from deepeyes.tool_manager import ObservationBudget, ToolManager, ToolSession
+from deepeyes.tools.budget import tokenizer_counter
+from deepeyes.trajectory import StopReason, Trajectory, Turn
+from deepeyes.wire import final_answer, parse_turn
 
 logger = logging.getLogger(__name__)
+
+
+#: Tokens the chat template adds around an observation (closing the model's turn, the user
+#: turn's header and end, the next assistant header), with room for how its text joins them.
+TURN_OVERHEAD_TOKENS = 16
 
 
 @dataclass
 class AgentConfig:
     max_turns: int = 8
-    #: Stop when the conversation (prompt + last turn) reaches this many tokens.
+    #: The most tokens a prompt sent to the policy may hold (system prompt, question, images,
+    #: turns and observations); observations are cut to fit it. The server's context must
+    #: hold this plus the policy's per-turn ``max_new_tokens``.
     max_context_tokens: int = 16384
     #: ``False``: one turn, no tools, the no-tool system prompt (plain VQA evaluation).
     use_tools: bool = True
@@ -96,6 +110,7 @@ class AgentLoop:
             Message("user", user_prompt(request.question, len(images)), images),
         ]
         session = self.tool_manager.open_session(images, request.sample_index) if self.config.use_tools else None
+        count_tokens = tokenizer_counter(getattr(policy, "tokenizer", None))
         generation_s = tools_s = 0.0
         try:
             for index in range(self.config.max_turns if self.config.use_tools else 1):
@@ -113,10 +128,12 @@ class AgentLoop:
                     generation_s=turn_generation_s,
                     completion_tokens=generation.completion_tokens,
                     violations=parsed.violations,
+                    finish_reason=generation.finish_reason,
                 )
                 trajectory.turns.append(turn)
                 messages.append(Message("assistant", generation.text))
-                stop = self._finish_turn(trajectory, session, messages, turn, generation.prompt_tokens + generation.completion_tokens)
+                room = self.config.max_context_tokens - generation.prompt_tokens - generation.completion_tokens - TURN_OVERHEAD_TOKENS
+                stop = self._finish_turn(trajectory, session, messages, turn, ObservationBudget(room, count_tokens))
                 tools_s += turn.observation.latency_s if turn.observation else 0.0
                 if on_turn is not None:
                     on_turn(trajectory, turn)
@@ -134,25 +151,45 @@ class AgentLoop:
         }
         return Rollout(trajectory, messages)
 
-    def _finish_turn(self, trajectory: Trajectory, session, messages: list[Message], turn: Turn, context_tokens: int) -> bool:
+    def _finish_turn(
+        self,
+        trajectory: Trajectory,
+        session: ToolSession | None,
+        messages: list[Message],
+        turn: Turn,
+        budget: ObservationBudget,
+    ) -> bool:
         """Act on one parsed turn; True when the trajectory ends here."""
         action = turn.action
+        # A turn cut at the token limit that would end the run did not finish it: ``length``.
+        # A cut tool call is an unclosed block, answered with an error observation like any invalid call.
+        cut = turn.finish_reason == "length"
         if action.kind == "answer":
-            trajectory.final_answer, trajectory.stop_reason = action.content, "answer"
-            return True
+            return self._stop(trajectory, turn, "length" if cut else "answer")
         if not self.config.use_tools:
             # Plain VQA: a model that ignores the tag still gets its text scored.
-            trajectory.final_answer = strip_thinking(turn.model_text) or None
-            trajectory.stop_reason = "no_action"
-            return True
-        result = self.tool_manager.execute(session, action)
+            return self._stop(trajectory, turn, "length" if cut else "no_action")
+        if budget.max_tokens <= 0:
+            # Not even an empty observation fits: the call is not run (a valid one is not
+            # counted, as on the text route, where a call without an observation never ran).
+            if action.kind == "invalid":
+                trajectory.tool_calls.record(action, None)
+            return self._stop(trajectory, turn, "token_budget")
+        assert self.tool_manager is not None and session is not None  # use_tools guarantees both
+        result = self.tool_manager.execute(session, action, budget)
         turn.observation = result.observation
         trajectory.tool_calls.record(action, result.observation)
+        if result.tokens is not None and result.tokens > budget.max_tokens:
+            return self._stop(trajectory, turn, "token_budget")  # recorded, never sent
         messages.append(Message("user", result.observation.text, result.images))
-        if context_tokens >= self.config.max_context_tokens:
-            trajectory.stop_reason = "token_budget"
-            return True
         return False
+
+    @staticmethod
+    def _stop(trajectory: Trajectory, turn: Turn, reason: StopReason) -> bool:
+        """End the run after ``turn`` with ``reason``; its answer by the rule both routes share."""
+        trajectory.stop_reason = reason
+        trajectory.final_answer = final_answer(turn.action, turn.model_text, reason)
+        return True
 
     def run_batch(
         self,

@@ -33,15 +33,16 @@ from deepeyes.tools.base import (
     ToolOutput,
     ToolResult,
     ToolSession,
-    error_result,
+    error_output,
 )
+from deepeyes.tools.budget import ObservationBudget, fit_observation, keep_all
 from deepeyes.tools.registry import REGISTRY
 from deepeyes.trajectory import Action, Observation
 from deepeyes.wire import ERROR_BUDGET, ERROR_DISABLED, ERROR_INVALID
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ToolManager", "ToolManagerConfig", "ToolResult", "ToolSession", "ToolsConfig"]
+__all__ = ["ObservationBudget", "ToolManager", "ToolManagerConfig", "ToolResult", "ToolSession", "ToolsConfig"]
 
 
 @dataclass
@@ -238,28 +239,35 @@ class ToolManager:
                 logger.warning("closing the %s tool for session %s failed", name, session.session_id, exc_info=True)
 
     # -- execution -----------------------------------------------------------------------
-    def execute(self, session: ToolSession, action: Action) -> ToolResult:
-        """Run one action and return its observation; never raises for tool-side failures."""
+    def execute(self, session: ToolSession, action: Action, budget: ObservationBudget | None = None) -> ToolResult:
+        """Run one action and return its observation; never raises for tool-side failures.
+
+        ``budget``: the tokens the observation may take in the next prompt; what does not fit
+        is cut with a note (:mod:`deepeyes.tools.budget`) and ``ToolResult.tokens`` says what
+        is left. None: the observation is kept whole and not measured.
+        """
         started = time.perf_counter()
-        result = self._dispatch(session, action)
+        result = self._dispatch(session, action, budget)
         result.observation.latency_s = time.perf_counter() - started
         return result
 
-    def _dispatch(self, session: ToolSession, action: Action) -> ToolResult:
+    def _dispatch(self, session: ToolSession, action: Action, budget: ObservationBudget | None) -> ToolResult:
         if action.kind == "invalid":
-            return error_result(ERROR_INVALID, action.reason or "the call could not be parsed")
+            return self._observe(error_output(ERROR_INVALID, action.reason or "the call could not be parsed"), budget)
         if action.kind not in TOOL_NAMES:
-            return error_result(ERROR_INVALID, f"'{action.kind}' is not a tool call")
+            return self._observe(error_output(ERROR_INVALID, f"'{action.kind}' is not a tool call"), budget)
         if action.kind in session.disabled:
-            return error_result(ERROR_DISABLED, f"the {action.kind} tool is not available for this question; answer without it", "disabled")
+            message = f"the {action.kind} tool is not available for this question; answer without it"
+            return self._observe(error_output(ERROR_DISABLED, message, "disabled"), budget)
         if session.calls >= self.config.tools.max_calls_per_session:
             limit = self.config.tools.max_calls_per_session
-            return error_result(ERROR_BUDGET, f"the limit of {limit} tool calls is reached; give your final answer now", "budget_exceeded")
+            message = f"the limit of {limit} tool calls is reached; give your final answer now"
+            return self._observe(error_output(ERROR_BUDGET, message, "budget_exceeded"), budget)
         if not self._started:
             self.start()
         tool = self._tools.get(action.kind)
         if tool is None:
-            return error_result(ERROR_DISABLED, f"the {action.kind} tool is not available", "disabled")
+            return self._observe(error_output(ERROR_DISABLED, f"the {action.kind} tool is not available", "disabled"), budget)
         session.calls += 1
         signature = (action.kind, action.content.strip())
         repeated = signature in session.seen_calls
@@ -268,19 +276,20 @@ class ToolManager:
             if action.kind not in session.opened:
                 tool.open(session)
                 session.opened.add(action.kind)
-            result = self._observe(tool.execute(session, action.content))
+            result = self._observe(tool.execute(session, action.content), budget)
         except Exception as exc:  # a tool's infrastructure failed: tell the model, keep the loop alive
             logger.exception("%s call failed", action.kind)
-            result = error_result(f"{action.kind} failed", f"{type(exc).__name__}: {exc}")
+            result = self._observe(error_output(f"{action.kind} failed", f"{type(exc).__name__}: {exc}"), budget)
         result.observation.repeated = repeated
         return result
 
-    def _observe(self, output: ToolOutput) -> ToolResult:
+    def _observe(self, output: ToolOutput, budget: ObservationBudget | None) -> ToolResult:
         """Bring the output's images within the model's limits and render the observation.
 
         At most ``max_images_per_round`` images are kept; each is fitted by
-        :func:`~deepeyes.images.fit_for_qwen`; one that cannot be fitted is dropped. Every
-        change is a note in the observation, so the model knows what it is looking at.
+        :func:`~deepeyes.images.fit_for_qwen`; one that cannot be fitted is dropped. Then
+        the whole observation is fitted into ``budget`` (:func:`deepeyes.tools.budget.fit_observation`).
+        Every change is a note in the observation, so the model knows what it is looking at.
         """
         limit = self.config.tools.max_images_per_round
         kept: list[int] = []
@@ -298,5 +307,9 @@ class ToolManager:
             images.append(fitted)
         if len(output.images) > limit:
             notes.append(f"{len(output.images) - limit} more image(s) not shown: at most {limit} per call")
-        text = output.render(kept, notes)
-        return ToolResult(Observation(text=text, image_count=len(images), status=output.status, latency_s=0.0), images)
+        if budget is None:
+            text, tokens = output.render(kept, notes, keep_all), None
+        else:
+            fitted = fit_observation(lambda positions, notes_, clip: output.render([kept[p] for p in positions], notes_, clip), images, notes, budget)
+            text, tokens, images = fitted.text, fitted.tokens, [images[p] for p in fitted.kept]
+        return ToolResult(Observation(text=text, image_count=len(images), status=output.status, latency_s=0.0), images, tokens)

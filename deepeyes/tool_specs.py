@@ -33,6 +33,9 @@ COUNTER_KEYS: tuple[str, ...] = ("invalid", "failed", "repeated")
 RESERVED_NAMES: tuple[str, ...] = ("answer", "invalid", *COUNTER_KEYS)
 #: Longer search queries are refused: they are a runaway generation, not a question.
 MAX_QUERY_CHARS = 512
+#: Box coordinates beyond this are no pixel of any image Qwen2.5-VL reads (its longest side
+#: is far below): refused, so that no coordinate reaches a tool as NaN, infinity or a huge int.
+MAX_PIXEL_COORDINATE = 1_000_000
 
 #: Reads a call's JSON ``arguments`` (``None`` when absent) into the call's canonical
 #: content: what the tool executes and what identifies a repeated call.
@@ -94,6 +97,10 @@ def _zoom_box(arguments: Any) -> str:
         or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)
     ):
         raise ToolArgumentError(f"bbox_2d must be four numbers [x1, y1, x2, y2]; {usage}.")
+    # NaN, infinities and integers past float range cannot be rounded to a pixel (ValueError /
+    # OverflowError otherwise); NaN fails every comparison, so one bound refuses them all.
+    if not all(abs(v) <= MAX_PIXEL_COORDINATE for v in box):
+        raise ToolArgumentError(f"bbox_2d values must be finite pixel coordinates within ±{MAX_PIXEL_COORDINATE}; {usage}.")
     x1, y1, x2, y2 = (round(float(v)) for v in box)
     if x2 <= x1 or y2 <= y1:
         raise ToolArgumentError(f"bbox_2d [{x1}, {y1}, {x2}, {y2}] is empty: x2 must exceed x1 and y2 exceed y1.")

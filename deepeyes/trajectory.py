@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -25,13 +26,25 @@ from deepeyes.tool_specs import (
     ObservationStatus,
     ToolName,
 )
+from deepeyes.utils.jsonl import TORN_LINE, iter_jsonl
+
+logger = logging.getLogger(__name__)
 
 SCHEMA_PATH = Path(__file__).with_name("trajectory.schema.json")
 SCHEMA_VERSION = 1
 
 #: A tool's name (:mod:`deepeyes.tool_specs`), ``answer``, or ``invalid`` (the turn did not parse).
 ActionKind = ToolName | Literal["answer", "invalid"]
-StopReason = Literal["answer", "max_turns", "token_budget", "no_action", "error"]
+#: Why a run ended: ``answer`` (the model answered and ended its turn); ``max_turns``;
+#: ``length`` (the turn that would have ended the run, an answer or a no-tool run's one turn,
+#: was cut at the per-turn token limit before the model ended it, so the run did not finish);
+#: ``token_budget`` (the next prompt would not fit ``max_context_tokens``, so it was never
+#: sent); ``no_action`` (a no-tool run's one turn, scored as written); ``error`` (the rollout
+#: failed). Only ``answer`` earns completion credit (docs/rewards.md).
+StopReason = Literal["answer", "max_turns", "length", "token_budget", "no_action", "error"]
+#: How the policy ended a turn: ``stop`` (the model, or a wire stop string) or ``length`` (cut
+#: at ``max_new_tokens``); as :class:`deepeyes.policies.base.Generation` reports it.
+FinishReason = Literal["stop", "length"]
 #: The action kinds that run a tool (the name every stage reads them by).
 TOOL_KINDS: tuple[ToolName, ...] = TOOL_NAMES
 
@@ -68,6 +81,9 @@ class Turn:
     #: ``model_text``, in order: the agent loop and the text route record them from that one
     #: parse. Empty in records written before they were recorded.
     violations: list[str] = field(default_factory=list)
+    #: ``length``: the turn was cut at the token limit, so what it holds is unfinished (an
+    #: answer in it does not end the run as answered). None when the policy does not say.
+    finish_reason: FinishReason | None = None
 
 
 @dataclass
@@ -159,6 +175,7 @@ class Trajectory:
                 generation_s=t.get("generation_s", 0.0),
                 completion_tokens=t.get("completion_tokens", 0),
                 violations=list(t.get("violations", [])),
+                finish_reason=t.get("finish_reason"),
             )
             for t in data["turns"]
         ]
@@ -191,5 +208,16 @@ def write_jsonl(path: str | Path, trajectories: list[Trajectory], append: bool =
 
 
 def read_jsonl(path: str | Path) -> list[Trajectory]:
-    with Path(path).open(encoding="utf-8") as handle:
-        return [Trajectory.from_dict(json.loads(line)) for line in handle if line.strip()]
+    """Every trajectory of a JSONL file, strictly: a line that is not one raises ValueError
+    naming the file and line, except a torn last line (what a crash mid-write leaves), which
+    is skipped with a warning naming the file."""
+    path = Path(path)
+    trajectories = []
+    for number, record, problem in iter_jsonl(path):
+        if problem is not None and problem.startswith(TORN_LINE):
+            logger.warning("%s line %d skipped: %s", path, number, problem)
+            continue
+        if problem is not None:
+            raise ValueError(f"{path}:{number}: {problem}")
+        trajectories.append(Trajectory.from_dict(record))
+    return trajectories

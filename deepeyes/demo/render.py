@@ -42,6 +42,7 @@ STOPPED_BY_USER = "stopped by the user"
 STATUS_LABELS = {
     "answer": "answered",
     "max_turns": "stopped: turn limit reached",
+    "length": "stopped: the turn was cut at the token limit",
     "token_budget": "stopped: context budget reached",
     "no_action": "ended without an answer tag",
     "error": "ended with an error",

@@ -32,7 +32,12 @@ from deepeyes.demo.render import (
 from deepeyes.demo.tools import tool_names
 from deepeyes.images import QWEN_FACTOR, ImageLoadError, load_image, to_data_url
 from deepeyes.policies.base import Policy
-from deepeyes.tool_manager import ToolManager, ToolResult, ToolSession
+from deepeyes.tool_manager import (
+    ObservationBudget,
+    ToolManager,
+    ToolResult,
+    ToolSession,
+)
 from deepeyes.trajectory import Action, Trajectory, Turn
 
 logger = logging.getLogger(__name__)
@@ -147,10 +152,10 @@ class _RunTools:
         self.session.disabled |= self.disabled
         return self.session
 
-    def execute(self, session: ToolSession, action: Action) -> ToolResult:
+    def execute(self, session: ToolSession, action: Action, budget: ObservationBudget | None = None) -> ToolResult:
         if self.stop.is_set():
             raise StopRequested
-        result = self.manager.execute(session, action)
+        result = self.manager.execute(session, action, budget)
         self.last_images = list(result.images)
         return result
 

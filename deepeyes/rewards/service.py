@@ -87,7 +87,10 @@ def create_app(
         return _error(500, f"internal error: {type(exc).__name__}: {exc}")
 
     def _json_body() -> Any:
-        body = request.get_json(silent=True)
+        try:
+            body = request.get_json(silent=True)
+        except RecursionError as exc:  # silent covers malformed JSON, not JSON nested past the recursion limit
+            raise PayloadError("the request body is nested too deeply to read") from exc
         if body is None:
             raise PayloadError("the request body must be JSON (Content-Type: application/json)")
         return body

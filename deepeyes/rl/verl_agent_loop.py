@@ -278,7 +278,10 @@ class ServerPolicy:
         stream.ids = merged.token_ids
         stream.sampled.append(kept)
         text = cut_at_tool_stop(trim_turn(self.tokenizer.decode(kept, skip_special_tokens=False)))
-        return Generation(text=text, prompt_tokens=prompt_tokens, completion_tokens=len(kept))
+        # Cut at max_new_tokens: the server returned the whole allowance and the turn never ended.
+        ended = (kept and kept[-1] == self.im_end_id) or any(stop in text for stop in TOOL_STOPS)
+        cut = not ended and len(output.token_ids) >= self.sampling_params["max_new_tokens"]
+        return Generation(text=text, prompt_tokens=prompt_tokens, completion_tokens=len(kept), finish_reason="length" if cut else "stop")
 
 
 def _cut_whole_images(ids: list[int], limit: int, images: list[Any], tokenizer: Any) -> tuple[int, list[Any]]:

@@ -285,7 +285,7 @@ def _usage(run: RequestRun, trajectory: Trajectory) -> Usage:
 
 
 def _finish_reason(trajectory: Trajectory) -> str:
-    return "length" if trajectory.stop_reason in ("max_turns", "token_budget") else "stop"
+    return "length" if trajectory.stop_reason in ("max_turns", "length", "token_budget") else "stop"
 
 
 def _record(request: Request, state: ServeState, run: RequestRun, trajectory: Trajectory, mode: str, clock: RequestClock) -> tuple[float, float]:

@@ -21,7 +21,12 @@ from PIL import Image
 from deepeyes.agent import AgentConfig, AgentLoop, AgentRequest, Rollout, TurnCallback
 from deepeyes.chat import Message
 from deepeyes.policies.base import Generation, Policy
-from deepeyes.tool_manager import ToolManager, ToolResult, ToolSession
+from deepeyes.tool_manager import (
+    ObservationBudget,
+    ToolManager,
+    ToolResult,
+    ToolSession,
+)
 from deepeyes.trajectory import Action
 
 logger = logging.getLogger(__name__)
@@ -83,7 +88,7 @@ class RequestTools:
             self.session = session
         return session
 
-    def execute(self, session: ToolSession, action: Action) -> ToolResult:
+    def execute(self, session: ToolSession, action: Action, budget: ObservationBudget | None = None) -> ToolResult:
         # The call holds the lock that closing takes, and checks for cancellation under it: a
         # disconnect's close then either waits for the call in flight or stops the next one.
         # Unordered, a close could reach the sandbox before the call's own request did, and the
@@ -93,7 +98,7 @@ class RequestTools:
                 raise RequestCancelled("client disconnected")
             started = time.thread_time()
             try:
-                return self.manager.execute(session, action)
+                return self.manager.execute(session, action, budget)
             finally:
                 self.cpu_s += time.thread_time() - started
 

@@ -18,11 +18,14 @@ from PIL import Image
 
 from deepeyes import wire
 from deepeyes.tool_specs import ObservationStatus, ToolSpec
+from deepeyes.tools.budget import Clip
 from deepeyes.trajectory import Observation
 
-#: Renders an observation's text from the indices of the images that reach the model and
-#: the notes to add (the manager fits the images: :meth:`deepeyes.tool_manager.ToolManager._observe`).
-Renderer = Callable[[list[int], list[str]], str]
+#: Renders an observation's text from the indices of the images that reach the model, the
+#: notes to add and the clip to apply to each long text field (stdout, stderr, a result
+#: body): the manager fits the images and the whole observation into the context
+#: (:meth:`deepeyes.tool_manager.ToolManager._observe`, :mod:`deepeyes.tools.budget`).
+Renderer = Callable[[list[int], list[str], Clip], str]
 
 
 @dataclass
@@ -44,11 +47,13 @@ class ToolResult:
 
     observation: Observation
     images: list[Image.Image] = field(default_factory=list)
+    #: The tokens the observation takes in the next prompt, when it was fitted to a budget.
+    tokens: int | None = None
 
 
 def response_renderer(body: str) -> Renderer:
     """A ``<tool_response>`` renderer for a body without images (notes appended as lines)."""
-    return lambda _kept, notes: wire.tool_response("\n".join([body, *(wire.note(n) for n in notes)]))
+    return lambda _kept, notes, clip: wire.tool_response("\n".join([clip(body), *(wire.note(n) for n in notes)]))
 
 
 @dataclass
@@ -78,14 +83,9 @@ class ToolContext:
     stack: contextlib.ExitStack
 
 
-def error_result(kind: str, message: str, status: ObservationStatus = "error") -> ToolResult:
-    """A tool error in the search-response shape (``Error (kind): message``)."""
-    return ToolResult(Observation(text=wire.error_response(kind, message), image_count=0, status=status, latency_s=0.0))
-
-
 def error_output(kind: str, message: str, status: ObservationStatus = "error") -> ToolOutput:
-    """:func:`error_result` as a tool's return value."""
-    return ToolOutput(status, lambda _kept, _notes: wire.error_response(kind, message))
+    """A tool error in the search-response shape (``Error (kind): message``), notes after it."""
+    return ToolOutput(status, lambda _kept, notes, clip: wire.error_response(kind, "\n".join([clip(message), *map(wire.note, notes)])))
 
 
 class BaseTool(abc.ABC):

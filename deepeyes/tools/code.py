@@ -13,6 +13,7 @@ from deepeyes import wire
 from deepeyes.images import load_image, to_png_bytes
 from deepeyes.tool_specs import CODE
 from deepeyes.tools.base import BaseTool, ToolContext, ToolOutput, ToolSession
+from deepeyes.tools.budget import Clip
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +46,10 @@ class CodeTool(BaseTool):
             stdout = f"{stdout}{run.result}" if not stdout or stdout.endswith("\n") else f"{stdout}\n{run.result}"
         status = run.status if run.status in ("success", "error", "timeout", "denied") else "error"
 
-        def render(kept: list[int], notes: list[str]) -> str:
-            lines = [run.stderr.rstrip("\n")] if run.stderr.strip() else []
+        def render(kept: list[int], notes: list[str], clip: Clip) -> str:
+            lines = [clip(run.stderr).rstrip("\n")] if run.stderr.strip() else []
             lines += [wire.note(n) for n in [*sandbox_notes, *notes]]
-            return wire.code_observation(stdout, "\n".join(lines), len(kept))
+            return wire.code_observation(clip(stdout), "\n".join(lines), len(kept))
 
         return ToolOutput(status, render, images)  # type: ignore[arg-type]
 

@@ -10,7 +10,9 @@ from deepeyes.tools.base import (
     ToolOutput,
     ToolSession,
     error_output,
+    response_renderer,
 )
+from deepeyes.tools.budget import Clip
 
 
 class ImageSearchTool(BaseTool):
@@ -27,14 +29,14 @@ class ImageSearchTool(BaseTool):
             return error_output("image_search", "this question has no image to search with")
         outcome = self.searcher.search(session.images[0], sample_index=session.sample_index)
         if outcome.error is not None:
-            return ToolOutput("error", lambda _kept, _notes: outcome.render())
+            return error_output("image search", outcome.error)
         thumbnails = list(outcome.thumbnails)
         titles = list(outcome.titles[: len(thumbnails)]) if thumbnails else list(outcome.titles)
         if not thumbnails:
-            return ToolOutput("success", lambda _kept, _notes: wire.tool_response(wire.image_search_body(titles)))
+            return ToolOutput("success", response_renderer(wire.image_search_body(titles)))
 
-        def render(kept: list[int], notes: list[str]) -> str:
-            body = wire.image_search_body([titles[i] for i in kept])
+        def render(kept: list[int], notes: list[str], clip: Clip) -> str:
+            body = wire.image_search_body([clip(titles[i]) for i in kept])
             return wire.tool_response("\n".join([body, *(wire.note(n) for n in notes)]))
 
         return ToolOutput("success", render, thumbnails)

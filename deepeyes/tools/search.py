@@ -9,6 +9,7 @@ from deepeyes.tools.base import (
     ToolContext,
     ToolOutput,
     ToolSession,
+    error_output,
     response_renderer,
 )
 
@@ -25,5 +26,5 @@ class SearchTool(BaseTool):
     def execute(self, session: ToolSession, content: str) -> ToolOutput:
         outcome = self.searcher.search(content)
         if outcome.error is not None:
-            return ToolOutput("error", lambda _kept, _notes: outcome.render())
+            return error_output(outcome.error_kind, outcome.error)
         return ToolOutput("success", response_renderer(wire.text_search_body(outcome.results)))

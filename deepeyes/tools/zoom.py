@@ -13,6 +13,7 @@ import json
 from deepeyes import wire
 from deepeyes.tool_specs import IMAGE_ZOOM_IN
 from deepeyes.tools.base import BaseTool, ToolOutput, ToolSession, error_output
+from deepeyes.tools.budget import Clip
 
 
 class ImageZoomInTool(BaseTool):
@@ -32,7 +33,7 @@ class ImageZoomInTool(BaseTool):
         crop = image.crop((left, top, right, bottom))
         what = f" on {call['label']}" if call["label"] else ""
 
-        def render(kept: list[int], notes: list[str]) -> str:
+        def render(kept: list[int], notes: list[str], _clip: Clip) -> str:
             lines = [f"Zoomed in{what}: region [{left}, {top}, {right}, {bottom}] of image 1."]
             lines += [wire.IMAGE_PLACEHOLDER] * len(kept) + [wire.note(n) for n in notes]
             return wire.tool_response("\n".join(lines))

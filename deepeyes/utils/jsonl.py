@@ -11,13 +11,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+#: How :func:`iter_jsonl` words the problem of a last line cut short (``problem.startswith(TORN_LINE)``).
+TORN_LINE = "torn last line"
+
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any, str | None]]:
     """Yield ``(line_number, record, problem)`` for each non-blank line, streaming.
 
     ``problem`` is ``None`` for a line that parsed; otherwise it says why the line is not JSON
     (or not UTF-8) and ``record`` is ``None``. Lines are decoded one at a time, so a bad byte
-    spoils only its own line.
+    spoils only its own line. A last line without its newline that does not parse is what a
+    write cut by a crash leaves, wherever the cut fell (inside a string, a number or a
+    multi-byte character): its problem starts with :data:`TORN_LINE`.
     """
     with path.open("rb") as handle:
         for line_number, raw in enumerate(handle, start=1):
@@ -25,8 +30,10 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any, str | None]]:
                 continue
             try:
                 yield line_number, json.loads(raw), None
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                yield line_number, None, f"not JSON ({exc})"
+            except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, digit limits
+                reason = f"not JSON ({exc})"[:300]
+                torn = not raw.endswith(b"\n")
+                yield line_number, None, f"{TORN_LINE}, a write cut short: {reason}" if torn else reason
 
 
 def iter_jsonl_records(path: Path, error: type[Exception]) -> Iterator[tuple[int, Any]]:

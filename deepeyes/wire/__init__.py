@@ -14,6 +14,7 @@ are their own.
 from deepeyes.wire.parse import (
     FormatViolation,
     check_turns,
+    final_answer,
     format_score,
     parse_action,
     parse_turn,
@@ -111,6 +112,7 @@ __all__ = [
     "code_observation",
     "error_response",
     "escape_placeholders",
+    "final_answer",
     "format_score",
     "image_search_action",
     "image_search_body",

@@ -27,6 +27,13 @@ rules hold in generation stops, this parser, the loss mask and the reward, on ev
 6. **An empty answer is invalid**: ``<answer></answer>`` (blank inside) is an invalid
    action, like a malformed tool call, not an answer.
 7. **No action** at all is an invalid action and the violation ``no_action``.
+8. **Tool-call JSON is strict**: ``NaN``, infinities, numbers past float range, integers past
+   :data:`MAX_INT_DIGITS` digits and nesting too deep to read make an invalid call (with a
+   reason), never an exception: no model output may crash a rollout or a reward.
+9. **A turn cut at the token limit** is read by the rules above; when it would end the run
+   (an answer, a no-tool run's turn) the run ends with ``stop_reason`` ``length``, not
+   ``answer``, and :func:`final_answer` says what the run answered, for the agent loop and the
+   text route alike.
 
 Invalid actions (bad JSON, unknown tool, bad arguments, empty answer, unclosed call) carry
 a reason worded for the model: the agent loop sends it back as the observation, and the
@@ -37,11 +44,13 @@ wrote, including text this parser ignores, so the format penalty reaches those t
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from deepeyes.tool_specs import CALL_NAMES, ToolArgumentError, read_call
-from deepeyes.trajectory import Action
+from deepeyes.trajectory import Action, StopReason
 from deepeyes.wire.render import (
     ANSWER_CLOSE,
     ANSWER_OPEN,
@@ -65,6 +74,8 @@ _ACTION_TAG_RE = re.compile("|".join(re.escape(t) for t in _TAG_BY_STRING))
 _THINK_BLOCK_RE = re.compile(re.escape(THINK_OPEN) + r".*?" + re.escape(THINK_CLOSE), re.DOTALL)
 _THINK_TAG_RE = re.compile(re.escape(THINK_OPEN) + "|" + re.escape(THINK_CLOSE))
 _UNCLOSED_THINK_RE = re.compile(re.escape(THINK_OPEN) + r".*?(?:" + re.escape(THINK_CLOSE) + r"|$)", re.DOTALL)
+#: Longer integers in a tool call are refused (Python's own limit is 4,300 digits, then ValueError).
+MAX_INT_DIGITS = 100
 _FENCE = re.compile(r"```[ \t]*(?:python|py|Python)?[ \t]*\n?(?P<code>.*?)(?:```|$)", re.DOTALL)
 
 #: Every violation kind :func:`parse_turn` finds (what a trajectory's turn records; the
@@ -189,6 +200,23 @@ def strip_thinking(text: str) -> str:
     return _UNCLOSED_THINK_RE.sub("", trim_end_of_turn(text)).strip()
 
 
+def final_answer(action: Action, model_text: str, stop_reason: StopReason) -> str | None:
+    """The answer of a run that ended after this turn with ``stop_reason``: one rule for the
+    agent loop and the text route.
+
+    An answer block gives its content whatever ended the run, so a turn cut at the token
+    limit (``length``) keeps what it wrote, for the record and for accuracy; whether the run
+    *finished* is the stop reason's to say (only ``answer`` earns completion credit). A
+    no-tool run (``no_action``) without an answer block is scored on its text without the
+    thinking. Anything else has no answer.
+    """
+    if action.kind == "answer":
+        return action.content
+    if stop_reason == "no_action":
+        return strip_thinking(model_text) or None
+    return None
+
+
 def _parse_answer(content: str) -> Action:
     answer = content.strip()
     if not answer:
@@ -204,12 +232,49 @@ def _parse_code(content: str) -> Action:
     return Action("code", content=code)
 
 
+class _NotStrictJson(ValueError):
+    """A value Python's ``json`` accepts but JSON does not (or no tool could use)."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotStrictJson(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotStrictJson(f"{text[:40]} is out of range for a number")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > MAX_INT_DIGITS:
+        raise _NotStrictJson(f"a {len(text)}-digit integer is too long")
+    return int(text)
+
+
+def _read_json(raw: str) -> Any:
+    """``raw`` as strict JSON, or ValueError worded for the model.
+
+    Python's reader accepts ``NaN`` / ``Infinity``, turns ``1e309`` into infinity, raises
+    ValueError past 4,300 digits and RecursionError on deep nesting; a model writes all of
+    these, so each becomes an invalid call here instead of an exception in a tool, the
+    rollout or the reward.
+    """
+    try:
+        return json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float, parse_int=_bounded_int)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{exc.msg} at position {exc.pos}") from exc
+    except RecursionError as exc:
+        raise ValueError("nested too deeply") from exc
+
+
 def _parse_tool_call(content: str) -> Action:
     raw = content.strip()
     try:
-        call = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        return Action("invalid", content=raw, reason=f"The tool call is not valid JSON ({exc.msg} at position {exc.pos}).")
+        call = _read_json(raw)
+    except ValueError as exc:
+        return Action("invalid", content=raw, reason=f"The tool call is not valid JSON ({exc}).")
     if not isinstance(call, dict) or not isinstance(call.get("name"), str):
         return Action("invalid", content=raw, reason='The tool call must be a JSON object with a "name" field.')
     try:

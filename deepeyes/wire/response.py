@@ -25,8 +25,8 @@ import re
 from dataclasses import dataclass
 
 from deepeyes.tool_specs import REFUSED_STATUSES, TOOL_NAMES, ObservationStatus
-from deepeyes.trajectory import Action, Observation, StopReason, Trajectory, Turn
-from deepeyes.wire.parse import parse_turn, strip_thinking
+from deepeyes.trajectory import Observation, StopReason, Trajectory, Turn
+from deepeyes.wire.parse import final_answer, parse_turn
 from deepeyes.wire.render import (
     ERROR_BUDGET,
     ERROR_DISABLED,
@@ -145,10 +145,12 @@ def render_response(trajectory: Trajectory, chat_markers: bool = True) -> str:
 def trajectory_from_response(response: str, question: str = "", stop_reason: StopReason | None = None) -> Trajectory:
     """A trajectory rebuilt from a decoded response, counted as the agent loop counts.
 
-    A tool call with no observation after it never ran: it is not counted. The final
-    answer is the last turn's answer; ``stop_reason`` defaults to ``answer`` when there is
-    one and ``max_turns`` otherwise; ``no_action`` (a no-tool run) takes the last turn
-    without its thinking as the answer, as the agent loop does.
+    A tool call with no observation after it never ran: it is not counted. ``stop_reason``
+    is what the caller knows and the text cannot show (``length``: the last turn was cut at
+    the token limit, as vLLM's and verl's finish reason says, and is recorded so); it defaults
+    to ``answer`` when the last turn answers and ``max_turns`` otherwise. The final answer
+    follows from the last turn and the stop reason by :func:`deepeyes.wire.parse.final_answer`,
+    as in the agent loop.
     """
     trajectory = Trajectory(id="response", question=question, images=[])
     seen: set[tuple[str, str]] = set()
@@ -168,10 +170,9 @@ def trajectory_from_response(response: str, question: str = "", stop_reason: Sto
             trajectory.tool_calls.record(action, turn.observation)
         elif action.kind == "invalid":
             trajectory.tool_calls.record(action, None)
-    last: Action = trajectory.turns[-1].action
-    if last.kind == "answer":
-        trajectory.final_answer = last.content
-    trajectory.stop_reason = stop_reason or ("answer" if last.kind == "answer" else "max_turns")
-    if trajectory.stop_reason == "no_action" and trajectory.final_answer is None:
-        trajectory.final_answer = strip_thinking(trajectory.turns[-1].model_text) or None
+    last = trajectory.turns[-1]
+    trajectory.stop_reason = stop_reason or ("answer" if last.action.kind == "answer" else "max_turns")
+    if trajectory.stop_reason == "length":
+        last.finish_reason = "length"
+    trajectory.final_answer = final_answer(last.action, last.model_text, trajectory.stop_reason)
     return trajectory

@@ -89,3 +89,18 @@ def test_unknown_paths_are_errors(tmp_path):
     (tmp_path / "folder").mkdir()
     with pytest.raises(RunNotFoundError, match="neither an evaluation output folder"):
         resolve_run("x", tmp_path / "folder")
+
+
+def test_a_last_line_torn_inside_a_multibyte_character_is_skipped_and_named(tmp_path, caplog):
+    records = five_trajectories()
+    records[-1]["question"] = "北京在哪里？"
+    last = json.dumps(records[-1], ensure_ascii=False).encode()
+    cut = last[: last.index("北".encode()) + 1]  # a crash between the bytes of one character
+    path = tmp_path / "eval" / "trajectories" / "SetA.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"".join(json.dumps(r).encode() + b"\n" for r in records[:-1]) + cut)
+    stats = ReadStats()
+    with caplog.at_level(logging.WARNING, logger="deepeyes.analysis.sources"):
+        assert len(list(iter_records(resolve_run("r", tmp_path / "eval"), stats))) == 4
+    assert stats.malformed == 1 and stats.problems[0]["error"].startswith("torn last line")
+    assert f"{path} line 5 skipped: torn last line" in caplog.text
