@@ -85,10 +85,10 @@ class _HeldCalls:
     def __getattr__(self, name: str):
         return getattr(self.manager, name)
 
-    def execute(self, session, action: Action):
+    def execute(self, session, action: Action, budget=None):
         self.sent.set()
         assert self.go.wait(30)
-        return self.manager.execute(session, action)
+        return self.manager.execute(session, action, budget)
 
 
 def test_a_disconnect_cannot_overtake_the_call_in_flight(serve_tools: ToolManager) -> None:
