@@ -80,14 +80,6 @@ def generated_token_mask(input_ids: list[int], tokenizer: Any) -> torch.Tensor:
     return mask
 
 
-def generation_prompt(processor: Any, messages: list[Message], *, min_pixels: int, max_pixels: int) -> tuple[list[int], list[Any]]:
-    """Prompt token ids for the next assistant turn (images expanded) and the resized images."""
-    text = processor.apply_chat_template(to_hf_messages(messages), add_generation_prompt=True, tokenize=False)
-    images = [prepare_for_qwen(image, min_pixels, max_pixels) for image in all_images(messages)]
-    inputs = processor(text=[text], images=images or None, return_tensors="pt")
-    return inputs["input_ids"][0].tolist(), images
-
-
 def tokenize_conversation(
     processor: Any,
     messages: list[Message],

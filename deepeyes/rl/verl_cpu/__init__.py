@@ -1,4 +1,4 @@
-"""verl on CPUs, through verl's extension points only.
+"""verl on CPUs, through verl's extension points and one private table.
 
 Imported in every verl process through ``VERL_USE_EXTERNAL_MODULES=deepeyes.rl.verl_cpu``
 (verl imports the named modules when ``verl`` itself is imported), it registers:
@@ -6,7 +6,12 @@ Imported in every verl process through ``VERL_USE_EXTERNAL_MODULES=deepeyes.rl.v
 - a CPU hardware platform (``PlatformRegistry``; selected with ``VERL_PLATFORM=cpu``);
 - verl's FSDP training engines for the ``cpu`` device (``EngineRegistry``);
 - the ``hf`` rollout backend: its replica (``RolloutReplicaRegistry``) and the server
-  adapter the training worker builds by rollout name (verl's rollout-class table).
+  adapter the training worker builds by rollout name.
+
+The last is not an extension point: verl 0.9.1 maps rollout names to server-adapter classes
+in the private dict ``verl.workers.rollout.base._ROLLOUT_REGISTRY`` and offers no public way
+to add one, so :func:`register` writes that dict directly. A verl upgrade that renames it
+breaks the ``hf`` backend loudly (``AttributeError`` at import), not silently.
 """
 
 from __future__ import annotations
