@@ -3,10 +3,17 @@
 Each session is routed to one instance by rendezvous hashing (stable as long as the instance
 list is, and only the sessions of a lost instance move). When an instance cannot be reached
 the call goes to the next instance in the session's order, which restores the session from
-its Redis snapshot; the result's ``notes`` say so. An instance answering HTTP 503 (full: no
-free session slot in time) is skipped for that request only, not marked down. Code errors
-never raise: they come back in the :class:`ExecutionResult`. Only "no instance reachable (or
-able to take the session) at all" raises.
+its Redis snapshot; the result's ``notes`` say so.
+
+A session never moves away from an instance that answers: its live kernel there is the
+session's truth, and Redis may hold less (see ``sessions.py``). So an HTTP 503 with code
+``store_unavailable`` (Redis down) is retried on the same instance after its ``Retry-After``
+for up to ``store_retry_s``, and any other error answer raises :class:`SandboxServerError`.
+Only a 503 with code ``capacity`` (full: no free session slot in time) sends the request to
+the next instance, without marking the first one down. Code errors never raise: they come
+back in the :class:`ExecutionResult`.
+
+With ``$DEEPEYES_SANDBOX_TOKEN`` set (or ``token=``), every request carries it as a bearer token.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import http.client
 import io
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -31,10 +39,15 @@ logger = logging.getLogger(__name__)
 
 _CONNECT_TIMEOUT_S = 2.0
 _HEALTH_TIMEOUT_S = 2.0
+TOKEN_ENV = "DEEPEYES_SANDBOX_TOKEN"  # the server's name for it too (``deepeyes.sandbox.server``)
 
 
 class SandboxUnavailableError(RuntimeError):
-    """No sandbox instance answered."""
+    """No sandbox instance answered (or could serve the request in time)."""
+
+
+class SandboxServerError(RuntimeError):
+    """An instance answered with an error (500, 401, …): the session is not moved away from it."""
 
 
 class InstanceUnreachable(ConnectionError):
@@ -48,7 +61,8 @@ class _KeepAliveConnections:
     about 3 ms per call under load, as much as the whole server side of a warm call.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, token: str | None = None) -> None:
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         self._local = threading.local()
         self._all: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
@@ -73,7 +87,7 @@ class _KeepAliveConnections:
     def request(self, url: str, method: str, path: str, payload: dict | None, timeout: float) -> tuple[int, Any]:
         """Send one request; a stale keep-alive connection is replaced once, transparently."""
         body = json.dumps(payload).encode() if payload is not None else None
-        headers = {"Content-Type": "application/json"} if body is not None else {}
+        headers = {**self._auth, **({"Content-Type": "application/json"} if body is not None else {})}
         while True:
             connection, reused = self._connection(url)
             try:
@@ -94,15 +108,25 @@ class _KeepAliveConnections:
             if response.will_close:
                 self._drop(url)
             try:
-                return response.status, json.loads(data)
+                payload = json.loads(data)
             except ValueError:
-                return response.status, {"error": data[:500].decode(errors="replace")}
+                payload = {"error": data[:500].decode(errors="replace")}
+            if response.status == 503 and isinstance(payload, dict) and "retry_after_s" not in payload:
+                retry_after = response.getheader("Retry-After")
+                if retry_after and retry_after.isdigit():
+                    payload["retry_after_s"] = int(retry_after)
+            return response.status, payload
 
     def close(self) -> None:
         with self._lock:
             connections, self._all = self._all, []
         for connection in connections:
             connection.close()
+
+
+def _tag(session_id: str) -> str:
+    """A session in logs: a short hash, not the id (see ``sessions.session_tag``)."""
+    return "#" + hashlib.blake2b(session_id.encode(), digest_size=6).hexdigest()
 
 
 class SandboxRequestError(ValueError):
@@ -123,14 +147,17 @@ class SandboxClient:
     """Thread-safe; one instance can serve many concurrent sessions (keep-alive connections)."""
 
     def __init__(self, ports: Sequence[int], host: str = "127.0.0.1", request_timeout_s: float = 60.0,
-                 default_timeout_s: float = 30.0, retry_down_after_s: float = 5.0):
+                 default_timeout_s: float = 30.0, retry_down_after_s: float = 5.0, store_retry_s: float = 60.0,
+                 token: str | None = None):
         if not ports:
             raise ValueError("SandboxClient needs at least one port")
         self.urls = [f"http://{host}:{port}" for port in ports]
         self.request_timeout_s = request_timeout_s
         self.default_timeout_s = default_timeout_s
         self.retry_down_after_s = retry_down_after_s
-        self._http = _KeepAliveConnections()
+        #: How long a request answered "state store unavailable" is retried on the same instance.
+        self.store_retry_s = store_retry_s
+        self._http = _KeepAliveConnections(token if token is not None else os.environ.get(TOKEN_ENV) or None)
         self._lock = threading.Lock()
         self._down_until: dict[str, float] = {}
         self._sticky: dict[str, str] = {}  # session -> instance that last served it
@@ -160,25 +187,43 @@ class SandboxClient:
         failures: list[str] = []
         for url in self.instances_for(session_id):
             try:
-                status, data = self._http.request(url, "POST", path, payload, read_timeout)
+                status, data = self._request_answered(url, path, payload, read_timeout)
             except InstanceUnreachable as exc:
-                logger.warning("sandbox %s unreachable for session %s: %s", url, session_id, exc)
+                logger.warning("sandbox %s unreachable for session %s: %s", url, _tag(session_id), exc)
                 self._mark(url, up=False)
                 failures.append(f"{url} ({exc.__cause__.__class__.__name__ if exc.__cause__ else 'unreachable'})")
                 continue
+            self._mark(url, up=True)  # it answered
             if status == 400:
                 raise SandboxRequestError(f"{url}{path}: {data.get('error', data)}")
-            if status != 200:
-                if status != 503:  # 503: that instance is full right now, not down
-                    self._mark(url, up=False)
-                failures.append(f"{url} (HTTP {status}: {str(data.get('error', data))[:200]})")
+            if status == 503 and data.get("code") == "capacity":  # full right now: try the next one
+                failures.append(f"{url} (HTTP 503: {str(data.get('error', data))[:200]})")
                 continue
-            self._mark(url, up=True)
+            if status == 503:
+                raise SandboxUnavailableError(f"{url}{path} could not serve the request within {self.store_retry_s:g} s: "
+                                              f"{data.get('error', data)}")
+            if status != 200:
+                raise SandboxServerError(f"{url}{path}: HTTP {status}: {str(data.get('error', data))[:500]}")
             with self._lock:
                 self._sticky[session_id] = url
             notes = [f"sandbox instance {failure} failed; session continued on {url}" for failure in failures]
             return data, notes
         raise SandboxUnavailableError(f"no sandbox instance reachable for {path}: {'; '.join(failures)}")
+
+    def _request_answered(self, url: str, path: str, payload: dict[str, Any], read_timeout: float) -> tuple[int, dict]:
+        """One instance's answer, retrying there (after ``Retry-After``) while it says its state
+        store is unavailable, for up to ``store_retry_s``; raises :class:`InstanceUnreachable`."""
+        deadline = time.monotonic() + self.store_retry_s
+        while True:
+            status, data = self._http.request(url, "POST", path, payload, read_timeout)
+            if not isinstance(data, dict):
+                data = {"error": str(data)}
+            if status != 503 or data.get("code") != "store_unavailable":
+                return status, data
+            wait = float(data.get("retry_after_s", 1))
+            if time.monotonic() + wait > deadline:
+                return status, data
+            time.sleep(wait)
 
     # ----------------------------------------------------------------- API
     def open_session(self, session_id: str, images: Sequence[bytes | Image.Image] = ()) -> dict:

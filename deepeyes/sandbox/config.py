@@ -35,6 +35,15 @@ class SandboxSecurityConfig:
     cpu_time_limit_s: int = 600  # RLIMIT_CPU per kernel (cumulative; a new kernel resets it)
     #: First uid of the range kernels run as (each kernel gets its own uid when isolated).
     kernel_uid_base: int = 200000
+    #: Size of that range. A uid is leased for one kernel's lifetime through a lock file in
+    #: ``uid_lock_dir``, so no two kernels on this host share one, whichever instance made them.
+    kernel_uid_count: int = 65536
+    #: Where the uid leases live (one lock file per uid; every instance of the host must use the same).
+    uid_lock_dir: str = "/run/deepeyes-sandbox/uids"
+    #: Bytes a session may write, in MB: its home and session directory are one private tmpfs
+    #: of this size (with OS isolation; it counts as memory of the host, not of the kernel's
+    #: ``memory_limit_mb``), and no file may grow past it (``RLIMIT_FSIZE``, also without).
+    disk_quota_mb: int = 512
     import_allowlist: list[str] = field(default_factory=lambda: list(DEFAULT_IMPORT_ALLOWLIST))
     #: Extra path prefixes kernels may read (Python's own install, fonts and the session
     #: directory are always readable).

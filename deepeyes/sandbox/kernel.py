@@ -3,7 +3,9 @@
 Kernels are forks of the instance's template process (see ``template.py`` and
 :class:`deepeyes.sandbox.pool.KernelTemplate`); the server holds a pidfd of each, so signals
 and liveness checks can never hit a recycled pid. Kernels use ZMQ ``ipc`` sockets, reachable
-from outside their empty network namespaces.
+from outside their empty network namespaces. An isolated kernel is process 1 of its own PID
+namespace, so once its pidfd reports it gone, every process it made is gone too (Linux kills
+and reaps them before the namespace's process 1 finishes exiting).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import zmq
 from jupyter_client import BlockingKernelClient
 
+from deepeyes.sandbox.isolation import UidLease
 from deepeyes.sandbox.result import CappedText, strip_ansi
 
 logger = logging.getLogger(__name__)
@@ -92,7 +95,8 @@ class KernelLayout:
 
     @property
     def snapshot_file(self) -> Path:
-        """Where the kernel leaves the snapshot delta of its last successful user cell."""
+        """Where the kernel leaves the snapshot delta of its last successful user cell (in its
+        home, which an isolated kernel mounts privately: see :meth:`SandboxKernel.take_snapshot`)."""
         return self.root / "home" / "snapshot.json"
 
     @property
@@ -108,9 +112,13 @@ class SandboxKernel:
     :meth:`wait_ready` returned.
     """
 
-    def __init__(self, layout: KernelLayout, uid: int | None, pid: int, pidfd: int, connection_info: dict[str, Any]):
+    def __init__(self, layout: KernelLayout, uid: int | None, pid: int, pidfd: int, connection_info: dict[str, Any],
+                 uid_lease: UidLease | None = None, private_mounts: bool = False):
         self.layout = layout
         self.uid = uid
+        self._uid_lease = uid_lease
+        #: The kernel's home is a tmpfs in its own mount namespace, seen from here through /proc/<pid>/root.
+        self.private_mounts = private_mounts
         self.name = layout.root.name
         self.pid = pid
         self._pidfd: int | None = pidfd
@@ -175,9 +183,15 @@ class SandboxKernel:
                     os.killpg(self.pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
-            _exited(self._pidfd, _EXIT_WAIT_S)
+            gone = _exited(self._pidfd, _EXIT_WAIT_S)
             os.close(self._pidfd)
             self._pidfd = None
+            if not gone:
+                logger.error("kernel %s did not exit within %.0f s of SIGKILL", self.name, _EXIT_WAIT_S)
+        if self._uid_lease is not None:
+            # Its PID namespace is gone with it; the next holder of the uid kills any straggler anyway.
+            self._uid_lease.release()
+            self._uid_lease = None
         shutil.rmtree(self.layout.root, ignore_errors=True)
 
     # ----------------------------------------------------------------- execution
@@ -256,11 +270,14 @@ class SandboxKernel:
 
     def take_snapshot(self) -> dict[str, Any] | None:
         """The delta the last successful user cell left behind (None after a failed cell)."""
+        path = self.layout.snapshot_file
+        if self.private_mounts:  # the kernel's own view of its (private) home
+            path = Path(f"/proc/{self.pid}/root") / path.relative_to("/")
         try:
-            text = self.layout.snapshot_file.read_text(encoding="utf-8")
-        except FileNotFoundError:
+            text = path.read_text(encoding="utf-8")
+        except (FileNotFoundError, ProcessLookupError):
             return None
-        self.layout.snapshot_file.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
         try:
             delta = json.loads(text)
         except ValueError as exc:

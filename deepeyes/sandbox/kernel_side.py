@@ -13,7 +13,8 @@ It provides four things the server needs from inside the kernel:
   allowlist for user code);
 * ``attach``: give a session its ``image_1 … image_N`` (and the snapshot that holds them);
 * ``snapshot``: the user namespace as per-name cloudpickle blobs, sending only names whose
-  pickle changed since the last snapshot, and listing names that cannot be pickled; after
+  pickle changed since the last snapshot (all of them with ``full``, when the server's store
+  lost the earlier ones), and listing names that cannot be pickled; after
   every successful user cell it is also written to ``snapshot_file`` (a ``post_run_cell``
   hook), which the server reads once the kernel is idle: no extra message, no formatter;
 * ``restore``: load a snapshot written by the server into the user namespace.
@@ -52,6 +53,14 @@ _PROCESS_EVENTS = {
     "subprocess.Popen": "subprocesses",
     "pty.spawn": "spawning processes",
 }
+#: Native-code routes (ctypes, and numpy.ctypeslib, which hands out ctypes): loading a library,
+#: looking up or calling a C function, reading or wrapping raw memory. Any of them reaches
+#: ``setsid``, ``fork`` or ``mount`` without an audit event of its own.
+_NATIVE_EVENTS = {"ctypes.dlopen", "ctypes.dlsym", "ctypes.dlsym/handle", "ctypes.call_function", "ctypes.cdata",
+                  "ctypes.cdata/buffer", "ctypes.string_at", "ctypes.wstring_at", "ctypes.PyObj_FromPtr"}
+#: Extension modules that create processes or call C without an audit event, replaced in
+#: ``sys.modules`` by a module that refuses (and their import is refused).
+_UNAUDITED_NATIVE_MODULES = ("_posixsubprocess", "_xxsubinterpreters", "_testcapi", "_testinternalcapi")
 _NETWORK_EVENTS = {"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo",
                    "socket.gethostbyname", "socket.gethostbyaddr"}
 _PATH_WRITE_EVENTS = {"os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.symlink",
@@ -105,6 +114,10 @@ class _Policy:
             (self.check_write if writing else self.check_read)(path)
         elif event in _PROCESS_EVENTS:
             raise SandboxPolicyError(f"sandbox policy: {_PROCESS_EVENTS[event]} is not allowed ({event})")
+        elif event in _NATIVE_EVENTS:
+            raise SandboxPolicyError(f"sandbox policy: calling native code through ctypes is not allowed ({event})")
+        elif event == "import" and args and args[0] in _UNAUDITED_NATIVE_MODULES:
+            raise SandboxPolicyError(f"sandbox policy: importing '{args[0]}' is not allowed")
         elif event in _NETWORK_EVENTS:
             raise SandboxPolicyError(f"sandbox policy: network access is not allowed ({event})")
         elif event in _PATH_WRITE_EVENTS:
@@ -210,6 +223,28 @@ class _JsonReply:
         return self.text
 
 
+def _refuse(name):
+    def refused(*args, **kwargs):
+        raise SandboxPolicyError(f"sandbox policy: '{name}' is not allowed (native code without an audit event)")
+    return refused
+
+
+def _seal_unaudited_modules():
+    """Replace the already imported modules of ``_UNAUDITED_NATIVE_MODULES`` (and the references
+    other modules hold to them) by empty modules whose every attribute refuses."""
+    for name in _UNAUDITED_NATIVE_MODULES:
+        real = sys.modules.get(name)
+        sealed = type(sys)(name)
+        sealed.__getattr__ = lambda attribute, _name=name: _refuse(f"{_name}.{attribute}")
+        sys.modules[name] = sealed
+        if real is None:
+            continue
+        for module in list(sys.modules.values()):  # e.g. subprocess._posixsubprocess
+            namespace = getattr(module, "__dict__", None)
+            if isinstance(namespace, dict) and namespace.get(name) is real:
+                namespace[name] = sealed
+
+
 class KernelSide:
     def __init__(self):
         #: name -> (id, blob) of the last snapshot sent; comparing blobs (a memcmp) is cheaper
@@ -239,12 +274,17 @@ class KernelSide:
         if settings["audit_guards"]:
             policy = _Policy(settings["read_roots"], settings["write_roots"], settings["import_allowlist"])
             builtins.__import__ = policy.guarded_import(builtins.__import__)
+            _seal_unaudited_modules()
             sys.addaudithook(policy.audit)
             self.guards = True
 
     def status(self):
-        """Proof that ``install`` ran: the server asks this before handing the kernel out."""
-        return _JsonReply({"pid": os.getpid(), "guards": self.guards})
+        """Proof that ``install`` ran: the server asks this before handing the kernel out.
+
+        ``pid`` is the kernel's pid as the server sees it (in its own PID namespace the kernel
+        is pid 1; ``/proc`` is still the host's, whose ``self`` names the host pid).
+        """
+        return _JsonReply({"pid": int(os.readlink("/proc/self")), "guards": self.guards})
 
     def attach(self, image_paths):
         """Load the session images and return the snapshot that saves them (one round trip)."""
@@ -280,7 +320,9 @@ class KernelSide:
             return None
         return blob
 
-    def snapshot(self):
+    def snapshot(self, full=False):
+        if full:  # every name counts as changed, every unpicklable one is listed again
+            self.saved = {}
         changed, saved, unpicklable = {}, {}, {}
         for name, value in self._user_names().items():
             previous = self.saved.get(name)

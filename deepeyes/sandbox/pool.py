@@ -29,6 +29,7 @@ from jupyter_client.connect import write_connection_file
 
 from deepeyes.sandbox.config import SandboxConfig
 from deepeyes.sandbox.isolation import (
+    UidLeases,
     kernel_rlimits,
     template_prefix,
     untraversable_ancestor,
@@ -137,9 +138,10 @@ class KernelTemplate:
 
 
 class KernelFactory:
-    """Forks kernels with this instance's policy; each gets its own directory and uid. Call :meth:`close`."""
+    """Forks kernels with this instance's policy; each gets its own directory and (isolated) a uid
+    leased for its lifetime, unique on the host. Call :meth:`close`."""
 
-    def __init__(self, config: SandboxConfig, work_dir: Path, uid_block: int):
+    def __init__(self, config: SandboxConfig, work_dir: Path):
         self.config = config
         self.work_dir = work_dir
         self.isolated = use_os_isolation(config.security)
@@ -147,7 +149,9 @@ class KernelFactory:
         if blocker is not None:
             raise ValueError(f"sandbox work_dir {work_dir} is unreachable for the kernels' uids: {blocker} "
                              "is not world-traversable (o+x); choose another work_dir")
-        self._uid_block = uid_block
+        security = config.security
+        self.uids = UidLeases(security.kernel_uid_base, security.kernel_uid_count, security.uid_lock_dir) \
+            if self.isolated else None
         self._serial = itertools.count()
         self.mpl_config_dir = work_dir / "matplotlib"
         self._prepare_font_cache()
@@ -181,16 +185,20 @@ class KernelFactory:
             **{name: "1" for name in _KERNEL_THREAD_ENV},
         }
 
-    def _uid(self, serial: int) -> int | None:
-        if not self.isolated:
-            return None
-        return self.config.security.kernel_uid_base + self._uid_block * 1000 + serial % 1000
-
     def launch(self) -> SandboxKernel:
         """Fork a kernel; it is usable once its ``wait_ready`` returned."""
+        lease = self.uids.acquire() if self.uids is not None else None
+        try:
+            return self._launch(lease)
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            raise
+
+    def _launch(self, lease) -> SandboxKernel:
         serial = next(self._serial)
         layout = KernelLayout(self.work_dir / "kernels" / f"kernel-{serial}")
-        uid = self._uid(serial)
+        uid = lease.uid if lease is not None else None
         for directory in (layout.root, layout.home, layout.tmp, layout.workdir, layout.inputs):
             directory.mkdir(parents=True, exist_ok=True)
         _, info = write_connection_file(str(layout.connection_file), ip=str(layout.root / "zmq"), transport="ipc",
@@ -215,6 +223,8 @@ class KernelFactory:
         request = {
             "connection_file": str(layout.connection_file),
             "workdir": str(layout.workdir),
+            "home": str(layout.home),
+            "quota_bytes": security.disk_quota_mb * 2**20,
             "log": str(layout.root / "kernel.log"),
             "uid": uid,
             "private_ns": self.isolated,
@@ -228,7 +238,7 @@ class KernelFactory:
             "install": install,
         }
         pid, pidfd = self.template.fork(request)
-        return SandboxKernel(layout, uid, pid, pidfd, info)
+        return SandboxKernel(layout, uid, pid, pidfd, info, uid_lease=lease, private_mounts=self.isolated)
 
     def create(self, timeout_s: float = KERNEL_START_TIMEOUT_S) -> SandboxKernel:
         """Fork a kernel and wait until it is ready (shut down again if it fails to start)."""

@@ -11,7 +11,17 @@ Endpoints (JSON in, JSON out; any malformed request gets HTTP 400 with ``{"error
   images, at its first call; see ``sessions.py``);
 * ``POST /sessions/close`` ``{session_id}`` → ``{session_id, closed}``;
 * ``GET /health`` → ``{status: "ok", instance, ready, sessions, unbound, peak_sessions, max_sessions,
-  warm_kernels, pool_size}``.
+  warm_kernels, pool_size, store, unsaved, store_losses, full_resaves}``.
+
+Errors: 400 (malformed request), 401 (missing or wrong bearer token), 503 with a
+``Retry-After`` header and ``code`` ``capacity`` (no slot in time) or ``store_unavailable``
+(Redis unreachable and the request needs it: an open, or a session not live here), 500
+(a bug). A session live here keeps running while Redis is down (see ``sessions.py``).
+
+Authentication: with ``DEEPEYES_SANDBOX_TOKEN`` set in the server's environment every request
+but ``/health`` must carry ``Authorization: Bearer <token>`` (the client reads the same
+variable). It is required when binding an address other than loopback, unless
+``--allow_unauthenticated`` says otherwise. Logs name sessions by a hash, never by their id.
 
 HTTP is aiohttp's server (C parser, one event loop, HTTP/1.1 keep-alive, TCP_NODELAY, listen
 backlog 4096): accepting and parsing a burst of connections costs no thread per connection.
@@ -29,6 +39,8 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -45,15 +57,24 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import redis.asyncio
 from aiohttp import web
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from deepeyes.cli import LoggingArguments, parse_cli
 from deepeyes.config import ConfigError, load_config
 from deepeyes.paths import resolve_path
 from deepeyes.sandbox.config import SandboxConfig
 from deepeyes.sandbox.pool import KernelFactory, KernelPool
-from deepeyes.sandbox.sessions import CapacityError, SessionInputError, SessionManager
-from deepeyes.sandbox.store import SessionStore
+from deepeyes.sandbox.sessions import (
+    CapacityError,
+    SessionInputError,
+    SessionManager,
+    StoreUnavailable,
+    session_tag,
+)
+from deepeyes.sandbox.store import AsyncOpenStore, SessionStore
 
 logger = logging.getLogger("deepeyes.sandbox.server")
 
@@ -73,9 +94,19 @@ _REDIS_CONNECTIONS = 64
 _REDIS_WAIT_S = 30.0
 #: Opens up to this body size (no or small images) may be answered on the event loop.
 _NOWAIT_BODY_BYTES = 2**20
-#: The event loop's own Redis connection gives up after this long (a loopback Redis answers
-#: in well under a millisecond).
+#: The event loop's own (asynchronous) Redis connection gives up after this long (a loopback
+#: Redis answers in well under a millisecond).
 _NOWAIT_REDIS_TIMEOUT_S = 5.0
+#: Connecting to Redis gives up after this long; a command after _REDIS_COMMAND_TIMEOUT_S (a
+#: full snapshot of a large namespace is the longest). No retries: a failure is reported at
+#: once (HTTP 503, or a snapshot retried by the store watcher), never waited out per request.
+_REDIS_CONNECT_TIMEOUT_S = 1.0
+_REDIS_COMMAND_TIMEOUT_S = 20.0
+#: What a 503 asks the client to wait before trying again (seconds).
+RETRY_AFTER_S = 1
+#: The environment variable holding the bearer token (server and client).
+TOKEN_ENV = "DEEPEYES_SANDBOX_TOKEN"
+_OPEN_PATHS = {"/health"}  # answered without the token (liveness probes)
 
 
 class BadRequest(ValueError):
@@ -151,12 +182,14 @@ class SandboxApi:
     """Routing and validation, separate from the HTTP plumbing: ``handle`` maps a request to a JSON reply."""
 
     def __init__(self, manager: SessionManager, config: SandboxConfig, ready: threading.Event,
-                 nowait_store: SessionStore):
+                 token: str | None = None):
         self.manager = manager
         self.config = config
         self.ready = ready
-        #: Redis access of :meth:`handle_nowait`, on a connection of the event loop's own.
-        self.nowait_store = nowait_store
+        self.token = token
+        #: Redis access of :meth:`handle_nowait`, on the event loop's own asynchronous
+        #: connection (set by the server once its loop runs).
+        self.nowait_store: AsyncOpenStore | None = None
         self.routes: dict[tuple[str, str], Callable[[Any, RequestLog], dict]] = {
             ("POST", "/jupyter_sandbox"): self.execute,
             ("POST", "/sessions/open"): self.open_session,
@@ -172,34 +205,59 @@ class SandboxApi:
             return (405, {"error": f"{method} not allowed on {path}"}) if known else (404, {"error": f"no route {path}"})
         return self._reply(method, path, lambda: route(_json_body(method, body), log))
 
-    def handle_nowait(self, method: str, path: str, body: bytes | None, log: RequestLog) -> tuple[int, dict] | None:
+    def authorized(self, path: str, authorization: str | None) -> bool:
+        """Whether a request may be served: always without a token, else with ``Bearer <token>``."""
+        if self.token is None or path.split("?", 1)[0] in _OPEN_PATHS:
+            return True
+        scheme, _, given = (authorization or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token.encode())
+
+    async def handle_nowait(self, method: str, path: str, body: bytes | None, log: RequestLog) -> tuple[int, dict] | None:
         """The reply to a request that can be answered without waiting, else None (then call :meth:`handle`).
 
         Only a session open qualifies, when its body is small and the session manager can
         admit it at once (see ``SessionManager.open_nowait``): a burst of opens is then
-        served on the event loop, with no hand-off to a worker thread and back.
+        served on the event loop, with no hand-off to a worker thread and back. Its Redis
+        command is awaited, never blocking the loop.
         """
-        if (method, path) != ("POST", "/sessions/open") or len(body or b"") > _NOWAIT_BODY_BYTES:
+        if (method, path) != ("POST", "/sessions/open") or len(body or b"") > _NOWAIT_BODY_BYTES \
+                or self.nowait_store is None:
             return None
-
-        def open_now() -> dict | None:
+        try:
             data = _json_body(method, body)
             log.session_id = session_id = _session_id(data)
-            return self.manager.open_nowait(session_id, _images(data), self.nowait_store)
-        status, payload = self._reply(method, path, open_now)
-        return None if payload is None else (status, payload)
+            images = _images(data)
+        except BadRequest as exc:
+            return 400, {"error": str(exc)}
+        try:
+            payload = await asyncio.wait_for(self.manager.open_nowait(session_id, images, self.nowait_store),
+                                             _NOWAIT_REDIS_TIMEOUT_S)
+        except TimeoutError as exc:  # Redis did not answer in time: later opens take the worker path
+            self.manager.store_failed(exc)
+            return self._error(method, path, exc)
+        except Exception as exc:  # noqa: BLE001 - mapped like every other reply
+            return self._error(method, path, exc)
+        return None if payload is None else (200, payload)
 
     def _reply(self, method: str, path: str, answer: Callable[[], dict | None]) -> tuple[int, dict | None]:
         """``answer()`` as HTTP status and JSON payload, errors mapped to 400/503/500."""
         try:
             return 200, answer()
-        except (BadRequest, SessionInputError) as exc:
+        except Exception as exc:  # noqa: BLE001 - mapped in one place
+            return self._error(method, path, exc)
+
+    def _error(self, method: str, path: str, exc: Exception) -> tuple[int, dict]:
+        """An exception as HTTP status and JSON payload; a 503 carries ``retry_after_s`` (sent as ``Retry-After``)."""
+        if isinstance(exc, (BadRequest, SessionInputError)):
             return 400, {"error": str(exc)}
-        except CapacityError as exc:
-            return 503, {"error": f"sandbox instance {self.manager.instance} is full: {exc}"}
-        except Exception as exc:
-            logger.exception("unhandled error on %s %s", method, path)
-            return 500, {"error": f"internal sandbox error: {type(exc).__name__}: {exc}"}
+        if isinstance(exc, CapacityError):
+            return 503, {"error": f"sandbox instance {self.manager.instance} is full: {exc}", "code": "capacity",
+                         "retry_after_s": RETRY_AFTER_S}
+        if isinstance(exc, (StoreUnavailable, redis.RedisError, asyncio.TimeoutError)):
+            return 503, {"error": f"sandbox instance {self.manager.instance} cannot reach its state store: {exc}",
+                         "code": "store_unavailable", "retry_after_s": RETRY_AFTER_S}
+        logger.error("unhandled error on %s %s", method, path, exc_info=exc)
+        return 500, {"error": f"internal sandbox error: {type(exc).__name__}: {exc}"}
 
     def execute(self, data: Any, log: RequestLog) -> dict:
         log.session_id = session_id = _session_id(data)
@@ -215,7 +273,8 @@ class SandboxApi:
 
     def close_session(self, data: Any, log: RequestLog) -> dict:
         log.session_id = session_id = _session_id(data)
-        return {"session_id": session_id, "closed": self.manager.close(session_id)}
+        closed, notes = self.manager.close(session_id)
+        return {"session_id": session_id, "closed": closed, "notes": notes}
 
     def health(self, _data: Any, _log: RequestLog) -> dict:
         return {"status": "ok", "instance": self.manager.instance, "ready": self.ready.is_set(), **self.manager.stats()}
@@ -252,17 +311,22 @@ def make_app(api: SandboxApi, max_body: int, workers: ThreadPoolExecutor) -> web
     async def serve_request(request: web.Request) -> web.Response:
         started = time.perf_counter()
         log = RequestLog()
-        body, error = await _read_body(request, max_body)
-        if error:
-            status, payload = 400, {"error": error}
+        if not api.authorized(request.path, request.headers.get("Authorization")):
+            status, payload, error = 401, {"error": "missing or wrong bearer token (Authorization: Bearer …)"}, "auth"
         else:
-            reply = api.handle_nowait(request.method, request.path, body, log)
-            status, payload = reply or await asyncio.get_running_loop().run_in_executor(
-                workers, api.handle, request.method, request.path, body, log)
-        response = web.json_response(payload, status=status)
+            body, error = await _read_body(request, max_body)
+            if error:
+                status, payload = 400, {"error": error}
+            else:
+                reply = await api.handle_nowait(request.method, request.path, body, log)
+                status, payload = reply or await asyncio.get_running_loop().run_in_executor(
+                    workers, api.handle, request.method, request.path, body, log)
+        headers = {"Retry-After": str(payload["retry_after_s"])} if status == 503 and "retry_after_s" in payload else None
+        response = web.json_response(payload, status=status, headers=headers)
         if error and request.content_length is not None and request.content_length > 16 * max_body:
             response.force_close()  # not worth draining; the client sees the connection close
-        logger.info("%s %s %d session=%s %s%.1f ms", request.method, request.path, status, log.session_id, log.outcome,
+        tag = session_tag(log.session_id) if log.session_id != "-" else "-"
+        logger.info("%s %s %d session=%s %s%.1f ms", request.method, request.path, status, tag, log.outcome,
                     (time.perf_counter() - started) * 1000)
         return response
 
@@ -293,6 +357,10 @@ class SandboxServerArguments:
     config: str | None = field(default=None, metadata={"help": "YAML file with the sandbox settings (e.g. tool_manager_config.yaml)"})
     config_section: str = field(default="sandbox", metadata={"help": "top-level key of --config holding the settings"})
     work_dir: str | None = field(default=None, metadata={"help": "directory for kernel and session files (unset: a fresh temp dir)"})
+    allow_unauthenticated: bool = field(
+        default=False,
+        metadata={"help": f"serve a non-loopback address without a bearer token (${TOKEN_ENV} unset); not recommended"},
+    )
     exit_with_parent: bool = field(
         default=False,
         metadata={
@@ -342,21 +410,46 @@ def _watch_parent(stop: Callable[[], None]) -> None:
 def make_redis_client(config: SandboxConfig) -> redis.Redis:
     """The instance's Redis client: at most ``_REDIS_CONNECTIONS`` connections, shared by all
     request workers; a worker finding none free waits up to ``_REDIS_WAIT_S`` (then
-    ``redis.ConnectionError``)."""
+    ``redis.ConnectionError``). No retries, short connect timeout: an unreachable Redis is
+    reported in about a millisecond (refused) or ``_REDIS_CONNECT_TIMEOUT_S`` (silent)."""
     return redis.Redis(connection_pool=redis.BlockingConnectionPool(
-        host=config.redis_host, port=config.redis_port, max_connections=_REDIS_CONNECTIONS, timeout=_REDIS_WAIT_S))
+        host=config.redis_host, port=config.redis_port, max_connections=_REDIS_CONNECTIONS, timeout=_REDIS_WAIT_S,
+        socket_connect_timeout=_REDIS_CONNECT_TIMEOUT_S, socket_timeout=_REDIS_COMMAND_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 0)))
 
 
-def make_nowait_redis_client(config: SandboxConfig) -> redis.Redis:
-    """The event loop's own Redis connection, for opens answered on the loop.
+def make_nowait_redis_client(config: SandboxConfig) -> redis.asyncio.Redis:
+    """The event loop's own Redis connection, for opens answered on the loop: asynchronous, so
+    the loop serves other requests (``/health`` included) while it waits, whatever Redis does.
 
-    Blocking, on purpose: an open is one command to a loopback Redis (~0.1 ms), which costs
-    the loop less than handing the open to a worker thread and back (~0.4 ms of CPU per open
-    in a burst, measured by ``benchmarks/sandbox_bench.py``), and a connection of its own means
-    the loop never waits for the workers' pool. ``_NOWAIT_REDIS_TIMEOUT_S`` bounds a stuck Redis.
+    One connection of its own means the loop never waits for the workers' pool; an open is one
+    command to a loopback Redis (~0.1 ms), which costs the loop less than handing the open to a
+    worker thread and back (~0.4 ms of CPU per open in a burst, ``benchmarks/sandbox_bench.py``).
     """
-    return redis.Redis(host=config.redis_host, port=config.redis_port, single_connection_client=True,
-                       socket_timeout=_NOWAIT_REDIS_TIMEOUT_S, socket_connect_timeout=_NOWAIT_REDIS_TIMEOUT_S)
+    return redis.asyncio.Redis(host=config.redis_host, port=config.redis_port, single_connection_client=True,
+                               socket_timeout=_NOWAIT_REDIS_TIMEOUT_S, socket_connect_timeout=_REDIS_CONNECT_TIMEOUT_S,
+                               retry=Retry(NoBackoff(), 0))
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def auth_token(host: str, allow_unauthenticated: bool) -> str | None:
+    """The bearer token from ``$DEEPEYES_SANDBOX_TOKEN`` (None: no authentication).
+
+    Raises :class:`ConfigError` for a non-loopback ``host`` without one, unless ``allow_unauthenticated``.
+    """
+    token = os.environ.get(TOKEN_ENV) or None
+    if token is None and not _is_loopback(host) and not allow_unauthenticated:
+        raise ConfigError(f"binding {host} (not loopback) needs a bearer token: set ${TOKEN_ENV} for the server and its "
+                          "clients, or pass --allow_unauthenticated")
+    return token
 
 
 def _warm_workers(workers: ThreadPoolExecutor, redis_client: redis.Redis, count: int) -> None:
@@ -381,7 +474,8 @@ def _warm_workers(workers: ThreadPoolExecutor, redis_client: redis.Redis, count:
         future.result()
 
 
-async def _run_http(app: web.Application, host: str, port: int, exit_with_parent: bool) -> None:
+async def _run_http(app: web.Application, api: SandboxApi, config: SandboxConfig, port: int,
+                    exit_with_parent: bool) -> None:
     """Serve ``app`` until SIGTERM/SIGINT (or the parent's death with ``exit_with_parent``)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -394,52 +488,59 @@ async def _run_http(app: web.Application, host: str, port: int, exit_with_parent
         loop.add_signal_handler(signum, on_signal, signum)
     if exit_with_parent:
         _watch_parent(lambda: loop.call_soon_threadsafe(stop.set))
+    nowait_redis = make_nowait_redis_client(config)
+    api.nowait_store = AsyncOpenStore(nowait_redis, api.manager.store)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, keepalive_timeout=_KEEPALIVE_TIMEOUT_S,
                            shutdown_timeout=_SHUTDOWN_GRACE_S)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, backlog=_LISTEN_BACKLOG).start()
+        await web.TCPSite(runner, config.host, port, backlog=_LISTEN_BACKLOG).start()
         await stop.wait()
     finally:
         await runner.cleanup()
+        api.nowait_store = None
+        with contextlib.suppress(redis.RedisError, OSError):
+            await nowait_redis.aclose()
 
 
-def serve(config: SandboxConfig, port: int, exit_with_parent: bool = False) -> None:
-    """Run one instance until SIGTERM/SIGINT; kernels are killed on the way out."""
+def serve(config: SandboxConfig, port: int, exit_with_parent: bool = False, token: str | None = None) -> None:
+    """Run one instance until SIGTERM/SIGINT; kernels are killed and the instance's work folder
+    removed on the way out, whether or not Redis still answers."""
     instance = f"{config.host}:{port}"
-    own_work_dir = config.work_dir is None
     if config.work_dir is None:
         work_dir = Path(tempfile.mkdtemp(prefix=f"deepeyes-sandbox-{port}-"))
-    else:  # instances may share one configured directory
+    else:  # instances may share one configured directory; each removes its own folder in it
         work_dir = config.work_dir / f"instance-{port}"
         config.work_dir.mkdir(parents=True, exist_ok=True)
         config.work_dir.chmod(0o711)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    work_dir.chmod(0o711)  # kernels (other uids) must traverse it to reach their own directory
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        work_dir.chmod(0o711)  # kernels (other uids) must traverse it to reach their own directory
+        _serve_in(config, port, instance, work_dir, exit_with_parent, token)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        logger.info("sandbox %s stopped", instance)
+
+
+def _serve_in(config: SandboxConfig, port: int, instance: str, work_dir: Path, exit_with_parent: bool,
+              token: str | None) -> None:
     redis_client = make_redis_client(config)
     redis_client.ping()
-    store = SessionStore(redis_client, config.state_ttl_s)
-    pool = KernelPool(KernelFactory(config, work_dir, uid_block=port % 1000), config.pool_size).start()
-    manager = SessionManager(config, store, pool, instance).start()
-    nowait_redis = make_nowait_redis_client(config)
-    nowait_redis.ping()
-    api = SandboxApi(manager, config, pool.filled_once, SessionStore(nowait_redis, config.state_ttl_s))
-    workers = ThreadPoolExecutor(max_workers=_REQUEST_WORKERS, thread_name_prefix="request")
-    _warm_workers(workers, redis_client, 2 * config.max_sessions)
-    app = make_app(api, int(config.max_request_mb * 2**20), workers)
-    logger.info("sandbox %s serving (redis %s:%s, pool %d, work dir %s)", instance, config.redis_host,
-                config.redis_port, config.pool_size, work_dir)
-    try:
-        asyncio.run(_run_http(app, config.host, port, exit_with_parent))
-    finally:
-        workers.shutdown(wait=False, cancel_futures=True)
-        manager.shutdown()
-        pool.close()
-        redis_client.close()
-        nowait_redis.close()
-        if own_work_dir:
-            shutil.rmtree(work_dir, ignore_errors=True)
-        logger.info("sandbox %s stopped", instance)
+    store = SessionStore(redis_client, config.state_ttl_s, pending_images_ttl_s=config.session_ttl_s)
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(redis_client.close)
+        pool = KernelPool(KernelFactory(config, work_dir), config.pool_size).start()
+        cleanup.callback(pool.close)
+        manager = SessionManager(config, store, pool, instance).start()
+        cleanup.callback(manager.shutdown)
+        api = SandboxApi(manager, config, pool.filled_once, token)
+        workers = ThreadPoolExecutor(max_workers=_REQUEST_WORKERS, thread_name_prefix="request")
+        cleanup.callback(workers.shutdown, wait=False, cancel_futures=True)
+        _warm_workers(workers, redis_client, 2 * config.max_sessions)
+        app = make_app(api, int(config.max_request_mb * 2**20), workers)
+        logger.info("sandbox %s serving (redis %s:%s, pool %d, work dir %s, %s)", instance, config.redis_host,
+                    config.redis_port, config.pool_size, work_dir, "bearer token required" if token else "no token")
+        asyncio.run(_run_http(app, api, config, port, exit_with_parent))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -448,9 +549,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging_args.configure()
     try:
         config = build_config(args)
+        token = auth_token(config.host, args.allow_unauthenticated)
     except ConfigError as exc:
         raise SystemExit(f"error: {exc}") from exc
-    serve(config, args.port, exit_with_parent=args.exit_with_parent)
+    serve(config, args.port, exit_with_parent=args.exit_with_parent, token=token)
 
 
 if __name__ == "__main__":

@@ -13,15 +13,22 @@ Run by path (``python template.py --fd N``), never imported: kernels must not ca
 ``deepeyes`` modules. It speaks JSON lines over the inherited Unix socket ``N``:
 
 * on start-up it sends ``{"ready": true, "pid": …}``;
-* each request ``{"connection_file", "workdir", "log", "uid", "private_ns", "keep_paths",
-  "start_nice", "rlimits", "env", "install"}`` forks one kernel and is answered ``{"pid": …}`` with a pidfd of the kernel
+* each request ``{"connection_file", "workdir", "home", "log", "uid", "private_ns", "keep_paths",
+  "quota_bytes", "start_nice", "rlimits", "env", "install"}`` forks one kernel and is answered ``{"pid": …}`` with a pidfd of the kernel
   attached (``SCM_RIGHTS``), so the server can signal and watch it without pid-reuse races;
   a failed fork is answered ``{"error": …}``.
+
+When isolated (``private_ns``), the fork goes into a new PID namespace (``unshare(CLONE_NEWPID)``
+just before it, ``setns`` back to the template's own right after), where the kernel is
+process 1: when it exits, the kernel kills every process left in the namespace, whatever
+session or process group they made for themselves.
 
 The child, before any user code can run: starts its own session (process group), points its
 stdio at the kernel log, closes every inherited descriptor, enters a network namespace and a
 mount namespace of its own with empty private ``/tmp``, ``/var/tmp`` and ``/dev/shm`` (when
-isolated: no earlier kernel's files, even where the audit hook was bypassed), sets its rlimits, drops root for its kernel uid with ``no_new_privs``,
+isolated: no earlier kernel's files, even where the audit hook was bypassed) and its home on
+a tmpfs of ``quota_bytes`` holding its session directory (a session cannot fill the disk),
+sets its rlimits, drops root for its kernel uid with ``no_new_privs``,
 asks to be killed with the template, replaces its environment, then starts ipykernel and
 installs ``kernel_side.py`` (preloads, inline figures, policy guards).
 The template exits when its parent (the server) is gone; its kernels die with it.
@@ -47,6 +54,7 @@ import types
 
 _CLONE_NEWNET = 0x40000000
 _CLONE_NEWNS = 0x00020000
+_CLONE_NEWPID = 0x20000000
 #: World-writable directories, replaced per kernel by an empty tmpfs (the kernel's memory limit
 #: does not cover tmpfs pages, hence the size cap).
 _PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")
@@ -55,7 +63,7 @@ _MS_BIND, _MS_REC = 4096, 16384
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NO_NEW_PRIVS = 38
 _RLIMITS = {"as": resource.RLIMIT_AS, "cpu": resource.RLIMIT_CPU, "core": resource.RLIMIT_CORE,
-            "nproc": resource.RLIMIT_NPROC}
+            "nproc": resource.RLIMIT_NPROC, "fsize": resource.RLIMIT_FSIZE}
 _LIBC = ctypes.CDLL(None, use_errno=True)
 #: What ipykernel and kernel_side.py import while a kernel starts: imported once here instead
 #: of in every kernel (found by diffing ``sys.modules`` before and after a kernel's start-up).
@@ -90,6 +98,26 @@ def _private_tmp(keep_paths: list[str]) -> None:
         os.close(fd)
 
 
+def _private_home(home: str, workdir: str, uid: int | None, quota_bytes: int) -> None:
+    """Put the kernel's home on a tmpfs of ``quota_bytes`` and its session directory inside it
+    (bound onto ``workdir``): everything the kernel may write shares that one quota."""
+    options = f"mode=0700,size={quota_bytes}" + (f",uid={uid},gid={uid}" if uid is not None else "")
+    _check(_LIBC.mount(b"tmpfs", home.encode(), b"tmpfs", 0, options.encode()), f"mount tmpfs on {home}")
+    session = os.path.join(home, "session")
+    for path in (session, os.path.join(home, "tmp")):
+        os.mkdir(path, 0o700)
+        if uid is not None:
+            os.chown(path, uid, uid)
+    _check(_LIBC.mount(session.encode(), workdir.encode(), None, _MS_BIND, None), f"bind {session} on {workdir}")
+
+
+def _host_ppid() -> int:
+    """The parent's pid as the host sees it (``/proc`` is the host's; in its own PID namespace
+    the kernel is pid 1 and ``os.getppid()`` is 0)."""
+    with open("/proc/self/stat", "rb") as stat:
+        return int(stat.read().rsplit(b")", 1)[1].split()[1])
+
+
 def _become_kernel(request: dict, template_pid: int, kernel_side: str) -> None:
     """In the forked child: confine this process, then run ipykernel until it exits."""
     os.setsid()
@@ -106,6 +134,8 @@ def _become_kernel(request: dict, template_pid: int, kernel_side: str) -> None:
     if request["private_ns"]:
         _check(_LIBC.unshare(_CLONE_NEWNET | _CLONE_NEWNS), "unshare(CLONE_NEWNET | CLONE_NEWNS)")
         _private_tmp(request["keep_paths"])
+        _private_home(request["home"], request["workdir"], request["uid"], request["quota_bytes"])
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past RLIMIT_FSIZE a write fails (EFBIG) instead of killing
     os.chdir(request["workdir"])
     os.setpriority(os.PRIO_PROCESS, 0, request["start_nice"])  # the server resets it once the kernel is ready
     for name, (soft, hard) in request["rlimits"].items():
@@ -118,7 +148,7 @@ def _become_kernel(request: dict, template_pid: int, kernel_side: str) -> None:
         _check(_LIBC.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
     # Set after the uid change, which clears it; then make sure the template did not already exit.
     _check(_LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
-    if os.getppid() != template_pid:
+    if _host_ppid() != template_pid:
         os._exit(1)
     os.environ.clear()
     os.environ.update(request["env"])
@@ -138,10 +168,17 @@ def _become_kernel(request: dict, template_pid: int, kernel_side: str) -> None:
     app.start()
 
 
-def _fork(request: dict, channel: socket.socket, kernel_side: str) -> None:
+def _fork(request: dict, channel: socket.socket, kernel_side: str, own_pid_ns: int) -> None:
     template_pid = os.getpid()
+    new_pid_ns = request["private_ns"]
     try:
-        pid = os.fork()
+        if new_pid_ns:  # the next child (only) is process 1 of a namespace of its own
+            _check(_LIBC.unshare(_CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+        try:
+            pid = os.fork()
+        finally:
+            if new_pid_ns and os.getpid() == template_pid:
+                _check(_LIBC.setns(own_pid_ns, _CLONE_NEWPID), "setns(CLONE_NEWPID)")
     except OSError as exc:
         channel.sendall(json.dumps({"error": f"fork failed: {exc}"}).encode() + b"\n")
         return
@@ -196,6 +233,7 @@ def main() -> None:
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     parent = os.getppid()
+    own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     channel.sendall(json.dumps({"ready": True, "pid": os.getpid()}).encode() + b"\n")
     buffer = b""
     while os.getppid() == parent:
@@ -212,7 +250,7 @@ def main() -> None:
         buffer += data
         while b"\n" in buffer:
             line, buffer = buffer.split(b"\n", 1)
-            _fork(json.loads(line), channel, kernel_side)
+            _fork(json.loads(line), channel, kernel_side, own_pid_ns)
     os._exit(0)  # the kernels' PR_SET_PDEATHSIG takes them down with us
 
 

@@ -16,9 +16,10 @@ from deepeyes.utils.processes import RedisServer
 
 def sandbox_config(redis_server: RedisServer, **overrides: object) -> SandboxConfig:
     """Small limits so the tests can reach them quickly."""
-    settings: dict = {"pool_size": 2, "max_request_mb": 2.0, "max_output_chars": 2000, "interrupt_grace_s": 2.0}
+    settings: dict = {"pool_size": 2, "max_request_mb": 2.0, "max_output_chars": 2000, "interrupt_grace_s": 2.0,
+                      "redis_host": redis_server.host, "redis_port": redis_server.port}
     settings.update(overrides)
-    return SandboxConfig(redis_host=redis_server.host, redis_port=redis_server.port, **settings)
+    return SandboxConfig(**settings)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,9 @@ from PIL import Image
 
 from deepeyes.sandbox.client import SandboxClient
 
+#: The kernel's pid as the host sees it (in its own PID namespace ``os.getpid()`` is 1).
+KERNEL_PID = "__deepeyes__.status().payload['pid']"
+
 
 def test_state_persists_across_calls(client: SandboxClient, session_id: str) -> None:
     assert client.execute(session_id, "x = 40").status == "success"
@@ -77,19 +80,19 @@ def test_kernel_exit_during_a_call_restarts_and_restores(client: SandboxClient, 
 
 
 def test_kernel_killed_between_calls_is_replaced_from_the_snapshot(client: SandboxClient, session_id: str) -> None:
-    pid = int(client.execute(session_id, "import os\nlabel = 'before'\nos.getpid()").result)
+    pid = int(client.execute(session_id, "label = 'before'\n" + KERNEL_PID).result)
     os.kill(pid, signal.SIGKILL)
     result = client.execute(session_id, "label")
     assert result.status == "success"
     assert result.result == "'before'"
     assert any("restored" in note for note in result.notes)
-    assert int(client.execute(session_id, "os.getpid()").result) != pid
+    assert int(client.execute(session_id, KERNEL_PID).result) != pid
 
 
 def test_unpicklable_names_are_reported_not_dropped(client: SandboxClient, session_id: str) -> None:
     saved = client.execute(session_id, "gen = (i for i in range(3))\nn = 5")
     assert any("gen (generator" in note for note in saved.notes)
-    pid = int(client.execute(session_id, "import os\nos.getpid()").result)
+    pid = int(client.execute(session_id, KERNEL_PID).result)
     os.kill(pid, signal.SIGKILL)
     restored = client.execute(session_id, "n")
     assert restored.result == "5"

@@ -26,7 +26,7 @@ def test_instance_loss_fails_over_with_state(doomed_cluster: SandboxCluster, san
     client = doomed_cluster.client()
     sid = "failover-session"
     client.open_session(sid, [Image.new("RGB", (8, 6), "white")])
-    setup = client.execute(sid, "import os\nacc = [1, 2]\ndef bump(v):\n    return v + 1\nos.getpid()")
+    setup = client.execute(sid, "acc = [1, 2]\ndef bump(v):\n    return v + 1\n__deepeyes__.status().payload['pid']")
     kernel_pid = int(setup.result)
     primary = client.instances_for(sid)[0]
     port = int(primary.rsplit(":", 1)[1])

@@ -107,7 +107,7 @@ def unguarded_kernel() -> Iterator[SandboxKernel]:
     config = SandboxConfig(security=SandboxSecurityConfig(audit_guards=False))
     with tempfile.TemporaryDirectory(prefix="deepeyes-sandbox-test-") as name:
         Path(name).chmod(0o711)
-        factory = KernelFactory(config, Path(name), uid_block=999)
+        factory = KernelFactory(config, Path(name))
         kernel = factory.create()
         yield kernel
         kernel.shutdown()
@@ -137,7 +137,7 @@ def test_os_uid_blocks_writing_the_repository(unguarded_kernel: SandboxKernel) -
 def test_os_cpu_limit_kills_a_spinning_kernel(kernel_work_dir: Path) -> None:
     # The limit is cumulative CPU seconds of the kernel since its fork.
     config = SandboxConfig(preload_modules=[], security=SandboxSecurityConfig(audit_guards=False, cpu_time_limit_s=4))
-    factory = KernelFactory(config, kernel_work_dir, uid_block=998)
+    factory = KernelFactory(config, kernel_work_dir)
     kernel = factory.create()
     try:
         with pytest.raises(KernelDied):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import io
 import tempfile
 import threading
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import redis.asyncio
 import yaml
 from jupyter_client.channels import HBChannel
 from PIL import Image
@@ -21,8 +23,24 @@ from deepeyes.config import load_config
 from deepeyes.sandbox.config import SandboxConfig
 from deepeyes.sandbox.pool import KernelFactory, KernelPool
 from deepeyes.sandbox.sessions import CapacityError, SessionManager
-from deepeyes.sandbox.store import SessionStore
+from deepeyes.sandbox.store import AsyncOpenStore, SessionStore
 from deepeyes.utils.processes import RedisServer, wait_until
+
+#: The kernel's pid as the host sees it (in its own PID namespace ``os.getpid()`` is 1).
+KERNEL_PID = "__deepeyes__.status().payload['pid']"
+
+
+def _open_nowait(manager: SessionManager, session_id: str, images: list[bytes]) -> dict | None:
+    """``open_nowait`` as the server's event loop runs it: awaited, on an asynchronous Redis connection."""
+    settings = manager.store.redis.connection_pool.connection_kwargs
+
+    async def run() -> dict | None:
+        client = redis.asyncio.Redis(host=settings["host"], port=settings["port"])
+        try:
+            return await manager.open_nowait(session_id, images, AsyncOpenStore(client, manager.store))
+        finally:
+            await client.aclose()
+    return asyncio.run(run())
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +50,7 @@ def manager(redis_server: RedisServer, make_sandbox_config: Callable[..., Sandbo
     client = redis.Redis(host=redis_server.host, port=redis_server.port)
     with tempfile.TemporaryDirectory(prefix="deepeyes-sandbox-test-") as name:
         Path(name).chmod(0o711)
-        pool = KernelPool(KernelFactory(config, Path(name), uid_block=997), config.pool_size).start()
+        pool = KernelPool(KernelFactory(config, Path(name)), config.pool_size).start()
         sessions = SessionManager(config, SessionStore(client, config.state_ttl_s), pool, "in-process:0").start()
         yield sessions
         sessions.shutdown()
@@ -147,7 +165,7 @@ def test_first_calls_after_a_burst_of_opens_keep_the_bound_and_each_get_a_fresh_
         watcher = threading.Thread(target=watch)
         watcher.start()
         try:
-            code = "seen = 'leftover' in globals()\nleftover = 1\nimport os\n(seen, os.getpid())"
+            code = "seen = 'leftover' in globals()\nleftover = 1\n(seen, " + KERNEL_PID + ")"
             firsts = list(executor.map(lambda name: manager.execute(name, code, 120), names))
         finally:
             stop.set()
@@ -167,11 +185,11 @@ def test_an_open_binds_no_kernel_and_the_first_call_gets_a_fresh_one(manager: Se
     stats = manager.stats()
     assert stats["sessions"] == stats["unbound"] == 1
     assert stats["warm_kernels"] == manager.pool.size  # the pool was not touched
-    first = manager.execute("lazy", "leftover = 1\nimport os\nos.getpid()", timeout=30)
+    first = manager.execute("lazy", "leftover = 1\n" + KERNEL_PID, timeout=30)
     assert first.status == "success" and manager.stats()["unbound"] == 0
     manager.open("lazy", [], time.monotonic() + 30)  # re-open: the bound kernel is killed, none bound yet
     wait_until(lambda: not Path(f"/proc/{first.result}").exists(), 10, "the first kernel gone")
-    again = manager.execute("lazy", "import os\n('leftover' in globals(), os.getpid() != " + first.result + ")", timeout=30)
+    again = manager.execute("lazy", "('leftover' in globals(), " + KERNEL_PID + " != " + first.result + ")", timeout=30)
     assert again.result == "(False, True)"
     manager.close("lazy")
 
@@ -232,13 +250,12 @@ def test_an_open_that_needs_no_wait_takes_the_slot_of_an_unbound_session_in_one_
         manager: SessionManager, monkeypatch: pytest.MonkeyPatch) -> None:
     """The event loop's open: evicts the least recently used unbound session, keeps the bound."""
     monkeypatch.setattr(manager.config, "session_ttl_s", 3600.0)  # only max_sessions evicts here
-    store = manager.store
-    assert manager.open_nowait("nowait-a", [], store) is not None
-    assert manager.open_nowait("nowait-b", [], store) is not None
-    assert manager.open_nowait("nowait-c", [_png(4, 3, "red")], store)["images"] == 1
+    assert _open_nowait(manager, "nowait-a", []) is not None
+    assert _open_nowait(manager, "nowait-b", []) is not None
+    assert _open_nowait(manager, "nowait-c", [_png(4, 3, "red")])["images"] == 1
     assert manager.stats()["sessions"] == 2 and manager.peak_sessions <= 2
-    assert store.owner("nowait-a") is None  # evicted, its ownership released in the same round trip
-    assert store.owner("nowait-b") == store.owner("nowait-c") == "in-process:0"
+    assert manager.store.owner("nowait-a") is None  # evicted, its ownership released in the same round trip
+    assert manager.store.owner("nowait-b") == manager.store.owner("nowait-c") == "in-process:0"
     assert manager.execute("nowait-c", "image_1.size", timeout=10).result == "(4, 3)"
     for name in ("nowait-a", "nowait-b", "nowait-c"):
         manager.close(name)
@@ -248,17 +265,16 @@ def test_an_open_that_would_wait_is_left_to_the_blocking_path(manager: SessionMa
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """None (and nothing changed) when the session is busy, holds a kernel, or no slot frees at once."""
     monkeypatch.setattr(manager.config, "session_ttl_s", 3600.0)
-    store = manager.store
     manager.execute("bound-a", "a = 1", timeout=10)
-    assert manager.open_nowait("bound-a", [], store) is None  # its kernel must be stopped first
+    assert _open_nowait(manager, "bound-a", []) is None  # its kernel must be stopped first
     manager.execute("bound-b", "b = 1", timeout=10)
-    assert manager.open_nowait("newcomer", [], store) is None  # full of bound sessions
-    assert manager.stats()["sessions"] == 2 and store.owner("newcomer") is None
+    assert _open_nowait(manager, "newcomer", []) is None  # full of bound sessions
+    assert manager.stats()["sessions"] == 2 and manager.store.owner("newcomer") is None
     manager.close("bound-b")
     lock = manager._lock_for("busy-open")
     with lock:  # a call is running on this session
-        assert manager.open_nowait("busy-open", [], store) is None
-    assert manager.open_nowait("busy-open", [], store) is not None
+        assert _open_nowait(manager, "busy-open", []) is None
+    assert _open_nowait(manager, "busy-open", []) is not None
     assert manager.execute("bound-a", "a", timeout=10).result == "1"  # untouched by the refusals
     assert manager.open("newcomer", [], time.monotonic() + 30)["session_id"] == "newcomer"
     for name in ("bound-a", "busy-open", "newcomer"):
