@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from deepeyes.utils.processes import spawn
+
 logger = logging.getLogger(__name__)
 
 #: Address space a worker may add to what it holds after loading its modules.
@@ -114,9 +116,8 @@ class WorkerPool:
         self._lock = threading.Lock()
 
     def _spawn(self) -> _Worker:
-        process = subprocess.Popen(
-            self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, env=self._env
-        )
+        # spawn(): killed with the server even by SIGKILL, though asked from a request thread.
+        process = spawn(self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, env=self._env)
         return _Worker(process)
 
     def _take(self) -> _Worker:

@@ -2,7 +2,10 @@
 
 What the config points at is used as is; what it leaves empty (no reward-server URL, no
 sandbox ports, no Redis port) is started on loopback for the run and stopped when the
-context exits, so a crashed or interrupted run leaves no process behind.
+context exits. Each is started through :mod:`deepeyes.utils.processes`, so it also dies with
+the trainer when the trainer is killed (SIGTERM or SIGKILL): a crashed run leaves no process
+behind and no port held. The run's own Redis keeps its append-only file in the run folder
+(``<log_dir>/redis``), so a Redis that restarts during the run comes back with its sessions.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from deepeyes.rewards.client import RewardClient
 from deepeyes.rewards.config import load_reward_config
 from deepeyes.rl.config import RLConfig, RLSetupError
 from deepeyes.tool_manager import ToolManager, ToolManagerConfig
-from deepeyes.utils.processes import ManagedProcess, free_port, wait_until
+from deepeyes.utils.processes import ManagedProcess, RedisServer, free_port, wait_until
 
 logger = logging.getLogger(__name__)
 
@@ -30,14 +33,16 @@ logger = logging.getLogger(__name__)
 REWARD_SERVER_MODULE = "deepeyes.rewards.server"
 
 
-def build_tool_manager(config: RLConfig) -> ToolManager:
-    """A tool manager for the ``tool`` section (not started yet)."""
+def build_tool_manager(config: RLConfig, redis_server: RedisServer | None = None) -> ToolManager:
+    """A tool manager for the ``tool`` section (not started yet); ``redis_server``: the run's own
+    Redis, used where the configuration names none."""
     tool = config.tool
     base = load_config(config.resolve(tool.tool_manager_config), ToolManagerConfig) if tool.tool_manager_config else ToolManagerConfig()
+    redis_host, redis_port = (redis_server.host, redis_server.port) if redis_server is not None else (tool.redis_host, tool.redis_port)
     return ToolManager(
         code_sandbox_ports=list(tool.code_sandbox_ports) or None,
-        redis_host=tool.redis_host,
-        redis_port=tool.redis_port,
+        redis_host=redis_host,
+        redis_port=redis_port,
         search_cache_path=str(config.locate(tool.search_cache_path)) if tool.search_cache_path else None,
         text_search_api_type=tool.text_search_api_type,
         config=base,
@@ -95,8 +100,15 @@ def reward_server(config: RLConfig, log_dir: Path):
 
 @contextlib.contextmanager
 def rl_services(config: RLConfig, log_dir: Path):
-    """``(tool_manager, reward_url)`` for the run; everything started here stops on exit."""
+    """``(tool_manager, reward_url)`` for the run; everything started here stops on exit.
+
+    A Redis is started for the run, its data in ``log_dir/redis``, when neither ``tool.redis_port``
+    nor the tool-manager config names one.
+    """
     with contextlib.ExitStack() as stack:
         url = stack.enter_context(reward_server(config, log_dir))
-        tools = stack.enter_context(build_tool_manager(config))
-        yield tools, url
+        tools = build_tool_manager(config)
+        if tools.config.sandbox.redis_port is None:
+            redis_server = stack.enter_context(RedisServer(workdir=log_dir / "redis"))
+            tools = build_tool_manager(config, redis_server)
+        yield stack.enter_context(tools), url

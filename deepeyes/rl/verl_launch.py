@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from deepeyes.rl.metrics import check_loggers, tracker_environment
 from deepeyes.rl.policy_model import load_base_with_sft
 from deepeyes.rl.services import build_tool_manager, write_reward_config
 from deepeyes.rl.verl_metrics import write_step_metrics
+from deepeyes.utils.processes import ManagedProcess
 
 logger = logging.getLogger(__name__)
 
@@ -368,6 +368,8 @@ def launch(config: RLConfig, reward_server_url: str) -> int:
     env = environment(config, paths)
     logger.info("launching verl: %s %s", " ".join(f"{k}={v}" for k, v in env.items() if k.startswith("VERL_")), " ".join(argv))
     try:
-        return subprocess.call(argv, cwd=REPO_ROOT, env={**os.environ, **env})
+        # A managed child: it (and the Ray cluster it starts, which shares its fate) dies with this process.
+        with ManagedProcess(argv, name="verl main_ppo", env=env, cwd=REPO_ROOT, inherit_output=True) as trainer:
+            return trainer.wait()
     finally:
         write_step_metrics(paths.root, CollapseAlarm(config.trainer.collapse_fraction, config.trainer.collapse_patience))

@@ -8,6 +8,7 @@ until each answers ``/health`` with a filled kernel pool, and stops them all on 
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -82,7 +83,9 @@ class SandboxCluster:
         port = free_port(self.config.host)
         argv = [sys.executable, "-m", "deepeyes.sandbox.server", "--port", str(port), "--config", str(config_path),
                 "--exit_with_parent"]
-        self.servers.append(ManagedProcess(argv, name=f"sandbox:{port}", log_path=log_dir / f"sandbox-{port}.log"))
+        # SIGTERM when this process dies: the server shuts its kernels down as on a normal stop.
+        self.servers.append(ManagedProcess(argv, name=f"sandbox:{port}", log_path=log_dir / f"sandbox-{port}.log",
+                                           death_signal=signal.SIGTERM))
         self.ports.append(port)
 
     def client(self, **kwargs: object) -> SandboxClient:

@@ -1,25 +1,64 @@
-"""Start and stop the local services (redis-server, our HTTP servers) on loopback.
+"""Start and stop the local services (redis-server, our HTTP servers, verl's trainer) on loopback.
 
-The CLIs (inference, RL training, evaluation) and the test fixtures start whatever the
-configuration does not point at, and must never leave a process behind: every service is
-a context manager whose exit terminates the whole process group.
+The CLIs (inference, RL training, evaluation, the demo, the service) and the test fixtures start
+whatever the configuration does not point at, and must never leave a process behind, however
+the process that started it ends:
+
+- **normal exit or an exception**: every service is a context manager whose exit stops it; any
+  still running when the interpreter exits (a tool manager nobody closed) is stopped by an
+  :mod:`atexit` handler.
+- **SIGTERM**: where the process left SIGTERM at its default action, the first service started
+  from the main thread installs a handler that stops every service and then lets the process
+  die of SIGTERM as it would have (exit status -15). A program with its own handler (uvicorn,
+  Ray) keeps it and shuts down its own way.
+- **SIGKILL**, or any death that runs no Python code: each service carries a parent-death
+  signal (Linux ``prctl(PR_SET_PDEATHSIG)``, armed between fork and exec), so the kernel
+  signals it the moment its starter is gone.
+
+Linux sends the parent-death signal when the *thread* that forked the child ends, not the
+process (prctl(2), "the 'parent' in this case is considered to be the thread that created this
+process"). A service started from a short-lived thread (a request thread, a replaced thread
+pool, a Ray worker's trajectory threads) would be killed as that thread ends. Every child is
+therefore forked by one daemon thread per process (:func:`spawn`), which lives as long as the
+process does. Ray starts its own cluster processes the same way (``fate_share``,
+``ray._private.utils.set_kill_on_parent_death_linux``).
+
+Each service leads its own process group; stopping it signals the group, so what the service
+forked itself goes too. Where a grandchild must also die with a SIGKILLed service, the service
+starts it with :func:`spawn` (the reward server's check workers) or watches its own parent
+(sandbox kernels).
 """
 
 from __future__ import annotations
 
+import atexit
+import concurrent.futures
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
+import queue
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, Self, TypeVar
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: ``prctl`` option numbers (``<linux/prctl.h>``).
+_PR_SET_PDEATHSIG = 1
+#: How long the SIGTERM handler gives services to stop before it kills their groups.
+_SIGTERM_GRACE_S = 5.0
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -47,51 +86,297 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, process: su
     raise TimeoutError(f"{what} not ready after {timeout:.0f} s")
 
 
-class ManagedProcess:
-    """A child process in its own process group, stopped (TERM, then KILL) on exit."""
+# -- the parent-death signal -------------------------------------------------------------------
 
-    def __init__(self, argv: Sequence[str], name: str, log_path: Path | None = None, env: dict[str, str] | None = None):
+
+def _load_prctl() -> Any:
+    """libc's ``prctl``, or None off Linux (the atexit and SIGTERM paths still hold there)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    function.restype = ctypes.c_int
+    function.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    return function
+
+
+_PRCTL = _load_prctl()
+
+
+def parent_death_available() -> bool:
+    """Whether children can be given a parent-death signal here (Linux)."""
+    return _PRCTL is not None
+
+
+def die_with_parent(signum: int = signal.SIGKILL) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child receive ``signum`` when the forking thread ends.
+
+    Resolved in the parent; the child only calls libc. If the parent died between the fork and
+    the ``prctl`` (the signal would then never come), the child signals itself. None where the
+    platform has no parent-death signal.
+    """
+    prctl = _PRCTL
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), int(signum))
+
+    return arm
+
+
+class _Forker:
+    """One daemon thread per process that forks every child, so that a parent-death signal
+    fires when the process ends, not when the thread that asked for the child ends."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner_pid: int | None = None
+        self._thread: threading.Thread | None = None
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future]] = queue.SimpleQueue()
+
+    def forget(self) -> None:
+        """In a forked copy of this process: the thread did not come along, and the lock may be held."""
+        self._lock = threading.Lock()
+        self._owner_pid = None
+        self._thread = None
+
+    def _serve(self) -> None:
+        while True:
+            job, future = self._jobs.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(job())
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                future.set_exception(exc)
+
+    def run(self, job: Callable[[], T]) -> T:
+        with self._lock:
+            if self._owner_pid != os.getpid() or self._thread is None or not self._thread.is_alive():
+                self._jobs = queue.SimpleQueue()
+                self._thread = threading.Thread(target=self._serve, name="deepeyes-forker", daemon=True)
+                self._thread.start()
+                self._owner_pid = os.getpid()
+            thread = self._thread
+        if threading.current_thread() is thread:
+            return job()
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._jobs.put((job, future))
+        return future.result()
+
+
+_FORKER = _Forker()
+
+
+def spawn(argv: Sequence[str], *, death_signal: int | None = signal.SIGKILL, **popen_kwargs: Any) -> subprocess.Popen:
+    """``subprocess.Popen(argv, **popen_kwargs)`` whose child gets ``death_signal`` when this process dies.
+
+    The fork happens on this process's forker thread (see the module docstring), so the call is
+    safe from any thread. ``death_signal`` None: no parent-death signal. ``preexec_fn`` is
+    taken; pass ``start_new_session=True`` for a group of the child's own.
+
+    Raises:
+        OSError: the program cannot be started (as ``Popen`` raises it).
+    """
+    if "preexec_fn" in popen_kwargs:
+        raise TypeError("spawn() sets preexec_fn itself")
+    preexec = die_with_parent(death_signal) if death_signal is not None else None
+    return _FORKER.run(lambda: subprocess.Popen(list(argv), preexec_fn=preexec, **popen_kwargs))  # noqa: PLW1509
+
+
+# -- services ----------------------------------------------------------------------------------
+
+#: Services started by this process and not yet stopped, oldest first (stopped newest first).
+_LIVE: dict[int, ManagedProcess] = {}
+_atexit_registered = False
+_sigterm_checked = False
+
+
+def _forget_after_fork() -> None:
+    """A forked child owns none of its parent's services (its exit must not stop them)."""
+    _LIVE.clear()
+    _FORKER.forget()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def _exited(process: subprocess.Popen) -> bool:
+    """Whether ``process`` has ended (also when another frame holds its wait lock: a zombie counts)."""
+    if process.poll() is not None:
+        return True
+    try:
+        with open(f"/proc/{process.pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _terminate_all(grace_s: float) -> None:
+    """TERM every live service's group, KILL what is left after ``grace_s``. Safe in a signal handler:
+    takes no lock and never waits on a ``Popen`` that the interrupted frame may be waiting on."""
+    services = list(reversed(list(_LIVE.values())))
+    live = [service for service in services if not _exited(service.process)]
+    for service in live:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(service.process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and not all(_exited(service.process) for service in live):
+        time.sleep(0.05)
+    for service in live:
+        if not _exited(service.process):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(service.process.pid, signal.SIGKILL)
+    for service in services:
+        _LIVE.pop(id(service), None)
+        with contextlib.suppress(Exception):
+            service._release_files(final=True)
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """Stop every service, then die of SIGTERM as the default action would have."""
+    logger.warning("SIGTERM: stopping the %d service(s) this process started", len(_LIVE))
+    _terminate_all(_SIGTERM_GRACE_S)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    time.sleep(1.0)
+    os._exit(128 + signum)  # only reached if the signal was blocked
+
+
+def _stop_all_at_exit() -> None:
+    for service in reversed(list(_LIVE.values())):
+        with contextlib.suppress(Exception):
+            service.stop()
+
+
+def _install_handlers() -> None:
+    """The atexit hook, once; the SIGTERM handler, once, from the main thread and over the default action only."""
+    global _atexit_registered, _sigterm_checked
+    if not _atexit_registered:
+        atexit.register(_stop_all_at_exit)
+        _atexit_registered = True
+    if _sigterm_checked or threading.current_thread() is not threading.main_thread():
+        return
+    _sigterm_checked = True
+    with contextlib.suppress(ValueError, OSError):
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+class ManagedProcess:
+    """A child process in its own process group that dies with this process; stopped (TERM, then KILL) on exit.
+
+    Args:
+        argv: the command.
+        name: how logs name it.
+        log_path: file for its stdout and stderr (appended); None: discarded, unless ``inherit_output``.
+        env: variables laid over this process's environment.
+        death_signal: what the child receives when this process dies (SIGKILL unless the service
+            shuts down cleanly on another, like redis-server and the sandbox server on SIGTERM).
+        cwd: working directory.
+        inherit_output: share this process's stdout and stderr (a trainer's console) instead.
+
+    Raises:
+        OSError: the program cannot be started.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        name: str,
+        log_path: Path | None = None,
+        env: dict[str, str] | None = None,
+        death_signal: int = signal.SIGKILL,
+        cwd: Path | str | None = None,
+        inherit_output: bool = False,
+    ):
         self.argv = list(argv)
         self.name = name
         self.log_path = log_path
-        self._log_file = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(
+        self.death_signal = death_signal
+        self._env = {**os.environ, **(env or {})}
+        self._cwd = cwd
+        self._inherit_output = inherit_output
+        self._log_file: Any = None
+        self.process = self._start()
+
+    def _start(self) -> subprocess.Popen:
+        if self._inherit_output:
+            output: Any = None
+        else:
+            self._log_file = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
+            output = self._log_file or subprocess.DEVNULL
+        process = spawn(
             self.argv,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
+            death_signal=self.death_signal,
+            stdout=output,
+            stderr=None if self._inherit_output else subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
-            env={**os.environ, **(env or {})},
+            env=self._env,
+            cwd=self._cwd,
         )
-        logger.info("started %s (pid %d)", name, self.process.pid)
+        _LIVE[id(self)] = self
+        _install_handlers()
+        logger.info("started %s (pid %d)", self.name, process.pid)
+        return process
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def wait(self, timeout: float | None = None) -> int:
+        """Its exit code, once it has ended (``subprocess.TimeoutExpired`` past ``timeout``)."""
+        return self.process.wait(timeout=timeout)
+
+    def _terminate(self, timeout: float) -> None:
         if self.alive():
-            with contextlib.suppress(ProcessLookupError):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
             logger.info("stopped %s", self.name)
-        if hasattr(self._log_file, "close"):
+
+    def _release_files(self, final: bool = True) -> None:
+        """Close the log file; ``final``: the service will not start again (subclasses remove what they own)."""
+        if self._log_file is not None:
             self._log_file.close()
+            self._log_file = None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """TERM its process group, KILL it after ``timeout`` seconds; idempotent."""
+        self._terminate(timeout)
+        _LIVE.pop(id(self), None)
+        self._release_files(final=True)
 
     def kill(self) -> None:
-        """Hard-kill (used by failover tests to simulate a lost instance)."""
-        with contextlib.suppress(ProcessLookupError):
+        """Hard-kill its group (used by failover tests to simulate a lost instance)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
 
-    def __enter__(self) -> ManagedProcess:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# -- redis-server ----------------------------------------------------------------------------
 
 
 def redis_server_binary() -> str:
@@ -101,32 +386,89 @@ def redis_server_binary() -> str:
     return binary
 
 
-class RedisServer(ManagedProcess):
-    """A throw-away ``redis-server`` on loopback with no persistence."""
+def redis_ready(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether a Redis on ``host:port`` answers ``PING`` (false while it is still loading its data)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
 
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1", workdir: Path | None = None):
+
+class RedisServer(ManagedProcess):
+    """A ``redis-server`` on loopback that keeps its data across its own restarts (AOF persistence).
+
+    Every write is appended to ``workdir/appendonlydir`` before Redis answers it, and the file is
+    fsynced once a second (``appendfsync everysec``, Redis's default for AOF). A restart on the
+    same ``workdir`` — :meth:`restart`, or a new ``RedisServer`` on a folder an earlier one used —
+    loads everything that was written, so a Redis that crashed or was restarted comes back with
+    the sandbox snapshots it held. The cost: each write is also a ``write(2)`` to that file, the
+    file holds every stored value (session images included) until Redis rewrites it (when it has
+    doubled and is over 64 MB, Redis's defaults; the rewrite forks Redis), and a machine crash
+    (not a Redis crash: the data is in the OS's cache) loses up to the last second of writes. No
+    RDB snapshots are taken (``save ""``).
+
+    Args:
+        port: TCP port (None: a free one).
+        host: address to bind.
+        workdir: the run's folder for the AOF and ``redis.log``; None: a temporary folder removed on
+            :meth:`stop`.
+        appendonly: False turns persistence off (a pure cache).
+
+    It gets SIGTERM, not SIGKILL, when this process dies, so it writes out its AOF and exits.
+
+    Raises:
+        RuntimeError: redis-server is not installed, or exited before answering.
+        TimeoutError: it did not answer ``PING`` within 15 s.
+    """
+
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1", workdir: Path | None = None, appendonly: bool = True):
         self.host = host
         self.port = port or free_port(host)
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="deepeyes-redis-")
         self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.appendonly = appendonly
         argv = [
             redis_server_binary(),
             "--port", str(self.port),
             "--bind", host,
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if appendonly else "no",
+            "--appendfsync", "everysec",
             "--dir", str(self.workdir),
             "--protected-mode", "no",
-        ]
-        super().__init__(argv, name=f"redis-server:{self.port}", log_path=self.workdir / "redis.log")
-        wait_until(lambda: port_is_open(host, self.port), 15, self.name, self.process)
+            "--daemonize", "no",
+        ]  # fmt: skip
+        super().__init__(argv, name=f"redis-server:{self.port}", log_path=self.workdir / "redis.log", death_signal=signal.SIGTERM)
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        try:
+            wait_until(lambda: redis_ready(self.host, self.port), 15, self.name, self.process)
+        except BaseException:
+            self.stop()
+            raise
 
     @property
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
 
-    def stop(self, timeout: float = 10.0) -> None:
-        super().stop(timeout)
-        if self._tmp is not None:
+    @property
+    def aof_dir(self) -> Path:
+        """Where Redis 7 keeps its append-only files (``appenddirname``'s default)."""
+        return self.workdir / "appendonlydir"
+
+    def restart(self, timeout: float = 10.0) -> None:
+        """Stop this Redis (its AOF written out) and start it again on the same port and folder."""
+        self._terminate(timeout)
+        self._release_files(final=False)
+        self.process = self._start()
+        self._wait_ready()
+
+    def _release_files(self, final: bool = True) -> None:
+        super()._release_files(final)
+        if final and self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
