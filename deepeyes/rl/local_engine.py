@@ -224,8 +224,8 @@ class LocalTrainer:
                             self.optimizer,
                             self.value_head,
                             keep=config.output.save_total_limit,
+                            extra_files={STREAM_FILE: json.dumps({"position": stream.position})},
                         )
-                        (last_checkpoint / STREAM_FILE).write_text(json.dumps({"position": stream.position}), encoding="utf-8")
                 self.reward.close()
         finally:
             writer.close()
@@ -526,12 +526,11 @@ def _pad_rows(rows: list[torch.Tensor], width: int) -> torch.Tensor:
 
 
 def _truncate_trajectories(path: Path, step: int) -> None:
-    """Drop logged trajectories of steps after ``step`` (they are rolled out again on resume)."""
-    if not path.is_file():
+    """Drop logged trajectories of steps after ``step`` (they are rolled out again on resume);
+    a fresh run (``step`` 0) starts the file over. A torn last line is dropped with a warning
+    (:func:`deepeyes.rl.checkpoint.truncate_log`)."""
+    if step <= 0:
+        with contextlib.suppress(FileNotFoundError):
+            path.write_bytes(b"")
         return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip() and json.loads(line).get("metadata", {}).get("step", 0) <= step:
-            kept.append(line)
-    with contextlib.suppress(OSError):
-        path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    checkpoint.truncate_log(path, lambda record: record.get("metadata", {}).get("step", 0) <= step)

@@ -89,11 +89,16 @@ class MetricsWriter:
             handle.write(json.dumps({"step": step, **metrics}) + "\n")
 
     def truncate_after(self, step: int) -> None:
-        """Drop records past ``step`` (a resumed run rewrites the steps after its checkpoint)."""
-        if not self.path.is_file():
+        """Drop records past ``step`` (a resumed run rewrites the steps after its checkpoint; a
+        negative ``step`` empties the file). A torn last line is dropped with a warning naming
+        the file and line (:func:`deepeyes.rl.checkpoint.truncate_log`)."""
+        if step < 0:
+            if self.path.is_file():
+                self.path.write_bytes(b"")
             return
-        kept = [line for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip() and json.loads(line)["step"] <= step]
-        self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        from deepeyes.rl.checkpoint import truncate_log
+
+        truncate_log(self.path, lambda record: record["step"] <= step)
 
 
 def tracker_environment(directory: Path) -> dict[str, str]:
