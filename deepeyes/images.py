@@ -2,14 +2,19 @@
 
 Why here and not in each policy: the sandbox preload, the HF policy, the OpenAI policy
 and the SFT converter must agree on decoding and sizing, and an undecodable image must
-fail with the file named rather than deep inside a processor.
+fail with the file named rather than deep inside a processor. For the same reason the two
+pixel frames of an image (the file's and the one the model sees after resizing) and the
+conversion of boxes between them live here (:class:`ImageFrame`), and nowhere else.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 from qwen_vl_utils import smart_resize
@@ -107,3 +112,100 @@ def fit_for_qwen(image: Image.Image, max_pixels: int) -> tuple[Image.Image, str 
     if not changes:
         return image, None
     return image, f"image of size {width}x{height} " + ", then ".join(changes)
+
+
+#: Qwen2.5-VL processor's default pixel budget (``Qwen2VLImageProcessor``: ``min_pixels``
+#: 56·56 = 4·28², ``max_pixels`` 28·28·1280 in transformers, 16384·28² in qwen-vl-utils).
+QWEN_DEFAULT_MIN_PIXELS = 4 * QWEN_FACTOR * QWEN_FACTOR
+QWEN_DEFAULT_MAX_PIXELS = 16384 * QWEN_FACTOR * QWEN_FACTOR
+
+#: A box ``(x1, y1, x2, y2)`` in pixels: left, top, right, bottom; ``x2``/``y2`` exclusive edges.
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class ImageFrame:
+    """The two pixel frames of one image: the file's (``original``) and the model's (``processed``).
+
+    Qwen2.5-VL writes boxes in absolute pixels of the image it was fed, which the processor
+    resized to a 28-pixel grid within ``[min_pixels, max_pixels]``
+    (``qwen_vl_utils.smart_resize``; ``transformers`` ``Qwen2VLImageProcessor`` applies the
+    same rule). Data stores boxes in original pixels; this class is the one place where a
+    box crosses between the two frames (data conversion, the grounding reward, the zoom
+    tool and the demo all call it). Sizes are ``(width, height)`` in pixels; scaling is
+    per axis, ``x_processed = x_original · processed_width / original_width``.
+    """
+
+    original: tuple[int, int]
+    processed: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        for name in ("original", "processed"):
+            size = getattr(self, name)
+            if len(size) != 2 or min(size) < 1:
+                raise ValueError(f"ImageFrame.{name} must be (width, height) with both >= 1, got {size}")
+
+    @classmethod
+    def identity(cls, size: tuple[int, int]) -> ImageFrame:
+        """A frame where the model sees the file's pixels (the text route: no image to measure)."""
+        return cls(tuple(size), tuple(size))  # type: ignore[arg-type]
+
+    @classmethod
+    def for_qwen(
+        cls, size: tuple[int, int], min_pixels: int = QWEN_DEFAULT_MIN_PIXELS, max_pixels: int = QWEN_DEFAULT_MAX_PIXELS
+    ) -> ImageFrame:
+        """The frame of an image of ``size`` (width, height) fed to Qwen2.5-VL at these pixel limits.
+
+        The processed size is ``qwen_vl_utils.smart_resize(height, width, 28, min_pixels,
+        max_pixels)``, the rule :func:`prepare_for_qwen` resizes with. Raises
+        :class:`ImageLoadError` past Qwen2.5-VL's aspect-ratio limit (200).
+        """
+        width, height = size
+        if max(width, height) / max(1, min(width, height)) > QWEN_MAX_ASPECT:
+            raise ImageLoadError(f"image of size {width}x{height} exceeds Qwen2.5-VL's maximum aspect ratio {QWEN_MAX_ASPECT}")
+        new_height, new_width = smart_resize(height, width, QWEN_FACTOR, min_pixels=min_pixels, max_pixels=max_pixels)
+        return cls((width, height), (new_width, new_height))
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """``(sx, sy)``: processed pixels per original pixel along each axis."""
+        return self.processed[0] / self.original[0], self.processed[1] / self.original[1]
+
+    def to_processed(self, box: Box) -> Box:
+        """``box`` in original pixels → the model's frame (floats; round for a model target)."""
+        sx, sy = self.scale
+        return (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+
+    def to_original(self, box: Box) -> Box:
+        """``box`` in the model's frame → original pixels (floats)."""
+        sx, sy = self.scale
+        return (box[0] / sx, box[1] / sy, box[2] / sx, box[3] / sy)
+
+    def to_dict(self) -> dict[str, list[int]]:
+        return {"original": list(self.original), "processed": list(self.processed)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ImageFrame:
+        """Inverse of :meth:`to_dict`; ValueError names a missing or malformed size."""
+        try:
+            return cls(tuple(int(v) for v in data["original"]), tuple(int(v) for v in data["processed"]))  # type: ignore[arg-type]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"an image frame is {{'original': [w, h], 'processed': [w, h]}}, got {data!r}") from exc
+
+
+def llamafactory_size(size: tuple[int, int], image_max_pixels: int, image_min_pixels: int) -> tuple[int, int]:
+    """The size LLaMA-Factory hands the processor after its own pre-resize (``width, height``).
+
+    LLaMA-Factory's ``mm_plugin`` ``_preprocess_image`` scales an image whose area exceeds
+    ``image_max_pixels`` (or falls below ``image_min_pixels``) by ``sqrt(limit / area)``,
+    truncating each side to an int, before the Qwen2.5-VL processor's own ``smart_resize``:
+    the frame an SFT model learns boxes in is ``ImageFrame.for_qwen`` of this size.
+    """
+    width, height = size
+    if width * height > image_max_pixels:
+        factor = math.sqrt(image_max_pixels / (width * height))
+        width, height = int(width * factor), int(height * factor)
+    if width * height < image_min_pixels:
+        factor = math.sqrt(image_min_pixels / (width * height))
+        width, height = int(width * factor), int(height * factor)
+    return width, height

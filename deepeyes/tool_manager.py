@@ -55,6 +55,11 @@ class ToolsConfig:
     max_images_per_round: int = 10  # images returned to the model by one call
     #: Area limit for images returned by a tool (Qwen2.5-VL's default ``max_pixels``, 16384 × 28 × 28).
     max_image_pixels: int = 16384 * 28 * 28
+    #: The pixel limits the model's processor resizes input images to (its ``min_pixels`` /
+    #: ``max_pixels``): boxes a tool is given (``image_zoom_in_tool``'s ``bbox_2d``) are read in
+    #: that processed frame (:class:`deepeyes.images.ImageFrame`). None: in the file's own pixels.
+    frame_min_pixels: int | None = None
+    frame_max_pixels: int | None = None
 
 
 @dataclass

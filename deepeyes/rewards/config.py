@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deepeyes.config import load_config
+from deepeyes.rewards.grounding import GroundingConfig
 from deepeyes.rewards.presets import PRESETS
 
 #: Order of :attr:`RewardConfig.weights`; the docs and the result details use these names.
@@ -59,8 +60,9 @@ class ToolPenalties:
 class RewardConfig:
     """How a trajectory is scored; see ``docs/rewards.md`` for the formula of each preset."""
 
-    #: The combination formula: ``seed`` (the weights below), ``deepeyes_v2`` or
-    #: ``deepeyes_v1`` (see :mod:`deepeyes.rewards.presets`).
+    #: The combination formula: ``seed`` (the weights below), ``deepeyes_v2``,
+    #: ``deepeyes_v1`` or ``grounding`` (see :mod:`deepeyes.rewards.presets`; grounding rows
+    #: use ``grounding`` whatever is set here).
     preset: str = "seed"
     #: (task completion, tool efficiency, result accuracy) — the seed's 0.5 / 0.3 / 0.2.
     #: Used by the ``seed`` preset only.
@@ -95,6 +97,8 @@ class RewardConfig:
     #: worker process that is killed past it, and the answer scores wrong with the reason
     #: recorded (``deepeyes.rewards.pool``).
     math_timeout_s: int = 5
+    #: How box answers of grounding rows are graded (IoU threshold, continuous IoU).
+    grounding: GroundingConfig = field(default_factory=GroundingConfig)
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:

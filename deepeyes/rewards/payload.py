@@ -22,10 +22,10 @@ from deepeyes.wire import trajectory_from_response
 _STOP_REASONS: tuple[str, ...] = typing.get_args(StopReason)
 _REQUEST_KEYS = frozenset(
     {"trajectory", "response", "solution_str", "ground_truth", "tool_stats", "question", "answer_type",
-     "choices", "stop_reason", "data_source", "extra_info", "id"}
+     "choices", "stop_reason", "data_source", "extra_info", "id", "image_frame"}
 )
 #: Keys of verl's ``extra_info`` that carry scoring inputs; any others are the dataset's own.
-_EXTRA_INFO_KEYS = ("tool_stats", "question", "answer_type", "choices", "stop_reason")
+_EXTRA_INFO_KEYS = ("tool_stats", "question", "answer_type", "choices", "stop_reason", "image_frame")
 #: verl's ``extra_info`` key under which an agent loop hands over the trajectory it built.
 TRAJECTORY_KEY = "trajectory"
 
@@ -61,8 +61,12 @@ class ScoreRequest:
     answer_type: str = "auto"
     choices: dict[str, str] | None = None
     id: str | None = None
-    #: The row's data set name; the ``deepeyes_v2`` preset routes by it as the released recipe does.
+    #: The row's data set name; the ``deepeyes_v2`` preset routes by it as the released recipe
+    #: does, and a grounding data set selects the IoU reward (:mod:`deepeyes.rewards.grounding`).
     data_source: str | None = None
+    #: Grounding rows: ``{"original": [w, h], "processed": [w, h]}`` of the image, so a box the
+    #: model wrote in the processed frame compares in original pixels; None: the frame given.
+    image_frame: dict[str, Any] | None = None
 
 
 def _ground_truths(value: Any) -> list[str]:
@@ -165,6 +169,7 @@ def request_from_trajectory(
         choices=_choices(choices if choices is not None else metadata.get("choices")),
         id=record["id"],
         data_source=_optional_source(data_source if data_source is not None else record.get("data_source")),
+        image_frame=metadata.get("image_frame"),
     )
 
 
@@ -179,6 +184,7 @@ def request_from_response(
     stop_reason: str | None = None,
     request_id: str | None = None,
     data_source: str | None = None,
+    image_frame: dict[str, Any] | None = None,
 ) -> ScoreRequest:
     """A request for a full response text, read into a trajectory by the wire parser.
 
@@ -207,6 +213,7 @@ def request_from_response(
         choices=_choices(choices),
         id=request_id,
         data_source=_optional_source(data_source),
+        image_frame=image_frame,
     )
 
 

@@ -19,16 +19,22 @@ Presets (docs/rewards.md gives a worked example of each):
 * ``deepeyes_v1`` — DeepEyes v1's released reward: ``0.8 · accuracy + 0.2 · format_term +
   tool_bonus · [correct and a tool was called]`` with ``format_term = −1`` on any format
   fault, else 0, and ``tool_bonus = 1.2`` (Visual-Agent/DeepEyes, ``vl_agent.py``).
+* ``grounding`` — VLM-R1's REC reward (``grpo_rec.py``): ``accuracy + format``, accuracy
+  being the IoU reward of :mod:`deepeyes.rewards.grounding` (1 when IoU ≥ 0.5, or the IoU
+  itself with ``grounding.continuous``). A row whose ``data_source`` names a grounding data
+  set (:func:`~deepeyes.rewards.grounding.is_grounding_source`: ``refcoco``, ``refcoco+``,
+  ``refcocog``, ``refgta``, ``rec``, …) is scored with it whatever the configured preset.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from deepeyes.rewards.grounding import is_grounding_source
 from deepeyes.tools.registry import REGISTRY
 
 #: Names accepted by ``RewardConfig.preset``.
-PRESETS: tuple[str, ...] = ("seed", "deepeyes_v2", "deepeyes_v1")
+PRESETS: tuple[str, ...] = ("seed", "deepeyes_v2", "deepeyes_v1", "grounding")
 #: Accuracy and format weights of both published DeepEyes recipes.
 PUBLISHED_ACCURACY_WEIGHT = 0.8
 PUBLISHED_FORMAT_WEIGHT = 0.2
@@ -68,6 +74,8 @@ def combine(
 
     Returns ``{term name: weighted value}``. Raises ``ValueError`` for an unknown preset.
     """
+    if preset == "grounding" or is_grounding_source(data_source):
+        return {"accuracy": components.accuracy, "format": components.format}
     if preset == "seed":
         return {
             "task_completion": weights["task_completion"] * components.task_completion,

@@ -16,6 +16,7 @@ from typing import Any
 
 from deepeyes.rewards.accuracy import answer_length_cap, evaluate_accuracy
 from deepeyes.rewards.config import RewardConfig, load_reward_config
+from deepeyes.rewards.grounding import BoxAccuracy, box_accuracy, is_grounding_request
 from deepeyes.rewards.judge import LLMJudge
 from deepeyes.rewards.payload import (
     TRAJECTORY_KEY,
@@ -42,18 +43,23 @@ class RewardScorer:
 
     def score(self, request: ScoreRequest) -> dict[str, Any]:
         config = self.config
-        accuracy = evaluate_accuracy(
-            request.answer,
-            request.ground_truths,
-            config,
-            answer_type=request.answer_type,
-            choices=request.choices,
-            question=request.question,
-            judge=self.judge,
-        )
+        if is_grounding_request(request, config.preset):  # a box answer, graded by IoU
+            accuracy = box_accuracy(request, config.grounding)
+        else:
+            accuracy = evaluate_accuracy(
+                request.answer,
+                request.ground_truths,
+                config,
+                answer_type=request.answer_type,
+                choices=request.choices,
+                question=request.question,
+                judge=self.judge,
+            )
         violations = check_turns(request.turn_texts)
         if accuracy.method == "too_long":
             violations.append(FormatViolation(len(request.turn_texts) - 1, "answer_too_long"))
+        if isinstance(accuracy, BoxAccuracy) and accuracy.malformed and request.answer:
+            violations.append(FormatViolation(len(request.turn_texts) - 1, "answer_not_a_box"))
         fmt = format_score(len(violations), config.format_violation_penalty)
         # Completion is paid for solving: a wrong (or unfinished) answer earns none.
         task_completion = fmt if (request.answered and accuracy.correct) else 0.0
@@ -96,6 +102,7 @@ class RewardScorer:
                 "preset": config.preset,
                 "weights": weights,
                 "weighted": {k: round(v, _PRECISION) for k, v in weighted.items()},
+                **(accuracy.details() if isinstance(accuracy, BoxAccuracy) else {}),
             },
         }
 
@@ -178,6 +185,7 @@ def compute_score(
             choices=info.get("choices"),
             stop_reason=info.get("stop_reason"),
             data_source=data_source,
+            image_frame=info.get("image_frame"),
         )
     result = scorer.score(request)
     return {

@@ -33,8 +33,9 @@ from deepeyes.rl.data_sources import (
     filter_overlong_prompts,
 )
 
-#: ``extra_info`` keys kept as trajectory metadata (the behaviour report groups by them).
-METADATA_KEYS: tuple[str, ...] = ("task", "answer_type", "choices", "required_tools")
+#: ``extra_info`` keys kept as trajectory metadata (the behaviour report groups by them; the
+#: grounding reward reads ``image_frame``).
+METADATA_KEYS: tuple[str, ...] = ("task", "answer_type", "choices", "required_tools", "image_frame")
 
 
 class RLDataError(RLSetupError):

@@ -3,6 +3,12 @@
 The kernel is opened on the session's first code call with the input images preloaded as
 ``image_1 … image_N`` and freed when the trajectory ends (:meth:`CodeTool.close`), so a
 finished rollout never keeps a kernel alive.
+
+``image_i`` holds the file's pixels. When ``tools.frame_max_pixels`` names the processor's
+limits, the kernel also gets ``frame_scales`` and ``to_image_pixels(box, i=1)`` /
+``to_model_pixels(box, i=1)``, so code handed a box in the frame the model sees (a grounding
+answer, a zoom box) crops the same region the reward and the zoom tool mean; the scales
+come from :class:`deepeyes.images.ImageFrame`, the one conversion.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from deepeyes.images import load_image, to_png_bytes
 from deepeyes.tool_specs import CODE
 from deepeyes.tools.base import BaseTool, ToolContext, ToolOutput, ToolSession
 from deepeyes.tools.budget import Clip
+from deepeyes.tools.zoom import model_frame
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +43,8 @@ class CodeTool(BaseTool):
 
     def open(self, session: ToolSession) -> None:
         self.client.open_session(session.session_id, [to_png_bytes(image) for image in session.images])
+        if session.images and getattr(self.context.config.tools, "frame_max_pixels", None) is not None:
+            self.client.execute(session.session_id, frame_helpers(session, self.context.config.tools))
 
     def execute(self, session: ToolSession, content: str) -> ToolOutput:
         run = self.client.execute(session.session_id, content, timeout=self.context.config.sandbox.default_timeout_s)
@@ -55,3 +64,20 @@ class CodeTool(BaseTool):
 
     def close(self, session: ToolSession) -> None:
         self.client.close_session(session.session_id)
+
+
+def frame_helpers(session: ToolSession, tools_config: object) -> str:
+    """Kernel code defining ``frame_scales`` (processed pixels per file pixel, per image) and the
+    two box conversions, from each input image's :func:`~deepeyes.tools.zoom.model_frame`."""
+    scales = {i: model_frame(image, tools_config).scale for i, image in enumerate(session.images, start=1)}
+    return "\n".join(
+        [
+            f"frame_scales = {scales!r}",
+            "def to_image_pixels(box, i=1):",
+            "    sx, sy = frame_scales[i]",
+            "    return [box[0] / sx, box[1] / sy, box[2] / sx, box[3] / sy]",
+            "def to_model_pixels(box, i=1):",
+            "    sx, sy = frame_scales[i]",
+            "    return [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]",
+        ]
+    )
