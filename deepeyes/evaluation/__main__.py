@@ -18,6 +18,7 @@ from deepeyes.evaluation.runner import (
     ResumeMismatchError,
     evaluate,
 )
+from deepeyes.utils.stats import format_interval
 
 DESCRIPTION = (
     "Evaluate a model on benchmark TSVs (VLMEvalKit conventions) with the DeepEyes agent loop and reward, "
@@ -36,6 +37,17 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[EvalConfig, QuietLogg
     )
 
 
+def baseline_summary(block: dict) -> str:
+    """``always first option 25.0% (n=4), …`` for one dataset's baselines."""
+    parts = []
+    for name, baseline in block.get("baselines", {}).items():
+        if baseline.get("accuracy") is None:
+            continue
+        interval = f" {format_interval(baseline['accuracy_ci'])}" if baseline.get("accuracy_ci") else ""
+        parts.append(f"{name.replace('_', ' ')} {100 * baseline['accuracy']:.1f}%{interval} (n={baseline['n']})")
+    return ", ".join(parts) or "none applicable"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     config, logging_args = parse_args(argv)
     logging_args.configure()
@@ -48,6 +60,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(summary_line("run", results))
     for name, block in results["datasets"].items():
         print(f"  {summary_line(name, {'overall': block['overall']})}")
+        print(f"    baselines: {baseline_summary(block)}")
+    repeats = results.get("repeats")
+    if repeats:
+        acc = repeats["accuracy"]
+        print(
+            f"repeats:      {repeats['k']} runs, seeds {repeats['seeds']}: accuracy mean {100 * acc['mean']:.1f}%, "
+            f"sd {100 * acc['std']:.1f} points, range {100 * acc['min']:.1f}-{100 * acc['max']:.1f}%"
+        )
+    for flag in results.get("flags", []):
+        print(f"FLAG: {flag}")
     print(f"results:      {out / RESULTS_FILE}")
     print(f"trajectories: {out / TRAJECTORY_DIR}/<dataset>.jsonl")
     if config.report:

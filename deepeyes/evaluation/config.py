@@ -13,6 +13,8 @@ from pathlib import Path
 from deepeyes.paths import SAMPLE_DIR, TINY_MODEL_DIR
 
 DEFAULT_DATASETS = ["DeepEyesMini_Visual", "DeepEyesMini_Search"]
+#: Model passes that can run beside the evaluation as baselines (deepeyes.evaluation.baselines).
+BASELINE_RUNS = ("no_image", "no_tools")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,26 @@ class EvalConfig:
     max_turns: int = field(default=8, metadata={"help": "model turns per sample before giving up"})
     max_new_tokens: int = field(default=512, metadata={"help": "token limit of one model turn"})
     temperature: float = field(default=0.0, metadata={"help": "sampling temperature (0: greedy)"})
+    seed: int = field(
+        default=0,
+        metadata={"help": "seed of the random generators before each pass; with --temperature > 0 a local model repeats its "
+                          "trajectories exactly only with batch_size 1 and num_workers 1 (batches form by timing)"},
+    )
+    repeats: int = field(
+        default=1,
+        metadata={"help": "run the evaluation K times with seeds seed, seed+1, ... (runs 2..K under OUTPUT_REPORT/repeats/) "
+                          "and report the mean and spread of each accuracy; meant for --temperature > 0"},
+    )
+    circular: bool = field(
+        default=False,
+        metadata={"help": "CircularEval: also ask every multiple-choice row once per rotation of its options and report "
+                          "circular_accuracy (right under every rotation) beside accuracy"},
+    )
+    baseline_runs: list[str] = field(
+        default_factory=list,
+        metadata={"help": "model baselines run beside the evaluation: no_image (the question alone), no_tools (one turn, "
+                          "no tools); space- or comma-separated"},
+    )
     device: str = field(default="cpu", metadata={"help": "torch device for --model_path"})
     overwrite: bool = field(
         default=False, metadata={"help": "discard the trajectories already in --output_dir instead of resuming from them"}
@@ -76,6 +98,13 @@ class EvalConfig:
         for name, value in (("batch_size", self.batch_size), ("num_workers", self.num_workers), ("max_turns", self.max_turns)):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
+        runs = [name.strip() for entry in self.baseline_runs for name in str(entry).split(",") if name.strip()]
+        unknown = sorted(set(runs) - set(BASELINE_RUNS))
+        if unknown:
+            raise ValueError(f"baseline_runs: unknown {unknown}, expected some of {list(BASELINE_RUNS)}")
+        object.__setattr__(self, "baseline_runs", list(dict.fromkeys(runs)))
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {self.repeats}")
         if self.max_samples is not None and self.max_samples < 1:
             raise ValueError(f"max_samples must be >= 1 (or unset for all rows), got {self.max_samples}")
 
@@ -84,8 +113,12 @@ class EvalConfig:
         return Path(self.output_dir)
 
     def identity(self) -> dict[str, object]:
-        """The settings that make two runs' trajectories comparable; resuming requires equality."""
+        """The settings that make two runs' trajectories comparable; resuming requires equality.
+
+        The seed matters only when sampling, so greedy runs written before it existed still resume.
+        """
         model = f"{self.api_base}#{self.served_model}" if self.api_base else str(Path(self.model_path).resolve())
+        sampling = {"seed": self.seed} if self.temperature > 0 else {}
         return {
             "model": model,
             "adapter_path": str(Path(self.adapter_path).resolve()) if self.adapter_path else None,
@@ -93,4 +126,5 @@ class EvalConfig:
             "max_turns": self.max_turns,
             "max_new_tokens": self.max_new_tokens,
             "temperature": self.temperature,
+            **sampling,
         }

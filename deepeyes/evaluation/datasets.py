@@ -25,6 +25,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from deepeyes.evaluation.profiles import DatasetProfile, profile_for
+from deepeyes.rewards.choices import choice_letter, option_by_text
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +62,30 @@ class EvalSample:
     #: The tools the task needs (optional ``required_tools`` column, comma-separated; empty or
     #: ``none``: no tool), which behaviour analysis compares with the tools the model called.
     required_tools: list[str] | None = None
+    #: CircularEval: how many places the options were rotated (0: as the TSV has them; see
+    #: :mod:`deepeyes.evaluation.circular`).
+    rotation: int = 0
 
     @property
     def id(self) -> str:
-        return f"{self.dataset}/{self.index}"
+        base = f"{self.dataset}/{self.index}"
+        return f"{base}@rot{self.rotation}" if self.rotation else base
+
+
+def gold_option(sample: EvalSample) -> str | None:
+    """The option letter a multiple-choice row's answer names, by letter or by option text.
+
+    ``None`` for a row without options, and for one whose answer is neither one of its
+    letters nor one of its option texts (a data fault :mod:`deepeyes.evaluation.guards`
+    reports). The reward's own readers decide (``choice_letter``, ``option_by_text``), so the
+    letter is the one scoring compares against.
+    """
+    if not sample.choices:
+        return None
+    letter = choice_letter(sample.answer)
+    if letter is not None:
+        return letter if letter in sample.choices else None
+    return option_by_text(sample.answer, sample.choices)
 
 
 def dataset_path(lmudata: str | Path, dataset: str) -> Path:

@@ -2,7 +2,13 @@
 
 Definitions (docs/evaluation.md repeats them for readers of the report):
 
-* **accuracy** — mean of the reward's ``accuracy`` component (1 correct / 0 wrong).
+* **accuracy** — mean of the reward's ``accuracy`` component (1 correct / 0 wrong), with
+  ``accuracy_ci``, its 95 % interval: Wilson when every sample scored 0 or 1, else the
+  percentile bootstrap over samples (``deepeyes.utils.stats``). ``mean_score_ci``: the
+  bootstrap interval of the mean total reward. ``n`` is in every block.
+* **circular accuracy** — with ``--circular``, the share of multiple-choice rows answered
+  right under every rotation of their options (``deepeyes.evaluation.circular``), with
+  ``circular_accuracy_ci`` and ``circular_n`` (rows that qualify); ``None`` / 0 otherwise.
 * **task completion** — share of samples that produced an answer within ``max_turns``
   (``stop_reason`` ``answer``, or ``no_action`` with text in single-turn no-tool mode).
 * **tool-call rate** per tool — share of samples that called the tool at least once;
@@ -28,7 +34,9 @@ from typing import Any
 import numpy as np
 
 from deepeyes import wire
+from deepeyes.evaluation.circular import circular_block
 from deepeyes.trajectory import TOOL_KINDS
+from deepeyes.utils.stats import bootstrap_mean_interval, mean_interval
 
 _COMPLETED_STOPS = ("answer", "no_action")
 _CALL_OPENINGS = (wire.CODE_OPEN, wire.TOOL_CALL_OPEN)
@@ -50,9 +58,11 @@ class SampleOutcome:
     executed_calls: int  # parsed and returned status "success"
     parsed_turns: int
     error: bool
+    #: Right under every rotation of the options (CircularEval); None: not asked or not multiple choice.
+    circular: bool | None = None
 
 
-def outcome(record: dict[str, Any]) -> SampleOutcome:
+def outcome(record: dict[str, Any], circular: bool | None = None) -> SampleOutcome:
     """Reduce one trajectory record (dict form, ``reward`` filled) to its metric inputs."""
     reward = record.get("reward") or {}
     turns = record["turns"]
@@ -85,7 +95,12 @@ def outcome(record: dict[str, Any]) -> SampleOutcome:
         executed_calls=executed,
         parsed_turns=parsed_turns,
         error=error,
+        circular=circular,
     )
+
+
+def _interval(interval: tuple[float, float] | None) -> list[float] | None:
+    return list(interval) if interval is not None else None
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:
@@ -100,10 +115,15 @@ def aggregate(outcomes: list[SampleOutcome]) -> dict[str, Any]:
     latencies = np.array([o.latency_s for o in outcomes])
     attempted = sum(o.attempted_calls for o in outcomes)
     total_turns = sum(o.turns for o in outcomes)
+    accuracies = [o.accuracy for o in outcomes]
+    scores = [o.score for o in outcomes]
     return {
         "n": n,
-        "accuracy": float(np.mean([o.accuracy for o in outcomes])),
-        "mean_score": float(np.mean([o.score for o in outcomes])),
+        "accuracy": float(np.mean(accuracies)),
+        "accuracy_ci": _interval(mean_interval(accuracies)),
+        **circular_block([o.circular for o in outcomes if o.circular is not None]),
+        "mean_score": float(np.mean(scores)),
+        "mean_score_ci": _interval(bootstrap_mean_interval(scores)),
         "task_completion": sum(o.completed for o in outcomes) / n,
         "tool_call_rate": {tool: sum(o.calls[tool] > 0 for o in outcomes) / n for tool in TOOL_KINDS},
         "any_tool_call_rate": sum(any(o.calls.values()) for o in outcomes) / n,
@@ -119,9 +139,13 @@ def aggregate(outcomes: list[SampleOutcome]) -> dict[str, Any]:
     }
 
 
-def dataset_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Overall metrics of one dataset plus a block per category (sorted by name)."""
-    outcomes = [outcome(record) for record in records]
+def dataset_metrics(records: list[dict[str, Any]], circular: dict[str, bool] | None = None) -> dict[str, Any]:
+    """Overall metrics of one dataset plus a block per category (sorted by name).
+
+    ``circular``: CircularEval's verdict by trajectory id, for the rows it covers.
+    """
+    circular = circular or {}
+    outcomes = [outcome(record, circular.get(record["id"])) for record in records]
     by_category: dict[str, list[SampleOutcome]] = defaultdict(list)
     for item in outcomes:
         by_category[item.category].append(item)

@@ -1,9 +1,11 @@
 """The visual report: ``eval_report.pdf`` and a self-contained ``eval_report.html``.
 
-Both show the same content — a summary table over datasets, then per dataset a table
-per category and three plots (accuracy and completion by category, tool-call rate per
-tool by category, latency histogram) — drawn once with matplotlib: PDF pages are the
-figures themselves, the HTML embeds the plots as PNG and renders the tables as HTML.
+Both show the same content — the flags (data guards, baselines that reach the model), a
+summary table over datasets, then per dataset a table per category, the baselines beside
+the model, and three plots (accuracy with its 95 % interval and completion by category,
+tool-call rate per tool by category, latency histogram) — drawn once with matplotlib: PDF
+pages are the figures themselves, the HTML embeds the plots as PNG and renders the tables
+as HTML. Every accuracy is printed with ``n`` and its 95 % interval.
 """
 
 from __future__ import annotations
@@ -24,11 +26,19 @@ from matplotlib.figure import Figure
 
 from deepeyes.evaluation import metrics
 from deepeyes.trajectory import TOOL_KINDS
+from deepeyes.utils.stats import format_interval
+
+#: Flags listed on the summary page (all are in eval_results.json).
+MAX_FLAG_LINES = 8
+#: (header, key) of the baseline table; rows are the baselines of one dataset.
+BASELINE_COLUMNS = ("baseline", "rows", "n", "accuracy", "95% CI", "model on those rows", "reaches the model")
 
 #: (header, key path in a metric block, format) — one row per group in every table.
 COLUMNS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("n", ("n",), "d"),
     ("accuracy", ("accuracy",), "pct"),
+    ("95% CI", ("accuracy_ci",), "ci"),
+    ("circular", ("circular_accuracy",), "pct"),
     ("completion", ("task_completion",), "pct"),
     ("any tool", ("any_tool_call_rate",), "pct"),
     *((tool.replace("_", " "), ("tool_call_rate", tool), "pct") for tool in TOOL_KINDS),
@@ -52,6 +62,8 @@ def _value(block: dict[str, Any], path: tuple[str, ...]) -> Any:
 def _format(value: Any, style: str) -> str:
     if value is None:
         return "–"
+    if style == "ci":
+        return format_interval(value)
     if style == "pct":
         return f"{100 * value:.1f}%"
     if style == "f2":
@@ -62,6 +74,29 @@ def _format(value: Any, style: str) -> str:
 def table_rows(groups: dict[str, dict[str, Any]]) -> list[list[str]]:
     """Formatted cells, one row per group (dataset or category), in the order of :data:`COLUMNS`."""
     return [[name, *(_format(_value(block, path), style) for _, path, style in COLUMNS)] for name, block in groups.items()]
+
+
+def baseline_rows(result: dict[str, Any]) -> list[list[str]]:
+    """One row per baseline of a dataset block: rows it covers, n, accuracy with interval, the model on the same rows."""
+    rows = []
+    for name, block in (result.get("baselines") or {}).items():
+        accuracy, model = block.get("accuracy"), block.get("model_accuracy")
+        reaches = "–" if accuracy is None or model is None or not block.get("n") else ("YES" if accuracy >= model else "no")
+        rows.append([
+            name.replace("_", " ") + (f" ({block['answer']})" if block.get("answer") else ""),
+            str(block.get("rows", "all")),
+            str(block.get("n", 0)),
+            _format(accuracy, "pct"),
+            _format(block.get("accuracy_ci"), "ci"),
+            _format(model, "pct"),
+            reaches,
+        ])
+    return rows
+
+
+def flag_lines(results: dict[str, Any]) -> list[str]:
+    """Every flag of the run (data guards, trivial baselines reaching the model), one sentence each."""
+    return list(results.get("flags") or [])
 
 
 def _draw_table(ax, first_header: str, groups: dict[str, dict[str, Any]], title: str) -> None:
@@ -79,10 +114,25 @@ def _draw_table(ax, first_header: str, groups: dict[str, dict[str, Any]], title:
     table.scale(1.0, 1.3)
 
 
-def _bar_groups(ax, labels: list[str], series: dict[str, list[float]], title: str, ylabel: str) -> None:
+def _bar_groups(
+    ax,
+    labels: list[str],
+    series: dict[str, list[float]],
+    title: str,
+    ylabel: str,
+    intervals: dict[str, list[list[float] | None]] | None = None,
+) -> None:
+    """Grouped bars; a series named in ``intervals`` gets its 95 % intervals as error bars."""
     width = 0.8 / max(1, len(series))
     for offset, (name, values) in enumerate(series.items()):
-        ax.bar([i + offset * width for i in range(len(labels))], values, width=width, label=name)
+        bounds = (intervals or {}).get(name)
+        yerr = None
+        if bounds is not None:
+            yerr = [
+                [max(0.0, v - (b[0] if b else v)) for v, b in zip(values, bounds, strict=True)],
+                [max(0.0, (b[1] if b else v) - v) for v, b in zip(values, bounds, strict=True)],
+            ]
+        ax.bar([i + offset * width for i in range(len(labels))], values, width=width, label=name, yerr=yerr, capsize=2 if yerr else 0)
     ax.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(labels))], labels, rotation=30, ha="right", fontsize=7)
     ax.set_ylim(0, 1.05)
     ax.set_title(title, fontsize=9)
@@ -100,8 +150,9 @@ def _draw_plots(axes, result: dict[str, Any], records: list[dict[str, Any]]) -> 
             "accuracy": [categories[c].get("accuracy", 0.0) for c in labels],
             "completion": [categories[c].get("task_completion", 0.0) for c in labels],
         },
-        "accuracy and task completion by category",
+        "accuracy (95 % interval) and task completion by category",
         "share of samples",
+        intervals={"accuracy": [categories[c].get("accuracy_ci") for c in labels]},
     )
     _bar_groups(
         axes[1],
@@ -127,6 +178,10 @@ def dataset_figure(name: str, result: dict[str, Any], records: list[dict[str, An
     else:
         figure, axes = plt.subplots(1, 3, figsize=(13, 4), gridspec_kw={"left": 0.05, "right": 0.98, "top": 0.9, "bottom": 0.25, "wspace": 0.3})
     _draw_plots(axes, result, records)
+    if with_table and result.get("baselines"):
+        lines = ["baselines: " + "; ".join(f"{row[0]} {row[3]} {row[4]} on {row[2]} rows (model {row[5]})" for row in baseline_rows(result))]
+        lines += [f"flag: {flag}" for flag in result.get("baseline_flags", []) + (result.get("data_guards") or {}).get("flags", [])]
+        figure.text(0.06, 0.02, "\n".join(lines), fontsize=7, va="bottom", wrap=True)
     return figure
 
 
@@ -150,8 +205,9 @@ def summary_figure(results: dict[str, Any]) -> Figure:
             "completion": [results["datasets"][n]["overall"].get("task_completion", 0.0) for n in names],
             "any tool call": [results["datasets"][n]["overall"].get("any_tool_call_rate", 0.0) for n in names],
         },
-        "per dataset",
+        "per dataset (accuracy with its 95 % interval)",
         "share of samples",
+        intervals={"accuracy": [results["datasets"][n]["overall"].get("accuracy_ci") for n in names]},
     )
     return figure
 
@@ -159,6 +215,7 @@ def summary_figure(results: dict[str, Any]) -> Figure:
 def _settings_text(results: dict[str, Any]) -> str:
     config = results["config"]
     model = f"{config['api_base']} ({config['served_model']})" if config["api_base"] else config["model_path"]
+    repeats = results.get("repeats")
     lines = [
         f"DeepEyes evaluation — {results['created']}",
         f"model: {model}" + (f" + adapter {config['adapter_path']}" if config.get("adapter_path") else ""),
@@ -166,7 +223,18 @@ def _settings_text(results: dict[str, Any]) -> str:
             f"tools: {'on' if config['use_tools'] else 'off'}   max_turns: {config['max_turns']}   "
             f"max_samples: {config['max_samples'] or 'all'}   elapsed: {results['elapsed_s']:.1f} s"
         ),
+        "accuracy intervals: 95 %, Wilson (0/1 scores) or bootstrap over samples; n = samples",
     ]
+    if repeats:
+        acc = repeats["accuracy"]
+        lines.append(
+            f"repeats: {repeats['k']} runs (seeds {', '.join(map(str, repeats['seeds']))}): accuracy mean "
+            f"{100 * acc['mean']:.1f} %, sd {100 * acc['std']:.1f} points, range {100 * acc['min']:.1f}–{100 * acc['max']:.1f} %"
+        )
+    flags = flag_lines(results)
+    lines += [f"FLAG: {flag}" for flag in flags[:MAX_FLAG_LINES]]
+    if len(flags) > MAX_FLAG_LINES:
+        lines.append(f"… and {len(flags) - MAX_FLAG_LINES} more flags (eval_results.json 'flags')")
     return "\n".join(lines)
 
 
@@ -176,10 +244,16 @@ def _png(figure: Figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _html_table(first_header: str, groups: dict[str, dict[str, Any]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in (first_header, *(c[0] for c in COLUMNS)))
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in table_rows(groups))
+def _html_rows(headers: tuple[str, ...], rows: list[list[str]]) -> str:
+    if not rows:
+        return ""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _html_table(first_header: str, groups: dict[str, dict[str, Any]]) -> str:
+    return _html_rows((first_header, *(c[0] for c in COLUMNS)), table_rows(groups))
 
 
 _STYLE = """
@@ -190,6 +264,7 @@ th:first-child, td:first-child { text-align: left; }
 th { background: #eee; }
 pre { background: #f6f6f6; padding: 0.8em; }
 img { max-width: 100%; }
+.flag { color: #a40000; font-weight: bold; }
 """
 
 
@@ -201,6 +276,8 @@ def render_html(results: dict[str, Any], records: dict[str, list[dict[str, Any]]
             f"<h2>{html.escape(name)}</h2>"
             f"<p>{result['overall']['n']} samples · trajectories: <code>{html.escape(result['trajectories'])}</code></p>"
             + _html_table("category", {"all": result["overall"], **result["categories"]})
+            + _html_rows(BASELINE_COLUMNS, baseline_rows(result))
+            + "".join(f"<p class='flag'>{html.escape(flag)}</p>" for flag in (result.get("data_guards") or {}).get("flags", []))
             + f'<img alt="{html.escape(name)} plots" src="data:image/png;base64,{_png(figure)}">'
         )
         plt.close(figure)

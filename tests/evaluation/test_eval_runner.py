@@ -78,7 +78,12 @@ def test_writes_every_output(lmudata, tmp_path):
     pdf = (out / "eval_report.pdf").read_bytes()
     assert pdf.startswith(b"%PDF") and pdf.count(b"/Type /Page\n") + pdf.count(b"/Type /Page ") + pdf.count(b"/Type /Page>") >= 3
     html = (out / "eval_report.html").read_text()
-    assert html.count("<table>") == 3 and html.count("data:image/png;base64,") == 2  # summary + one table & plot per dataset
+    # summary + per dataset a category table, a baseline table and one plot
+    assert html.count("<table>") == 5 and html.count("data:image/png;base64,") == 2
+    assert "95% CI" in html and "always first option" in html
+    # SetB's gold answer is A on all 3 two-option rows: a data guard says so in the report and the results
+    assert "gold answer is A in 3 of 3 2-option rows" in html
+    assert any("gold answer is A in 3 of 3" in flag for flag in results["flags"])
     records = [json.loads(line) for line in (out / "trajectories" / "SetA.jsonl").read_text().splitlines()]
     page = dataset_figure("SetA", results["datasets"]["SetA"], records, with_table=True)
     (table,) = [artist for ax in page.axes for artist in ax.tables]
@@ -150,10 +155,16 @@ def test_compare_table_and_cli(lmudata, tmp_path, capsys):
     evaluate(_config(lmudata, tmp_path, output_dir=str(tmp_path / "good")), policy=CountingPolicy())
     evaluate(_config(lmudata, tmp_path, output_dir=str(tmp_path / "bad")), policy=CountingPolicy(first_turn="no idea"))
     table = comparison_table({"good": tmp_path / "good", "bad": tmp_path / "bad"})
-    header, _, good, bad = table.splitlines()[:4]
-    assert header.split() == ["run", "samples", "accuracy", "valid", "actions", "tool-call", "rate"]
-    assert good.split() == ["good", "8", "100.0%", "100.0%", "0.0%"]
-    assert bad.split() == ["bad", "8", "0.0%", "0.0%", "0.0%"]
+    lines = table.splitlines()
+    header, _, good, bad = lines[:4]
+    assert header.split() == ["run", "n", "accuracy", "95%", "CI", "circular", "valid", "actions", "tool-call", "rate"]
+    # Wilson on 8 of 8: [z²/(n+z²)·…] = [0.6756, 1]; on 0 of 8: [0, 3.8415/11.8415] = [0, 0.3244].
+    assert good.split() == ["good", "8", "100.0%", "[67.6,", "100.0]", "–", "100.0%", "0.0%"]
+    assert bad.split() == ["bad", "8", "0.0%", "[0.0,", "32.4]", "–", "0.0%", "0.0%"]
+    # bad vs good on the same 8 samples: −100 points every resample; McNemar 8 discordant pairs one way: p = 2 · 0.5⁸.
+    paired = next(line for line in lines if line.startswith("bad vs good"))
+    assert paired.split() == ["bad", "vs", "good", "8", "100.0%", "0.0%", "-100.0", "pts", "[-100.0,", "-100.0]", "8", "0", "0.00781", "bad", "worse"]
+    assert any(line.startswith("  SetA") and line.split()[1] == "5" for line in lines)  # per dataset when there are several
     assert f"good: {tmp_path / 'good' / 'eval_report.pdf'}" in table
     assert compare_main(["--runs", f"good={tmp_path / 'good'}"]) == 0
     assert compare_main(["--runs", f"none={tmp_path / 'missing'}"]) == 2
