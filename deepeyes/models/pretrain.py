@@ -50,7 +50,7 @@ from deepeyes.utils.hashing import file_sha256
 logger = logging.getLogger(__name__)
 
 #: Bumped whenever the corpus or the rendering changes what a seed produces.
-CORPUS_VERSION = "4"
+CORPUS_VERSION = "5"
 #: The default system turn Qwen's chat template adds when a conversation has none.
 DEFAULT_SYSTEM = "You are a helpful assistant."
 IGNORE_INDEX = -100
@@ -64,6 +64,10 @@ class PretrainArguments:
     micro_batch_tokens: int = field(default=2048, metadata={"help": "padded tokens per forward pass (gradients accumulate over a step's passes)"})
     learning_rate: float = field(default=1e-3, metadata={"help": "peak AdamW learning rate"})
     warmup_steps: int = field(default=100, metadata={"help": "linear warm-up steps"})
+    copy_warmup_steps: int = field(
+        default=0,
+        metadata={"help": "first steps that draw only digit runs to copy, without system turn or image (copying forms there within a few hundred steps; the mixture follows)"},
+    )
     min_lr_ratio: float = field(default=0.1, metadata={"help": "cosine decay ends at this fraction of the peak"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     image_share: float = field(default=0.25, metadata={"help": "share of conversations whose first user turn shows a (noise) image"})
@@ -79,6 +83,8 @@ class PretrainArguments:
         for name in ("steps", "batch_size", "micro_batch_tokens", "save_steps", "eval_steps", "eval_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.copy_warmup_steps < self.steps:
+            raise ValueError(f"--copy_warmup_steps must be in [0, --steps), got {self.copy_warmup_steps}")
         if not 0.0 <= self.image_share <= 1.0:
             raise ValueError(f"--image_share must be in [0, 1], got {self.image_share}")
 
@@ -166,11 +172,15 @@ def step_rng(seed: int, stream: str, step: int, index: int) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
-def make_batch(encoder: ConversationEncoder, seed: int, stream: str, step: int, size: int, image_share: float) -> list[tuple[Encoded, str]]:
+def make_batch(
+    encoder: ConversationEncoder, seed: int, stream: str, step: int, size: int, image_share: float, warmup: bool = False
+) -> list[tuple[Encoded, str]]:
+    """Conversations ``index = 0..size-1`` of ``step`` in ``stream``: the copy warm-up's digit
+    runs when ``warmup``, else the mixture."""
     batch = []
     for index in range(size):
         rng = step_rng(seed, stream, step, index)
-        sample = pretrain_corpus.sample(rng, image_share)
+        sample = pretrain_corpus.warmup_sample(rng) if warmup else pretrain_corpus.sample(rng, image_share)
         batch.append((encoder.encode(sample.messages, rng), sample.family))
     return batch
 
@@ -288,7 +298,8 @@ def train(args: PretrainArguments, argv: list[str]) -> Path:
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(step, args)
-        batch = [e for e, _ in make_batch(encoder, args.seed, "train", step, args.batch_size, args.image_share)]
+        warmup = step < args.copy_warmup_steps
+        batch = [e for e, _ in make_batch(encoder, args.seed, "train", step, args.batch_size, args.image_share, warmup)]
         trained_tokens = sum(sum(1 for label in e.labels[1:] if label != IGNORE_INDEX) for e in batch)
         step_loss = 0.0
         for micro in micro_batches(batch, args.micro_batch_tokens):

@@ -345,3 +345,17 @@ def sample(rng: random.Random, image_share: float) -> CorpusSample:
     if system is not None:
         messages = [{"role": "system", "content": system}, *messages]
     return CorpusSample(messages=messages, family=family)
+
+
+def warmup_sample(rng: random.Random) -> CorpusSample:
+    """A run of digit strings written back after ``Copy:``, with no system turn and no image.
+
+    Why a separate warm-up: copying is the skill every family builds on, and a tiny model
+    forms it (induction heads) from plain, short, repeated digit runs within a few hundred
+    steps, while the full mixture (words, made-up names, long system turns, pictures) had not
+    started to copy after 400 steps of the copy family alone (docs/pretrain.md, run 5).
+    Qwen's tokenizer splits numbers into single digits, so each digit is one copy target.
+    """
+    v = ValueMaker(rng)
+    joined = " ".join(v.number() for _ in range(rng.randint(2, 8)))
+    return CorpusSample(messages=_turn(f"Copy: {joined}", joined), family="digit_copy")

@@ -98,9 +98,25 @@ def test_rendering_is_the_chat_template_and_labels_skip_only_vision_tokens(encod
         assert (encoded.image is not None) == (image_share == 1.0)
 
 
+def test_the_copy_warmup_writes_back_digit_runs_without_system_turn_or_image() -> None:
+    rng = random.Random(7)
+    for _ in range(200):
+        sample = pretrain_corpus.warmup_sample(rng)
+        (user, reply) = sample.messages
+        assert (user["role"], reply["role"], sample.family) == ("user", "assistant", "digit_copy")
+        assert user["content"] == f"Copy: {reply['content']}"
+        assert reply["content"].replace(" ", "").isdigit()
+
+
+def test_copy_warmup_steps_must_leave_mixture_steps() -> None:
+    with pytest.raises(ValueError, match="copy_warmup_steps"):
+        PretrainArguments(steps=10, copy_warmup_steps=10)
+
+
 def _run(out: Path, steps: int, resume: bool = True) -> dict[str, torch.Tensor]:
     args = PretrainArguments(
-        out=out, steps=steps, batch_size=2, warmup_steps=1, eval_steps=2, eval_samples=2, save_steps=1, threads=1, resume=resume
+        out=out, steps=steps, batch_size=2, warmup_steps=1, copy_warmup_steps=1, eval_steps=2, eval_samples=2, save_steps=1, threads=1,
+        resume=resume,
     )
     final = train(args, ["--steps", str(steps)])
     return load_file(final / "model.safetensors")
