@@ -20,6 +20,7 @@ INSTRUCTIONS: dict[str, str] = {
     "number": "Answer with a number.",
     "text": "Answer with a single word or a short phrase.",
     "auto": "Answer with a single word, a number or a short phrase.",
+    "box": "Answer with its box [x1, y1, x2, y2] in pixels of the image.",
 }
 
 

@@ -222,8 +222,9 @@ def box_accuracy(request: ScoreRequest, config: GroundingConfig) -> BoxAccuracy:
 
 
 def is_grounding_request(request: ScoreRequest, preset: str) -> bool:
-    """Whether ``request`` is graded by IoU: the ``grounding`` preset, or a grounding ``data_source``."""
-    return preset == "grounding" or is_grounding_source(request.data_source)
+    """Whether ``request`` is graded by IoU: the ``grounding`` preset, a grounding ``data_source``,
+    or answer type ``box``."""
+    return preset == "grounding" or request.answer_type == "box" or is_grounding_source(request.data_source)
 
 
 # --- evaluation metric: Acc@0.5 and mean IoU per category -------------------------------

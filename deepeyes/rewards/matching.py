@@ -15,7 +15,8 @@ from deepeyes.rewards.maths import looks_like_math
 from deepeyes.rewards.numbers import parse_number
 
 AnswerType = Literal["text", "number", "choice", "math"]
-ANSWER_TYPES: tuple[str, ...] = ("auto", "text", "number", "choice", "math")
+#: ``box``: a bounding box, graded by IoU (:mod:`deepeyes.rewards.grounding`), never by these matchers.
+ANSWER_TYPES: tuple[str, ...] = ("auto", "text", "number", "choice", "math", "box")
 
 
 def infer_answer_type(ground_truth: str, choices: dict[str, str] | None = None) -> AnswerType:

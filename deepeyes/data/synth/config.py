@@ -19,9 +19,12 @@ CURRICULUM_VISUAL_TASKS: tuple[str, ...] = ("counting", "arithmetic", "no_tool")
 READING_TASKS: tuple[str, ...] = ("chart", "small_text")
 VISUAL_TASKS: tuple[str, ...] = CURRICULUM_VISUAL_TASKS + READING_TASKS
 SEARCH_TASKS: tuple[str, ...] = ("text_search", "image_search")
-ALL_TASKS: tuple[str, ...] = VISUAL_TASKS + SEARCH_TASKS
+#: Referring-expression grounding (a box answer, IoU reward): opt-in through
+#: ``grounding_share`` / ``eval_grounding``, so the default curriculum and its data stay as they were.
+GROUNDING_TASKS: tuple[str, ...] = ("grounding",)
+ALL_TASKS: tuple[str, ...] = VISUAL_TASKS + SEARCH_TASKS + GROUNDING_TASKS
 #: Splits drawn from the held-out side of the value partition.
-HELDOUT_SPLITS: tuple[str, ...] = ("rl_val", "eval_visual", "eval_search")
+HELDOUT_SPLITS: tuple[str, ...] = ("rl_val", "eval_visual", "eval_search", "eval_grounding")
 
 
 def _training_mixture() -> dict[str, float]:
@@ -59,6 +62,11 @@ class SynthConfig:
         metadata={"help": "share of visual-task questions posed as A-D multiple choice (answer = letter), in SFT, RL and evaluation alike"},
     )
     training_mixture: dict[str, float] = field(default_factory=_training_mixture)
+    grounding_share: float = field(
+        default=0.0,
+        metadata={"help": "opt-in: weight of the grounding task (box answers) beside the training mixture's (whose weights sum to 1); 0: none"},
+    )
+    eval_grounding: int = field(default=0, metadata={"help": "opt-in: rows of eval/DeepEyesMini_Grounding.tsv (held-out grounding questions); 0: no file"})
 
     def __post_init__(self) -> None:
         self.validate()
@@ -70,6 +78,8 @@ class SynthConfig:
             "rl_val": self.rl_val,
             "eval_visual": self.eval_visual,
             "eval_search": self.eval_search,
+            # Only when asked for: the default manifest (and data) stay as they were.
+            **({"eval_grounding": self.eval_grounding} if self.eval_grounding else {}),
         }
 
     def mixture(self, split: str) -> dict[str, float]:
@@ -77,6 +87,10 @@ class SynthConfig:
             return {task: 1.0 for task in CURRICULUM_VISUAL_TASKS}
         if split == "eval_search":
             return {task: 1.0 for task in SEARCH_TASKS}
+        if split == "eval_grounding":
+            return {task: 1.0 for task in GROUNDING_TASKS}
+        if self.grounding_share > 0:
+            return {**self.training_mixture, **{task: self.grounding_share for task in GROUNDING_TASKS}}
         return dict(self.training_mixture)
 
     def validate(self) -> None:
@@ -85,6 +99,8 @@ class SynthConfig:
                 raise ValueError(f"size of split '{split}' must be >= 0, got {size}")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.grounding_share < 0 or self.eval_grounding < 0:
+            raise ValueError("grounding_share and eval_grounding must be >= 0")
         if not 0.0 <= self.choice_share <= 1.0:
             raise ValueError(f"choice_share must be in [0, 1], got {self.choice_share}")
         unknown = set(self.training_mixture) - set(ALL_TASKS)

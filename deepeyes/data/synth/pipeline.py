@@ -25,6 +25,7 @@ from deepeyes.data.sft_sample import from_seed
 from deepeyes.data.synth.config import (
     ALL_TASKS,
     GENERATOR_VERSION,
+    GROUNDING_TASKS,
     HELDOUT_SPLITS,
     SEARCH_TASKS,
     SynthConfig,
@@ -52,8 +53,19 @@ ABILITY = {
     "arithmetic": "reasoning",
     "text_search": "search",
     "image_search": "search",
+    "grounding": "perception",
 }
 BENCHMARKS = {"eval_visual": "DeepEyesMini_Visual", "eval_search": "DeepEyesMini_Search"}
+#: The opt-in grounding benchmark, written only when ``eval_grounding`` asks for rows.
+GROUNDING_BENCHMARK = {"eval_grounding": "DeepEyesMini_Grounding"}
+#: ``data_source`` of grounding rows: its ``grounding`` part selects the IoU reward
+#: (:func:`deepeyes.rewards.grounding.is_grounding_source`).
+GROUNDING_DATA_SOURCE = "deepeyes_synth_grounding"
+
+
+def benchmarks(config: SynthConfig) -> dict[str, str]:
+    """The evaluation splits to write and their TSV names."""
+    return {**BENCHMARKS, **(GROUNDING_BENCHMARK if config.eval_grounding else {})}
 TSV_COLUMNS = ["index", "image", "question", "answer", "category", "A", "B", "C", "D", "image_index", "required_tools"]
 #: Text-search questions must find their gold document this high up (the search tests check it).
 GOLD_RANK_LIMIT = 3
@@ -86,6 +98,8 @@ def choices_for(config: SynthConfig, p: Planned, sample: TaskSample) -> dict[str
 
 def pose(sample: TaskSample, choices: dict[str, str] | None) -> Posed:
     """The question text :func:`deepeyes.evaluation.templates.pose_question` builds for it."""
+    if sample.task in GROUNDING_TASKS:
+        return Posed(pose_question(sample.question, answer_type="box"), sample.answer, None)
     if not choices:
         return Posed(pose_question(sample.question), sample.answer, None)
     letter = next(letter for letter, text in choices.items() if text == sample.answer)
@@ -125,7 +139,7 @@ def plan(config: SynthConfig) -> list[Planned]:
     planned: list[Planned] = []
     for split, size in config.split_sizes().items():
         counts = quotas(size, config.mixture(split))
-        if split in BENCHMARKS:
+        if split in benchmarks(config):
             tasks = _in_turn(counts)
         else:
             tasks = [task for task, n in counts.items() for _ in range(n)]
@@ -238,8 +252,9 @@ def _record_sft(
 
 def _rl_row(p: Planned, sample: TaskSample, posed: Posed, system_prompt: str) -> dict[str, Any]:
     answer_type = "choice" if posed.choices else "number" if sample.answer.isdigit() else "text"
+    grounding = sample.task in GROUNDING_TASKS
     return {
-        "data_source": DATA_SOURCE,
+        "data_source": GROUNDING_DATA_SOURCE if grounding else DATA_SOURCE,
         "prompt": [
             {"role": "system", "content": system_prompt},
             {"role": "user", "content": prompts.user_prompt(posed.text)},
@@ -253,7 +268,7 @@ def _rl_row(p: Planned, sample: TaskSample, posed: Posed, system_prompt: str) ->
             "id": p.sample_id,
             # the key into image_search/cache.json (present for every row; only image_search rows have an entry)
             "sample_index": p.sample_id,
-            "answer_type": answer_type,
+            "answer_type": "box" if grounding else answer_type,
             "question": posed.text,
             "answer": posed.answer,
             "split": "train" if p.split == "rl_train" else "val",
@@ -289,9 +304,14 @@ def _write_rl(
 
 
 def _write_eval(
-    by_split: dict[str, list[Planned]], samples: dict[str, TaskSample], posed: dict[str, Posed], pngs: dict[str, bytes], out: Path
+    by_split: dict[str, list[Planned]],
+    samples: dict[str, TaskSample],
+    posed: dict[str, Posed],
+    pngs: dict[str, bytes],
+    out: Path,
+    names: dict[str, str] = BENCHMARKS,
 ) -> None:
-    for split, benchmark in BENCHMARKS.items():
+    for split, benchmark in names.items():
         rows = [_eval_row(p, samples[p.sample_id], posed[p.sample_id], pngs[p.sample_id]) for p in by_split.get(split, [])]
         formats.write_tsv(rows, TSV_COLUMNS, out / f"eval/{benchmark}.tsv")
 
@@ -372,20 +392,22 @@ def generate(config: SynthConfig, show_progress: bool = True) -> dict[str, Any]:
     for p in planned:
         by_split.setdefault(p.split, []).append(p)
     _write_rl(by_split, samples, posed, system_prompt, out)
-    _write_eval(by_split, samples, posed, pngs, out)
+    _write_eval(by_split, samples, posed, pngs, out, benchmarks(config))
     _write_search_files(planned, samples, thumbnails, out)
-    manifest = _manifest(config, planned, _written_files(planned, seeds, thumbnails, out), out, len(documents))
+    manifest = _manifest(config, planned, _written_files(planned, seeds, thumbnails, out, benchmarks(config)), out, len(documents))
     formats.write_json(manifest, out / "manifest.json")
     logger.info("wrote %d files under %s (seed %d)", len(manifest["files"]) + 1, out, config.seed)
     return manifest
 
 
-def _written_files(planned: list[Planned], seeds: list[dict[str, Any]], thumbnails: dict[str, list[str]], out: Path) -> list[str]:
+def _written_files(
+    planned: list[Planned], seeds: list[dict[str, Any]], thumbnails: dict[str, list[str]], out: Path, names: dict[str, str] = BENCHMARKS
+) -> list[str]:
     """Every file this run wrote (relative paths), derived from the data rather than by
     listing the folder: search tools may build their indices next to the corpus meanwhile."""
     fixed = ["sft/seed.jsonl", "sft/sharegpt.json", "search/corpus.jsonl", "search/questions.jsonl"]
     fixed += ["image_search/cache.json", "image_search/queries.jsonl"]
-    fixed += [f"eval/{name}.tsv" for name in BENCHMARKS.values()]
+    fixed += [f"eval/{name}.tsv" for name in names.values()]
     fixed += [f"rl/{name}.parquet" for name in ("train", "val") if (out / f"rl/{name}.parquet").is_file()]
     images = [f"images/{p.sample_id}.png" for p in planned]
     shown = [path for seed in seeds for call in seed["tool_calls"] if call["tool"] == "code_execution" for path in call["images"]]

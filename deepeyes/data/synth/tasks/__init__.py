@@ -16,6 +16,7 @@ from deepeyes.data.synth.tasks import (
     arithmetic,
     chart,
     counting,
+    grounding,
     image_search,
     no_tool,
     small_text,
@@ -33,6 +34,7 @@ BUILDERS: dict[str, TaskBuilder] = {
     "no_tool": no_tool.build,
     "text_search": text_search.build,
     "image_search": image_search.build,
+    "grounding": grounding.build,
 }
 
 __all__ = ["BUILDERS", "TaskBuilder", "TaskContext"]
