@@ -51,6 +51,11 @@ _CODE_OBSERVATION = (
 _TOOL_RESPONSE = re.escape(TOOL_RESPONSE_OPEN) + r"\n?(?P<body>.*?)\n?" + re.escape(TOOL_RESPONSE_CLOSE)
 _OBSERVATION_RE = re.compile(rf"(?P<code>{_CODE_OBSERVATION})|(?P<response>{_TOOL_RESPONSE})", re.DOTALL)
 _ERROR_RE = re.compile(r"\AError \((?P<kind>[^)]*)\):")
+# The literal pieces of the two observation shapes above, for the linear scan in find_observations.
+_CODE_HEAD = "Code execution result:\nstdout:\n```\n"
+_CODE_STDERR = "\n```\n\nstderr:\n```\n"
+_CODE_END = "\n```"
+_IMAGES_HEAD = "Images:\n"
 #: verl decodes with ``skip_special_tokens``: the turn headers' role words stay around observations.
 _ROLE_BEFORE_RE = re.compile(r"\n?user\n?\Z")
 _ROLE_AFTER_RE = re.compile(r"\A\n?assistant\n")
@@ -86,18 +91,72 @@ def split_response(response: str) -> list[ResponseTurn]:
         return turns or [ResponseTurn("")]
     turns: list[ResponseTurn] = []
     position = 0
-    for match in _OBSERVATION_RE.finditer(response):
-        text = _ROLE_BEFORE_RE.sub("", response[position : match.start()])
+    for start, end in find_observations(response):
+        text = _ROLE_BEFORE_RE.sub("", response[position:start])
         if position:
             text = _ROLE_AFTER_RE.sub("", text)
-        turns.append(ResponseTurn(text, match.group()))
-        position = match.end()
+        turns.append(ResponseTurn(text, response[start:end]))
+        position = end
     rest = response[position:]
     headed = bool(position and _ROLE_AFTER_RE.match(rest))  # a turn header: a turn, even if empty
     tail = _ROLE_AFTER_RE.sub("", rest) if position else rest
     if trim_end_of_turn(tail).strip() or headed or not turns:
         turns.append(ResponseTurn(tail))
     return turns
+
+
+def _code_observation_end(text: str, start: int) -> int:
+    """End of the code observation opening at ``start`` (its head is there), or -1 when it never closes."""
+    stderr = text.find(_CODE_STDERR, start + len(_CODE_HEAD))
+    if stderr == -1:
+        return -1
+    end = text.find(_CODE_END, stderr + len(_CODE_STDERR))
+    if end == -1:
+        return -1
+    end += len(_CODE_END)
+    if text.startswith("\n\n", end):
+        end += 2
+        if text.startswith(_IMAGES_HEAD, end):
+            end += len(_IMAGES_HEAD)
+            while text.startswith(IMAGE_PLACEHOLDER, end):
+                end += len(IMAGE_PLACEHOLDER)
+    return end
+
+
+def _tool_response_end(text: str, start: int) -> int:
+    """End of the ``<tool_response>`` block opening at ``start``, or -1 when it never closes."""
+    close = text.find(TOOL_RESPONSE_CLOSE, start + len(TOOL_RESPONSE_OPEN))
+    return -1 if close == -1 else close + len(TOOL_RESPONSE_CLOSE)
+
+
+def find_observations(text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` of every observation in ``text``, left to right, without overlaps.
+
+    The spans ``_OBSERVATION_RE.finditer`` gives, found in linear time: that regex's lazy
+    ``.*?`` scans to the end of the text from every opening that never closes, so 10,000
+    unclosed ``<tool_response>`` tags took minutes (issue 30, item 10). An opening with no
+    close after it means no later opening of that kind closes either, so each kind is
+    given up at its first failure, and the next opening of each kind is looked up once.
+    """
+    spans: list[tuple[int, int]] = []
+    position = 0
+    heads = {_CODE_HEAD: _code_observation_end, TOOL_RESPONSE_OPEN: _tool_response_end}
+    upcoming = {head: text.find(head) for head in heads}  # -1: no (further) closed block of that kind
+    while True:
+        for head in heads:
+            if upcoming[head] != -1 and upcoming[head] < position:
+                upcoming[head] = text.find(head, position)
+        live = [head for head in heads if upcoming[head] != -1]
+        if not live:
+            return spans
+        head = min(live, key=upcoming.__getitem__)
+        start = upcoming[head]
+        end = heads[head](text, start)
+        if end == -1:
+            upcoming[head] = -1
+            continue
+        spans.append((start, end))
+        position = end
 
 
 def _without_closing(block: str) -> str:
