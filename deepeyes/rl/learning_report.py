@@ -3,10 +3,14 @@
 Reads the quick start's outputs — the ``eval_results.json`` of the base, SFT and RL
 evaluations on the held-out split, and the RL run's ``metrics.jsonl`` — and produces
 
-* one table per category: accuracy, valid-action share, tool-call rate of each run;
+* one table per category: accuracy with ``n`` and its 95 % interval, valid-action share,
+  tool-call rate of each run;
 * the learning targets with the measured value and whether each is met (the base knows no
   tool, SFT teaches the format, the tools and how to fill them, RL adds accuracy without
   worse tool choice);
+* the paired tests SFT vs base and RL vs SFT on the same held-out samples: the accuracy
+  difference with its 95 % paired-bootstrap interval and the exact McNemar p-value
+  (``deepeyes.utils.stats``, as ``python -m deepeyes.evaluation.compare`` prints them);
 * the RL curve (held-out reward and accuracy per step) as a PNG.
 
     python -m deepeyes.rl.learning_report --out outputs/quickstart
@@ -24,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepeyes.utils.stats import format_interval, paired_comparison
+
 RUNS: tuple[str, ...] = ("base", "sft", "rl")
 NO_TOOL_CATEGORIES: frozenset[str] = frozenset({"no_tool"})
 CURVE_FILE = "rl_curve.png"
@@ -36,6 +42,8 @@ class CategoryRow:
     accuracy: float
     valid_actions: float | None
     tool_call_rate: float
+    #: The accuracy's 95 % interval as eval_results.json gives it (None for results written before it did).
+    accuracy_ci: list[float] | None = None
 
 
 def _pct(value: float | None) -> str:
@@ -56,9 +64,22 @@ def category_rows(results: dict[str, Any]) -> list[CategoryRow]:
     for dataset in results["datasets"].values():
         for name, block in dataset.get("categories", {}).items():
             if block.get("n"):
-                rows.append(CategoryRow(name, block["n"], block["accuracy"], block.get("valid_action_share"), block["any_tool_call_rate"]))
+                rows.append(
+                    CategoryRow(
+                        name, block["n"], block["accuracy"], block.get("valid_action_share"), block["any_tool_call_rate"], block.get("accuracy_ci")
+                    )
+                )
     overall = results["overall"]
-    rows.append(CategoryRow("overall", overall.get("n", 0), overall.get("accuracy", 0.0), overall.get("valid_action_share"), overall.get("any_tool_call_rate", 0.0)))
+    rows.append(
+        CategoryRow(
+            "overall",
+            overall.get("n", 0),
+            overall.get("accuracy", 0.0),
+            overall.get("valid_action_share"),
+            overall.get("any_tool_call_rate", 0.0),
+            overall.get("accuracy_ci"),
+        )
+    )
     return rows
 
 
@@ -78,16 +99,53 @@ def _pooled(rows: list[CategoryRow], keep) -> tuple[float | None, float | None, 
 
 
 def category_table(runs: dict[str, list[CategoryRow]]) -> str:
-    """One line per category and run: accuracy, valid actions, tool-call rate."""
-    header = f"{'category':<14}{'run':<6}{'n':>5}{'accuracy':>10}{'valid actions':>15}{'tool-call rate':>16}"
+    """One line per category and run: n, accuracy, valid actions, tool-call rate, the accuracy's 95 % interval."""
+    header = f"{'category':<14}{'run':<6}{'n':>5}{'accuracy':>10}{'valid actions':>15}{'tool-call rate':>16}  {'accuracy 95% CI'}"
     lines = [header, "-" * len(header)]
     categories = list(dict.fromkeys(r.category for rows in runs.values() for r in rows))
     for category in categories:
         for run, rows in runs.items():
             for r in rows:
                 if r.category == category:
-                    lines.append(f"{category:<14}{run:<6}{r.n:>5}{_pct(r.accuracy):>10}{_pct(r.valid_actions):>15}{_pct(r.tool_call_rate):>16}")
+                    lines.append(
+                        f"{category:<14}{run:<6}{r.n:>5}{_pct(r.accuracy):>10}{_pct(r.valid_actions):>15}{_pct(r.tool_call_rate):>16}"
+                        f"  {format_interval(r.accuracy_ci)}"
+                    )
     return "\n".join(lines)
+
+
+def sample_accuracies(results: dict[str, Any]) -> dict[str, float] | None:
+    """``<dataset>/<index>`` → accuracy from ``eval_results.json``; None for results without per-sample accuracies."""
+    found: dict[str, float] = {}
+    for name, block in results["datasets"].items():
+        if "sample_accuracy" not in block:
+            return None
+        found.update({f"{name}/{index}": float(value) for index, value in block["sample_accuracy"].items()})
+    return found
+
+
+def paired_lines(results: dict[str, dict[str, Any]]) -> list[str]:
+    """SFT vs base and RL vs SFT on the held-out samples both runs scored, one line each."""
+    lines = []
+    for before, after in (("base", "sft"), ("sft", "rl")):
+        if before not in results or after not in results:
+            continue
+        first, second = sample_accuracies(results[before]), sample_accuracies(results[after])
+        if first is None or second is None:
+            lines.append(f"{after} vs {before}: unavailable (eval_results.json without per-sample accuracies; re-run the evaluation)")
+            continue
+        shared = [key for key in first if key in second]
+        comparison = paired_comparison([first[k] for k in shared], [second[k] for k in shared])
+        if comparison is None:
+            lines.append(f"{after} vs {before}: no shared samples")
+            continue
+        verdict = "no detectable difference" if not comparison.detectable else f"{after} {'better' if comparison.difference > 0 else 'worse'}"
+        lines.append(
+            f"{after} vs {before}: n={comparison.n}, {_pct(comparison.accuracy_b)} vs {_pct(comparison.accuracy_a)}, "
+            f"{100 * comparison.difference:+.1f} points {format_interval(comparison.interval, signed=True)} (95% paired bootstrap), "
+            f"right only by {after} {comparison.b_only} / only by {before} {comparison.a_only}, exact McNemar p = {comparison.p_value:.3g}: {verdict}"
+        )
+    return lines
 
 
 def targets(runs: dict[str, list[CategoryRow]]) -> list[tuple[str, str, str, bool | None]]:
@@ -180,11 +238,15 @@ def plot_curve(metrics_path: Path, png: Path) -> Path | None:
 
 def report(out: Path) -> tuple[str, bool]:
     """The full printed report of a quick-start folder and whether every measured target is met."""
-    runs = {run: category_rows(load_run(out, run)) for run in RUNS if (out / f"eval_{run}" / "eval_results.json").is_file()}
+    results = {run: load_run(out, run) for run in RUNS if (out / f"eval_{run}" / "eval_results.json").is_file()}
+    runs = {run: category_rows(block) for run, block in results.items()}
     if not runs:
         raise FileNotFoundError(f"no eval_<run>/eval_results.json under {out}: run bash scripts/quickstart.sh first")
     goal_rows = targets(runs)
     parts = ["Per category (held-out split):", category_table(runs), "", "Learning targets:", targets_table(goal_rows)]
+    paired = paired_lines(results)
+    if paired:
+        parts += ["", "Paired by held-out sample (B − A):", *paired]
     metrics = out / "rl" / "metrics.jsonl"
     if metrics.is_file():
         png = plot_curve(metrics, out / CURVE_FILE)
