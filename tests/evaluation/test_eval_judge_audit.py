@@ -17,7 +17,13 @@ import pytest
 from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
 
-from deepeyes.evaluation.judge_audit import DEFAULT_LABELS, LabelsError, audit, load_labels, main
+from deepeyes.evaluation.judge_audit import (
+    DEFAULT_LABELS,
+    LabelsError,
+    audit,
+    load_labels,
+    main,
+)
 from deepeyes.rewards import JudgeConfig
 from deepeyes.rewards.judge import build_messages
 from deepeyes.utils.processes import free_port
