@@ -41,6 +41,24 @@ def describe(process: psutil.Process) -> str:
         return f"pid {process.pid}"
 
 
+def marked(mark: str) -> list[psutil.Process]:
+    """Running processes (of this user: others' environments cannot be read) whose environment carries ``mark``."""
+    found = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if process.pid != os.getpid() and process.environ().get(MARK_VARIABLE) == mark and running(process):
+                found.append(process)
+    return found
+
+
+def marked_survivors(mark: str, timeout: float) -> list[str]:
+    """Processes carrying ``mark`` that still run ``timeout`` seconds from now (empty as soon as none does)."""
+    deadline = time.monotonic() + timeout
+    while (left := marked(mark)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return [describe(p) for p in left]
+
+
 @dataclass
 class Watched:
     """A command started by :func:`start`; ``seen`` holds every descendant observed so far."""
@@ -97,13 +115,8 @@ class Watched:
             return self.process.wait()
 
     def marked(self) -> list[psutil.Process]:
-        """Running processes of this user whose environment carries this command's mark."""
-        found = []
-        for process in psutil.process_iter():
-            with contextlib.suppress(psutil.Error):
-                if process.pid != os.getpid() and process.environ().get(MARK_VARIABLE) == self.mark and running(process):
-                    found.append(process)
-        return found
+        """Running processes whose environment carries this command's mark."""
+        return marked(self.mark)
 
     def survivors(self, timeout: float) -> list[str]:
         """What still runs ``timeout`` seconds after the command ended (empty as soon as nothing does)."""

@@ -23,7 +23,13 @@ import redis
 from process_watch import running
 
 from deepeyes.paths import REPO_ROOT
-from deepeyes.utils.processes import ManagedProcess, RedisServer, parent_death_available, port_is_open, spawn
+from deepeyes.utils.processes import (
+    ManagedProcess,
+    RedisServer,
+    parent_death_available,
+    port_is_open,
+    spawn,
+)
 
 PARENT = Path(__file__).with_name("service_parent.py")
 
