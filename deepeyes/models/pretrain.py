@@ -50,10 +50,12 @@ from deepeyes.utils.hashing import file_sha256
 logger = logging.getLogger(__name__)
 
 #: Bumped whenever the corpus or the rendering changes what a seed produces.
-CORPUS_VERSION = "5"
+CORPUS_VERSION = "6"
 #: The default system turn Qwen's chat template adds when a conversation has none.
 DEFAULT_SYSTEM = "You are a helpful assistant."
 IGNORE_INDEX = -100
+#: The only family the copy warm-up (``--copy_warmup_steps``) draws.
+WARMUP_FAMILY = "digit_copy"
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ class PretrainArguments:
     warmup_steps: int = field(default=100, metadata={"help": "linear warm-up steps"})
     copy_warmup_steps: int = field(
         default=0,
-        metadata={"help": "first steps that draw only digit runs to copy, without system turn or image (copying forms there within a few hundred steps; the mixture follows)"},
+        metadata={"help": "first steps that draw only digit runs to copy (copying forms there within a few hundred steps; the mixture follows)"},
     )
     min_lr_ratio: float = field(default=0.1, metadata={"help": "cosine decay ends at this fraction of the peak"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
@@ -176,11 +178,11 @@ def make_batch(
     encoder: ConversationEncoder, seed: int, stream: str, step: int, size: int, image_share: float, warmup: bool = False
 ) -> list[tuple[Encoded, str]]:
     """Conversations ``index = 0..size-1`` of ``step`` in ``stream``: the copy warm-up's digit
-    runs when ``warmup``, else the mixture."""
+    runs (``WARMUP_FAMILY``) when ``warmup``, else the mixture."""
     batch = []
     for index in range(size):
         rng = step_rng(seed, stream, step, index)
-        sample = pretrain_corpus.warmup_sample(rng) if warmup else pretrain_corpus.sample(rng, image_share)
+        sample = pretrain_corpus.sample(rng, image_share, WARMUP_FAMILY if warmup else None)
         batch.append((encoder.encode(sample.messages, rng), sample.family))
     return batch
 

@@ -148,6 +148,16 @@ def _copy(v: ValueMaker) -> list[dict[str, str]]:
     return _turn(v.rng.choice((f"Copy: {joined}", f"Copy this: {joined}", f"Write back: {joined}")), joined)
 
 
+def _digit_copy(v: ValueMaker) -> list[dict[str, str]]:
+    """A run of digit strings written back after ``Copy:``. Qwen's tokenizer splits numbers
+    into single digits, so each digit is one copy target: the plainest signal there is, from
+    which a tiny model forms copying (induction heads) within a few hundred steps, while copy
+    runs of words and made-up names had not started to copy after 400 steps
+    (docs/pretrain.md). It opens every run (``--copy_warmup_steps``) and stays in the mixture."""
+    joined = " ".join(v.number() for _ in range(v.rng.randint(2, 8)))
+    return _turn(f"Copy: {joined}", joined)
+
+
 def _repeat(v: ValueMaker) -> list[dict[str, str]]:
     spans = v.distinct(v.rng.randint(1, 6))
     joined = " ".join(spans)
@@ -305,6 +315,7 @@ def _turn(user: str, assistant: str) -> list[dict[str, str]]:
 
 FAMILIES: dict[str, Callable[[ValueMaker], list[dict[str, str]]]] = {
     "copy": _copy,
+    "digit_copy": _digit_copy,
     "repeat": _repeat,
     "reorder": _reorder,
     "to_json": _to_json,
@@ -331,13 +342,23 @@ def system_prompt(rng: random.Random) -> str | None:
 
 
 #: How often each family is drawn relative to the others (1 when not listed).
-FAMILY_WEIGHTS: dict[str, int] = {"copy": 6}
+FAMILY_WEIGHTS: dict[str, int] = {"copy": 4, "digit_copy": 4}
 
 
-def sample(rng: random.Random, image_share: float) -> CorpusSample:
-    """One random conversation of a family drawn by :data:`FAMILY_WEIGHTS`."""
+def sample(rng: random.Random, image_share: float, family: str | None = None) -> CorpusSample:
+    """One random conversation of ``family``, or of a family drawn by :data:`FAMILY_WEIGHTS`.
+
+    Every family gets the same system turns and pictures, so that copying forms over the
+    prefix lengths SFT prompts have (a ~300-token system turn and an image before the question).
+
+    Raises:
+        KeyError: ``family`` is not one of :data:`FAMILIES`.
+    """
     names = sorted(FAMILIES)
-    family = rng.choices(names, weights=[FAMILY_WEIGHTS.get(name, 1) for name in names])[0]
+    if family is None:
+        family = rng.choices(names, weights=[FAMILY_WEIGHTS.get(name, 1) for name in names])[0]
+    elif family not in FAMILIES:
+        raise KeyError(f"unknown pretraining family {family!r}; known: {', '.join(names)}")
     messages = FAMILIES[family](ValueMaker(rng))
     if rng.random() < image_share:
         messages[0] = {"role": "user", "content": IMAGE + "\n" + messages[0]["content"]}
@@ -345,17 +366,3 @@ def sample(rng: random.Random, image_share: float) -> CorpusSample:
     if system is not None:
         messages = [{"role": "system", "content": system}, *messages]
     return CorpusSample(messages=messages, family=family)
-
-
-def warmup_sample(rng: random.Random) -> CorpusSample:
-    """A run of digit strings written back after ``Copy:``, with no system turn and no image.
-
-    Why a separate warm-up: copying is the skill every family builds on, and a tiny model
-    forms it (induction heads) from plain, short, repeated digit runs within a few hundred
-    steps, while the full mixture (words, made-up names, long system turns, pictures) had not
-    started to copy after 400 steps of the copy family alone (docs/pretrain.md, run 5).
-    Qwen's tokenizer splits numbers into single digits, so each digit is one copy target.
-    """
-    v = ValueMaker(rng)
-    joined = " ".join(v.number() for _ in range(rng.randint(2, 8)))
-    return CorpusSample(messages=_turn(f"Copy: {joined}", joined), family="digit_copy")

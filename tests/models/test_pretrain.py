@@ -19,7 +19,7 @@ from deepeyes.data.synth.tasks import counting, no_tool
 from deepeyes.data.synth.world import ONSETS
 from deepeyes.models import pretrain_corpus
 from deepeyes.models.base import BaseModelError, install, verify
-from deepeyes.models.pretrain import IGNORE_INDEX, ConversationEncoder, PretrainArguments, train
+from deepeyes.models.pretrain import IGNORE_INDEX, WARMUP_FAMILY, ConversationEncoder, PretrainArguments, train
 from deepeyes.models.tiny import TinyModelSpec, build_processor
 
 CORPUS_SIZE = 3000
@@ -98,14 +98,16 @@ def test_rendering_is_the_chat_template_and_labels_skip_only_vision_tokens(encod
         assert (encoded.image is not None) == (image_share == 1.0)
 
 
-def test_the_copy_warmup_writes_back_digit_runs_without_system_turn_or_image() -> None:
+def test_the_copy_warmup_writes_back_digit_runs() -> None:
     rng = random.Random(7)
     for _ in range(200):
-        sample = pretrain_corpus.warmup_sample(rng)
-        (user, reply) = sample.messages
-        assert (user["role"], reply["role"], sample.family) == ("user", "assistant", "digit_copy")
-        assert user["content"] == f"Copy: {reply['content']}"
+        sample = pretrain_corpus.sample(rng, image_share=0.5, family=WARMUP_FAMILY)
+        *_, user, reply = sample.messages
+        assert (user["role"], reply["role"], sample.family) == ("user", "assistant", WARMUP_FAMILY)
+        assert user["content"].endswith(f"Copy: {reply['content']}")
         assert reply["content"].replace(" ", "").isdigit()
+    with pytest.raises(KeyError, match="unknown pretraining family"):
+        pretrain_corpus.sample(rng, image_share=0.5, family="counting")
 
 
 def test_copy_warmup_steps_must_leave_mixture_steps() -> None:
