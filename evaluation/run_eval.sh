@@ -26,6 +26,12 @@
 #   MAX_TURNS            model turns per sample
 #   MAX_NEW_TOKENS       tokens per model turn
 #   TEMPERATURE, DEVICE  sampling temperature (0), torch device for MODEL_PATH (cpu)
+#   SEED                 seed of the random generators before each pass (0)
+#   REPEATS              K: run the evaluation K times with seeds SEED..SEED+K-1 and report the
+#                        mean and spread of the accuracies (with TEMPERATURE > 0)   (default: 1)
+#   CIRCULAR             1: CircularEval, every multiple-choice row once per rotation of its options;
+#                        circular_accuracy beside accuracy
+#   BASELINE_RUNS        model baselines run beside the evaluation: no_image, no_tools (comma-separated)
 #   OVERWRITE            1: discard earlier results in OUTPUT_REPORT instead of resuming
 #
 # Arguments: -h/--help prints this text; any other argument is a flag of
@@ -67,6 +73,8 @@ args=(
     --max_turns "${MAX_TURNS:-8}"
     --max_new_tokens "${MAX_NEW_TOKENS:-2048}"
     --temperature "${TEMPERATURE:-0}"
+    --seed "${SEED:-0}"
+    --repeats "${REPEATS:-1}"
     --device "${DEVICE:-cpu}"
     --served_model "${SERVED_MODEL:-deepeyes}"
     --judge_model "${JUDGE_MODEL:-judge}"
@@ -77,6 +85,8 @@ args=(
 [ -n "${JUDGE_API_BASE:-}" ] && args+=(--judge_api_base "$JUDGE_API_BASE")
 [ -n "${REWARD_CONFIG:-}" ] && args+=(--reward_config "$REWARD_CONFIG")
 [ "${OVERWRITE:-0}" = "1" ] && args+=(--overwrite)
+[ "${CIRCULAR:-0}" = "1" ] && args+=(--circular)
+[ -n "${BASELINE_RUNS:-}" ] && args+=(--baseline_runs "$BASELINE_RUNS")
 [ -n "${MAX_SAMPLES:-}" ] && [ "${MAX_SAMPLES}" != "0" ] && args+=(--max_samples "$MAX_SAMPLES")
 
 exec "$PY" -m deepeyes.evaluation "${args[@]}" "$@"

@@ -29,7 +29,7 @@ from deepeyes.data import sft_prepare, to_llamafactory
 from deepeyes.data.synth import __main__ as synth_cli
 from deepeyes.data.synth.config import SynthConfig
 from deepeyes.evaluation import __main__ as eval_cli
-from deepeyes.evaluation import compare, format_check
+from deepeyes.evaluation import compare, format_check, judge_audit
 from deepeyes.evaluation.config import EvalConfig
 from deepeyes.models import tiny
 from deepeyes.paths import REPO_ROOT, resolve_path
@@ -54,6 +54,7 @@ def _infer_cli():
 CLIS: dict[str, Callable[[], tuple[Callable[[list[str]], object], list[type]]]] = {
     "evaluation": lambda: (eval_cli.main, [EvalConfig, QuietLoggingArguments]),
     "evaluation.compare": lambda: (compare.main, [compare.CompareArguments]),
+    "evaluation.judge_audit": lambda: (judge_audit.main, [judge_audit.JudgeAuditArguments, QuietLoggingArguments]),
     "infer": _infer_cli,
     "train": lambda: (TRAIN["main"], [TRAIN["TrainArguments"], LoggingArguments]),
     "rewards.server": lambda: (reward_server_cli.main, [reward_server_cli.ServerArguments, LoggingArguments]),
