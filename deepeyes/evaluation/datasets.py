@@ -200,6 +200,8 @@ def _answer_type(profile: DatasetProfile, record: dict[str, str], options: dict[
         if len(options) < 2:
             raise fail("B", "a multiple-choice row needs at least options A and B")
         return "choice", options
+    if profile.kind == "box":  # grounding: the answer is a box, graded by IoU (issue 26)
+        return "box", None
     if profile.kind == "mcq":
         raise fail("A", "this benchmark is multiple choice but the row has no options in columns A, B, …")
     return ("number" if profile.kind == "numeric" else "auto"), None

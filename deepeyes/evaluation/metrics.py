@@ -35,6 +35,7 @@ import numpy as np
 
 from deepeyes import wire
 from deepeyes.evaluation.circular import circular_block
+from deepeyes.rewards.grounding import grounding_metrics
 from deepeyes.trajectory import TOOL_KINDS
 from deepeyes.utils.stats import bootstrap_mean_interval, mean_interval
 
@@ -149,10 +150,14 @@ def dataset_metrics(records: list[dict[str, Any]], circular: dict[str, bool] | N
     by_category: dict[str, list[SampleOutcome]] = defaultdict(list)
     for item in outcomes:
         by_category[item.category].append(item)
-    return {
+    result = {
         "overall": aggregate(outcomes),
         "categories": {name: aggregate(items) for name, items in sorted(by_category.items())},
     }
+    grounding = grounding_metrics(records)  # Acc@0.5 and mean IoU of box answers, per category (issue 26)
+    if grounding:
+        result["grounding"] = grounding
+    return result
 
 
 def latencies(records: list[dict[str, Any]]) -> list[float]:

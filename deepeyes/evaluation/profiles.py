@@ -14,10 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from deepeyes.rewards.grounding import is_grounding_source
+
 #: ``auto``: per row — multiple choice when option columns are filled, else short answer.
 #: ``mcq``: every row is multiple choice. ``vqa``: short answer (text or number, inferred).
 #: ``numeric``: the answer is a number. ``mathvista``: per row, from MathVista's own columns.
-DatasetKind = Literal["auto", "mcq", "vqa", "numeric", "mathvista"]
+#: ``box``: referring-expression grounding, the answer a box graded by IoU (deepeyes.rewards.grounding).
+DatasetKind = Literal["auto", "mcq", "vqa", "numeric", "mathvista", "box"]
 
 
 @dataclass(frozen=True)
@@ -43,9 +46,13 @@ PROFILES: dict[str, DatasetProfile] = {
     "MME-RealWorld-CN": DatasetProfile("mcq"),
     "ChartQA_TEST": DatasetProfile("vqa", reward_overrides=_RELAXED_NUMERIC),
     "MathVista_MINI": DatasetProfile("mathvista", category_column="task"),
+    "DeepEyesMini_Grounding": DatasetProfile("box"),
 }
 
 
 def profile_for(dataset: str) -> DatasetProfile:
-    """The profile registered for ``dataset``, or the auto-detecting default."""
+    """The profile registered for ``dataset``; a grounding data set's name (``refcoco_val``, …:
+    :func:`~deepeyes.rewards.grounding.is_grounding_source`) gets box answers; else auto-detecting."""
+    if dataset not in PROFILES and is_grounding_source(dataset):
+        return DatasetProfile("box")
     return PROFILES.get(dataset, DatasetProfile())
