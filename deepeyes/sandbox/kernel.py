@@ -95,9 +95,10 @@ class KernelLayout:
 
     @property
     def snapshot_file(self) -> Path:
-        """Where the kernel leaves the snapshot delta of its last successful user cell (in its
-        home, which an isolated kernel mounts privately: see :meth:`SandboxKernel.take_snapshot`)."""
-        return self.root / "home" / "snapshot.json"
+        """Where the kernel leaves the snapshot delta of its last successful user cell: outside its
+        home, so a session that filled its disk quota is still snapshotted (the file is bounded by
+        ``RLIMIT_FSIZE``); the kernel opens it before its guards are installed."""
+        return self.root / "snapshot.json"
 
     @property
     def inputs(self) -> Path:
@@ -117,7 +118,8 @@ class SandboxKernel:
         self.layout = layout
         self.uid = uid
         self._uid_lease = uid_lease
-        #: The kernel's home is a tmpfs in its own mount namespace, seen from here through /proc/<pid>/root.
+        #: The kernel's home (and session directory) is a tmpfs in its own mount namespace: the
+        #: server does not see what it holds.
         self.private_mounts = private_mounts
         self.name = layout.root.name
         self.pid = pid
@@ -271,13 +273,13 @@ class SandboxKernel:
     def take_snapshot(self) -> dict[str, Any] | None:
         """The delta the last successful user cell left behind (None after a failed cell)."""
         path = self.layout.snapshot_file
-        if self.private_mounts:  # the kernel's own view of its (private) home
-            path = Path(f"/proc/{self.pid}/root") / path.relative_to("/")
         try:
             text = path.read_text(encoding="utf-8")
-        except (FileNotFoundError, ProcessLookupError):
+        except FileNotFoundError:
             return None
-        path.unlink(missing_ok=True)
+        if not text:
+            return None
+        os.truncate(path, 0)  # emptied, not removed: the kernel keeps writing through its descriptor
         try:
             delta = json.loads(text)
         except ValueError as exc:

@@ -54,13 +54,19 @@ _PROCESS_EVENTS = {
     "pty.spawn": "spawning processes",
 }
 #: Native-code routes (ctypes, and numpy.ctypeslib, which hands out ctypes): loading a library,
-#: looking up or calling a C function, reading or wrapping raw memory. Any of them reaches
-#: ``setsid``, ``fork`` or ``mount`` without an audit event of its own.
+#: looking up a C function, reading or wrapping raw memory. Any of them reaches ``setsid``,
+#: ``fork`` or ``mount`` without an audit event of its own. CPython audits these steps, not
+#: each foreign call, so ctypes' ready-made raw-memory writers are replaced as well
+#: (``_RAW_MEMORY_FUNCTIONS``). ctypes itself stays importable for libraries (scipy and
+#: pandas import it); a function pointer built from a bare address is not audited by CPython,
+#: which is why the PID namespace, uid and rlimits, not this hook, are the boundary.
 _NATIVE_EVENTS = {"ctypes.dlopen", "ctypes.dlsym", "ctypes.dlsym/handle", "ctypes.call_function", "ctypes.cdata",
                   "ctypes.cdata/buffer", "ctypes.string_at", "ctypes.wstring_at", "ctypes.PyObj_FromPtr"}
-#: Extension modules that create processes or call C without an audit event, replaced in
-#: ``sys.modules`` by a module that refuses (and their import is refused).
+#: Modules that create processes or call C without an audit event: replaced in ``sys.modules``,
+#: and wherever another module holds them, by a module whose every attribute refuses; importing
+#: them again is refused.
 _UNAUDITED_NATIVE_MODULES = ("_posixsubprocess", "_xxsubinterpreters", "_testcapi", "_testinternalcapi")
+_RAW_MEMORY_FUNCTIONS = ("memmove", "memset")
 _NETWORK_EVENTS = {"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo",
                    "socket.gethostbyname", "socket.gethostbyaddr"}
 _PATH_WRITE_EVENTS = {"os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.symlink",
@@ -223,20 +229,35 @@ class _JsonReply:
         return self.text
 
 
-def _refuse(name):
+def _sealed_module(name):
+    """A stand-in for module ``name`` whose every public attribute refuses (dunder names are simply
+    missing, so introspection and the import system see an empty module)."""
+    sealed = type(sys)(name)
+
+    def refuse(attribute):
+        if attribute.startswith("__") and attribute.endswith("__"):
+            raise AttributeError(attribute)
+        return _refusing(f"{name}.{attribute}")
+    sealed.__getattr__ = refuse
+    return sealed
+
+
+def _refusing(qualified_name):
     def refused(*args, **kwargs):
-        raise SandboxPolicyError(f"sandbox policy: '{name}' is not allowed (native code without an audit event)")
+        raise SandboxPolicyError(f"sandbox policy: '{qualified_name}' is not allowed (native code without an audit event)")
     return refused
 
 
 def _seal_unaudited_modules():
     """Replace the already imported modules of ``_UNAUDITED_NATIVE_MODULES`` (and the references
     other modules hold to them) by empty modules whose every attribute refuses."""
+    ctypes_module = sys.modules.get("ctypes")
+    if ctypes_module is not None:
+        for name in _RAW_MEMORY_FUNCTIONS:
+            setattr(ctypes_module, name, _refusing(f"ctypes.{name}"))
     for name in _UNAUDITED_NATIVE_MODULES:
         real = sys.modules.get(name)
-        sealed = type(sys)(name)
-        sealed.__getattr__ = lambda attribute, _name=name: _refuse(f"{_name}.{attribute}")
-        sys.modules[name] = sealed
+        sealed = sys.modules[name] = _sealed_module(name)
         if real is None:
             continue
         for module in list(sys.modules.values()):  # e.g. subprocess._posixsubprocess
@@ -255,7 +276,7 @@ class KernelSide:
         self.unpicklable = {}
         self.reported_unpicklable = set()  # so each unpicklable name is announced once
         self.max_snapshot_bytes = 0
-        self.snapshot_file = None
+        self.snapshot_fd = None
         self.guards = False
 
     def install(self, settings):
@@ -268,8 +289,8 @@ class KernelSide:
         session = shell.kernel.session
         session.send = _OutputCap(session.send, settings["max_output_chars"])
         self.max_snapshot_bytes = settings["max_snapshot_bytes"]
-        if settings["snapshot_file"]:
-            self.snapshot_file = settings["snapshot_file"]
+        if settings["snapshot_file"]:  # opened now, before the guards (it is outside the write roots)
+            self.snapshot_fd = os.open(settings["snapshot_file"], os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
             shell.events.register("post_run_cell", self._snapshot_after_cell)
         if settings["audit_guards"]:
             policy = _Policy(settings["read_roots"], settings["write_roots"], settings["import_allowlist"])
@@ -347,14 +368,21 @@ class KernelSide:
                           "newly_unpicklable": newly_unpicklable, "unpicklable_changed": unpicklable_changed})
 
     def _snapshot_after_cell(self, result):
+        """Leave the cell's snapshot delta in the snapshot file (the server reads and empties it)."""
         if not result.success:
             return
         try:
             text = self.snapshot().text
         except Exception as exc:  # noqa: BLE001 - reported to the server instead of the user's output
             text = _json_dumps({"error": f"{type(exc).__name__}: {exc}"})
-        with open(self.snapshot_file, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        for attempt in (text, _json_dumps({"error": "the snapshot could not be written (file size limit)"})):
+            try:
+                data = attempt.encode("utf-8")
+                os.ftruncate(self.snapshot_fd, 0)
+                if os.pwrite(self.snapshot_fd, data, 0) == len(data):
+                    return
+            except OSError:
+                continue
 
     def restore(self, path):
         with open(path, "rb") as handle:

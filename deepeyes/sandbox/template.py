@@ -111,6 +111,10 @@ def _private_home(home: str, workdir: str, uid: int | None, quota_bytes: int) ->
     _check(_LIBC.mount(session.encode(), workdir.encode(), None, _MS_BIND, None), f"bind {session} on {workdir}")
 
 
+def _cpu_time_exhausted(signum: int, _frame: object) -> None:
+    os._exit(128 + signum)
+
+
 def _host_ppid() -> int:
     """The parent's pid as the host sees it (``/proc`` is the host's; in its own PID namespace
     the kernel is pid 1 and ``os.getppid()`` is 0)."""
@@ -140,6 +144,9 @@ def _become_kernel(request: dict, template_pid: int, kernel_side: str) -> None:
     os.setpriority(os.PRIO_PROCESS, 0, request["start_nice"])  # the server resets it once the kernel is ready
     for name, (soft, hard) in request["rlimits"].items():
         resource.setrlimit(_RLIMITS[name], (soft, hard))
+    # As process 1 of its PID namespace the kernel ignores signals it has no handler for, the
+    # soft CPU limit's SIGXCPU included (the hard limit's SIGKILL still applies).
+    signal.signal(signal.SIGXCPU, _cpu_time_exhausted)
     uid = request["uid"]
     if uid is not None:
         os.setgroups([])
@@ -150,6 +157,9 @@ def _become_kernel(request: dict, template_pid: int, kernel_side: str) -> None:
     _check(_LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
     if _host_ppid() != template_pid:
         os._exit(1)
+    # The confinement is done: no user code may find the template's libc handle (its looked-up
+    # functions, e.g. unshare and mount, would be callable without an audit event).
+    globals().pop("_LIBC", None)
     os.environ.clear()
     os.environ.update(request["env"])
     if "tempfile" in sys.modules:
