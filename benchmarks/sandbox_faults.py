@@ -188,12 +188,15 @@ def item6_processes(work: Path, client: SandboxClient) -> list[Outcome]:
         kernel.execute("import os, time\nfor i in range(117):\n    if os.fork() == 0:\n        if i % 2:\n"
                        "            os.setsid()\n        time.sleep(600)\n        os._exit(0)", timeout=120)
         made = len(processes_of_uid(kernel.uid)) - 1
+        started = time.monotonic()
         kernel.shutdown()
+        close_s = time.monotonic() - started
         left = len(processes_of_uid(kernel.uid))
     finally:
         factory.close()
     outcomes.append(Outcome("6", f"{made} forked, half setsid, guards off; session closed",
-                            "58 outlived the session and the server", f"{left} left", left == 0 and made > 0, left))
+                            "58 outlived the session and the server", f"{left} left when the close returned ({close_s:.1f} s)",
+                            left == 0 and made > 0, left))
     return outcomes
 
 

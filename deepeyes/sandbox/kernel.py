@@ -32,7 +32,7 @@ from deepeyes.sandbox.result import CappedText, strip_ansi
 logger = logging.getLogger(__name__)
 
 _POLL_S = 0.2  # how often a waiting execute checks that the kernel process is still alive
-_EXIT_WAIT_S = 5.0  # how long shutdown waits for a killed kernel to be gone
+_EXIT_WAIT_S = 30.0  # how long shutdown waits for a killed kernel (and every process of its PID namespace) to be gone
 
 
 class KernelDied(RuntimeError):
