@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 
 #: The reward server is started as its package module, never by the path of a stage script.
 REWARD_SERVER_MODULE = "deepeyes.rewards.server"
+#: Start-up takes seconds (sympy-loading check workers), minutes on a machine busy with other
+#: work; a server that exits fails the wait at once.
+_REWARD_START_TIMEOUT_S = 300.0
 
 
 def build_tool_manager(config: RLConfig, redis_server: RedisServer | None = None) -> ToolManager:
@@ -93,7 +96,7 @@ def reward_server(config: RLConfig, log_dir: Path):
         argv = [sys.executable, "-m", REWARD_SERVER_MODULE, "--host", "127.0.0.1", "--port", str(port), "--config", str(config_path)]
         log_dir.mkdir(parents=True, exist_ok=True)
         with ManagedProcess(argv, name=f"reward-server:{port}", log_path=log_dir / "reward_server.log") as process:
-            wait_until(lambda: _server_healthy(url), 60, "reward server", process.process)
+            wait_until(lambda: _server_healthy(url), _REWARD_START_TIMEOUT_S, "reward server", process.process)
             logger.info("reward server on %s (log: %s)", url, log_dir / "reward_server.log")
             yield url
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
+import uuid
 
 import pytest
 import yaml
+from process_watch import MARK_VARIABLE, marked_survivors
 
 from deepeyes.paths import REPO_ROOT
 from deepeyes.rewards.scoring import score_trajectory
@@ -78,8 +81,12 @@ def test_verls_trainer_runs_grpo_steps_on_cpu(tmp_path, rl_sample_dir, tool_conf
         "--set", f"tool.search_cache_path={rl_sample_dir / 'image_search' / 'cache.json'}",
         "--set", f"tool.tool_manager_config={tool_config_file}",
     ]  # fmt: skip
-    result = subprocess.run(argv, check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1500)
+    mark = uuid.uuid4().hex  # inherited by every process the run starts, Ray's workers and their Redis included
+    result = subprocess.run(argv, check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1500,
+                            env={**os.environ, MARK_VARIABLE: mark})
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    # Issue 30, item 9: a successful run left a redis-server (started by an agent-loop worker) running.
+    assert not marked_survivors(mark, 20.0)
     root = out / "verl"
 
     # Two GRPO steps, each logged by verl (tracking.jsonl) and joined with our step metrics in
