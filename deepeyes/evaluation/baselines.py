@@ -16,7 +16,8 @@ Model baselines (``EvalConfig.baseline_runs``), each one more pass of the model:
 * ``no_tools`` — one turn, no tools (skipped when the run itself has no tools).
 
 Each baseline is compared with the model's accuracy on the same rows (``model_accuracy``);
-a trivial baseline that reaches it flags the benchmark (``flags``). A model baseline is
+a trivial baseline that reaches it flags the benchmark (``flags``), unless the baseline
+itself scores 0 (it then shows nothing the model's own 0 does not). A model baseline is
 also compared sample by sample (paired bootstrap, exact McNemar).
 """
 
@@ -87,9 +88,10 @@ def flags(dataset: str, baselines: dict[str, dict[str, Any]]) -> list[str]:
         block = baselines.get(name)
         if not block or block.get("accuracy") is None or block.get("model_accuracy") is None or not block.get("n"):
             continue
-        if block["accuracy"] >= block["model_accuracy"]:
+        if block["accuracy"] > 0 and block["accuracy"] >= block["model_accuracy"]:
+            rows = f"{block['n']} {'multiple-choice ' if block['rows'] != 'all' else ''}row{'s' if block['n'] != 1 else ''}"
             found.append(
-                f"{dataset}: {name.replace('_', '-')} reaches {100 * block['accuracy']:.1f} % on {block['n']} "
-                f"{'multiple-choice ' if block['rows'] != 'all' else ''}rows, the model {100 * block['model_accuracy']:.1f} %"
+                f"{dataset}: {name.replace('_', '-')} reaches {100 * block['accuracy']:.1f} % on {rows}, "
+                f"the model {100 * block['model_accuracy']:.1f} %"
             )
     return found

@@ -6,9 +6,10 @@ the report), never fatal, never silent:
 * **gold-letter bias** — a multiple-choice set whose gold answer is mostly one letter
   rewards a position bias (a DeepEyes pull request fixed a set whose gold answer was always
   A). For the rows with ``k`` options the most frequent gold letter is flagged when its share
-  exceeds ``1/k + 0.15``: 40 % of 4-option rows, the issue's rule, and the same margin over
-  chance for other ``k``. The flag gives ``n`` and the binomial p-value of that count under
-  a uniform gold letter, so a reader can tell bias from a small sample.
+  exceeds ``1/k + 0.15`` (40 % of 4-option rows, and the same margin over chance for other
+  ``k``) among at least :data:`MIN_BIAS_ROWS` rows; fewer rows say nothing about a bias (one
+  row is always 100 % one letter). The flag gives ``n`` and the binomial p-value of that
+  count under a uniform gold letter, so a reader can tell bias from a small sample.
 * **duplicate questions** — rows with the same question, options, hint and image bytes
   count twice in the accuracy.
 * **answer not among the options** — a multiple-choice row whose answer is neither one of
@@ -28,6 +29,8 @@ from deepeyes.evaluation.datasets import EvalSample, gold_option
 
 #: Over chance (1/k) by this much, the most frequent gold letter is flagged (k = 4 → 40 %).
 BIAS_MARGIN = 0.15
+#: Fewer rows with ``k`` options than this are not judged for a letter bias.
+MIN_BIAS_ROWS = 5
 #: Row indices listed per fault (every row is counted).
 MAX_LISTED = 20
 
@@ -51,7 +54,7 @@ def _letter_bias(samples: list[EvalSample]) -> tuple[dict[str, dict[str, int]], 
     for k, counts in sorted(by_k.items()):
         n = sum(counts.values())
         letter, top = counts.most_common(1)[0]
-        if top / n > 1 / k + BIAS_MARGIN:
+        if n >= MIN_BIAS_ROWS and top / n > 1 / k + BIAS_MARGIN:
             from scipy.stats import binomtest
 
             p = binomtest(top, n, 1 / k, alternative="greater").pvalue

@@ -81,7 +81,8 @@ def baseline_rows(result: dict[str, Any]) -> list[list[str]]:
     rows = []
     for name, block in (result.get("baselines") or {}).items():
         accuracy, model = block.get("accuracy"), block.get("model_accuracy")
-        reaches = "–" if accuracy is None or model is None or not block.get("n") else ("YES" if accuracy >= model else "no")
+        # The flag rule of deepeyes.evaluation.baselines.flags: a baseline scoring 0 exposes nothing.
+        reaches = "–" if accuracy is None or model is None or not block.get("n") else ("YES" if 0 < accuracy >= model else "no")
         rows.append([
             name.replace("_", " ") + (f" ({block['answer']})" if block.get("answer") else ""),
             str(block.get("rows", "all")),
@@ -99,19 +100,20 @@ def flag_lines(results: dict[str, Any]) -> list[str]:
     return list(results.get("flags") or [])
 
 
-def _draw_table(ax, first_header: str, groups: dict[str, dict[str, Any]], title: str) -> None:
+def _draw_rows(ax, headers: list[str], rows: list[list[str]], title: str, first_width: float = 0.17) -> None:
     ax.axis("off")
     ax.set_title(title, loc="left", fontsize=11, fontweight="bold")
+    others = (1.0 - first_width) / (len(headers) - 1)
     table = ax.table(
-        cellText=table_rows(groups),
-        colLabels=[first_header, *(header for header, _, _ in COLUMNS)],
-        loc="upper center",
-        cellLoc="center",
-        colWidths=[0.17] + [0.83 / len(COLUMNS)] * len(COLUMNS),
+        cellText=rows, colLabels=headers, loc="upper center", cellLoc="center", colWidths=[first_width] + [others] * (len(headers) - 1)
     )
     table.auto_set_font_size(False)
     table.set_fontsize(7)
     table.scale(1.0, 1.3)
+
+
+def _draw_table(ax, first_header: str, groups: dict[str, dict[str, Any]], title: str) -> None:
+    _draw_rows(ax, [first_header, *(header for header, _, _ in COLUMNS)], table_rows(groups), title)
 
 
 def _bar_groups(
@@ -170,18 +172,22 @@ def _draw_plots(axes, result: dict[str, Any], records: list[dict[str, Any]]) -> 
 def dataset_figure(name: str, result: dict[str, Any], records: list[dict[str, Any]], with_table: bool) -> Figure:
     """One dataset's page: category table (PDF only) above the three plots."""
     if with_table:
+        flags = result.get("baseline_flags", []) + (result.get("data_guards") or {}).get("flags", [])
         figure = plt.figure(figsize=(11.7, 8.3))  # A4 landscape
-        grid = figure.add_gridspec(2, 3, height_ratios=[1, 1.3], left=0.06, right=0.98, top=0.95, bottom=0.12, wspace=0.3, hspace=0.25)
+        bottom = 0.12 + 0.018 * min(len(flags), MAX_FLAG_LINES)
+        grid = figure.add_gridspec(
+            3, 3, height_ratios=[1, 0.6, 1.3], left=0.06, right=0.98, top=0.95, bottom=bottom, wspace=0.3, hspace=0.35
+        )
         rows = {"all": result["overall"], **result["categories"]}
         _draw_table(figure.add_subplot(grid[0, :]), "category", rows, f"{name} — metrics by category")
-        axes = [figure.add_subplot(grid[1, i]) for i in range(3)]
+        _draw_rows(figure.add_subplot(grid[1, :]), list(BASELINE_COLUMNS), baseline_rows(result), "baselines", first_width=0.3)
+        axes = [figure.add_subplot(grid[2, i]) for i in range(3)]
+        if flags:
+            shown = [f"FLAG: {flag}" for flag in flags[:MAX_FLAG_LINES]]
+            figure.text(0.06, 0.01, "\n".join(shown), fontsize=7, va="bottom", color="darkred")
     else:
         figure, axes = plt.subplots(1, 3, figsize=(13, 4), gridspec_kw={"left": 0.05, "right": 0.98, "top": 0.9, "bottom": 0.25, "wspace": 0.3})
     _draw_plots(axes, result, records)
-    if with_table and result.get("baselines"):
-        lines = ["baselines: " + "; ".join(f"{row[0]} {row[3]} {row[4]} on {row[2]} rows (model {row[5]})" for row in baseline_rows(result))]
-        lines += [f"flag: {flag}" for flag in result.get("baseline_flags", []) + (result.get("data_guards") or {}).get("flags", [])]
-        figure.text(0.06, 0.02, "\n".join(lines), fontsize=7, va="bottom", wrap=True)
     return figure
 
 

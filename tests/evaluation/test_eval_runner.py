@@ -81,13 +81,15 @@ def test_writes_every_output(lmudata, tmp_path):
     # summary + per dataset a category table, a baseline table and one plot
     assert html.count("<table>") == 5 and html.count("data:image/png;base64,") == 2
     assert "95% CI" in html and "always first option" in html
-    # SetB's gold answer is A on all 3 two-option rows: a data guard says so in the report and the results
-    assert "gold answer is A in 3 of 3 2-option rows" in html
-    assert any("gold answer is A in 3 of 3" in flag for flag in results["flags"])
+    # SetB's gold answer is A on all 3 rows: answering A everywhere does as well as the model, and the report says so
+    flag = "SetB: always-first-option reaches 100.0 % on 3 multiple-choice rows, the model 100.0 %"
+    assert flag in results["flags"] and f"FLAG: {flag}" in html
+    assert results["datasets"]["SetB"]["data_guards"]["gold_letters"] == {"2": {"A": 3}}  # too few rows to judge a letter bias
     records = [json.loads(line) for line in (out / "trajectories" / "SetA.jsonl").read_text().splitlines()]
     page = dataset_figure("SetA", results["datasets"]["SetA"], records, with_table=True)
-    (table,) = [artist for ax in page.axes for artist in ax.tables]
+    table, baselines = [artist for ax in page.axes for artist in ax.tables]
     assert table.get_celld()[(0, 0)].get_text().get_text() == "category" and len({row for row, _ in table.get_celld()}) == 4  # header, all, even, odd
+    assert baselines.get_celld()[(0, 0)].get_text().get_text() == "baseline" and len({row for row, _ in baselines.get_celld()}) == 4
     assert sum(len(ax.patches) for ax in page.axes) > 0  # bars and histogram drawn
 
 
