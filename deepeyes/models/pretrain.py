@@ -338,7 +338,7 @@ def export(model, processor, args: PretrainArguments, history: dict[str, Any], a
     final.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(final)
     processor.save_pretrained(final)
-    plot_curve(history, final / "loss_curve.png")
+    plot_curve(history, final / "loss_curve.png", args.copy_warmup_steps)
     weights = final / "model.safetensors"
     manifest = {
         "model": "tiny Qwen2.5-VL base, pretrained by deepeyes.models.pretrain",
@@ -369,8 +369,9 @@ def export(model, processor, args: PretrainArguments, history: dict[str, Any], a
     return final
 
 
-def plot_curve(history: dict[str, Any], path: Path) -> None:
-    """Training loss (smoothed) and held-out exact match against the step."""
+def plot_curve(history: dict[str, Any], path: Path, copy_warmup_steps: int = 0) -> None:
+    """Training loss (smoothed) and held-out exact match against the step, with the end of
+    the copy warm-up marked (the loss jumps there: the mixture is a new distribution)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -385,6 +386,8 @@ def plot_curve(history: dict[str, Any], path: Path) -> None:
     loss_axis.set_xlabel("step")
     loss_axis.set_ylabel("language-modelling loss")
     loss_axis.set_yscale("log")
+    if copy_warmup_steps:
+        loss_axis.axvline(copy_warmup_steps, color="#555555", linestyle="--", linewidth=0.9, label="copy warm-up ends")
     if history["eval"]:
         exact_axis = loss_axis.twinx()
         exact_axis.plot([e["step"] for e in history["eval"]], [e["all"] for e in history["eval"]], color="#d62728", marker="o", markersize=3, label="held-out exact match")
