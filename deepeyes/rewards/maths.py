@@ -5,28 +5,27 @@ Three checks, cheapest first:
 1. the answer must *be* a formula: words other than maths vocabulary ("not 1/2", "1/2 or
    1/3", CJK text) are refused, because math-verify extracts some number from any prose and
    would grade that;
-2. the size pre-check: an integer power or factorial whose value would have more than
-   ``MAX_DIGITS`` digits (``9^{9^{9}}``, ``(10^{6})!``, ``1e999999``) is refused at once,
-   with the reason recorded, instead of asking sympy to compute it;
+2. the size pre-check (:mod:`deepeyes.rewards.formula_size`): a formula asking for a number
+   of more than ``MAX_DIGITS`` digits (``9^{9^{9}}``, ``9^{(9^{9})}``, ``e^{e^{e^{9}}}``,
+   ``(10^{6})!``, ``1e999999``) is refused at once, with the reason recorded, instead of
+   asking sympy to compute it;
 3. math-verify plus the exactness re-check (:mod:`deepeyes.rewards.maths_worker`), in a
-   worker process under a wall-clock budget (:mod:`deepeyes.rewards.pool`); a check that
-   runs past it is scored wrong and the reason recorded.
+   worker process under a wall-clock budget (:mod:`deepeyes.rewards.pool`): whatever the
+   pre-check misses, a check that runs past it is killed, scored wrong and the reason
+   recorded. That budget, not the pre-check, is the bound.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import os
 import re
 from dataclasses import dataclass
 
+from deepeyes.rewards.formula_size import too_large
 from deepeyes.rewards.normalize import strip_decoration
 from deepeyes.rewards.pool import WorkerPool
 
-#: Largest integer (in decimal digits) a formula may ask for; 2006! has 5,720.
-MAX_DIGITS = 10_000
-_FACTORIAL_LIMIT = 3_249  # 3249! is the last factorial under MAX_DIGITS digits
 _MATH_WORDS = frozenset(
     (
         "sqrt", "frac", "sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh",
@@ -48,14 +47,6 @@ _DANGLING_RE = re.compile(
     r"^\s*(?:[*/^=<>≤≥≠≈~]|\\(?:geq?|leq?|gt|lt|neq?|approx|sim|pm|mp)\b)|(?:[-+*/^=<>≤≥≠≈~±∓]|\\(?:geq?|leq?|gt|lt|neq?|pm|mp|cdot|times|div))\s*$"
 )
 _E_NOTATION_RE = re.compile(r"(?<![\w.])(\d+(?:\.\d*)?|\.\d+)[eE]([-+]?\d+)(?![\w.])")
-_BRACKETED_INTEGER_RE = re.compile(r"[{(]([-+]?\d+)[})]")
-#: An integer power whose exponent is not itself raised (``a^b^c`` is ``a^(b^c)``: innermost first).
-_POWER_RE = re.compile(r"(?<![\d.])(\d+)\^([-+]?\d+)(?![\d.^])")
-_FACTORIAL_RE = re.compile(r"(?<![\d.])(\d+)!")
-_SPACING_RE = re.compile(r"\\left|\\right|\s+")
-#: A power is replaced by its value while that stays small, else by a lower bound with this
-#: many digits, so that a tower's outer power sees a huge exponent.
-_EXACT_DIGITS = 18
 _WORKER_MODULE = "deepeyes.rewards.maths_worker"
 _EQUIVALENT = f"{_WORKER_MODULE}:equivalent"
 
@@ -89,47 +80,6 @@ def is_formula(text: str) -> bool:
 
 def _shorten(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _power_digits(base: str, exponent: str) -> float:
-    """About how many digits ``base^exponent`` has, from the digit strings (never their values)."""
-    base = base.lstrip("0") or "0"
-    if base in ("0", "1") or exponent.strip("0") == "":
-        return 0.0
-    log_base = math.log10(int(base)) if len(base) < 300 else len(base) - 1.0
-    log_exponent = math.log10(int(exponent)) if len(exponent) < 300 else len(exponent) - 1.0
-    return math.inf if log_exponent > 300 else 10**log_exponent * log_base
-
-
-def _power_value(base: str, exponent: str, digits: float) -> str:
-    """What stands in for a power in the next round: its value while small, else a lower bound."""
-    if exponent.strip("0") == "":
-        return "1"
-    if (base.lstrip("0") or "0") in ("0", "1"):
-        return base.lstrip("0") or "0"
-    return str(int(base) ** int(exponent)) if digits < _EXACT_DIGITS else "1" + "0" * _EXACT_DIGITS
-
-
-def too_large(text: str) -> str | None:
-    """Why ``text`` asks for an integer of more than ``MAX_DIGITS`` digits, else ``None``.
-
-    Integer powers are evaluated innermost first (``9^{9^{9}}`` → ``9^{387420489}``, about
-    3.7e8 digits) by their digit count, never their value; factorials by their argument.
-    """
-    text = _SPACING_RE.sub("", text.replace("**", "^"))
-    while True:
-        text = _BRACKETED_INTEGER_RE.sub(r"\1", text)
-        factorial = next((m for m in _FACTORIAL_RE.finditer(text) if len(m.group(1)) > 4 or int(m.group(1)) > _FACTORIAL_LIMIT), None)
-        if factorial:
-            return f"{_shorten(factorial.group(0))} has more than {MAX_DIGITS:,} digits"
-        power = _POWER_RE.search(text)
-        if power is None:
-            return None
-        base, exponent = power.group(1), power.group(2).lstrip("+-")
-        digits = _power_digits(base, exponent)
-        if digits > MAX_DIGITS:
-            return f"{_shorten(power.group(0))} has about {digits:.2g} digits (limit {MAX_DIGITS:,})"
-        text = text[: power.start()] + _power_value(base, exponent, digits) + text[power.end() :]
 
 
 def prepare(text: str) -> str:

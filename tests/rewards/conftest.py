@@ -126,7 +126,7 @@ class RewardServer:
         return self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
 
 
-def start_reward_server(tmp_dir: Path, config: dict, extra_args: list[str] | None = None) -> RewardServer:
+def start_reward_server(tmp_dir: Path, config: dict, extra_args: list[str] | None = None, env: dict[str, str] | None = None) -> RewardServer:
     """``server.py`` as a real subprocess on a free loopback port, ready to serve."""
     tmp_dir.mkdir(parents=True, exist_ok=True)
     config_path = tmp_dir / "reward.yaml"
@@ -134,7 +134,7 @@ def start_reward_server(tmp_dir: Path, config: dict, extra_args: list[str] | Non
     port = free_port()
     log_path = tmp_dir / "server.log"
     argv = [sys.executable, str(SERVER_SCRIPT), "--port", str(port), "--config", str(config_path), *(extra_args or [])]
-    process = ManagedProcess(argv, name=f"reward-server:{port}", log_path=log_path, env={"PYTHONPATH": str(REPO_ROOT)})
+    process = ManagedProcess(argv, name=f"reward-server:{port}", log_path=log_path, env={"PYTHONPATH": str(REPO_ROOT), **(env or {})})
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
@@ -146,7 +146,7 @@ def start_reward_server(tmp_dir: Path, config: dict, extra_args: list[str] | Non
             return False
 
     try:
-        wait_until(ready, 30, process.name, process.process)
+        wait_until(ready, 180, process.name, process.process)  # warm-up imports sympy: a minute on a loaded 2-core machine
     except Exception:
         process.stop()
         raise
@@ -155,11 +155,11 @@ def start_reward_server(tmp_dir: Path, config: dict, extra_args: list[str] | Non
 
 @pytest.fixture()
 def reward_server_factory(tmp_path: Path) -> Iterator[Callable[..., RewardServer]]:
-    """Start extra reward servers (``factory(config_dict, extra_args)``); all stopped after the test."""
+    """Start extra reward servers (``factory(config_dict, extra_args, env)``); all stopped after the test."""
     started: list[RewardServer] = []
 
-    def factory(config: dict, extra_args: list[str] | None = None) -> RewardServer:
-        server = start_reward_server(tmp_path / f"server-{len(started)}", config, extra_args)
+    def factory(config: dict, extra_args: list[str] | None = None, env: dict[str, str] | None = None) -> RewardServer:
+        server = start_reward_server(tmp_path / f"server-{len(started)}", config, extra_args, env)
         started.append(server)
         return server
 

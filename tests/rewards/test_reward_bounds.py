@@ -9,11 +9,11 @@ import pytest
 import requests
 
 from deepeyes import wire
-from deepeyes.rewards import RewardConfig, score_response
+from deepeyes.rewards import RewardConfig, maths, score_response
 from deepeyes.rewards.pool import WorkerPool
 
-#: sympy computes this binomial (hundreds of millions of digits) in one C call: only a kill stops it.
-SLOW = "\\binom{10^{9}}{5 \\cdot 10^{8}}"
+#: Below every size limit of the pre-check, yet sympy's expansion outlasts any budget (> 20 s): only a kill stops it.
+SLOW = "(x+y+1)^{300}"
 
 
 def answered(answer: str) -> str:
@@ -84,3 +84,78 @@ def test_a_tower_does_not_freeze_the_server(reward_server) -> None:
     assert result["accuracy"] == 0.0
     assert "too large" in result["details"]["accuracy_reason"]
     assert requests.get(reward_server.url + "/health", timeout=5).status_code == 200
+
+
+# Issue 30, item 4: the size pre-check reads towers, factorials and exponentials from the text alone.
+REFUSED = [
+    "9^{9^{9}}", "9^{(9^{9})}", "9^{9\\cdot 9^{9}}", "9.0^{9^{9}}", "9^{9^{9.0}}", "9**9**9", "{9}^{{9}^{9}}",
+    "e^{e^{e^{9}}}", "\\exp(\\exp(\\exp(9)))", "exp(exp(exp(9)))", "(10^{6})!", "(9^{9})!", "\\Gamma(10^{9})",
+    "\\binom{10^{9}}{5 \\cdot 10^{8}}", "10^{10^{10}}", "2^{2^{2^{2^{2^{2}}}}}", "\\frac{1}{2}^{10^{9}}",
+    "0.5^{10^{9}}", "1.0000001^{10^{9}}", "x^{9^{9^{9}}}", "(x+1)^{9000}", "(1+\\sqrt{2})^{5000}",
+    "\\sin(10^{10^{9}})", "3.2e999999",
+]  # fmt: skip
+ACCEPTED = [
+    "x^2+2x+1", "\\frac{\\sqrt{3}}{2}", "2^{10}", "2^{1000}", "(1, 2)", "[0, \\infty)", "\\frac{1}{2^{99}}",
+    "\\frac{1}{2006!}", "10^{-5}", "e^{i\\pi}", "e^{e^{9}}", "\\pi r^2", "|x-1|+|x+1|", "3.2\\times 10^{5}",
+    "\\left(\\frac{1}{2}\\right)^{-10}", "x_1^{2}", "\\{1,2\\}", "(x+y+1)^{300}",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("answer", REFUSED)
+def test_the_size_pre_check_refuses_what_sympy_cannot_compute(answer: str) -> None:
+    reason = maths.too_large(maths.prepare(answer))
+    assert reason is not None and ("digits" in reason or "raises a symbol" in reason)
+
+
+@pytest.mark.parametrize("answer", ACCEPTED)
+def test_the_size_pre_check_leaves_ordinary_formulas_to_the_check(answer: str) -> None:
+    assert maths.too_large(maths.prepare(answer)) is None
+
+
+def test_a_killed_worker_is_replaced_at_once() -> None:
+    """Workers are forked from a loaded template: the check after a timeout does not wait for an interpreter to import sympy."""
+    pool = WorkerPool(size=1, preload=("deepeyes.rewards.maths_worker",))
+    try:
+        assert pool.call("deepeyes.rewards.maths_worker:equivalent", "1/2", "0.5", timeout_s=120).value is True
+        assert pool.call("time:sleep", 60, timeout_s=0.5).error == "timed out after 0.5 s"
+        start = time.perf_counter()
+        assert pool.call("deepeyes.rewards.maths_worker:equivalent", "\\frac{1}{2}", "0.5", timeout_s=30).value is True
+        assert time.perf_counter() - start < 5  # a fresh interpreter took 8-10 s to load sympy on this machine
+    finally:
+        pool.close()
+
+
+def test_hostile_answers_through_the_real_server_keep_health_and_answer_within_the_budget(reward_server_factory) -> None:
+    """The issue's input and its variants, several at once, against a real server with a 2 s budget:
+    /health answers throughout, each reply comes within the budget plus a margin, and the reason is recorded."""
+    server = reward_server_factory({"math_timeout_s": 2})
+    answers = ["9^{9^{9}}", "9^{(9^{9})}", "e^{e^{e^{9}}}", "(10^{6})!", SLOW, SLOW]
+    replies: dict[int, tuple[float, dict]] = {}
+
+    def score(index: int) -> None:
+        start = time.perf_counter()
+        body = {"response": answered(answers[index]), "ground_truth": "1"}
+        result = requests.post(server.url + "/score", json=body, timeout=60).json()
+        replies[index] = (time.perf_counter() - start, result)
+
+    threads = [threading.Thread(target=score, args=(i,)) for i in range(len(answers))]
+    for thread in threads:
+        thread.start()
+    health = []
+    while any(thread.is_alive() for thread in threads):
+        start = time.perf_counter()
+        health.append((requests.get(server.url + "/health", timeout=10).status_code, time.perf_counter() - start))
+        time.sleep(0.1)
+    for thread in threads:
+        thread.join()
+    assert health and all(status == 200 for status, _ in health)
+    assert max(latency for _, latency in health) < 2
+    for index, answer in enumerate(answers):
+        latency, result = replies[index]
+        assert result["accuracy"] == 0.0, answer
+        reason = result["details"]["accuracy_reason"]
+        assert reason.startswith("math check failed: timed out") if answer == SLOW else reason.startswith("answer too large"), reason
+        assert latency < 10, (answer, latency)  # two workers, two 2 s timeouts, a loaded machine
+    start = time.perf_counter()
+    ok = requests.post(server.url + "/score", json={"response": answered("\\frac{1}{2}"), "ground_truth": "0.5"}, timeout=60).json()
+    assert ok["accuracy"] == 1.0 and time.perf_counter() - start < 5
