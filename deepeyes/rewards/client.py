@@ -1,7 +1,11 @@
-"""HTTP client for the reward server, for callers that score remotely (RL workers on other nodes)."""
+"""HTTP client for the reward server, for callers that score remotely (RL workers on other nodes).
+
+With ``$DEEPEYES_REWARD_TOKEN`` set (or ``token=``), every request carries it as a bearer token.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import requests
@@ -20,10 +24,13 @@ class RewardServerError(RuntimeError):
 class RewardClient:
     """``RewardClient("http://127.0.0.1:5000").score(response=..., ground_truth=...)``."""
 
-    def __init__(self, url: str, timeout_s: float = 60.0):
+    def __init__(self, url: str, timeout_s: float = 60.0, token: str | None = None):
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
         self._session = requests.Session()
+        token = token or os.environ.get("DEEPEYES_REWARD_TOKEN") or None
+        if token:
+            self._session.headers["Authorization"] = f"Bearer {token}"
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         response = self._session.request(method, self.url + path, json=body, timeout=self.timeout_s)

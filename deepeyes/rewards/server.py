@@ -5,6 +5,10 @@ WSGI server; ``--workers N`` (N > 1) replaces this process with gunicorn running
 the same factory (``gunicorn "deepeyes.rewards.service:create_app(config_path=...)"``), which
 is how the server is run under load. The seed's ``reinforcement_learning/evaluation_server/server.py``
 is a thin entry point to :func:`main`. See docs/rewards.md for the API.
+
+Authentication: with ``$DEEPEYES_REWARD_TOKEN`` set every request but ``/health`` needs
+``Authorization: Bearer <token>``; binding an address other than loopback without it refuses
+to start unless ``--allow_unauthenticated`` (:mod:`deepeyes.utils.auth`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,11 @@ from deepeyes.cli import LoggingArguments, parse_cli
 from deepeyes.config import ConfigError
 from deepeyes.paths import resolve_path
 from deepeyes.rewards.config import RewardConfig, load_reward_config
+from deepeyes.utils.auth import bearer_token
+
+#: The bearer token's environment variable (the same name as ``deepeyes.rewards.service.TOKEN_ENV``,
+#: which this module does not import: gunicorn's arbiter never needs Flask).
+TOKEN_ENV = "DEEPEYES_REWARD_TOKEN"
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +47,10 @@ class ServerArguments:
     )
     workers: int = field(default=1, metadata={"help": "N > 1 runs N gunicorn worker processes instead of one threaded process"})
     threads: int = field(default=4, metadata={"help": "threads per gunicorn worker (only with --workers > 1)"})
+    allow_unauthenticated: bool = field(
+        default=False,
+        metadata={"help": f"serve a non-loopback --host without a bearer token (${TOKEN_ENV} unset); not recommended"},
+    )
 
     def __post_init__(self) -> None:
         if self.workers < 1 or self.threads < 1:
@@ -65,7 +78,7 @@ def gunicorn_argv(args: ServerArguments, log_level: str) -> list[str]:
     ]  # fmt: skip
 
 
-def serve_threaded(host: str, port: int, config: RewardConfig) -> None:
+def serve_threaded(host: str, port: int, config: RewardConfig, token: str | None = None) -> None:
     """One process, one thread per request (Flask is imported only here: gunicorn mode never needs it in the arbiter)."""
     from werkzeug.serving import make_server
 
@@ -73,8 +86,8 @@ def serve_threaded(host: str, port: int, config: RewardConfig) -> None:
 
     # Our after_request hook logs each request once; silence werkzeug's own access line.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = make_server(host, port, create_app(config), threaded=True)
-    logger.info("reward server listening on http://%s:%d", host, port)
+    server = make_server(host, port, create_app(config, token=token), threaded=True)
+    logger.info("reward server listening on http://%s:%d (%s)", host, port, "bearer token required" if token else "no token")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -90,10 +103,14 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> None:
         config = load_reward_config(resolve_path(args.config) if args.config else None, args.config_section)
     except ConfigError as exc:
         raise SystemExit(f"bad reward config: {exc}") from exc
+    try:
+        token = bearer_token(TOKEN_ENV, args.host, args.allow_unauthenticated)
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from exc
     if args.workers > 1:
-        argv = gunicorn_argv(args, logging_args.log_level)
+        argv = gunicorn_argv(args, logging_args.log_level)  # the workers read the token from the same variable
         os.execv(sys.executable, argv)
-    serve_threaded(args.host, args.port, config)
+    serve_threaded(args.host, args.port, config, token)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,15 @@
 
 Endpoints: ``POST /score`` (one request), ``POST /score_batch`` (``{"items": [...]}``,
 judge calls in parallel), ``GET /health``, ``GET /metrics``. Bad payloads get HTTP 400
-with ``{"error": ...}``; every request is logged on one line.
+with ``{"error": ...}`` (a body nested past the recursion limit included); every request
+is logged on one line. With ``$DEEPEYES_REWARD_TOKEN`` set, every request but ``/health``
+needs ``Authorization: Bearer <token>`` (HTTP 401 otherwise; :mod:`deepeyes.utils.auth`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from deepeyes.rewards.config import RewardConfig, load_reward_config
 from deepeyes.rewards.metrics import ServiceMetrics
 from deepeyes.rewards.payload import PayloadError, parse_request
 from deepeyes.rewards.scoring import RewardScorer
+from deepeyes.utils.auth import OPEN_PATHS, authorized
 
 logger = logging.getLogger("deepeyes.rewards.server")
 
@@ -29,6 +33,8 @@ logger = logging.getLogger("deepeyes.rewards.server")
 MAX_BATCH_ITEMS = 4096
 #: Largest request body; a batch of long multi-turn responses stays well below it.
 MAX_BODY_BYTES = 256 * 1024 * 1024
+#: The environment variable holding the bearer token (server and :class:`~deepeyes.rewards.client.RewardClient`).
+TOKEN_ENV = "DEEPEYES_REWARD_TOKEN"
 
 
 def _error(status: int, message: str) -> tuple[Response, int]:
@@ -41,14 +47,17 @@ def create_app(
     config_path: str | Path | None = None,
     section: str | None = None,
     log_level: str | None = None,
+    token: str | None = None,
 ) -> Flask:
     """A reward server app scoring with ``config``, or with the RewardConfig YAML at ``config_path``.
 
     ``section`` selects one top-level key of that file; neither given: the defaults.
     ``log_level`` (e.g. ``"INFO"``) installs a root log handler, for servers such as gunicorn
-    that import the factory in a fresh worker process. Raises ``deepeyes.config.ConfigError``
-    for a bad config file.
+    that import the factory in a fresh worker process. ``token``: the bearer token requests
+    must carry (default: ``$DEEPEYES_REWARD_TOKEN``; neither: no authentication). Raises
+    ``deepeyes.config.ConfigError`` for a bad config file.
     """
+    token = token or os.environ.get(TOKEN_ENV) or None
     if log_level is not None:
         logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
     if config is None and config_path is not None:
@@ -62,9 +71,12 @@ def create_app(
     app.config["METRICS"] = metrics
 
     @app.before_request
-    def _start_clock() -> None:
+    def _start_clock() -> Any:
         g.start = time.perf_counter()
         g.items = 0
+        if request.path not in OPEN_PATHS and not authorized(request.headers.get("Authorization"), token):
+            return _error(401, "missing or wrong bearer token (Authorization: Bearer <token>)")
+        return None
 
     @app.after_request
     def _log_request(response: Response) -> Response:
