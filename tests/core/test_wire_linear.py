@@ -17,7 +17,12 @@ import pytest
 
 from deepeyes import wire
 from deepeyes.wire.parse import outside_thinking, parse_turn
-from deepeyes.wire.response import _OBSERVATION_RE, find_observations, split_response, trajectory_from_response
+from deepeyes.wire.response import (
+    _OBSERVATION_RE,
+    find_observations,
+    split_response,
+    trajectory_from_response,
+)
 
 _THINK_BLOCK_RE = re.compile(re.escape(wire.THINK_OPEN) + r".*?" + re.escape(wire.THINK_CLOSE), re.DOTALL)
 FRAGMENTS = [
