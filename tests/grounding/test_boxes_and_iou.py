@@ -169,3 +169,14 @@ def test_huge_and_hostile_answers_never_crash() -> None:
     for answer in ["[" * 100_000, "[1, 2, 3, 4" + "]" * 100_000, "{" * 5000 + "}" * 5000, "[" + "1," * 100_000 + "1]", "\x00[1,2,3,4]"]:
         result = grade_box(answer, ["[1, 2, 3, 4]"])
         assert result.score in (0.0, 1.0) and math.isfinite(result.iou)
+
+
+def test_the_grounding_reward_config_file_loads_and_bad_thresholds_are_refused() -> None:
+    from deepeyes.paths import REPO_ROOT
+    from deepeyes.rewards.config import load_reward_config
+
+    config = load_reward_config(REPO_ROOT / "reinforcement_learning/evaluation_server/reward_config_grounding.yaml")
+    assert config.preset == "grounding" and config.grounding == GroundingConfig(0.5, False)
+    for threshold in (0.0, 1.5):
+        with pytest.raises(ValueError, match="iou_threshold"):
+            GroundingConfig(iou_threshold=threshold)
