@@ -3,7 +3,9 @@
 Referring-expression comprehension (REC: "the red cup on the left" → a box) is scored as
 VLM-R1 scores it (``grpo_rec.py``, ``iou_reward`` and ``format_reward``): the accuracy
 reward is 1 when the IoU of the answer's box with the true box passes 0.5, else 0, and a
-format reward is added. ``GroundingConfig.continuous`` pays the IoU itself instead.
+format reward is added. Here the threshold is inclusive (IoU ≥ 0.5, the REC benchmarks'
+Acc@0.5; VLM-R1 writes ``> 0.5``, which differs only at exactly 0.5), and
+``GroundingConfig.continuous`` pays the IoU itself instead.
 
 Frames. The true box is ``[x1, y1, x2, y2]`` in original-image pixels (as a list, its JSON
 text, or Qwen2.5-VL's ``{"bbox_2d": …}`` text); the model answers in the frame of the image

@@ -2,8 +2,8 @@
 
 Qwen2.5-VL answers a grounding question with absolute pixel coordinates of the image it
 saw, usually as JSON: ``{"bbox_2d": [x1, y1, x2, y2], "label": "cup"}``, or a list of such
-objects, often inside a ```` ```json ```` fence (Qwen2.5-VL technical report, §2.2.1
-"absolute coordinates"; its cookbooks parse the same shape). VLM-R1 and other REC data
+objects, often inside a ```` ```json ```` fence (the Qwen2.5-VL technical report's absolute
+coordinates; its grounding cookbook parses the same shape). VLM-R1 and other REC data
 answer with a bare ``[x1, y1, x2, y2]``. Every one of these forms is read here, by one
 parser, so the reward, the evaluation metric and the demo agree on what a model's box is.
 
