@@ -368,8 +368,9 @@ def launch(config: RLConfig, reward_server_url: str) -> int:
     env = environment(config, paths)
     logger.info("launching verl: %s %s", " ".join(f"{k}={v}" for k, v in env.items() if k.startswith("VERL_")), " ".join(argv))
     try:
-        # A managed child: it (and the Ray cluster it starts, which shares its fate) dies with this process.
-        with ManagedProcess(argv, name="verl main_ppo", env=env, cwd=REPO_ROOT, inherit_output=True) as trainer:
+        # A managed child: it dies with this process, and so does the Ray cluster it starts (its
+        # tree is reaped: Ray's agents and helpers do not all follow a killed driver).
+        with ManagedProcess(argv, name="verl main_ppo", env=env, cwd=REPO_ROOT, inherit_output=True, reap_tree=True) as trainer:
             return trainer.wait()
     finally:
         write_step_metrics(paths.root, CollapseAlarm(config.trainer.collapse_fraction, config.trainer.collapse_patience))

@@ -26,7 +26,10 @@ process does. Ray starts its own cluster processes the same way (``fate_share``,
 Each service leads its own process group; stopping it signals the group, so what the service
 forked itself goes too. Where a grandchild must also die with a SIGKILLed service, the service
 starts it with :func:`spawn` (the reward server's check workers) or watches its own parent
-(sandbox kernels).
+(sandbox kernels). A service whose descendants do neither (verl's ``main_ppo``: Ray's dashboard
+agents and multiprocessing helpers outlive a killed driver) is started with ``reap_tree``: a
+small watcher process (this file run as a script) records its process tree and session, and
+kills whatever is left of them when the service stops or this process dies.
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ T = TypeVar("T")
 _PR_SET_PDEATHSIG = 1
 #: How long the SIGTERM handler gives services to stop before it kills their groups.
 _SIGTERM_GRACE_S = 5.0
+#: How often a tree reaper records its service's descendants, and how long it keeps killing.
+_REAP_INTERVAL_S = 1.0
+_REAP_TIMEOUT_S = 10.0
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -282,6 +288,8 @@ class ManagedProcess:
             shuts down cleanly on another, like redis-server and the sandbox server on SIGTERM).
         cwd: working directory.
         inherit_output: share this process's stdout and stderr (a trainer's console) instead.
+        reap_tree: also kill, when it stops or this process dies, every process it started
+            (recorded once a second) and every member of its session, wherever they re-parent.
 
     Raises:
         OSError: the program cannot be started.
@@ -296,6 +304,7 @@ class ManagedProcess:
         death_signal: int = signal.SIGKILL,
         cwd: Path | str | None = None,
         inherit_output: bool = False,
+        reap_tree: bool = False,
     ):
         self.argv = list(argv)
         self.name = name
@@ -304,6 +313,8 @@ class ManagedProcess:
         self._env = {**os.environ, **(env or {})}
         self._cwd = cwd
         self._inherit_output = inherit_output
+        self._reap_tree = reap_tree
+        self._reaper: subprocess.Popen | None = None
         self._log_file: Any = None
         self.process = self._start()
 
@@ -325,6 +336,11 @@ class ManagedProcess:
         )
         _LIVE[id(self)] = self
         _install_handlers()
+        if self._reap_tree:
+            # Its stdin is the stop request (closed by stop(), or by this process's death).
+            self._reaper = spawn([sys.executable, "-I", str(Path(__file__).resolve()), "--reap_tree", str(process.pid)],
+                                 death_signal=signal.SIGTERM, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
         logger.info("started %s (pid %d)", self.name, process.pid)
         return process
 
@@ -351,6 +367,19 @@ class ManagedProcess:
                 self.process.wait()
             logger.info("stopped %s", self.name)
 
+    def _stop_reaper(self) -> None:
+        """Let the reaper kill what is left of the service's tree, and wait for it."""
+        reaper, self._reaper = self._reaper, None
+        if reaper is None:
+            return
+        with contextlib.suppress(OSError):
+            reaper.stdin.close()  # type: ignore[union-attr]
+        try:
+            reaper.wait(timeout=_REAP_TIMEOUT_S + 5)
+        except subprocess.TimeoutExpired:
+            reaper.kill()
+            reaper.wait()
+
     def _release_files(self, final: bool = True) -> None:
         """Close the log file; ``final``: the service will not start again (subclasses remove what they own)."""
         if self._log_file is not None:
@@ -360,6 +389,7 @@ class ManagedProcess:
     def stop(self, timeout: float = 10.0) -> None:
         """TERM its process group, KILL it after ``timeout`` seconds; idempotent."""
         self._terminate(timeout)
+        self._stop_reaper()
         _LIVE.pop(id(self), None)
         self._release_files(final=True)
 
@@ -368,6 +398,7 @@ class ManagedProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
+        self._stop_reaper()
 
     def __enter__(self) -> Self:
         return self
@@ -472,3 +503,95 @@ class RedisServer(ManagedProcess):
         if final and self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+
+# -- the tree reaper (this file run as a script) -----------------------------------------------
+
+
+class _Reap(Exception):
+    """Raised by the reaper's SIGTERM handler: its starter died."""
+
+
+def _process_table() -> dict[int, tuple[int, int, int, str]]:
+    """``pid -> (parent pid, session id, start time in clock ticks, state)`` from ``/proc``."""
+    table = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        table[int(name)] = (int(fields[1]), int(fields[3]), int(fields[19]), fields[0].decode())
+    return table
+
+
+def _tree(table: dict[int, tuple[int, int, int, str]], root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, *_rest) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found, stack = set(), [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+def _reap_tree(leader: int) -> None:
+    """Watch ``leader``'s process tree until told to stop (stdin closed, or SIGTERM), then kill it.
+
+    Every ``_REAP_INTERVAL_S`` the leader's descendants are recorded with their start times (so a
+    reused pid is never killed); at the end every recorded process still alive, every member of
+    the leader's session and every descendant of those gets SIGKILL, until none is left or
+    ``_REAP_TIMEOUT_S`` has passed. A process that leaves both the tree and the session within
+    one interval of its start (a daemon's double fork and ``setsid``) is not seen: that would
+    take a cgroup or a subreaper above the service.
+    """
+    import select
+
+    def on_term(signum: int, frame: object) -> None:
+        raise _Reap
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    me = os.getpid()
+    known: dict[int, int] = {}  # pid -> start time
+
+    def record() -> dict[int, tuple[int, int, int, str]]:
+        table = _process_table()
+        for pid in _tree(table, leader) | ({leader} if leader in table else set()):
+            known.setdefault(pid, table[pid][2])
+        return table
+
+    try:
+        while True:
+            record()
+            readable, _, _ = select.select([sys.stdin], [], [], _REAP_INTERVAL_S)
+            if readable and not os.read(sys.stdin.fileno(), 1024):
+                break
+    except _Reap:
+        pass
+    deadline = time.monotonic() + _REAP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        table = _process_table()
+        doomed = {pid for pid, start in known.items() if pid in table and table[pid][2] == start}
+        # The session id is the leader's pid: trusted while that pid is the leader or no process.
+        if leader not in table or table[leader][2] == known.get(leader):
+            doomed |= {pid for pid, (_, session, _, _) in table.items() if session == leader}
+        for pid in list(doomed):
+            doomed |= _tree(table, pid)
+        doomed = {pid for pid in doomed if pid != me and table.get(pid, (0, 0, 0, "Z"))[3] != "Z"}
+        if not doomed:
+            return
+        for pid in doomed:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+            known.setdefault(pid, table[pid][2])
+        time.sleep(0.1)
+
+
+if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--reap_tree":
+    _reap_tree(int(sys.argv[2]))

@@ -38,7 +38,7 @@ pytestmark = pytest.mark.redis
 
 def _start_parent(where: str, then: str, *extra: str) -> tuple[subprocess.Popen, dict]:
     process = subprocess.Popen(
-        [sys.executable, str(PARENT), where, then, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, str(PARENT), where, then, *extra], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
     )
     line = process.stdout.readline()  # type: ignore[union-attr]
@@ -47,7 +47,7 @@ def _start_parent(where: str, then: str, *extra: str) -> tuple[subprocess.Popen,
 
 
 def _children(started: dict) -> list[psutil.Process]:
-    return [psutil.Process(started[key]) for key in ("redis", "sleeper", "worker") if key in started]
+    return [psutil.Process(started[key]) for key in ("redis", "sleeper", "worker", "tree", "orphan", "setsid") if key in started]
 
 
 def _left_after(children: list[psutil.Process], timeout: float) -> list[psutil.Process]:
@@ -60,12 +60,16 @@ def _left_after(children: list[psutil.Process], timeout: float) -> list[psutil.P
 @pytest.mark.parametrize("where", ["main", "thread"])
 @pytest.mark.parametrize("how", ["exit", "SIGTERM", "SIGKILL"])
 def test_services_end_with_their_starter(where: str, how: str) -> None:
-    process, started = _start_parent(where, "exit" if how == "exit" else "wait", "--pool")
+    process, started = _start_parent(where, "exit" if how == "exit" else "wait", "--pool", "--tree")
     children = _children(started)
-    assert len(children) == 3 and all(running(c) for c in children)
+    assert len(children) == 6 and all(running(c) for c in children)
+    assert psutil.Process(started["orphan"]).ppid() == 1 and os.getsid(started["setsid"]) == started["setsid"]  # they left
     assert port_is_open("127.0.0.1", started["redis_port"])
     started_at = time.monotonic()
-    if how != "exit":
+    if how == "exit":
+        process.stdin.write("\n")  # type: ignore[union-attr]
+        process.stdin.flush()  # type: ignore[union-attr]
+    else:
         process.send_signal(getattr(signal, how))
     returncode = process.wait(timeout=30)
     left = _left_after(children, 5.0)
