@@ -5,10 +5,12 @@ observation goes back as a user turn; until an answer (``length`` instead of ``a
 the answering turn was cut at the policy's token limit), ``max_turns`` or the context budget
 (``token_budget``). Every turn is recorded in a :class:`~deepeyes.trajectory.Trajectory`.
 
-The context budget is kept before each request, not after: the observation is measured in
-tokens and cut to what the conversation has left (:mod:`deepeyes.tools.budget`), and a
-prompt that would still not fit is never sent, so no server is asked for more than
-``max_context_tokens``.
+The context budget is kept before each request, not after: the first prompt (system prompt,
+question, images) is measured before it is sent and a run whose first prompt is over
+``max_context_tokens`` ends at once with ``token_budget`` and no turn (issue 30: a 2 MB question
+had run the model out of memory); each observation is measured in tokens and cut to what the
+conversation has left (:mod:`deepeyes.tools.budget`), and a prompt that would still not fit
+is never sent, so no server is asked for more than ``max_context_tokens``.
 """
 
 from __future__ import annotations
@@ -25,11 +27,16 @@ from typing import Any
 from PIL import Image
 
 from deepeyes.chat import Message
-from deepeyes.images import load_image
+from deepeyes.images import QWEN_DEFAULT_MAX_PIXELS, QWEN_FACTOR, load_image
 from deepeyes.policies.base import Policy
 from deepeyes.prompts import no_tool_system_prompt, system_prompt, user_prompt
 from deepeyes.tool_manager import ObservationBudget, ToolManager, ToolSession
-from deepeyes.tools.budget import tokenizer_counter
+from deepeyes.tools.budget import (
+    TokenCounter,
+    image_tokens,
+    tokenizer_counter,
+    utf8_length,
+)
 from deepeyes.trajectory import StopReason, Trajectory, Turn
 from deepeyes.wire import final_answer, parse_turn
 
@@ -39,6 +46,39 @@ logger = logging.getLogger(__name__)
 #: Tokens the chat template adds around an observation (closing the model's turn, the user
 #: turn's header and end, the next assistant header), with room for how its text joins them.
 TURN_OVERHEAD_TOKENS = 16
+#: Tokens the chat template adds around one message (``<|im_start|>role\n`` … ``<|im_end|>\n``), with room to spare.
+MESSAGE_OVERHEAD_TOKENS = 8
+
+
+class ContextLengthExceeded(ValueError):
+    """A prompt holds more tokens than the context budget allows; it was not sent.
+
+    ``prompt_tokens`` (at most, as :func:`prompt_tokens` counts) and ``max_context_tokens``
+    say by how much. The inference service answers it with OpenAI's 400 ``context_length_exceeded``.
+    """
+
+    def __init__(self, prompt_tokens: int, max_context_tokens: int) -> None:
+        super().__init__(
+            f"the prompt holds {prompt_tokens} tokens, more than the context budget of {max_context_tokens} tokens "
+            "(max_context_tokens); shorten the question or send fewer or smaller images"
+        )
+        self.prompt_tokens = prompt_tokens
+        self.max_context_tokens = max_context_tokens
+
+
+def prompt_tokens(messages: list[Message], count_tokens: TokenCounter, max_pixels: int | None = None) -> int:
+    """At most how many tokens ``messages`` take as a prompt.
+
+    Text by ``count_tokens`` (the policy's tokenizer, or UTF-8 bytes, an upper bound), images
+    by Qwen2.5-VL's 28-px grid cells after the processor's downscale to ``max_pixels``
+    (default: Qwen's own limit), plus :data:`MESSAGE_OVERHEAD_TOKENS` per message.
+    """
+    cells_cap = (max_pixels or QWEN_DEFAULT_MAX_PIXELS) // (QWEN_FACTOR * QWEN_FACTOR) + 2
+    total = 0
+    for message in messages:
+        total += MESSAGE_OVERHEAD_TOKENS + sum(min(image_tokens(image), cells_cap) for image in message.images)
+        total += count_tokens(message.content)
+    return total
 
 
 @dataclass
@@ -105,12 +145,17 @@ class AgentLoop:
             data_source=request.data_source,
             metadata=dict(request.metadata),
         )
-        messages = [
-            Message("system", self.system_prompt),
-            Message("user", user_prompt(request.question, len(images)), images),
-        ]
-        session = self.tool_manager.open_session(images, request.sample_index) if self.config.use_tools else None
+        messages = self.first_messages(request.question, images)
         count_tokens = tokenizer_counter(getattr(policy, "tokenizer", None))
+        overflow = self.context_overflow(messages, policy, count_tokens)
+        if overflow is not None:
+            # Nothing was generated and no tool session opened: the record says why.
+            logger.warning("trajectory %s not started: %s", trajectory.id, overflow)
+            trajectory.stop_reason = "token_budget"
+            trajectory.metadata["stop_detail"] = str(overflow)
+            trajectory.timing = {"total_s": time.perf_counter() - started, "generation_s": 0.0, "tools_s": 0.0}
+            return Rollout(trajectory, messages)
+        session = self.tool_manager.open_session(images, request.sample_index) if self.config.use_tools else None
         generation_s = tools_s = 0.0
         try:
             for index in range(self.config.max_turns if self.config.use_tools else 1):
@@ -150,6 +195,22 @@ class AgentLoop:
             "tools_s": tools_s,
         }
         return Rollout(trajectory, messages)
+
+    def first_messages(self, question: str, images: list[Image.Image]) -> list[Message]:
+        """The first prompt of a run: the system prompt, then the question with its images."""
+        return [Message("system", self.system_prompt), Message("user", user_prompt(question, len(images)), images)]
+
+    def context_overflow(
+        self, messages: list[Message], policy: Policy, count_tokens: TokenCounter | None = None
+    ) -> ContextLengthExceeded | None:
+        """Why ``messages`` may not be sent to ``policy`` (over ``max_context_tokens``), else None."""
+        budget, max_pixels = self.config.max_context_tokens, getattr(policy, "max_pixels", None)
+        # UTF-8 bytes bound the tokens (byte-level BPE): a prompt within the budget by bytes is
+        # not tokenised at all, the common case; only a longer one is counted exactly.
+        if prompt_tokens(messages, utf8_length, max_pixels) <= budget:
+            return None
+        tokens = prompt_tokens(messages, count_tokens or tokenizer_counter(getattr(policy, "tokenizer", None)), max_pixels)
+        return ContextLengthExceeded(tokens, budget) if tokens > budget else None
 
     def _finish_turn(
         self,

@@ -113,3 +113,30 @@ def test_a_prompt_that_cannot_fit_is_never_sent(processor) -> None:
     trajectory = AgentLoop(ToolManager(), AgentConfig(max_context_tokens=budget)).run(policy, [RED], "q")
     assert len(policy.prompts) == 1 and trajectory.stop_reason == "token_budget" and trajectory.final_answer is None
     assert trajectory.turns[0].observation is not None and trajectory.tool_calls.invalid == 1  # recorded, never sent
+
+
+def test_a_first_prompt_over_the_budget_is_refused_before_generating(processor) -> None:
+    """Issue 30, item 5: a 2 MB question never reaches the policy; the record says why, and scores as unanswered."""
+    policy = MeasuringPolicy(processor, [wire.answer_action("never")])
+    question = "How many dots? " + "dot " * (2 * 1024 * 1024 // 4)
+    trajectory = AgentLoop(ToolManager(), AgentConfig(max_context_tokens=16384)).run(policy, [RED], question, ground_truth="1")
+    assert policy.prompts == [] and trajectory.turns == []
+    assert (trajectory.stop_reason, trajectory.final_answer) == ("token_budget", None)
+    assert "more than the context budget of 16384 tokens" in trajectory.metadata["stop_detail"]
+    validate(trajectory.to_dict())
+    assert score_trajectory(trajectory, "1")["score"] == 0.0
+
+
+def test_the_first_prompt_count_bounds_the_real_prompt_closely(processor) -> None:
+    """The pre-count is an upper bound of what the processor encodes, and a close one: a prompt that fits is not refused."""
+    from deepeyes.agent import prompt_tokens
+    from deepeyes.tools.budget import tokenizer_counter
+
+    for question, images in (("q", [RED]), ("What is written here? " * 200, [RED, Image.new("RGB", (300, 200))]), ("no image", [])):
+        policy = MeasuringPolicy(processor, [wire.answer_action("a")])
+        loop = AgentLoop(ToolManager(), AgentConfig(max_turns=1))
+        loop.run(policy, images, question)
+        counted = prompt_tokens(loop.first_messages(question, images), tokenizer_counter(processor.tokenizer))
+        assert policy.prompts[0] <= counted <= policy.prompts[0] + 64, (policy.prompts[0], counted)  # images by whole 28-px cells
+        exact = AgentLoop(ToolManager(), AgentConfig(max_turns=1, max_context_tokens=counted)).run(MeasuringPolicy(processor, [wire.answer_action("a")]), images, question)
+        assert exact.stop_reason == "answer"
