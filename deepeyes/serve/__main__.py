@@ -6,9 +6,12 @@ import logging
 import sys
 
 import uvicorn
+
 from deepeyes.cli import parse_cli
-from deepeyes.serve.app import create_app
+from deepeyes.config import ConfigError
+from deepeyes.serve.app import TOKEN_ENV, create_app
 from deepeyes.serve.config import ServeConfig
+from deepeyes.utils.auth import bearer_token
 
 
 def parse_args(argv: list[str] | None = None) -> ServeConfig:
@@ -27,9 +30,13 @@ def parse_args(argv: list[str] | None = None) -> ServeConfig:
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
+    try:
+        token = bearer_token(TOKEN_ENV, config.host, config.allow_unauthenticated)
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from exc
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Our middleware logs one line per request; uvicorn's access log would be a second one.
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level=config.log_level.lower(), access_log=False)
+    uvicorn.run(create_app(config, token=token), host=config.host, port=config.port, log_level=config.log_level.lower(), access_log=False)
     return 0
 
 

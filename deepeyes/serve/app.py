@@ -3,6 +3,12 @@
 ``create_app(config)`` builds the app; the model and the tool manager are started in its
 lifespan (or an already started tool manager is passed in). Agent loops are blocking and
 run in a thread pool; the event loop only parses, fetches images and streams.
+
+Bounded before any work: a prompt over ``max_context_tokens`` is refused with OpenAI's 400
+``context_length_exceeded`` before generation; JSON nested past the parser's limit is a 400;
+every 4xx carries a ``code``. With ``$DEEPEYES_API_KEY`` set, every request but ``/health`` needs
+``Authorization: Bearer <key>`` (what an OpenAI client sends as its ``api_key``), else 401
+``invalid_api_key`` (:mod:`deepeyes.utils.auth`).
 """
 
 from __future__ import annotations
@@ -10,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 import httpx
@@ -27,7 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deepeyes import wire
-from deepeyes.agent import AgentConfig, Rollout
+from deepeyes.agent import AgentConfig, ContextLengthExceeded, Rollout, prompt_tokens
 from deepeyes.policies.openai import PolicyServerError
 from deepeyes.serve import inputs
 from deepeyes.serve.backend import Backend, Sampling
@@ -35,10 +43,13 @@ from deepeyes.serve.config import ServeConfig
 from deepeyes.serve.errors import (
     APIError,
     bad_request,
+    context_length_exceeded,
     model_not_found,
     server_error,
     too_large,
+    unauthorized,
 )
+from deepeyes.serve.fetch import FetchRules, image_client
 from deepeyes.serve.metrics import CONTENT_TYPE, ServeMetrics
 from deepeyes.serve.schemas import (
     AssistantMessage,
@@ -55,9 +66,14 @@ from deepeyes.serve.schemas import (
 )
 from deepeyes.serve.session import RequestCancelled, RequestRun
 from deepeyes.tool_manager import ToolManager
+from deepeyes.tools.budget import tokenizer_counter
 from deepeyes.trajectory import TOOL_KINDS, Trajectory, Turn
+from deepeyes.utils.auth import OPEN_PATHS, authorized
 
 logger = logging.getLogger("deepeyes.serve")
+
+#: The environment variable holding the service's API key (the bearer token clients send).
+TOKEN_ENV = "DEEPEYES_API_KEY"
 
 _OBSERVATION_SUMMARY_CHARS = 400
 #: Images up to this many encoded bytes in all are decoded on the event loop (well under a millisecond).
@@ -121,11 +137,36 @@ class RequestLogMiddleware:
             logger.info("%s %s %d %.1fms%s", scope["method"], scope["path"], status, elapsed_ms, f" {notes}" if notes else "")
 
 
+class BearerTokenMiddleware:
+    """HTTP 401 ``invalid_api_key`` (OpenAI's shape) for a request without the service's key; ``/health`` stays open."""
+
+    def __init__(self, app: ASGIApp, token: str, metrics: ServeMetrics) -> None:
+        self.app = app
+        self.token = token
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        header = headers.get(b"authorization", b"").decode("latin-1")
+        if authorized(header, self.token):
+            await self.app(scope, receive, send)
+            return
+        error = unauthorized()
+        self.metrics.errors.labels(status=str(error.status), code=str(error.code)).inc()
+        scope.setdefault("state", {})["log"] = "error=invalid_api_key"
+        await error.response()(scope, receive, send)
+
+
 # -- the app ------------------------------------------------------------------------------------
-def create_app(config: ServeConfig, tool_manager: ToolManager | None = None) -> FastAPI:
+def create_app(config: ServeConfig, tool_manager: ToolManager | None = None, token: str | None = None) -> FastAPI:
     """The service for ``config``. ``tool_manager``: an already started one to share (the caller closes it);
-    by default one is built from ``config.tool_manager_config`` and closed with the app."""
+    by default one is built from ``config.tool_manager_config`` and closed with the app. ``token``: the
+    API key requests must carry (default: ``$DEEPEYES_API_KEY``; neither: no authentication)."""
     metrics = ServeMetrics()
+    token = token or os.environ.get(TOKEN_ENV) or None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -139,7 +180,7 @@ def create_app(config: ServeConfig, tool_manager: ToolManager | None = None) -> 
             metrics=metrics,
             workers=ThreadPoolExecutor(config.max_concurrent_requests, thread_name_prefix="serve"),
             closer=ThreadPoolExecutor(2, thread_name_prefix="serve-close"),
-            http=httpx.AsyncClient(),
+            http=image_client(FetchRules.from_list(config.allow_private_image_urls, config.image_url_hosts)),
         )
         if owned:
             await asyncio.to_thread(tools.start)
@@ -155,7 +196,9 @@ def create_app(config: ServeConfig, tool_manager: ToolManager | None = None) -> 
                 await asyncio.to_thread(tools.close)
 
     app = FastAPI(title="DeepEyes inference service", lifespan=lifespan)
-    app.add_middleware(RequestLogMiddleware, metrics=metrics)
+    if token is not None:
+        app.add_middleware(BearerTokenMiddleware, token=token, metrics=metrics)
+    app.add_middleware(RequestLogMiddleware, metrics=metrics)  # added last: outermost, so refusals are logged too
 
     @app.exception_handler(APIError)
     async def api_error(request: Request, exc: APIError) -> JSONResponse:
@@ -165,8 +208,11 @@ def create_app(config: ServeConfig, tool_manager: ToolManager | None = None) -> 
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        error = APIError(exc.status_code, str(exc.detail), code="not_found" if exc.status_code == 404 else None)
-        return await api_error(request, error)
+        try:
+            code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")  # not_found, method_not_allowed
+        except ValueError:
+            code = f"http_{exc.status_code}"
+        return await api_error(request, APIError(exc.status_code, str(exc.detail), code=code))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -202,12 +248,12 @@ def create_app(config: ServeConfig, tool_manager: ToolManager | None = None) -> 
             raise model_not_found(chat.model, config.served_model_name)
         unknown = sorted(set(chat.disable_tools) - set(TOOL_KINDS))
         if unknown:
-            raise bad_request(f"unknown tool(s) {unknown} in disable_tools; tools: {list(TOOL_KINDS)}", "disable_tools")
+            raise bad_request(f"unknown tool(s) {unknown} in disable_tools; tools: {list(TOOL_KINDS)}", "disable_tools", "unknown_tool")
         if chat.max_turns is not None and chat.max_turns > config.max_turns:
-            raise bad_request(f"max_turns {chat.max_turns} exceeds this service's limit of {config.max_turns}", "max_turns")
+            raise bad_request(f"max_turns {chat.max_turns} exceeds this service's limit of {config.max_turns}", "max_turns", "invalid_value")
         mode = chat.resolved_mode
         if mode == "generate" and chat.stream:
-            raise bad_request("streaming is supported in the agent mode only", "stream")
+            raise bad_request("streaming is supported in the agent mode only", "stream", "unsupported_value")
         question = inputs.agent_question(chat) if mode == "agent" else ""
         refs = inputs.image_refs(chat, config)
         if any(ref.data is None for ref in refs):
@@ -226,6 +272,12 @@ def create_app(config: ServeConfig, tool_manager: ToolManager | None = None) -> 
             return await _generate(request, state, chat, images, sampling, completion_id, clock)
         run = _request_run(state, chat, sampling)
         clock.add_since(mark)
+        # Measured off the event loop: a 2 MB question takes a while to tokenise.
+        overflow = await asyncio.get_running_loop().run_in_executor(
+            state.workers, run.loop.context_overflow, run.loop.first_messages(question, images), run.policy
+        )
+        if overflow is not None:
+            raise context_length_exceeded(overflow)
         if chat.stream:
             return StreamingResponse(
                 _stream(request, state, chat, question, images, run, completion_id, clock),
@@ -255,10 +307,14 @@ def _parse(body: bytes) -> ChatCompletionRequest:
         payload = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise bad_request(f"the request body is not valid JSON: {exc}", code="invalid_json") from exc
+    except RecursionError as exc:  # JSON nested past the parser's recursion limit
+        raise bad_request("the request body is nested too deeply to read", code="invalid_json") from exc
     if not isinstance(payload, dict):
         raise bad_request("the request body must be a JSON object", code="invalid_json")
     try:
         return ChatCompletionRequest.model_validate(payload)
+    except RecursionError as exc:
+        raise bad_request("the request body is nested too deeply to read", code="invalid_json") from exc
     except ValidationError as exc:
         first = exc.errors()[0]
         param = ".".join(str(part) for part in first["loc"]) or None
@@ -272,7 +328,8 @@ def _request_run(state: ServeState, chat: ChatCompletionRequest, sampling: Sampl
         max_context_tokens=config.max_context_tokens,
         use_tools=not chat.force_no_tool,
     )
-    return RequestRun(state.backend.policy(sampling), state.tools, agent_config, set(chat.disable_tools), state.closer.submit)
+    return RequestRun(state.backend.policy(sampling), state.tools, agent_config, set(chat.disable_tools), state.closer.submit,
+                      tokenizer=state.backend.tokenizer, max_pixels=state.backend.max_pixels)
 
 
 def _usage(run: RequestRun, trajectory: Trajectory) -> Usage:
@@ -456,6 +513,13 @@ async def _generate(request: Request, state: ServeState, chat: ChatCompletionReq
     policy = state.backend.policy(sampling)
     messages = inputs.conversation(chat, images)
     clock.add_since(mark)
+    budget = state.config.max_context_tokens
+    counter = tokenizer_counter(state.backend.tokenizer)
+    tokens = await asyncio.get_running_loop().run_in_executor(
+        state.workers, lambda: prompt_tokens(messages, counter, state.backend.max_pixels)
+    )
+    if tokens > budget:
+        raise context_length_exceeded(ContextLengthExceeded(tokens, budget))
 
     def work():
         t0 = time.perf_counter()

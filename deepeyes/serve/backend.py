@@ -129,6 +129,16 @@ class Backend:
             return _ScriptOverModel(batching, self._script)
         return batching
 
+    @property
+    def tokenizer(self):
+        """The local model's tokenizer, or None (an upstream or a script: prompts are measured in UTF-8 bytes)."""
+        return self._model.policy.tokenizer if self._model is not None else None
+
+    @property
+    def max_pixels(self) -> int | None:
+        """The local model's image size limit (pixels), or None (Qwen's own)."""
+        return self._model.policy.max_pixels if self._model is not None else None
+
     def policy(self, sampling: Sampling) -> Policy:
         with self._lock:
             policy = self._policies.get(sampling)

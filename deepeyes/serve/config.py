@@ -46,7 +46,11 @@ class ServeConfig:
     # -- the agent loop and tools -------------------------------------------------------------
     tool_manager_config: str = field(default=str(TOOL_MANAGER_CONFIG), metadata=_help("tool manager YAML (sandbox, search)"))
     max_turns: int = field(default=8, metadata=_help("default and upper bound of a request's max_turns"))
-    max_context_tokens: int = field(default=16384, metadata=_help("a trajectory stops when its conversation reaches this many tokens"))
+    max_context_tokens: int = field(
+        default=16384,
+        metadata=_help("most tokens of a prompt: a longer first prompt gets HTTP 400 context_length_exceeded before any generation, "
+                       "and a trajectory stops when its conversation reaches it"),
+    )
     max_concurrent_requests: int = field(default=64, metadata=_help("agent loops running at once; further requests wait"))
 
     # -- request limits -----------------------------------------------------------------------
@@ -56,9 +60,20 @@ class ServeConfig:
         default=False, metadata=_help("accept image_url values that are local file paths or file:// URLs (trusted clients only)")
     )
     image_fetch_timeout_s: float = field(default=10.0, metadata=_help("timeout for downloading an http(s) image_url"))
+    allow_private_image_urls: bool = field(
+        default=False,
+        metadata=_help("fetch http(s) image_url values from loopback, private and link-local addresses too (trusted networks only)"),
+    )
+    image_url_hosts: str = field(
+        default="", metadata=_help("comma-separated host names an http(s) image_url may name (empty: any public host)")
+    )
 
     # -- the HTTP server ----------------------------------------------------------------------
     host: str = field(default="127.0.0.1", metadata=_help("interface to listen on"))
+    allow_unauthenticated: bool = field(
+        default=False,
+        metadata=_help("serve a non-loopback --host without a bearer token ($DEEPEYES_API_KEY unset); not recommended"),
+    )
     port: int = field(default=8000, metadata=_help("TCP port to listen on"))
     log_level: str = field(default="INFO", metadata=_help("logging level (DEBUG, INFO, WARNING, ERROR)"))
 

@@ -1,6 +1,7 @@
 """OpenAI chat messages → what the agent loop and the policies take.
 
-Images arrive as ``image_url`` parts: a ``data:`` URI, an http(s) URL (downloaded here),
+Images arrive as ``image_url`` parts: a ``data:`` URI, an http(s) URL (downloaded here,
+from public addresses only unless the operator allows more: :mod:`deepeyes.serve.fetch`),
 or — only when the service allows local files — a path or ``file://`` URL. Every image
 is decoded before any model work starts, so an undecodable one fails the request with
 HTTP 400 naming the offending part.
@@ -8,6 +9,7 @@ HTTP 400 naming the offending part.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from urllib.parse import unquote, urlparse
 
@@ -18,8 +20,11 @@ from deepeyes.chat import Message
 from deepeyes.images import QWEN_MAX_ASPECT, ImageLoadError, load_image
 from deepeyes.serve.config import ServeConfig
 from deepeyes.serve.errors import APIError, bad_request
+from deepeyes.serve.fetch import FetchRefused
 from deepeyes.serve.schemas import ChatCompletionRequest, ImagePart, TextPart
 from deepeyes.wire import IMAGE_PLACEHOLDER, escape_placeholders
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -60,22 +65,38 @@ def image_refs(request: ChatCompletionRequest, config: ServeConfig) -> list[Imag
 
 
 async def fetch_remote(refs: list[ImageRef], client: httpx.AsyncClient, config: ServeConfig) -> None:
-    """Download the http(s) images, each at most the request size limit; 400 when one cannot be fetched."""
+    """Download the http(s) images, each at most the request size limit.
+
+    ``client`` is :func:`deepeyes.serve.fetch.image_client`: a host or address the service does
+    not fetch from is a 400 saying so, before any connection. Any other failure (refused or
+    timed-out connection, TLS, an HTTP error status) is one and the same 400, so that the
+    answer does not tell an open port from a closed one; the reason is logged here.
+    """
     for ref in refs:
         if ref.data is not None:
             continue
         try:
             async with client.stream("GET", ref.url, timeout=config.image_fetch_timeout_s, follow_redirects=True) as response:
                 if response.status_code != 200:
-                    raise bad_request(f"image {ref.url} answered HTTP {response.status_code}", ref.param, "invalid_image_url")
+                    raise httpx.HTTPStatusError(f"HTTP {response.status_code}", request=response.request, response=response)
                 body = bytearray()
                 async for chunk in response.aiter_bytes():
                     body += chunk
                     if len(body) > config.max_request_bytes:
                         raise APIError(413, f"image {ref.url} exceeds {config.max_request_bytes} bytes", param=ref.param, code="request_too_large")
                 ref.data = bytes(body)
-        except httpx.HTTPError as exc:
-            raise bad_request(f"image {ref.url} could not be fetched: {exc}", ref.param, "invalid_image_url") from exc
+        except FetchRefused as exc:
+            logger.info("image_url refused: %s (%s)", ref.url, exc)
+            raise bad_request(
+                f"image {ref.url} is not fetched by this service: only public hosts"
+                + (" among its allowed image hosts" if config.image_url_hosts else "")
+                + " (loopback and private addresses need --allow_private_image_urls)",
+                ref.param,
+                "invalid_image_url",
+            ) from exc
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            logger.info("image_url fetch failed: %s (%s: %s)", ref.url, type(exc).__name__, exc)
+            raise bad_request(f"image {ref.url} could not be fetched", ref.param, "invalid_image_url") from exc
 
 
 def encoded_size(refs: list[ImageRef]) -> int:
@@ -119,10 +140,10 @@ def agent_question(request: ChatCompletionRequest) -> str:
     """
     users = [message for message in request.messages if message.role == "user"]
     if not users:
-        raise bad_request("the request has no user message", "messages")
+        raise bad_request("the request has no user message", "messages", "missing_user_message")
     question = escape_placeholders(_text_of(users[-1].content)).strip()
     if not question:
-        raise bad_request("the last user message has no text question", "messages")
+        raise bad_request("the last user message has no text question", "messages", "missing_question")
     return question
 
 
@@ -143,6 +164,6 @@ def conversation(request: ChatCompletionRequest, images: list[Image.Image]) -> l
                 pieces.append(IMAGE_PLACEHOLDER)
                 attached.append(next(remaining))
         if attached and message.role == "assistant":
-            raise bad_request("assistant messages cannot carry images", "messages")
+            raise bad_request("assistant messages cannot carry images", "messages", "invalid_message")
         messages.append(Message(message.role, "".join(pieces), attached))
     return messages

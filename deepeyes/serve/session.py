@@ -39,9 +39,12 @@ class RequestCancelled(RuntimeError):
 class RequestPolicy:
     """The shared policy for one request: counts its tokens and stops when the request is cancelled."""
 
-    def __init__(self, policy: Policy, cancelled: threading.Event) -> None:
+    def __init__(self, policy: Policy, cancelled: threading.Event, tokenizer: Any = None, max_pixels: int | None = None) -> None:
         self.policy = policy
         self.cancelled = cancelled
+        #: What the agent loop measures prompts and observations with (the model's; None: UTF-8 bytes).
+        self.tokenizer = tokenizer
+        self.max_pixels = max_pixels
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.cpu_s = 0.0  # CPU time of this thread inside generation (a batch leader runs the whole batch)
@@ -124,9 +127,11 @@ class RequestRun:
         agent_config: AgentConfig,
         disabled: set[str],
         run_later: Callable[[Callable[[], None]], object],
+        tokenizer: Any = None,
+        max_pixels: int | None = None,
     ) -> None:
         self.cancelled = threading.Event()
-        self.policy = RequestPolicy(policy, self.cancelled)
+        self.policy = RequestPolicy(policy, self.cancelled, tokenizer, max_pixels)
         self.tools = RequestTools(manager, disabled, self.cancelled, run_later) if manager is not None and agent_config.use_tools else None
         self.loop = AgentLoop(self.tools, agent_config)  # type: ignore[arg-type]  # RequestTools has ToolManager's session interface
         #: CPU seconds the service itself spent on this request outside generation and tool calls

@@ -116,7 +116,15 @@ def test_request_too_large_is_413(serve_tools: ToolManager, script_file: Path) -
         assert client.chat.completions.create(model="deepeyes", messages=ask("plain", RED)).choices[0].message.content == "42"
 
 
-def test_http_image_urls_are_fetched_and_bad_ones_refused(client: openai.OpenAI, image_site: str) -> None:
+@pytest.fixture(scope="module")
+def trusting_private(serve_tools: ToolManager, script_file: Path) -> Iterator[Served]:
+    """The scripted service allowed to fetch images from loopback (where the test site runs)."""
+    with serve(ServeConfig(script_path=str(script_file), allow_private_image_urls=True), serve_tools) as served:
+        yield served
+
+
+def test_http_image_urls_are_fetched_and_bad_ones_refused(trusting_private: Served, image_site: str) -> None:
+    client = openai.OpenAI(base_url=trusting_private.base_url, api_key="unused", max_retries=0, timeout=120)
     completion = client.chat.completions.create(model="deepeyes", messages=ask("figure", f"{image_site}/red.png"))
     assert "(30, 20)" in completion.model_extra["trajectory"]["turns"][0]["observation"]["text"]
     with pytest.raises(openai.BadRequestError) as missing:
