@@ -33,6 +33,7 @@ from deepeyes.demo.viewer import (
     TrajectoryFilter,
     choice_label,
     facets,
+    image_reader,
     load_trajectories,
     summary_row,
 )
@@ -56,6 +57,8 @@ class DemoOptions:
     concurrency: int = 2  # questions answered at once; further users queue
     model_label: str = "tiny Qwen2.5-VL"
     examples: list[list[Any]] = field(default_factory=list)
+    #: Folders the viewer may read images from when an uploaded file names paths (deepeyes.demo.viewer.image_reader).
+    viewer_image_dirs: tuple[str, ...] = (str(SAMPLE_DIR),)
 
 
 def sample_examples(sample_dir: Path = SAMPLE_DIR, per_category: int = 1) -> list[list[Any]]:
@@ -129,6 +132,8 @@ def build_app(policy: Policy, tool_manager: ToolManager | None, options: DemoOpt
     def unload(request: gr.Request):
         sessions.stop(_session_id(request))
 
+    viewer_may_read = image_reader(options.viewer_image_dirs)
+
     def open_file(file):
         if not file:
             return [], message_html("Choose a trajectory JSONL file.", "info"), *_filter_updates([], [])
@@ -155,7 +160,7 @@ def build_app(policy: Policy, tool_manager: ToolManager | None, options: DemoOpt
     def show(trajectories, choice):
         if choice is None or not trajectories or not 0 <= int(choice) < len(trajectories):
             return ""
-        return render_trajectory(trajectories[int(choice)])
+        return render_trajectory(trajectories[int(choice)], may_read=viewer_may_read)
 
     with gr.Blocks(title="DeepEyes demo", css=CSS, analytics_enabled=False) as demo:
         gr.Markdown(
@@ -264,6 +269,11 @@ class DemoArguments:
     port: int = field(default=7860, metadata={"help": "port to listen on"})
     concurrency: int = field(default=2, metadata={"help": "questions answered at once; other users queue"})
     share: bool = field(default=False, metadata={"help": "also open a public gradio.live share link"})
+    viewer_image_dirs: str = field(
+        default=str(SAMPLE_DIR),
+        metadata={"help": "comma-separated folders the trajectory viewer may read images from when an uploaded file names "
+                          "image paths (images embedded in the file always show)"},
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     options = DemoOptions(
         max_turns=args.max_turns, temperature=args.temperature, max_new_tokens=args.max_new_tokens,
         concurrency=args.concurrency, model_label=label, examples=sample_examples(),
+        viewer_image_dirs=tuple(folder.strip() for folder in args.viewer_image_dirs.split(",") if folder.strip()),
     )
     with ExitStack() as stack:
         tool_manager = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,12 +89,15 @@ def thumbnail_url(image: Image.Image, side: int = THUMBNAIL_SIDE) -> str:
     return to_data_url(copy)
 
 
-def _input_images(trajectory: Trajectory, media: TrajectoryMedia) -> str:
+def _input_images(trajectory: Trajectory, media: TrajectoryMedia, may_read: Callable[[str], bool] | None = None) -> str:
     if media.inputs:
         return "".join(_img(url, "de-input", f"image_{i}") for i, url in enumerate(media.inputs, start=1))
     parts = []
     for i, source in enumerate(trajectory.images, start=1):
         path = Path(source)
+        if may_read is not None and not may_read(source):
+            parts.append(f'<span class="de-missing">image_{i}: {_e(path.name)} (not shown: outside the folders this page reads)</span>')
+            continue
         try:
             parts.append(_img(thumbnail_url(load_image(path)), "de-input", f"image_{i}"))
         except (ImageLoadError, OSError, ValueError):  # a path on another machine, or "<in-memory>"
@@ -101,7 +105,7 @@ def _input_images(trajectory: Trajectory, media: TrajectoryMedia) -> str:
     return "".join(parts)
 
 
-def _header(trajectory: Trajectory, media: TrajectoryMedia) -> str:
+def _header(trajectory: Trajectory, media: TrajectoryMedia, may_read: Callable[[str], bool] | None = None) -> str:
     facts = []
     dataset = trajectory.data_source or trajectory.metadata.get("dataset")
     if dataset:
@@ -114,7 +118,7 @@ def _header(trajectory: Trajectory, media: TrajectoryMedia) -> str:
         scores = ", ".join(f"{_e(k)} {v:.2f}" for k, v in trajectory.reward.items() if isinstance(v, (int, float)))
         facts.append(f"reward {scores}")
     meta = f'<div class="de-facts">{" · ".join(facts)}</div>' if facts else ""
-    images = _input_images(trajectory, media)
+    images = _input_images(trajectory, media, may_read)
     return (
         '<div class="de-question">'
         f'<div class="de-images">{images}</div>'
@@ -229,10 +233,14 @@ def render_turn(turn: Turn, images: list[str] | None = None) -> str:
     )
 
 
-def render_trajectory(trajectory: Trajectory, running: bool = False) -> str:
-    """The whole trajectory as one HTML fragment; ``running`` adds a "working" marker at the end."""
+def render_trajectory(trajectory: Trajectory, running: bool = False, may_read: Callable[[str], bool] | None = None) -> str:
+    """The whole trajectory as one HTML fragment; ``running`` adds a "working" marker at the end.
+
+    ``may_read``: which input image paths may be read from this machine's disk (the viewer's
+    rule for uploaded files, :func:`deepeyes.demo.viewer.image_reader`); None: any (the page's own runs).
+    """
     media = TrajectoryMedia.of(trajectory)
-    parts = [f'<div class="de-trajectory" data-id="{_e(trajectory.id)}">', _header(trajectory, media)]
+    parts = [f'<div class="de-trajectory" data-id="{_e(trajectory.id)}">', _header(trajectory, media, may_read)]
     parts += [render_turn(turn, media.observations.get(turn.index)) for turn in trajectory.turns]
     if running:
         parts.append('<div class="de-running">The model is working…</div>')

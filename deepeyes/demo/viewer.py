@@ -3,11 +3,18 @@
 Evaluation, RL and the demo all write the one trajectory schema (DESIGN §5); this module
 reads such a file line by line (a bad line is reported by number, the rest still load)
 and answers the viewer's filters: dataset, category, correct/incorrect, tools used.
+
+An uploaded file is the visitor's, not the operator's: the image paths it names are read
+from this machine only inside the folders the operator allowed (:func:`image_reader`; by
+default the demo's sample folder), never anywhere else (issue 30 showed a root-only file
+named in an uploaded trajectory). Images the file carries itself (data URLs) always show.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +53,23 @@ def load_trajectories(path: str | Path) -> LoadedFile:
             except (TypeError, KeyError, AttributeError) as exc:
                 loaded.errors.append(f"line {number}: not a trajectory record ({type(exc).__name__})")
     return loaded
+
+
+def image_reader(folders: Sequence[str | Path]) -> Callable[[str], bool]:
+    """Whether an image path named in an uploaded file may be read: a file inside one of ``folders``.
+
+    Paths are compared after resolving links and ``..`` (``os.path.realpath``), so neither
+    can lead out of a folder. No folders: no path may be read.
+    """
+    roots = [os.path.realpath(folder) for folder in folders]
+
+    def may_read(source: str) -> bool:
+        if "://" in source or source.startswith("<"):
+            return False
+        real = os.path.realpath(source)
+        return os.path.isfile(real) and any(os.path.commonpath([real, root]) == root for root in roots)
+
+    return may_read
 
 
 def dataset_of(trajectory: Trajectory) -> str:

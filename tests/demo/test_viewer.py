@@ -59,3 +59,29 @@ def test_filters_combine_dataset_category_result_and_tools(tmp_path: Path) -> No
     found = facets(trajectories)
     assert found["datasets"] == ["Search", "Visual", "demo"] and found["categories"] == ["chart", "counting", "none", "text_search"]
     assert found["tools"][-1] == "none" and "code" in found["tools"]
+
+
+def test_an_uploaded_file_shows_images_only_from_the_allowed_folders(tmp_path: Path) -> None:
+    """Issue 30: an uploaded trajectory naming a server-side path must not show that file."""
+    from PIL import Image
+
+    from deepeyes.demo.render import render_trajectory
+    from deepeyes.demo.viewer import image_reader
+
+    allowed, private = tmp_path / "samples", tmp_path / "private"
+    allowed.mkdir()
+    private.mkdir()
+    Image.new("RGB", (8, 8), "red").save(allowed / "ok.png")
+    Image.new("RGB", (8, 8), "blue").save(private / "secret.png")
+    sources = [str(allowed / "ok.png"), str(private / "secret.png"), str(allowed / ".." / "private" / "secret.png"), "/etc/shadow"]
+    (allowed / "link.png").symlink_to(private / "secret.png")
+    sources.append(str(allowed / "link.png"))
+    path = tmp_path / "upload.jsonl"
+    write_jsonl(path, [Trajectory(id="up", question="q", images=sources)], append=False)
+    trajectory = load_trajectories(path).trajectories[0]
+    html = render_trajectory(trajectory, may_read=image_reader([allowed]))
+    assert html.count('class="de-input"') == 1  # ok.png only
+    assert html.count("not shown: outside the folders") == 4
+    assert str(private) not in html  # not even the folder's name is echoed
+    assert render_trajectory(trajectory, may_read=image_reader([])).count('class="de-input"') == 0
+    assert render_trajectory(trajectory).count('class="de-input"') == 4  # the chat page's own runs: any readable path
