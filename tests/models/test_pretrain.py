@@ -19,6 +19,7 @@ from deepeyes.data.synth.tasks import counting, no_tool
 from deepeyes.data.synth.world import ONSETS
 from deepeyes.models import pretrain_corpus
 from deepeyes.models.base import BaseModelError, install, verify
+from deepeyes.paths import CARRIED_BASE_DIR
 from deepeyes.models.pretrain import IGNORE_INDEX, WARMUP_FAMILY, ConversationEncoder, PretrainArguments, train
 from deepeyes.models.tiny import TinyModelSpec, build_processor
 
@@ -185,3 +186,27 @@ def test_a_checkout_without_a_carried_base_is_reported_not_failed(tmp_path: Path
     assert main(["--source", str(tmp_path / "absent"), "--target", str(tmp_path / "target")]) == 0
     assert "no pretrained base carried" in capsys.readouterr().out
     assert not (tmp_path / "target").exists()
+
+
+def test_the_carried_base_matches_its_manifest_and_copies_digit_runs_it_never_saw() -> None:
+    """The base the repository carries is what its manifest says and has learnt to copy: greedy
+    decoding writes back digit runs drawn from a generator its training never used."""
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    manifest = verify(CARRIED_BASE_DIR)
+    assert manifest["command"].startswith("python -m deepeyes.models.pretrain")
+    assert (CARRIED_BASE_DIR / "model.safetensors").stat().st_size <= 32 * 1024 * 1024
+    processor = AutoProcessor.from_pretrained(CARRIED_BASE_DIR)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(CARRIED_BASE_DIR).eval()
+    rng = random.Random(20261207)
+    copied = 0
+    trials = 8
+    for _ in range(trials):
+        *prompt, reply = pretrain_corpus.sample(rng, image_share=0.0, family=WARMUP_FAMILY).messages
+        text = processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+        inputs = processor(text=[text], return_tensors="pt")
+        with torch.no_grad():
+            out = model.generate(**inputs, max_new_tokens=48, do_sample=False)
+        generated = processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        copied += generated.strip() == reply["content"]
+    assert copied >= trials * 3 // 4, f"copied {copied} of {trials}"
