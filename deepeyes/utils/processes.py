@@ -339,8 +339,9 @@ class ManagedProcess:
         if self._reap_tree:
             # Its stdin is the stop request (closed by stop(), or by this process's death).
             self._reaper = spawn([sys.executable, "-I", str(Path(__file__).resolve()), "--reap_tree", str(process.pid)],
-                                 death_signal=signal.SIGTERM, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                 death_signal=signal.SIGTERM, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  stderr=subprocess.DEVNULL, start_new_session=True)
+            _await_reaper(self._reaper, self.name)
         logger.info("started %s (pid %d)", self.name, process.pid)
         return process
 
@@ -540,6 +541,21 @@ def _tree(table: dict[int, tuple[int, int, int, str]], root: int) -> set[int]:
     return found
 
 
+#: How long a service start waits for its reaper's first look at the tree (interpreter start-up
+#: on a loaded 2-core machine took over 3 s: a tree that changed meanwhile went unrecorded).
+_REAPER_READY_TIMEOUT_S = 60.0
+
+
+def _await_reaper(reaper: subprocess.Popen, name: str) -> None:
+    """Block until ``reaper`` has recorded the tree once (it writes one line), so that whatever
+    the service starts from now on is seen; warn and go on if it never says so."""
+    import select
+
+    readable, _, _ = select.select([reaper.stdout], [], [], _REAPER_READY_TIMEOUT_S)
+    if not readable or not reaper.stdout.readline():  # type: ignore[union-attr]
+        logger.warning("the process-tree reaper of %s did not start within %.0f s", name, _REAPER_READY_TIMEOUT_S)
+
+
 def _reap_tree(leader: int) -> None:
     """Watch ``leader``'s process tree until told to stop (stdin closed, or SIGTERM), then kill it.
 
@@ -567,6 +583,9 @@ def _reap_tree(leader: int) -> None:
         return table
 
     try:
+        record()
+        sys.stdout.write("recording\n")  # the starter waits for this line (_await_reaper)
+        sys.stdout.flush()
         while True:
             record()
             readable, _, _ = select.select([sys.stdin], [], [], _REAP_INTERVAL_S)
@@ -574,6 +593,9 @@ def _reap_tree(leader: int) -> None:
                 break
     except _Reap:
         pass
+    # A second stop request (the starter's SIGTERM after it closed our stdin, then its death
+    # signal) must not interrupt the killing it asks for.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     deadline = time.monotonic() + _REAP_TIMEOUT_S
     while time.monotonic() < deadline:
         table = _process_table()

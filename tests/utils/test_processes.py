@@ -73,7 +73,8 @@ def test_services_end_with_their_starter(where: str, how: str) -> None:
         process.send_signal(getattr(signal, how))
     returncode = process.wait(timeout=30)
     left = _left_after(children, 5.0)
-    assert not left, f"outlived their starter ({how}, started from the {where} thread): {left}"
+    names = {pid: key for key, pid in started.items() if isinstance(pid, int)}
+    assert not left, f"outlived their starter ({how}, started from the {where} thread): {[(names.get(c.pid), c.pid) for c in left]}"
     assert not port_is_open("127.0.0.1", started["redis_port"])
     assert time.monotonic() - started_at < 10
     if how == "exit":
