@@ -95,8 +95,14 @@ def owner(cluster: SandboxCluster, client: SandboxClient, sid: str) -> int:
     return cluster.ports.index(int(client.instances_for(sid)[0].rsplit(":", 1)[1]))
 
 
-def wait_resaved(cluster: SandboxCluster) -> None:
-    wait_until(lambda: all(health(cluster, i)["store"] == "ok" and health(cluster, i)["unsaved"] == 0
+def store_losses(cluster: SandboxCluster) -> list[int]:
+    return [health(cluster, i)["store_losses"] for i in range(len(cluster.ports))]
+
+
+def wait_resaved(cluster: SandboxCluster, losses_before: list[int]) -> None:
+    """Until every instance has noticed the restart (its ``store_losses`` grew: the watcher polls
+    every 0.5 s, so ``unsaved == 0`` alone can be read before it looked) and re-snapshotted."""
+    wait_until(lambda: all((h := health(cluster, i))["store"] == "ok" and h["unsaved"] == 0 and h["store_losses"] > losses_before[i]
                            for i in range(len(cluster.ports))), 60, "live sessions re-snapshotted")
 
 
@@ -108,9 +114,10 @@ def item1_restart(cluster: SandboxCluster, client: SandboxClient, redis_server: 
         client.open_session(sid)
         client.execute(sid, "import numpy as np\nx = 1\narr = np.arange(4)\nhist = {'a': 1}")
         client.execute(sid, "x = 3")
+        losses = store_losses(cluster)
         redis_server.stop()
         redis_server.start(keep_data=keep)
-        wait_resaved(cluster)
+        wait_resaved(cluster, losses)
         if loss == "kernel":
             os.kill(int(client.execute(sid, KERNEL_PID).result), signal.SIGKILL)
         else:
@@ -130,12 +137,13 @@ def item2_outage(cluster: SandboxCluster, client: SandboxClient, redis_server: R
         client.open_session(sid)
         client.execute(sid, f"counter = 8\nmine = {n}")
     homes = {sid: owner(cluster, client, sid) for sid in sessions}
+    losses = store_losses(cluster)
     redis_server.stop()
     results = [client.execute(sessions[0], "counter += 1\ncounter") for _ in range(10)]
     others = [client.execute(sid, "mine * 10") for sid in sessions[1:]]
     moved = sum(owner(cluster, client, sid) != homes[sid] for sid in sessions)
     redis_server.start(keep_data=False)
-    wait_resaved(cluster)
+    wait_resaved(cluster, losses)
     for index in sorted(set(homes.values())):  # every live kernel lost: all comes from Redis now
         for sid in sessions:
             if homes[sid] == index:
