@@ -11,11 +11,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deepeyes.config import load_config
-from deepeyes.rewards.grounding import GroundingConfig
-from deepeyes.rewards.presets import PRESETS
 
+#: Names accepted by :attr:`RewardConfig.preset`; :mod:`deepeyes.rewards.presets` holds their formulas.
+PRESETS: tuple[str, ...] = ("seed", "deepeyes_v2", "deepeyes_v1", "grounding")
 #: Order of :attr:`RewardConfig.weights`; the docs and the result details use these names.
 WEIGHT_NAMES: tuple[str, str, str] = ("task_completion", "tool_efficiency", "accuracy")
+#: VLM-R1's accuracy threshold and the REC benchmarks' Acc@0.5.
+DEFAULT_IOU_THRESHOLD = 0.5
+
+
+@dataclass
+class GroundingConfig:
+    """How a box answer is graded (the ``reward.grounding`` section)."""
+
+    #: A box counts as correct when its IoU with the true box is at least this.
+    iou_threshold: float = DEFAULT_IOU_THRESHOLD
+    #: False (VLM-R1's reward): accuracy is 1 when correct, else 0. True: accuracy is the IoU.
+    continuous: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.iou_threshold <= 1.0:
+            raise ValueError(f"grounding.iou_threshold must be in (0, 1], got {self.iou_threshold}")
 
 
 @dataclass

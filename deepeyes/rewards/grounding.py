@@ -34,30 +34,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from deepeyes.images import ImageFrame
+from deepeyes.rewards.accuracy import AccuracyResult
+from deepeyes.rewards.config import DEFAULT_IOU_THRESHOLD, GroundingConfig
 from deepeyes.rewards.payload import PayloadError, ScoreRequest
 from deepeyes.wire.boxes import Box, box_problem, parse_box
 
 #: ``data_source`` parts that mark a grounding row (VLM-R1's data set names, ours, and
 #: the ``refcocop`` spelling VLM-R1's file names use for RefCOCO+).
 GROUNDING_SOURCE_PARTS: frozenset[str] = frozenset({"refcoco", "refcoco+", "refcocop", "refcocog", "refgta", "rec", "grounding"})
-#: VLM-R1's accuracy threshold and the REC benchmarks' Acc@0.5.
-DEFAULT_IOU_THRESHOLD = 0.5
-
-
-@dataclass
-class GroundingConfig:
-    """How a box answer is graded (the ``reward.grounding`` section)."""
-
-    #: A box counts as correct when its IoU with the true box is at least this.
-    iou_threshold: float = DEFAULT_IOU_THRESHOLD
-    #: False (VLM-R1's reward): accuracy is 1 when correct, else 0. True: accuracy is the IoU.
-    continuous: bool = False
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.iou_threshold <= 1.0:
-            raise ValueError(f"grounding.iou_threshold must be in (0, 1], got {self.iou_threshold}")
-
-
 @dataclass(frozen=True)
 class GroundingResult:
     """One graded box answer; boxes in original-image pixels (or the frame given)."""
@@ -180,17 +164,11 @@ def grade_box(
 
 
 @dataclass
-class BoxAccuracy:
-    """The reward's accuracy component for a grounding row: the fields of
-    :class:`deepeyes.rewards.accuracy.AccuracyResult` (answer type ``box``, no judge), plus the IoU."""
+class BoxAccuracy(AccuracyResult):
+    """The reward's accuracy component for a grounding row: an
+    :class:`~deepeyes.rewards.accuracy.AccuracyResult` (answer type ``box``, no judge) plus the
+    IoU and the boxes compared; its score is the IoU when the grading is continuous."""
 
-    correct: bool
-    answer_type: str
-    method: str
-    judge_used: bool = False
-    judge_fallback: bool = False
-    judge_error: str | None = None
-    reason: str | None = None
     iou: float = 0.0
     continuous: bool = False
     predicted: Box | None = None

@@ -30,11 +30,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from deepeyes.rewards.config import PRESETS
 from deepeyes.rewards.grounding import is_grounding_source
 from deepeyes.tools.registry import REGISTRY
 
-#: Names accepted by ``RewardConfig.preset``.
-PRESETS: tuple[str, ...] = ("seed", "deepeyes_v2", "deepeyes_v1", "grounding")
 #: Accuracy and format weights of both published DeepEyes recipes.
 PUBLISHED_ACCURACY_WEIGHT = 0.8
 PUBLISHED_FORMAT_WEIGHT = 0.2

@@ -165,3 +165,18 @@ def test_verl_style_payload_takes_fields_from_extra_info() -> None:
     assert request.choices == {"A": "red", "B": "blue"}
     assert request.question == "Sky colour?"
     assert score_response("<answer>blue</answer>", "B", choices=request.choices)["accuracy"] == 1.0
+
+
+def test_box_accuracy_is_an_accuracy_result_scored_by_iou() -> None:
+    from deepeyes.rewards.accuracy import AccuracyResult
+    from deepeyes.rewards.config import GroundingConfig
+    from deepeyes.rewards.grounding import box_accuracy
+    from deepeyes.rewards.payload import request_from_response
+
+    request = request_from_response(wire.answer_action("[0, 0, 50, 100]"), "[0, 0, 100, 100]", data_source="refcoco")
+    binary = box_accuracy(request, GroundingConfig())
+    continuous = box_accuracy(request, GroundingConfig(continuous=True))
+    assert isinstance(binary, AccuracyResult) and binary.answer_type == "box"
+    assert (binary.correct, binary.score) == (True, 1.0)
+    assert continuous.score == pytest.approx(0.5) and continuous.iou == pytest.approx(0.5)
+    assert RewardConfig(grounding=GroundingConfig(iou_threshold=0.6)).grounding.iou_threshold == 0.6
