@@ -23,6 +23,12 @@ Definitions (docs/evaluation.md repeats them for readers of the report):
 * **mean turns** — model turns per sample.
 * **errors** — samples whose rollout raised (policy or infrastructure failure); they
   count as wrong and not completed.
+* **grounding** (datasets with box answers, issue 26) — over the samples whose reward
+  recorded an IoU (``reward.details.iou``, written for grounding rows only): ``acc@0.5``,
+  the share with IoU ≥ 0.5 (:data:`~deepeyes.rewards.grounding.DEFAULT_IOU_THRESHOLD`),
+  with its Wilson interval ``acc@0.5_ci``, and ``mean_iou`` with its bootstrap interval
+  ``mean_iou_ci``; a sample without an answer or with a malformed box counts with IoU 0.
+  Overall and per category, in the dataset's ``grounding`` block.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import numpy as np
 
 from deepeyes import wire
 from deepeyes.evaluation.circular import circular_block
-from deepeyes.rewards.grounding import grounding_metrics
+from deepeyes.rewards.grounding import DEFAULT_IOU_THRESHOLD
 from deepeyes.trajectory import TOOL_KINDS
 from deepeyes.utils.stats import bootstrap_mean_interval, mean_interval
 
@@ -61,6 +67,8 @@ class SampleOutcome:
     error: bool
     #: Right under every rotation of the options (CircularEval); None: not asked or not multiple choice.
     circular: bool | None = None
+    #: IoU of the answer's box with the true box (grounding rows); None: not a box answer.
+    iou: float | None = None
 
 
 def outcome(record: dict[str, Any], circular: bool | None = None) -> SampleOutcome:
@@ -83,6 +91,7 @@ def outcome(record: dict[str, Any], circular: bool | None = None) -> SampleOutco
         if kind in TOOL_KINDS or kind == "answer":
             parsed_turns += 1
     error = record["stop_reason"] == "error"
+    iou = (reward.get("details") or {}).get("iou")
     return SampleOutcome(
         category=str((record.get("metadata") or {}).get("category", "all")),
         accuracy=float(reward.get("accuracy", 0.0)),
@@ -97,6 +106,7 @@ def outcome(record: dict[str, Any], circular: bool | None = None) -> SampleOutco
         parsed_turns=parsed_turns,
         error=error,
         circular=circular,
+        iou=None if iou is None else float(iou),
     )
 
 
@@ -154,10 +164,29 @@ def dataset_metrics(records: list[dict[str, Any]], circular: dict[str, bool] | N
         "overall": aggregate(outcomes),
         "categories": {name: aggregate(items) for name, items in sorted(by_category.items())},
     }
-    grounding = grounding_metrics(records)  # Acc@0.5 and mean IoU of box answers, per category (issue 26)
-    if grounding:
-        result["grounding"] = grounding
+    if any(item.iou is not None for item in outcomes):
+        result["grounding"] = {
+            **grounding_block(outcomes),
+            "categories": {name: grounding_block(items) for name, items in sorted(by_category.items()) if any(o.iou is not None for o in items)},
+        }
     return result
+
+
+#: The key of the thresholded IoU in a grounding block (``acc@0.5``).
+ACC_KEY = f"acc@{DEFAULT_IOU_THRESHOLD:g}"
+
+
+def grounding_block(outcomes: list[SampleOutcome]) -> dict[str, Any]:
+    """Acc@0.5 and mean IoU, each with its 95 % interval, over the outcomes that have an IoU."""
+    values = [o.iou for o in outcomes if o.iou is not None]
+    hits = [float(v >= DEFAULT_IOU_THRESHOLD) for v in values]
+    return {
+        "n": len(values),
+        ACC_KEY: float(np.mean(hits)),
+        f"{ACC_KEY}_ci": _interval(mean_interval(hits)),
+        "mean_iou": float(np.mean(values)),
+        "mean_iou_ci": _interval(bootstrap_mean_interval(values)),
+    }
 
 
 def latencies(records: list[dict[str, Any]]) -> list[float]:

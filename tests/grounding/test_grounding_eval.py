@@ -59,8 +59,16 @@ def test_scripted_policy_gives_the_known_acc_at_05(lmudata: Path, tmp_path: Path
     grounding = dataset["grounding"]
     assert grounding["n"] == 8 and grounding["acc@0.5"] == pytest.approx(4 / 8)
     assert grounding["mean_iou"] == pytest.approx(sum(v for _, _, v in ANSWERS.values()) / 8, abs=1e-5)
-    assert grounding["categories"]["near"] == pytest.approx({"n": 4, "acc@0.5": 1.0, "mean_iou": (1.0 + 0.8 + 0.6 + 0.5) / 4}, abs=1e-5)
-    assert grounding["categories"]["far"] == pytest.approx({"n": 4, "acc@0.5": 0.0, "mean_iou": (0.45 + 0.2) / 4}, abs=1e-5)
+    near, far = grounding["categories"]["near"], grounding["categories"]["far"]
+    assert {k: near[k] for k in ("n", "acc@0.5", "mean_iou")} == pytest.approx({"n": 4, "acc@0.5": 1.0, "mean_iou": (1.0 + 0.8 + 0.6 + 0.5) / 4}, abs=1e-5)
+    assert {k: far[k] for k in ("n", "acc@0.5", "mean_iou")} == pytest.approx({"n": 4, "acc@0.5": 0.0, "mean_iou": (0.45 + 0.2) / 4}, abs=1e-5)
+    # 95 % intervals: Wilson for the 0/1 hits (4 of 8: [21.5 %, 78.5 %]), bootstrap for the IoUs,
+    # each holding its estimate and within the observed range.
+    assert grounding["acc@0.5_ci"] == pytest.approx([0.2152, 0.7848], abs=1e-3)
+    assert near["acc@0.5_ci"][1] == 1.0 and near["acc@0.5_ci"][0] == pytest.approx(0.5101, abs=1e-3)
+    low, high = grounding["mean_iou_ci"]
+    assert 0.0 <= low < grounding["mean_iou"] < high <= 1.0
+    assert far["mean_iou_ci"][0] >= 0.0 and far["mean_iou_ci"][1] <= 0.45
     # The reward's accuracy is the same thresholded IoU, so the usual accuracy agrees.
     assert dataset["overall"]["accuracy"] == pytest.approx(0.5)
     assert results["datasets"]["DeepEyesMini_Grounding"]["grounding"] == grounding
