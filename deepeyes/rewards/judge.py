@@ -1,9 +1,11 @@
 """LLM judge for free-text answers, spoken to over an OpenAI-compatible chat endpoint.
 
 Rules cannot tell that "NYC" means "New York City"; a judge model can. The judge is
-external (a vLLM server, a hosted API), so every failure — refused connection, timeout,
-HTTP error, an unreadable reply — becomes :class:`JudgeUnavailable`, and the caller keeps
-the rules' verdict and flags the fallback instead of failing the whole reward.
+external (a vLLM server, a hosted API), reached through the official ``openai`` client, so
+connection reuse, timeouts and error classes are the ones every OpenAI-compatible server is
+tested against. Every failure — refused connection, timeout, HTTP error, an unreadable
+reply — becomes :class:`JudgeUnavailable`, and the caller keeps the rules' verdict and
+flags the fallback instead of failing the whole reward.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import os
 import re
 import time
 from dataclasses import dataclass
+from typing import Any
 
-import requests
+import openai
 
 from deepeyes.rewards.config import JudgeConfig
 
@@ -90,35 +93,43 @@ def parse_verdict(reply: str) -> bool:
 
 
 class LLMJudge:
-    """Client for ``POST {api_base}/chat/completions``; safe to share across threads."""
+    """Client for ``POST {api_base}/chat/completions``: one ``openai.OpenAI`` client, safe to share across threads.
+
+    The API key is read once, from the environment variable ``config.api_key_env``; without
+    one no ``Authorization`` header is sent, as servers without authentication expect.
+    """
 
     def __init__(self, config: JudgeConfig):
         self.config = config
         self.url = config.api_base.rstrip("/") + "/chat/completions"
-
-    def _headers(self) -> dict[str, str]:
-        key = os.environ.get(self.config.api_key_env)
-        return {"Authorization": f"Bearer {key}"} if key else {}
+        key = os.environ.get(config.api_key_env)
+        self._headers: dict[str, Any] = {} if key else {"Authorization": openai.Omit()}
+        # The client's own retries are off: judge() retries every failure, a reply without a verdict included.
+        self._client = openai.OpenAI(
+            base_url=config.api_base.rstrip("/"), api_key=key or "unused", timeout=config.timeout_s, max_retries=0
+        )
 
     def _request_once(self, messages: list[dict[str, str]]) -> str:
-        body = {
-            "model": self.config.model,
-            "messages": messages,
-            "temperature": 0.0,
-            "max_tokens": self.config.max_tokens,
-        }
         try:
-            response = requests.post(self.url, json=body, headers=self._headers(), timeout=self.config.timeout_s)
-        except requests.Timeout as exc:
+            completion = self._client.chat.completions.create(
+                model=self.config.model,
+                messages=messages,  # type: ignore[arg-type]  # dicts of the documented shape
+                temperature=0.0,
+                max_tokens=self.config.max_tokens,
+                extra_headers=self._headers,
+            )
+        except openai.APITimeoutError as exc:
             raise JudgeUnavailable(f"judge timed out after {self.config.timeout_s:g} s") from exc
-        except requests.RequestException as exc:
+        except openai.APIConnectionError as exc:
             raise JudgeUnavailable(f"judge unreachable at {self.url}: {type(exc).__name__}") from exc
-        if response.status_code != 200:
-            raise JudgeUnavailable(f"judge answered HTTP {response.status_code}: {response.text[:200]}")
-        try:
-            return str(response.json()["choices"][0]["message"]["content"] or "")
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
+        except openai.APIStatusError as exc:
+            raise JudgeUnavailable(f"judge answered HTTP {exc.status_code}: {exc.response.text[:200]}") from exc
+        except (ValueError, openai.APIResponseValidationError) as exc:
             raise JudgeUnavailable("judge reply is not an OpenAI chat completion") from exc
+        choices = getattr(completion, "choices", None)
+        if not choices or choices[0].message is None:
+            raise JudgeUnavailable("judge reply is not an OpenAI chat completion")
+        return choices[0].message.content or ""
 
     def judge(self, question: str | None, ground_truth: str, answer: str) -> JudgeVerdict:
         """Ask whether ``answer`` means ``ground_truth``; retries, then raises ``JudgeUnavailable``."""

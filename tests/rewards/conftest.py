@@ -32,7 +32,7 @@ SYNONYMS = {
 class JudgeBehaviour:
     """How the stand-in answers; tests change it and the ``judge`` fixture resets it."""
 
-    mode: str = "verdict"  # verdict | garbage | http500
+    mode: str = "verdict"  # verdict | garbage | http500 | not_completion | not_json
     #: How the verdict word is dressed, e.g. "**{verdict}**" or "<think>…</think>\n{verdict}".
     template: str = "{verdict}"
     delay_s: float = 0.0
@@ -71,6 +71,10 @@ def _judge_app(behaviour: JudgeBehaviour) -> Flask:
             time.sleep(behaviour.delay_s)
             if behaviour.mode == "http500":
                 return jsonify({"error": "overloaded"}), 500
+            if behaviour.mode == "not_completion":
+                return jsonify({"object": "list", "data": []})
+            if behaviour.mode == "not_json":
+                return "<html>proxy page</html>", 200, {"Content-Type": "application/json"}
             body = request.get_json()
             verdict = _verdict(body["messages"][-1]["content"])
             content = "I think so" if behaviour.mode == "garbage" else behaviour.template.format(verdict=verdict)

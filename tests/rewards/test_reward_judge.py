@@ -70,7 +70,15 @@ def test_judge_timeout_falls_back(judge) -> None:
     assert "timed out" in result["details"]["judge_error"]
 
 
-@pytest.mark.parametrize(("mode", "error"), [("http500", "HTTP 500"), ("garbage", "not a verdict")])
+@pytest.mark.parametrize(
+    ("mode", "error"),
+    [
+        ("http500", "HTTP 500"),
+        ("garbage", "not a verdict"),
+        ("not_completion", "not an OpenAI chat completion"),
+        ("not_json", "not an OpenAI chat completion"),
+    ],
+)
 def test_judge_errors_fall_back(judge, mode: str, error: str) -> None:
     judge.behaviour.mode = mode
     result = score_response(answered("NYC"), "New York City", config=judge_config(judge.url, max_retries=1))
