@@ -2,7 +2,7 @@
 
 Both engines log a step the same way. Where verl has a name for a figure, the figure uses it
 (``critic/score/mean``, ``response_length/*``, ``actor/*``, ``timing_s/gen|reward|update_actor|step``,
-``timing_s/agent_loop/generate_sequences|tool_calls/*``: ``verl/trainer/ppo/metric_utils.py``
+``timing_s/agent_loop/generate_sequences|tool_calls/*``, ``tool_call_counts/*``: ``verl/trainer/ppo/metric_utils.py``
 ``compute_data_metrics`` / ``compute_timing_metrics`` and ``verl/experimental/agent_loop/agent_loop.py``
 ``AgentLoopManager._performance_metrics``); what only DeepEyes measures keeps its own family
 (``reward/*`` components, ``rollout/*``, ``tools/*``). ``trainer.loggers`` is verl's backend list
@@ -67,6 +67,8 @@ def rollout_metrics(trajectories: list[Trajectory], results: list[Mapping[str, A
         "tools/invalid_call_rate": sum(t.tool_calls.invalid for t in trajectories) / total_turns,
         "tools/failed_call_rate": sum(t.tool_calls.failed for t in trajectories) / total_turns,
         "tools/calls_per_trajectory": _mean([float(t.tool_calls.total) for t in trajectories]),
+        # The same figure under verl's name (``compute_data_metrics``), which a verl run logs live.
+        **_spread("tool_call_counts", [float(t.tool_calls.total) for t in trajectories]),
         **_spread("timing_s/agent_loop/generate_sequences", [float(t.timing.get("generation_s", 0.0)) for t in trajectories]),
         **_spread("timing_s/agent_loop/tool_calls", [float(t.timing.get("tools_s", 0.0)) for t in trajectories]),
     }

@@ -16,7 +16,10 @@ scores it and logs it.
 
 The row is read by :func:`deepeyes.rl.data.read_row`, the local engine's reader, and the
 trajectory carries the step and sample verl's worker is on
-(:mod:`deepeyes.rl.verl_worker`), so both engines record the same fields.
+(:mod:`deepeyes.rl.verl_worker`), so both engines record the same fields. Each output's
+``extra_fields["tool_call_counts"]`` is the trajectory's tool calls, which verl's
+``compute_data_metrics`` logs as ``tool_call_counts/*`` while the run trains (the local engine
+logs the same figure under the same name, :func:`deepeyes.rl.metrics.rollout_metrics`).
 
 Our agent loop is synchronous (it is shared with the local engine, evaluation, the demo and the
 service), so each trajectory runs on a thread while verl's worker awaits it. verl runs all of a
@@ -360,5 +363,11 @@ class DeepEyesAgentLoop(AgentLoopBase):
             multi_modal_data={"images": images} if images else {},
             num_turns=len(rollout.messages) - 1,
             metrics=AgentLoopMetrics(generate_sequences=policy.generation_s, tool_calls=trajectory.timing.get("tools_s", 0.0)),
-            extra_fields={**reward_extra_fields(trajectory), "turn_scores": [], "tool_rewards": []},
+            extra_fields={
+                **reward_extra_fields(trajectory),
+                "turn_scores": [],
+                "tool_rewards": [],
+                # verl's data metrics read this key: tool_call_counts/{min,max,mean} in every tracker, live.
+                "tool_call_counts": trajectory.tool_calls.total,
+            },
         )

@@ -95,7 +95,7 @@ def test_verls_trainer_runs_grpo_steps_on_cpu(tmp_path, rl_sample_dir, tool_conf
     records = [json.loads(line) for line in (root / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in tracked] == [r["step"] for r in records] == [1, 2]
     for record, verl_record in zip(records, tracked, strict=True):
-        for key in ("critic/score/mean", "actor/pg_loss", "actor/grad_norm", "timing_s/gen", "timing_s/update_actor", "timing_s/step"):
+        for key in ("critic/score/mean", "actor/pg_loss", "actor/grad_norm", "timing_s/gen", "timing_s/update_actor", "timing_s/step", "tool_call_counts/mean"):
             assert math.isfinite(record[key]) and record[key] == verl_record["data"][key], key
         for key in ("reward/accuracy", "tools/calls_per_trajectory", "rollout/turns"):
             assert math.isfinite(record[key]), key

@@ -222,6 +222,7 @@ def test_agent_loop_hands_verl_the_sampled_ids_and_the_trajectory(tmp_path, tiny
     record = output.extra_fields["trajectory"]
     trajectory = Trajectory.from_dict(record)
     assert trajectory.tool_calls.code == 1 and trajectory.stop_reason == "answer" and trajectory.final_answer == truth
+    assert output.extra_fields["tool_call_counts"] == trajectory.tool_calls.total  # verl logs tool_call_counts/* from it
     assert trajectory.metadata["step"] == 3 and trajectory.metadata["sample"] == 1 and trajectory.id.endswith("#1")
     assert trajectory.images and all(Path(image).is_absolute() for image in trajectory.images)  # the row's files, as the local engine records them
     assert [turn.model_text for turn in trajectory.turns] == [CODE_TURN, f"<think>Done.</think>\n<answer>{truth}</answer>"]

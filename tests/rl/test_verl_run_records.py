@@ -69,6 +69,8 @@ def test_a_verl_run_gets_flat_step_metrics_and_the_collapse_alarm(tmp_path: Path
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3, 4]
     assert [r["tools/calls_per_trajectory"] for r in records] == [2.0, 2.0, 0.0, 0.0]
+    # The same series under verl's name, which verl's trackers log live from our agent loop's extra_fields.
+    assert [(r["tool_call_counts/min"], r["tool_call_counts/mean"], r["tool_call_counts/max"]) for r in records] == [(c, c, c) for c in calls.values()]
     assert all(r["critic/score/mean"] == 0.5 and r["actor/pg_loss"] == 0.1 and r["reward/accuracy"] == 0.5 for r in records)
     assert alarm.fired_at == [4]
 
