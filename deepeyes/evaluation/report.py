@@ -2,7 +2,8 @@
 
 Both show the same content — the flags (data guards, baselines that reach the model), a
 summary table over datasets, then per dataset a table per category, the baselines beside
-the model, and three plots (accuracy with its 95 % interval and completion by category,
+the model, for datasets with box answers a grounding table (Acc@0.5 and mean IoU per
+category, issue 26), and three plots (accuracy with its 95 % interval and completion by category,
 tool-call rate per tool by category, latency histogram) — drawn once with matplotlib: PDF
 pages are the figures themselves, the HTML embeds the plots as PNG and renders the tables
 as HTML. Every accuracy is printed with ``n`` and its 95 % interval.
@@ -32,6 +33,9 @@ from deepeyes.utils.stats import format_interval
 MAX_FLAG_LINES = 8
 #: (header, key) of the baseline table; rows are the baselines of one dataset.
 BASELINE_COLUMNS = ("baseline", "rows", "n", "accuracy", "95% CI", "model on those rows", "reaches the model")
+
+#: Headers of the grounding table; rows are ``all`` and the categories of a dataset's ``grounding`` block.
+GROUNDING_COLUMNS = ("category", "n", metrics.ACC_KEY.replace("acc", "Acc"), "95% CI", "mean IoU", "95% CI (IoU)")
 
 #: (header, key path in a metric block, format) — one row per group in every table.
 COLUMNS: tuple[tuple[str, tuple[str, ...], str], ...] = (
@@ -91,6 +95,25 @@ def baseline_rows(result: dict[str, Any]) -> list[list[str]]:
             _format(block.get("accuracy_ci"), "ci"),
             _format(model, "pct"),
             reaches,
+        ])
+    return rows
+
+
+def grounding_rows(result: dict[str, Any]) -> list[list[str]]:
+    """The grounding table of a dataset block (none without box answers): Acc@0.5 and mean IoU with their intervals."""
+    grounding = result.get("grounding")
+    if not grounding:
+        return []
+    rows = []
+    for name, block in [("all", grounding), *grounding["categories"].items()]:
+        low_high = block.get("mean_iou_ci")
+        rows.append([
+            name,
+            str(block["n"]),
+            _format(block[metrics.ACC_KEY], "pct"),
+            _format(block.get(f"{metrics.ACC_KEY}_ci"), "ci"),
+            f"{block['mean_iou']:.3f}",
+            "–" if low_high is None else f"[{low_high[0]:.3f}, {low_high[1]:.3f}]",
         ])
     return rows
 
@@ -175,13 +198,17 @@ def dataset_figure(name: str, result: dict[str, Any], records: list[dict[str, An
         flags = result.get("baseline_flags", []) + (result.get("data_guards") or {}).get("flags", [])
         figure = plt.figure(figsize=(11.7, 8.3))  # A4 landscape
         bottom = 0.12 + 0.018 * min(len(flags), MAX_FLAG_LINES)
+        grounding = grounding_rows(result)
+        ratios = [1, 0.6, *([0.6] if grounding else []), 1.3]
         grid = figure.add_gridspec(
-            3, 3, height_ratios=[1, 0.6, 1.3], left=0.06, right=0.98, top=0.95, bottom=bottom, wspace=0.3, hspace=0.35
+            len(ratios), 3, height_ratios=ratios, left=0.06, right=0.98, top=0.95, bottom=bottom, wspace=0.3, hspace=0.35
         )
         rows = {"all": result["overall"], **result["categories"]}
         _draw_table(figure.add_subplot(grid[0, :]), "category", rows, f"{name} — metrics by category")
         _draw_rows(figure.add_subplot(grid[1, :]), list(BASELINE_COLUMNS), baseline_rows(result), "baselines", first_width=0.3)
-        axes = [figure.add_subplot(grid[2, i]) for i in range(3)]
+        if grounding:
+            _draw_rows(figure.add_subplot(grid[2, :]), list(GROUNDING_COLUMNS), grounding, "grounding: box answers by IoU", first_width=0.3)
+        axes = [figure.add_subplot(grid[len(ratios) - 1, i]) for i in range(3)]
         if flags:
             shown = [f"FLAG: {flag}" for flag in flags[:MAX_FLAG_LINES]]
             figure.text(0.06, 0.01, "\n".join(shown), fontsize=7, va="bottom", color="darkred")
@@ -283,6 +310,7 @@ def render_html(results: dict[str, Any], records: dict[str, list[dict[str, Any]]
             f"<p>{result['overall']['n']} samples · trajectories: <code>{html.escape(result['trajectories'])}</code></p>"
             + _html_table("category", {"all": result["overall"], **result["categories"]})
             + _html_rows(BASELINE_COLUMNS, baseline_rows(result))
+            + (f"<h3>Grounding: box answers by IoU</h3>{_html_rows(GROUNDING_COLUMNS, grounding_rows(result))}" if result.get("grounding") else "")
             + "".join(f"<p class='flag'>{html.escape(flag)}</p>" for flag in (result.get("data_guards") or {}).get("flags", []))
             + f'<img alt="{html.escape(name)} plots" src="data:image/png;base64,{_png(figure)}">'
         )

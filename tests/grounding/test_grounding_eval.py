@@ -51,7 +51,7 @@ def answer_for(messages) -> str:
 def test_scripted_policy_gives_the_known_acc_at_05(lmudata: Path, tmp_path: Path) -> None:
     config = EvalConfig(
         datasets=["DeepEyesMini_Grounding"], lmudata=str(lmudata), output_dir=str(tmp_path / "out"),
-        use_tools=False, show_progress=False, report=False,
+        use_tools=False, show_progress=False, report=True,
     )
     results = evaluate(config, policy=ScriptedPolicy(answer_for))
     written = json.loads((tmp_path / "out" / "eval_results.json").read_text())
@@ -72,6 +72,13 @@ def test_scripted_policy_gives_the_known_acc_at_05(lmudata: Path, tmp_path: Path
     # The reward's accuracy is the same thresholded IoU, so the usual accuracy agrees.
     assert dataset["overall"]["accuracy"] == pytest.approx(0.5)
     assert results["datasets"]["DeepEyesMini_Grounding"]["grounding"] == grounding
+    # The report shows the same figures: one grounding row per group, with n and both intervals.
+    page = (tmp_path / "out" / "eval_report.html").read_text()
+    table = page[page.index("Grounding: box answers by IoU") :]
+    assert "<th>Acc@0.5</th>" in table and "<th>mean IoU</th>" in table
+    assert "<td>all</td><td>8</td><td>50.0%</td><td>[21.5, 78.5]</td><td>0.444</td>" in table
+    assert "<td>near</td><td>4</td><td>100.0%</td>" in table and "<td>far</td><td>4</td><td>0.0%</td>" in table
+    assert (tmp_path / "out" / "eval_report.pdf").read_bytes().startswith(b"%PDF")
 
 
 def test_datasets_without_boxes_get_no_grounding_block() -> None:
