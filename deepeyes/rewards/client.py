@@ -10,6 +10,7 @@ from typing import Any
 
 import requests
 
+from deepeyes.rewards.metrics import read_exposition
 from deepeyes.trajectory import Trajectory
 
 
@@ -57,8 +58,13 @@ class RewardClient:
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/health")
 
-    def metrics(self) -> dict[str, Any]:
-        return self._call("GET", "/metrics")
+    def metrics(self) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+        """The server's Prometheus metrics, read by :func:`deepeyes.rewards.metrics.read_exposition`
+        (sum them with :func:`deepeyes.rewards.metrics.total`)."""
+        response = self._session.get(self.url + "/metrics", timeout=self.timeout_s)
+        if response.status_code != 200:
+            raise RewardServerError(response.status_code, response.text[:500])
+        return read_exposition(response.text)
 
     def close(self) -> None:
         self._session.close()

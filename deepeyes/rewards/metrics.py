@@ -1,86 +1,78 @@
-"""Counters behind the reward server's ``/metrics`` (per process: one per gunicorn worker)."""
+"""Prometheus metrics behind the reward server's ``GET /metrics`` (text exposition format).
+
+Each app has its own ``prometheus_client`` registry, so several servers in one process (tests)
+do not share counters. Counts are per process: under gunicorn each worker keeps its own and
+says which it is (``deepeyes_reward_process_info{pid=…}``), so sum over workers or run one
+worker for exact totals. :func:`read_exposition` turns a scrape back into numbers, for the
+client and the tests.
+"""
 
 from __future__ import annotations
 
 import os
-import threading
-from collections import Counter
 from typing import Any
 
-#: Upper edges of the score histogram buckets; scores lie in [-0.3, 1] with default weights.
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    Info,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.parser import text_string_to_metric_families
+
+#: Upper edges of the score histogram buckets; scores lie in [-0.3, 1] with default weights
+#: (the first bucket, ``le="0.0"``, holds every score at or below 0).
 SCORE_BUCKETS: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+#: Upper edges of the request latency buckets, in seconds.
+LATENCY_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+#: ``Content-Type`` of :meth:`ServiceMetrics.exposition`.
+CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class ServiceMetrics:
-    """Thread-safe request, latency, judge and score statistics."""
+    """Request, latency, judge and score statistics of one reward-server process (thread-safe)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._requests: Counter[str] = Counter()
-        self._statuses: Counter[int] = Counter()
-        self._latency_total_s = 0.0
-        self._latency_max_s = 0.0
-        self._judge_calls = 0
-        self._judge_fallbacks = 0
-        self._score_count = 0
-        self._score_total = 0.0
-        self._score_min: float | None = None
-        self._score_max: float | None = None
-        self._buckets: Counter[str] = Counter()
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("deepeyes_reward_requests", "HTTP requests answered, by route and status", ["endpoint", "status"], registry=r)
+        self.latency = Histogram("deepeyes_reward_request_latency_seconds", "time to answer a request", buckets=LATENCY_BUCKETS, registry=r)
+        self.judge_calls = Counter("deepeyes_reward_judge_calls", "scores that asked the LLM judge", registry=r)
+        self.judge_fallbacks = Counter("deepeyes_reward_judge_fallbacks", "judge calls that failed, so the rules' verdict stood", registry=r)
+        self.scores = Histogram("deepeyes_reward_score", "scores returned", buckets=SCORE_BUCKETS, registry=r)
+        Info("deepeyes_reward_process", "the process these counts belong to", registry=r).info({"pid": str(os.getpid())})
 
     def record_request(self, endpoint: str, status: int, latency_s: float) -> None:
-        with self._lock:
-            self._requests[endpoint] += 1
-            self._statuses[status] += 1
-            self._latency_total_s += latency_s
-            self._latency_max_s = max(self._latency_max_s, latency_s)
+        self.requests.labels(endpoint=endpoint, status=str(status)).inc()
+        self.latency.observe(latency_s)
 
     def record_results(self, results: list[dict[str, Any]]) -> None:
-        with self._lock:
-            for result in results:
-                score = result["score"]
-                self._score_count += 1
-                self._score_total += score
-                self._score_min = score if self._score_min is None else min(self._score_min, score)
-                self._score_max = score if self._score_max is None else max(self._score_max, score)
-                self._buckets[_bucket(score)] += 1
-                self._judge_calls += result["details"]["judge_used"]
-                self._judge_fallbacks += result["details"]["judge_fallback"]
+        for result in results:
+            self.scores.observe(result["score"])
+            self.judge_calls.inc(bool(result["details"]["judge_used"]))
+            self.judge_fallbacks.inc(bool(result["details"]["judge_fallback"]))
 
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            count = sum(self._requests.values())
-            return {
-                "pid": os.getpid(),
-                "requests": dict(self._requests),
-                "requests_total": count,
-                "responses_by_status": {str(k): v for k, v in sorted(self._statuses.items())},
-                "errors": sum(v for k, v in self._statuses.items() if k >= 400),
-                "latency_ms": {
-                    "mean": 1000 * self._latency_total_s / count if count else 0.0,
-                    "max": 1000 * self._latency_max_s,
-                },
-                "judge": {"calls": self._judge_calls, "fallbacks": self._judge_fallbacks},
-                "scores": {
-                    "count": self._score_count,
-                    "mean": self._score_total / self._score_count if self._score_count else None,
-                    "min": self._score_min,
-                    "max": self._score_max,
-                    "histogram": {label: self._buckets.get(label, 0) for label in _bucket_labels()},
-                },
-            }
+    def exposition(self) -> bytes:
+        """The registry in Prometheus' text format (what ``GET /metrics`` returns)."""
+        return generate_latest(self.registry)
 
 
-def _bucket_labels() -> list[str]:
-    labels = [f"<={SCORE_BUCKETS[0]:g}"]
-    labels += [f"({low:g},{high:g}]" for low, high in zip(SCORE_BUCKETS, SCORE_BUCKETS[1:], strict=False)]
-    return labels
+def read_exposition(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """A scrape as ``{sample name: {sorted label pairs: value}}``.
+
+    ``deepeyes_reward_requests_total`` → ``{(("endpoint", "/score"), ("status", "200")): 3.0, …}``;
+    a sample without labels has the key ``()``.
+    """
+    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return samples
 
 
-def _bucket(score: float) -> str:
-    if score <= SCORE_BUCKETS[0]:
-        return f"<={SCORE_BUCKETS[0]:g}"
-    for low, high in zip(SCORE_BUCKETS, SCORE_BUCKETS[1:], strict=False):
-        if score <= high:
-            return f"({low:g},{high:g}]"
-    return f"({SCORE_BUCKETS[-2]:g},{SCORE_BUCKETS[-1]:g}]"
+def total(samples: dict[str, dict[tuple[tuple[str, str], ...], float]], name: str, **labels: str) -> float:
+    """The sum of sample ``name`` over the label sets that include ``labels`` (0 when none)."""
+    wanted = set(labels.items())
+    return sum(value for key, value in samples.get(name, {}).items() if wanted <= set(key))

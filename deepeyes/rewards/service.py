@@ -3,7 +3,7 @@
     gunicorn -w 4 -b 127.0.0.1:5000 "deepeyes.rewards.service:create_app(config_path='reward.yaml')"
 
 Endpoints: ``POST /score`` (one request), ``POST /score_batch`` (``{"items": [...]}``,
-judge calls in parallel), ``GET /health``, ``GET /metrics``. Bad payloads get HTTP 400
+judge calls in parallel), ``GET /health``, ``GET /metrics`` (Prometheus text format). Bad payloads get HTTP 400
 with ``{"error": ...}`` (a body nested past the recursion limit included); every request
 is logged on one line. With ``$DEEPEYES_REWARD_TOKEN`` set, every request but ``/health``
 needs ``Authorization: Bearer <token>`` (HTTP 401 otherwise; :mod:`deepeyes.utils.auth`).
@@ -22,7 +22,7 @@ from werkzeug.exceptions import HTTPException
 
 from deepeyes.config import to_dict
 from deepeyes.rewards.config import RewardConfig, load_reward_config
-from deepeyes.rewards.metrics import ServiceMetrics
+from deepeyes.rewards.metrics import CONTENT_TYPE, ServiceMetrics
 from deepeyes.rewards.payload import PayloadError, parse_request
 from deepeyes.rewards.scoring import RewardScorer
 from deepeyes.utils.auth import OPEN_PATHS, authorized
@@ -153,6 +153,6 @@ def create_app(
 
     @app.get("/metrics")
     def get_metrics() -> Any:
-        return jsonify(metrics.snapshot())
+        return Response(metrics.exposition(), content_type=CONTENT_TYPE)
 
     return app

@@ -11,6 +11,7 @@ import requests
 
 from deepeyes import wire
 from deepeyes.rewards.client import RewardClient, RewardServerError
+from deepeyes.rewards.metrics import read_exposition, total
 from deepeyes.trajectory import Action, ToolCallCounts, Trajectory, Turn
 
 REQUEST_LINE = re.compile(r"deepeyes\.rewards\.server: (GET|POST) /\S* \d{3} [\d.]+ms items=\d+$")
@@ -89,21 +90,21 @@ def test_client_raises_the_server_message(reward_server) -> None:
 
 def test_judge_failure_through_the_server_is_flagged_and_counted(reward_server, judge) -> None:
     client = RewardClient(reward_server.url)
-    before = client.metrics()["judge"]
+    before = client.metrics()
     assert client.score(response=answered("NYC"), ground_truth="New York City")["accuracy"] == 1.0
     judge.behaviour.mode = "http500"
     result = client.score(response=answered("NYC"), ground_truth="New York City")
     assert result["accuracy"] == 0.0
     assert result["details"]["judge_fallback"] is True
-    after = client.metrics()["judge"]
-    assert after["calls"] - before["calls"] == 2
-    assert after["fallbacks"] - before["fallbacks"] == 1
+    after = client.metrics()
+    assert total(after, "deepeyes_reward_judge_calls_total") - total(before, "deepeyes_reward_judge_calls_total") == 2
+    assert total(after, "deepeyes_reward_judge_fallbacks_total") - total(before, "deepeyes_reward_judge_fallbacks_total") == 1
 
 
 def test_fifty_concurrent_clients_without_errors(reward_server) -> None:
     clients, rounds = 50, 4
     cases = [(with_code("42"), "42", 1.0), (answered("\\frac{1}{2}"), "0.5", 1.0), (answered("C"), "B", 0.0)]
-    before = requests.get(reward_server.url + "/metrics", timeout=5).json()
+    before = read_exposition(requests.get(reward_server.url + "/metrics", timeout=5).text)
     start = threading.Barrier(clients)
 
     def one_client(number: int) -> list[str]:
@@ -127,10 +128,14 @@ def test_fifty_concurrent_clients_without_errors(reward_server) -> None:
     with ThreadPoolExecutor(max_workers=clients) as pool:
         problems = [p for result in pool.map(one_client, range(clients)) for p in result]
     assert problems == []
-    after = requests.get(reward_server.url + "/metrics", timeout=5).json()
-    assert after["errors"] == before["errors"]
-    scored = after["requests"].get("/score", 0) - before["requests"].get("/score", 0)
-    batched = after["requests"].get("/score_batch", 0) - before["requests"].get("/score_batch", 0)
+    after = read_exposition(requests.get(reward_server.url + "/metrics", timeout=5).text)
+
+    def answered_ok(samples, endpoint: str) -> float:
+        return total(samples, "deepeyes_reward_requests_total", endpoint=endpoint, status="200")
+
+    assert total(after, "deepeyes_reward_requests_total") - total(before, "deepeyes_reward_requests_total") == clients * rounds + 1
+    scored = answered_ok(after, "/score") - answered_ok(before, "/score")
+    batched = answered_ok(after, "/score_batch") - answered_ok(before, "/score_batch")
     assert (scored, batched) == (clients * rounds // 2, clients * rounds // 2)
 
 
@@ -140,15 +145,19 @@ def test_metrics_and_one_log_line_per_request(reward_server) -> None:
     client.score(response=answered("7"), ground_truth="7")
     requests.post(reward_server.url + "/score", json={"ground_truth": "7"}, timeout=5)
     after = client.metrics()
-    assert after["requests"]["/score"] - before["requests"]["/score"] == 2
-    assert after["errors"] - before["errors"] == 1
-    assert after["scores"]["count"] - before["scores"]["count"] == 1
-    assert sum(after["scores"]["histogram"].values()) == after["scores"]["count"]
-    assert after["latency_ms"]["mean"] > 0
-    # The snapshot is taken inside its own request, before that request is counted and logged.
+    requests_total = "deepeyes_reward_requests_total"
+    assert total(after, requests_total, endpoint="/score") - total(before, requests_total, endpoint="/score") == 2
+    assert total(after, requests_total, status="400") - total(before, requests_total, status="400") == 1
+    scores = total(after, "deepeyes_reward_score_count")
+    assert scores - total(before, "deepeyes_reward_score_count") == 1
+    assert total(after, "deepeyes_reward_score_bucket", le="+Inf") == scores
+    assert total(after, "deepeyes_reward_score_bucket", le="0.0") <= total(after, "deepeyes_reward_score_bucket", le="1.0") <= scores
+    assert total(after, "deepeyes_reward_request_latency_seconds_sum") > 0
+    assert total(after, "deepeyes_reward_request_latency_seconds_count") == total(after, requests_total)
+    # The scrape is taken inside its own request, before that request is counted and logged.
     request_lines = [line for line in reward_server.log_lines() if REQUEST_LINE.search(line)]
-    assert len(request_lines) == after["requests_total"] + 1
-    assert sum(" 400 " in line for line in request_lines) == after["responses_by_status"]["400"]
+    assert len(request_lines) == total(after, requests_total) + 1
+    assert sum(" 400 " in line for line in request_lines) == total(after, requests_total, status="400")
 
 
 def test_multi_worker_gunicorn_mode(reward_server_factory) -> None:
@@ -157,6 +166,7 @@ def test_multi_worker_gunicorn_mode(reward_server_factory) -> None:
     results = client.score_batch([{"response": answered("7"), "ground_truth": "7"}] * 3)
     assert [r["score"] for r in results] == [1.0, 1.0, 1.0]
     # Answered by gunicorn's workers (the server.py process became the arbiter), two of them.
-    assert client.metrics()["pid"] != server.process.process.pid
+    (labels,) = client.metrics()["deepeyes_reward_process_info"]
+    assert dict(labels)["pid"] != str(server.process.process.pid)
     assert sum("Booting worker" in line for line in server.log_lines()) == 2
     client.close()  # an open keep-alive connection would hold up the workers' graceful exit
