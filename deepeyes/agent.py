@@ -11,14 +11,20 @@ question, images) is measured before it is sent and a run whose first prompt is 
 had run the model out of memory); each observation is measured in tokens and cut to what the
 conversation has left (:mod:`deepeyes.tools.budget`), and a prompt that would still not fit
 is never sent, so no server is asked for more than ``max_context_tokens``.
+
+What varies per request travels with the :class:`AgentRequest`, so one loop, one policy and
+one tool manager serve every front end: the tools this request may not use, ``force_no_tool``
+(no tools at all, the no-tool prompt, one turn), the sampling settings handed to
+``Policy.generate`` and a cancel event, checked before each generation and each tool call.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +34,10 @@ from PIL import Image
 
 from deepeyes.chat import Message
 from deepeyes.images import QWEN_DEFAULT_MAX_PIXELS, QWEN_FACTOR, load_image
-from deepeyes.policies.base import Policy
+from deepeyes.policies.base import Policy, SamplingParams
 from deepeyes.prompts import no_tool_system_prompt, system_prompt, user_prompt
 from deepeyes.tool_manager import ObservationBudget, ToolManager, ToolSession
+from deepeyes.tool_specs import resolve as resolve_tools
 from deepeyes.tools.budget import (
     TokenCounter,
     image_tokens,
@@ -81,8 +88,22 @@ def prompt_tokens(messages: list[Message], count_tokens: TokenCounter, max_pixel
     return total
 
 
+class RunCancelled(RuntimeError):
+    """The request's cancel event was set; the run stopped between steps, its tool session closed.
+
+    ``trajectory`` holds the turns done so far (``stop_reason`` left as it was: the run did
+    not end by itself), for a front end that shows what was done before the stop.
+    """
+
+    def __init__(self, trajectory: Trajectory) -> None:
+        super().__init__(f"trajectory {trajectory.id} cancelled after {len(trajectory.turns)} turn(s)")
+        self.trajectory = trajectory
+
+
 @dataclass
 class AgentConfig:
+    """What every run of one loop shares; what varies per request is on :class:`AgentRequest`."""
+
     max_turns: int = 8
     #: The most tokens a prompt sent to the policy may hold (system prompt, question, images,
     #: turns and observations); observations are cut to fit it. The server's context must
@@ -97,7 +118,7 @@ class AgentConfig:
 
 @dataclass
 class AgentRequest:
-    """One question for :meth:`AgentLoop.run_batch`."""
+    """One question, with everything about its run that may differ from the next request's."""
 
     question: str
     images: list[Image.Image | str | Path | bytes]
@@ -106,6 +127,25 @@ class AgentRequest:
     data_source: str | None = None
     sample_index: str | None = None  # key into the image-search cache, when the sample has one
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: Tools this request may not use (names or aliases): a call gets the 'disabled'
+    #: observation and the tool never runs. The tool manager's own disabled tools stay off too.
+    disabled_tools: Collection[str] = frozenset()
+    #: The seed's ``force_no_tool``: every tool off for this request; the model answers
+    #: directly, in one turn, under the no-tool system prompt (as ``AgentConfig.use_tools=False``).
+    force_no_tool: bool = False
+    #: Sampling of every turn of this request; None: the policy's own defaults.
+    sampling: SamplingParams | None = None
+    #: Turn limit of this request; None: ``AgentConfig.max_turns``.
+    max_turns: int | None = None
+    #: Set from any thread to stop the run before its next generation or tool call
+    #: (:class:`RunCancelled`); a generation or tool call in flight finishes first.
+    cancel: threading.Event | None = None
+
+    def __post_init__(self) -> None:
+        # Unknown names fail here, before anything runs (ValueError naming the tool).
+        self.disabled_tools = frozenset(resolve_tools(self.disabled_tools))
+        if self.max_turns is not None and self.max_turns < 1:
+            raise ValueError(f"max_turns must be >= 1, got {self.max_turns}")
 
 
 @dataclass
@@ -116,7 +156,9 @@ class Rollout:
     messages: list[Message]
 
 
-TurnCallback = Callable[[Trajectory, Turn], None]
+#: Called after each turn with the trajectory so far, the turn, and the images its tool call
+#: returned (the record keeps only their count; the demo shows them). May raise to end the run.
+TurnCallback = Callable[[Trajectory, Turn, list[Image.Image]], None]
 
 
 class AgentLoop:
@@ -129,6 +171,10 @@ class AgentLoop:
             self.system_prompt = Path(self.config.system_prompt_path).read_text(encoding="utf-8").strip()
         else:
             self.system_prompt = system_prompt() if self.config.use_tools else no_tool_system_prompt()
+
+    def uses_tools(self, request: AgentRequest) -> bool:
+        """Whether ``request`` runs with tools: the loop has them and the request does not force them off."""
+        return self.config.use_tools and not request.force_no_tool
 
     def run(self, policy: Policy, images: list[Image.Image | str | Path | bytes], question: str, **request: Any) -> Trajectory:
         """Answer one question; see :class:`AgentRequest` for the optional fields."""
@@ -145,7 +191,8 @@ class AgentLoop:
             data_source=request.data_source,
             metadata=dict(request.metadata),
         )
-        messages = self.first_messages(request.question, images)
+        use_tools = self.uses_tools(request)
+        messages = self.first_messages(request.question, images, use_tools)
         count_tokens = tokenizer_counter(getattr(policy, "tokenizer", None))
         overflow = self.context_overflow(messages, policy, count_tokens)
         if overflow is not None:
@@ -155,12 +202,18 @@ class AgentLoop:
             trajectory.metadata["stop_detail"] = str(overflow)
             trajectory.timing = {"total_s": time.perf_counter() - started, "generation_s": 0.0, "tools_s": 0.0}
             return Rollout(trajectory, messages)
-        session = self.tool_manager.open_session(images, request.sample_index) if self.config.use_tools else None
+        session = None
+        if use_tools:
+            assert self.tool_manager is not None  # use_tools guarantees it
+            session = self.tool_manager.open_session(images, request.sample_index)
+            session.disabled |= request.disabled_tools
+        max_turns = request.max_turns or self.config.max_turns
         generation_s = tools_s = 0.0
         try:
-            for index in range(self.config.max_turns if self.config.use_tools else 1):
+            for index in range(max_turns if use_tools else 1):
+                self._check_cancel(request, trajectory)
                 t0 = time.perf_counter()
-                generation = policy.generate(messages)
+                generation = policy.generate(messages, request.sampling)
                 turn_generation_s = time.perf_counter() - t0
                 generation_s += turn_generation_s
                 # One parse gives the action and the violations the record keeps; the text
@@ -178,10 +231,10 @@ class AgentLoop:
                 trajectory.turns.append(turn)
                 messages.append(Message("assistant", generation.text))
                 room = self.config.max_context_tokens - generation.prompt_tokens - generation.completion_tokens - TURN_OVERHEAD_TOKENS
-                stop = self._finish_turn(trajectory, session, messages, turn, ObservationBudget(room, count_tokens))
+                stop, observed = self._finish_turn(request, trajectory, session, messages, turn, ObservationBudget(room, count_tokens))
                 tools_s += turn.observation.latency_s if turn.observation else 0.0
                 if on_turn is not None:
-                    on_turn(trajectory, turn)
+                    on_turn(trajectory, turn, observed)
                 if stop:
                     break
             else:
@@ -189,16 +242,24 @@ class AgentLoop:
         finally:
             if session is not None:
                 self.tool_manager.close_session(session)
-        trajectory.timing = {
-            "total_s": time.perf_counter() - started,
-            "generation_s": generation_s,
-            "tools_s": tools_s,
-        }
+            # Also on a cancel or a failure: the partial record says how long it ran.
+            trajectory.timing = {
+                "total_s": time.perf_counter() - started,
+                "generation_s": generation_s,
+                "tools_s": tools_s,
+            }
         return Rollout(trajectory, messages)
 
-    def first_messages(self, question: str, images: list[Image.Image]) -> list[Message]:
-        """The first prompt of a run: the system prompt, then the question with its images."""
-        return [Message("system", self.system_prompt), Message("user", user_prompt(question, len(images)), images)]
+    def first_messages(self, question: str, images: list[Image.Image], use_tools: bool = True) -> list[Message]:
+        """The first prompt of a run: the system prompt (the no-tool one when the run has no tools), then the question with its images."""
+        prompt = self.system_prompt if use_tools or not self.config.use_tools else no_tool_system_prompt()
+        return [Message("system", prompt), Message("user", user_prompt(question, len(images)), images)]
+
+    @staticmethod
+    def _check_cancel(request: AgentRequest, trajectory: Trajectory) -> None:
+        """Raises :class:`RunCancelled` when the request's cancel event is set."""
+        if request.cancel is not None and request.cancel.is_set():
+            raise RunCancelled(trajectory)
 
     def context_overflow(
         self, messages: list[Message], policy: Policy, count_tokens: TokenCounter | None = None
@@ -214,36 +275,38 @@ class AgentLoop:
 
     def _finish_turn(
         self,
+        request: AgentRequest,
         trajectory: Trajectory,
         session: ToolSession | None,
         messages: list[Message],
         turn: Turn,
         budget: ObservationBudget,
-    ) -> bool:
-        """Act on one parsed turn; True when the trajectory ends here."""
+    ) -> tuple[bool, list[Image.Image]]:
+        """Act on one parsed turn: whether the trajectory ends here, and the images its tool call returned."""
         action = turn.action
         # A turn cut at the token limit that would end the run did not finish it: ``length``.
         # A cut tool call is an unclosed block, answered with an error observation like any invalid call.
         cut = turn.finish_reason == "length"
         if action.kind == "answer":
-            return self._stop(trajectory, turn, "length" if cut else "answer")
-        if not self.config.use_tools:
-            # Plain VQA: a model that ignores the tag still gets its text scored.
-            return self._stop(trajectory, turn, "length" if cut else "no_action")
+            return self._stop(trajectory, turn, "length" if cut else "answer"), []
+        if session is None:
+            # No tools (plain VQA, or force_no_tool): a model that ignores the tag still gets its text scored.
+            return self._stop(trajectory, turn, "length" if cut else "no_action"), []
         if budget.max_tokens <= 0:
             # Not even an empty observation fits: the call is not run (a valid one is not
             # counted, as on the text route, where a call without an observation never ran).
             if action.kind == "invalid":
                 trajectory.tool_calls.record(action, None)
-            return self._stop(trajectory, turn, "token_budget")
-        assert self.tool_manager is not None and session is not None  # use_tools guarantees both
+            return self._stop(trajectory, turn, "token_budget"), []
+        assert self.tool_manager is not None  # a session comes from it
+        self._check_cancel(request, trajectory)
         result = self.tool_manager.execute(session, action, budget)
         turn.observation = result.observation
         trajectory.tool_calls.record(action, result.observation)
         if result.tokens is not None and result.tokens > budget.max_tokens:
-            return self._stop(trajectory, turn, "token_budget")  # recorded, never sent
+            return self._stop(trajectory, turn, "token_budget"), list(result.images)  # recorded, never sent
         messages.append(Message("user", result.observation.text, result.images))
-        return False
+        return False, list(result.images)
 
     @staticmethod
     def _stop(trajectory: Trajectory, turn: Turn, reason: StopReason) -> bool:

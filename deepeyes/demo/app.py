@@ -37,7 +37,8 @@ from deepeyes.demo.viewer import (
     load_trajectories,
     summary_row,
 )
-from deepeyes.paths import SAMPLE_DIR, TINY_MODEL_DIR, TOOL_MANAGER_CONFIG
+from deepeyes.model_args import ALIASES, ModelArguments, ToolArguments, build_policy, build_tool_manager
+from deepeyes.paths import SAMPLE_DIR
 from deepeyes.policies.base import Policy
 from deepeyes.tool_manager import ToolManager
 from deepeyes.trajectory import Trajectory, write_jsonl
@@ -54,6 +55,9 @@ class DemoOptions:
     max_turns: int = 8
     temperature: float = 0.0
     max_new_tokens: int = 512
+    #: The tool switches' starting positions (the command line's --disable_tools and --force_no_tool).
+    disabled_tools: tuple[str, ...] = ()
+    force_no_tool: bool = False
     concurrency: int = 2  # questions answered at once; further users queue
     model_label: str = "tiny Qwen2.5-VL"
     examples: list[list[Any]] = field(default_factory=list)
@@ -96,7 +100,7 @@ def build_app(policy: Policy, tool_manager: ToolManager | None, options: DemoOpt
     sessions = ChatSessions()
     downloads = Path(tempfile.mkdtemp(prefix="deepeyes-demo-"))
     tools = list(tool_names())
-    enabled = [t for t in tools if tool_manager is not None and t not in tool_manager.disabled_tools]
+    enabled = [t for t in tools if tool_manager is not None and t not in tool_manager.disabled_tools and t not in options.disabled_tools]
     model_max_pixels = getattr(policy, "max_pixels", None)
 
     def ask(files, question, enabled_tools, force_no_tool, max_turns, temperature, max_new_tokens, request: gr.Request):
@@ -177,7 +181,7 @@ def build_app(policy: Policy, tool_manager: ToolManager | None, options: DemoOpt
                         stop_button = gr.Button("Stop", variant="stop", elem_id="chat-stop")
                     with gr.Accordion("Settings", open=True):
                         tool_box = gr.CheckboxGroup(tools, value=enabled, label="Tools the model may use", interactive=tool_manager is not None, elem_id="chat-tools")
-                        no_tool = gr.Checkbox(value=tool_manager is None, label="Force no tool (one turn, direct answer)", elem_id="chat-no-tool")
+                        no_tool = gr.Checkbox(value=tool_manager is None or options.force_no_tool, label="Force no tool (one turn, direct answer)", elem_id="chat-no-tool")
                         max_turns = gr.Slider(1, 32, value=options.max_turns, step=1, label="Max turns", elem_id="chat-max-turns")
                         temperature = gr.Slider(0.0, 2.0, value=options.temperature, step=0.05, label="Temperature (0 = greedy)")
                         max_new_tokens = gr.Slider(16, 8192, value=options.max_new_tokens, step=16, label="Max new tokens per turn", elem_id="chat-max-new-tokens")
@@ -247,24 +251,8 @@ DESCRIPTION = "DeepEyes Gradio demo: a chat page that streams the agent's reason
 
 @dataclass(frozen=True)
 class DemoArguments:
-    """``python demo/gradio_demo.py``: the model, the tools and the web server."""
+    """``python demo/gradio_demo.py``: the web server; the model and tools are :class:`ModelArguments` and :class:`ToolArguments`."""
 
-    model_path: str = field(default=str(TINY_MODEL_DIR), metadata={"help": "local Qwen2.5-VL directory or hub id"})
-    adapter_path: str | None = field(default=None, metadata={"help": "LoRA adapter directory applied on top of --model_path"})
-    api_base: str | None = field(
-        default=None, metadata={"help": "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (overrides --model_path)"}
-    )
-    served_model: str = field(default="deepeyes", metadata={"help": "model name to request from --api_base"})
-    device: str = field(default="cpu", metadata={"help": "torch device for --model_path"})
-    temperature: float = field(default=0.0, metadata={"help": "default sampling temperature (the page can change it)"})
-    max_new_tokens: int = field(default=512, metadata={"help": "default token limit of one turn"})
-    force_no_tool: bool = field(default=False, metadata={"help": "a local model may never open a tool call (the seed's force_no_tool)"})
-    tool_call_threshold: float = field(
-        default=0.0, metadata={"help": "0..1: a local model opens a tool call only when at least this probable (the seed's switch)"}
-    )
-    tool_manager_config: str = field(default=str(TOOL_MANAGER_CONFIG), metadata={"help": "tool manager YAML"})
-    use_tools: bool = field(default=True, metadata={"help": "false (--no_use_tools, or its alias --no_tools): start without the tool services (direct answers only)"})
-    max_turns: int = field(default=8, metadata={"help": "default turn limit of one trajectory"})
     host: str = field(default="127.0.0.1", metadata={"help": "address to listen on (0.0.0.0 for every interface)"})
     port: int = field(default=7860, metadata={"help": "port to listen on"})
     concurrency: int = field(default=2, metadata={"help": "questions answered at once; other users queue"})
@@ -276,25 +264,28 @@ class DemoArguments:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    args, logging_args = parse_cli(
-        [DemoArguments, LoggingArguments], argv, prog="python demo/gradio_demo.py", description=DESCRIPTION,
-        aliases={"--adapter": "adapter_path", "--no_tools": "no:use_tools"},
+def parse_args(argv: list[str] | None = None) -> tuple[DemoArguments, ModelArguments, ToolArguments, LoggingArguments]:
+    """The demo's command line: the web server, then the model and tool flags every front end shares."""
+    return parse_cli(  # type: ignore[return-value]
+        [DemoArguments, ModelArguments, ToolArguments, LoggingArguments], argv, prog="python demo/gradio_demo.py",
+        description=DESCRIPTION, aliases=ALIASES,
     )
-    logging_args.configure()
-    from deepeyes.infer import make_policy
 
-    policy = make_policy(args)
-    label = f"{args.served_model} at {args.api_base}" if args.api_base else Path(args.model_path).name + (f" + {Path(args.adapter_path).name}" if args.adapter_path else "")
+
+def main(argv: list[str] | None = None) -> int:
+    args, model, tools, logging_args = parse_args(argv)
+    logging_args.configure()
+    policy = build_policy(model)
     options = DemoOptions(
-        max_turns=args.max_turns, temperature=args.temperature, max_new_tokens=args.max_new_tokens,
-        concurrency=args.concurrency, model_label=label, examples=sample_examples(),
+        max_turns=tools.max_turns, temperature=model.temperature, max_new_tokens=model.max_new_tokens,
+        disabled_tools=tuple(tools.disable_tools), force_no_tool=tools.force_no_tool,
+        concurrency=args.concurrency, model_label=model.label, examples=sample_examples(),
         viewer_image_dirs=tuple(folder.strip() for folder in args.viewer_image_dirs.split(",") if folder.strip()),
     )
     with ExitStack() as stack:
-        tool_manager = None
-        if args.use_tools:
-            tool_manager = stack.enter_context(ToolManager.from_config(args.tool_manager_config))
+        tool_manager = build_tool_manager(tools)
+        if tool_manager is not None:
+            stack.enter_context(tool_manager)
         demo = build_app(policy, tool_manager, options)
         demo.launch(server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(SAMPLE_DIR)])
     return 0

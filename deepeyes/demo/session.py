@@ -1,14 +1,15 @@
 """One chat question through the shared agent loop, streamed turn by turn and stoppable.
 
 Why a module of its own: the Gradio handlers only move values between widgets; what a
-run does — checking the uploads, giving the question its own tool session with the
-user's tool switches, recording the images each tool returned, stopping on request and
-freeing the sandbox session — is here, testable without a browser.
+run does — checking the uploads, turning the page's settings into the agent request
+(tool switches, sampling, turn limit, a cancel event), recording the images each tool
+returned and finishing a stopped run — is here, testable without a browser. The shared
+policy and tool manager are used as they are: every per-question setting travels on the
+:class:`~deepeyes.agent.AgentRequest`.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import queue
@@ -22,7 +23,7 @@ from pathlib import Path
 from PIL import Image
 from qwen_vl_utils import smart_resize
 
-from deepeyes.agent import AgentConfig, AgentLoop, AgentRequest
+from deepeyes.agent import AgentConfig, AgentLoop, AgentRequest, RunCancelled
 from deepeyes.demo.render import (
     STOPPED_BY_USER,
     TrajectoryMedia,
@@ -31,14 +32,9 @@ from deepeyes.demo.render import (
 )
 from deepeyes.demo.tools import tool_names
 from deepeyes.images import QWEN_FACTOR, ImageLoadError, load_image, to_data_url
-from deepeyes.policies.base import Policy
-from deepeyes.tool_manager import (
-    ObservationBudget,
-    ToolManager,
-    ToolResult,
-    ToolSession,
-)
-from deepeyes.trajectory import Action, Trajectory, Turn
+from deepeyes.policies.base import Policy, SamplingParams
+from deepeyes.tool_manager import ToolManager
+from deepeyes.trajectory import Trajectory, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -102,66 +98,25 @@ class RunSettings:
     """The page's controls for one question."""
 
     enabled_tools: list[str] = field(default_factory=lambda: list(tool_names()))
+    #: The seed's force_no_tool, as everywhere: no tools, one direct answer under the no-tool prompt.
     force_no_tool: bool = False
     max_turns: int = 8
     temperature: float = 0.0
     max_new_tokens: int = 512
 
-
-def with_sampling(policy: Policy, temperature: float, max_new_tokens: int) -> Policy:
-    """A view of ``policy`` with other sampling settings, sharing its model/connection.
-
-    Works for policies whose settings live in a ``config`` dataclass with ``temperature``
-    and ``max_new_tokens`` (HF) or ``max_tokens`` (OpenAI); any other policy (scripted)
-    is returned as it is.
-    """
-    config = getattr(policy, "config", None)
-    if not dataclasses.is_dataclass(config):
-        return policy
-    names = {f.name for f in dataclasses.fields(config)}
-    changes = {"temperature": float(temperature)} if "temperature" in names else {}
-    for limit in ("max_new_tokens", "max_tokens"):
-        if limit in names:
-            changes[limit] = int(max_new_tokens)
-    view = copy.copy(policy)
-    view.config = dataclasses.replace(config, **changes)
-    return view
-
-
-class StopRequested(Exception):
-    """Raised inside the agent loop to end a trajectory the user stopped."""
-
-
-class _RunTools:
-    """The tool manager as one run's agent loop sees it.
-
-    Applies the run's tool switches to its session, refuses work after a stop, and keeps
-    the images each call returned (the trajectory schema keeps only their count).
-    """
-
-    def __init__(self, manager: ToolManager, disabled: set[str], stop: threading.Event):
-        self.manager = manager
-        self.disabled = disabled
-        self.stop = stop
-        self.session: ToolSession | None = None
-        self.closed = False
-        self.last_images: list[Image.Image] = []
-
-    def open_session(self, images: list[Image.Image], sample_index: str | None = None) -> ToolSession:
-        self.session = self.manager.open_session(images, sample_index)
-        self.session.disabled |= self.disabled
-        return self.session
-
-    def execute(self, session: ToolSession, action: Action, budget: ObservationBudget | None = None) -> ToolResult:
-        if self.stop.is_set():
-            raise StopRequested
-        result = self.manager.execute(session, action, budget)
-        self.last_images = list(result.images)
-        return result
-
-    def close_session(self, session: ToolSession) -> None:
-        self.manager.close_session(session)
-        self.closed = True
+    def request(self, prepared: PreparedInput, cancel: threading.Event) -> AgentRequest:
+        """The agent request of one question with these settings; ``cancel`` stops it between steps."""
+        return AgentRequest(
+            question=prepared.question,
+            images=list(prepared.images),
+            id=f"demo-{uuid.uuid4().hex[:10]}",
+            data_source="demo",
+            disabled_tools=set(tool_names()) - set(self.enabled_tools),
+            force_no_tool=self.force_no_tool,
+            sampling=SamplingParams(temperature=float(self.temperature), max_new_tokens=int(self.max_new_tokens)),
+            max_turns=max(1, int(self.max_turns)),
+            cancel=cancel,
+        )
 
 
 @dataclass
@@ -177,20 +132,17 @@ class RunUpdate:
 class ChatRun:
     """One question on a worker thread; :meth:`updates` yields after every turn.
 
-    :meth:`stop` ends the trajectory at the next turn boundary (a generation in flight
-    finishes first) and the loop's ``finally`` frees the sandbox session.
+    :meth:`stop` sets the request's cancel event: the loop ends the trajectory at the next
+    turn boundary (a generation or tool call in flight finishes first) and frees the
+    sandbox session in its ``finally``.
     """
 
     def __init__(self, policy: Policy, tool_manager: ToolManager | None, prepared: PreparedInput, settings: RunSettings):
         self.stop_event = threading.Event()
         self.settings = settings
-        self.policy = with_sampling(policy, settings.temperature, settings.max_new_tokens)
-        use_tools = not settings.force_no_tool and tool_manager is not None
-        disabled = set(tool_names()) - set(settings.enabled_tools)
-        self.tools = _RunTools(tool_manager, disabled, self.stop_event) if use_tools else None
-        config = AgentConfig(max_turns=max(1, int(settings.max_turns)), use_tools=use_tools)
-        self.loop = AgentLoop(self.tools, config)  # type: ignore[arg-type]  # duck-typed ToolManager
-        self.request = AgentRequest(question=prepared.question, images=prepared.images, id=f"demo-{uuid.uuid4().hex[:10]}", data_source="demo")
+        self.policy = policy
+        self.loop = AgentLoop(tool_manager, AgentConfig(use_tools=tool_manager is not None))
+        self.request = settings.request(prepared, self.stop_event)
         self.request.metadata.update(
             {"image_names": prepared.names, "settings": dataclasses.asdict(settings), "policy": type(policy).__name__}
         )
@@ -202,22 +154,20 @@ class ChatRun:
     def stop(self) -> None:
         self.stop_event.set()
 
-    def _on_turn(self, trajectory: Trajectory, turn: Turn) -> None:
+    def _on_turn(self, trajectory: Trajectory, turn: Turn, images: list[Image.Image]) -> None:
         self.trajectory = trajectory
-        if self.tools is not None and turn.observation is not None:
-            self.media.observations[turn.index] = [to_data_url(image) for image in self.tools.last_images]
-            self.tools.last_images = []
+        if turn.observation is not None:
+            self.media.observations[turn.index] = [to_data_url(image) for image in images]
         self.media.store(trajectory)
         self._events.put(RunUpdate(render_trajectory(trajectory, running=True), trajectory, done=False))
-        if self.stop_event.is_set():
-            raise StopRequested
 
     def _work(self) -> None:
         started = time.perf_counter()
         error = None
         try:
             self.trajectory = self.loop.rollout(self.policy, self.request, on_turn=self._on_turn).trajectory
-        except StopRequested:
+        except RunCancelled as cancelled:
+            self.trajectory = cancelled.trajectory
             self._finish_stopped(STOPPED_BY_USER, started)
         except Exception as exc:  # the model backend failed: tell the page, keep the app up
             logger.exception("demo run %s failed", self.request.id)

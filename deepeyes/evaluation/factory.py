@@ -1,19 +1,23 @@
 """Build what an evaluation runs with: the policy (``num_workers`` copies) and the tool manager.
 
 Shared by the evaluation runner and the VLMEvalKit model class, so that both read the
-same settings the same way.
+same settings the same way; the policy itself comes from the one factory every front end
+uses (:func:`deepeyes.model_args.build_policy`), fed the evaluation's model fields.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import queue
 
 from deepeyes.chat import Message
 from deepeyes.evaluation.config import EvalConfig
+from deepeyes.model_args import ModelArguments
+from deepeyes.model_args import build_policy as build_model_policy
 from deepeyes.paths import TOOL_MANAGER_CONFIG
-from deepeyes.policies.base import Generation, Policy
+from deepeyes.policies.base import Generation, Policy, SamplingParams
 from deepeyes.policies.batching import BatchingPolicy
 from deepeyes.tool_manager import ToolManager
 
@@ -35,12 +39,25 @@ class PolicyPool:
             self._free.put(policy)
         self.size = len(policies)
 
-    def generate(self, messages: list[Message]) -> Generation:
+    def generate(self, messages: list[Message], sampling: SamplingParams | None = None) -> Generation:
         policy = self._free.get()
         try:
-            return policy.generate(messages)
+            return policy.generate(messages, sampling)
         finally:
             self._free.put(policy)
+
+
+def model_arguments(config: EvalConfig) -> ModelArguments:
+    """The evaluation's model fields as the shared :class:`ModelArguments` (same names, same meaning)."""
+    return ModelArguments(
+        model_path=config.model_path,
+        adapter_path=config.adapter_path,
+        api_base=config.api_base,
+        served_model=config.served_model,
+        device=config.device,
+        temperature=config.temperature,
+        max_new_tokens=config.max_new_tokens,
+    )
 
 
 def build_policy(config: EvalConfig) -> Policy:
@@ -54,12 +71,10 @@ def build_policy(config: EvalConfig) -> Policy:
     thread at a time, because a model generates one batch at a time and HF's fast tokenizer
     raises "Already borrowed" when two threads encode with it at once.
     """
-    if config.api_base:
-        from deepeyes.policies.openai import OpenAIPolicy
-
-        return OpenAIPolicy(config.api_base, config.served_model, temperature=config.temperature, max_tokens=config.max_new_tokens)
+    model = model_arguments(config)
+    if model.api_base:
+        return build_model_policy(model)
     from deepeyes.hub import resolve as hub_resolve
-    from deepeyes.policies.hf import HFPolicy
 
     if config.device == "cpu" and config.num_workers > 1:
         import torch
@@ -67,21 +82,15 @@ def build_policy(config: EvalConfig) -> Policy:
         # Each copy gets its share of the cores instead of all of them fighting over every core.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.num_workers))
     # A hub id is fetched once here, not once per copy.
-    model_path = hub_resolve(config.model_path, "model", what="MODEL_PATH")
-    adapter_path = hub_resolve(config.adapter_path, "model", what="ADAPTER_PATH") if config.adapter_path else None
-    logger.info("loading %d copy/copies of %s", config.num_workers, model_path)
-    copies = [
-        HFPolicy(
-            model_path,
-            adapter_path=adapter_path,
-            temperature=config.temperature,
-            max_new_tokens=config.max_new_tokens,
-            device=config.device,
-        )
-        for _ in range(config.num_workers)
-    ]
+    model = dataclasses.replace(
+        model,
+        model_path=str(hub_resolve(model.model_path, "model", what="MODEL_PATH")),
+        adapter_path=str(hub_resolve(model.adapter_path, "model", what="ADAPTER_PATH")) if model.adapter_path else None,
+    )
+    logger.info("loading %d copy/copies of %s", config.num_workers, model.model_path)
+    copies = [build_model_policy(model) for _ in range(config.num_workers)]
     if len(copies) == 1 and config.batch_size > 1:
-        return BatchingPolicy(copies[0], max_batch=config.batch_size, keep_turns=False)
+        return BatchingPolicy(copies[0], max_batch=config.batch_size, keep_turns=False)  # type: ignore[arg-type]  # an HFPolicy
     return PolicyPool(copies)
 
 

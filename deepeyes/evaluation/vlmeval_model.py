@@ -19,88 +19,53 @@ import atexit
 import logging
 import os
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from vlmeval.vlm.base import BaseModel
 
-from deepeyes.agent import AgentConfig, AgentLoop
-from deepeyes.evaluation.config import EvalConfig
-from deepeyes.evaluation.factory import build_policy, build_tool_manager
-from deepeyes.paths import TINY_MODEL_DIR
+from deepeyes import model_args
+from deepeyes.agent import AgentLoop, AgentRequest
 from deepeyes.trajectory import write_jsonl
 
 logger = logging.getLogger(__name__)
 
-#: Environment variables read by :func:`settings_from_env` (the names run_eval.sh uses).
-ENV_SETTINGS: dict[str, str] = {
-    "MODEL_PATH": "model_path",
-    "ADAPTER_PATH": "adapter_path",
-    "API_BASE": "api_base",
-    "SERVED_MODEL": "served_model",
-    "USE_TOOLS": "use_tools",
-    "TOOL_MANAGER_CONFIG": "tool_manager_config",
-    "MAX_TURNS": "max_turns",
-    "MAX_NEW_TOKENS": "max_new_tokens",
-    "TEMPERATURE": "temperature",
-    "DEVICE": "device",
-    "TRAJECTORY_FILE": "trajectory_file",
-}
-_CONVERTERS = {
-    "use_tools": lambda v: v.strip().lower() in ("1", "true", "yes", "on"),
-    "max_turns": int,
-    "max_new_tokens": int,
-    "temperature": float,
-}
+#: Environment variables read by :func:`settings_from_env`: every model and tool field by its
+#: upper-cased name (:data:`deepeyes.model_args.ENV_NAMES`, the names run_eval.sh uses), and
+#: where to append the trajectories.
+ENV_SETTINGS: dict[str, str] = {**model_args.ENV_NAMES, "TRAJECTORY_FILE": "trajectory_file"}
+#: VLMEvalKit's benchmarks want longer answers than one agent turn of the other front ends.
+DEFAULT_MAX_NEW_TOKENS = 2048
 
 
-def settings_from_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """Constructor keyword arguments from the environment (unset or empty variables are skipped)."""
-    environ = dict(os.environ) if environ is None else environ
-    settings = {}
-    for variable, key in ENV_SETTINGS.items():
-        value = environ.get(variable, "")
-        if value:
-            settings[key] = _CONVERTERS.get(key, str)(value)
+def settings_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Constructor keyword arguments from the environment (unset or empty variables are skipped), typed as on the command line."""
+    environ = os.environ if environ is None else environ
+    settings = model_args.settings_from_env(environ)
+    if environ.get("TRAJECTORY_FILE", ""):
+        settings["trajectory_file"] = environ["TRAJECTORY_FILE"]
     return settings
 
 
 class DeepEyesVLM(BaseModel):
-    """A VLMEvalKit model whose every answer is a DeepEyes agent trajectory."""
+    """A VLMEvalKit model whose every answer is a DeepEyes agent trajectory.
+
+    Keyword arguments are the fields of :class:`~deepeyes.model_args.ModelArguments` and
+    :class:`~deepeyes.model_args.ToolArguments` (``model_path``, ``api_base``, ``use_tools``,
+    ``max_turns`` …), the same names as every other front end's flags; ``trajectory_file``
+    appends each trajectory there.
+    """
 
     INTERLEAVE = True  # take VLMEvalKit's interleaved text/image messages as they are
     is_api = False  # answered in-process, one sample at a time, by VLMEvalKit's runner
 
-    def __init__(
-        self,
-        model_path: str | None = None,
-        adapter_path: str | None = None,
-        api_base: str | None = None,
-        served_model: str = "deepeyes",
-        use_tools: bool = True,
-        tool_manager_config: str | None = None,
-        max_turns: int = 8,
-        max_new_tokens: int = 2048,
-        temperature: float = 0.0,
-        device: str = "cpu",
-        trajectory_file: str | None = None,
-    ):
+    def __init__(self, trajectory_file: str | None = None, **settings: Any):
         super().__init__()
-        config = EvalConfig(
-            model_path=model_path or str(TINY_MODEL_DIR),
-            adapter_path=adapter_path,
-            api_base=api_base,
-            served_model=served_model,
-            use_tools=use_tools,
-            tool_manager_config=tool_manager_config,
-            max_turns=max_turns,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            device=device,
-        )
-        self.policy = build_policy(config)
-        self.tool_manager = build_tool_manager(config) if use_tools else None
-        self.loop = AgentLoop(self.tool_manager, AgentConfig(max_turns=max_turns, use_tools=use_tools))
+        self.model, self.tools = model_args.arguments({"max_new_tokens": DEFAULT_MAX_NEW_TOKENS, **settings})
+        self.policy = model_args.build_policy(self.model)
+        self.tool_manager = model_args.build_tool_manager(self.tools)
+        self.loop = AgentLoop(self.tool_manager, self.tools.agent_config())
         self.trajectory_file = Path(trajectory_file) if trajectory_file else None
         self._write_lock = threading.Lock()
         atexit.register(self.close)
@@ -111,9 +76,15 @@ class DeepEyesVLM(BaseModel):
         The images (file paths written by VLMEvalKit) become ``image_1 … image_N`` in the
         sandbox and the texts, joined in order, the question.
         """
-        images = [item["value"] for item in message if item["type"] == "image"]
-        question = "\n".join(item["value"] for item in message if item["type"] == "text")
-        trajectory = self.loop.run(self.policy, images, question, data_source=dataset)
+        request = AgentRequest(
+            question="\n".join(item["value"] for item in message if item["type"] == "text"),
+            images=[item["value"] for item in message if item["type"] == "image"],
+            data_source=dataset,
+            disabled_tools=self.tools.disable_tools,
+            force_no_tool=self.tools.force_no_tool,
+            sampling=self.model.sampling(),
+        )
+        trajectory = self.loop.rollout(self.policy, request).trajectory
         if self.trajectory_file is not None:
             with self._write_lock:
                 write_jsonl(self.trajectory_file, [trajectory])

@@ -1,5 +1,5 @@
 """Policies: what turns a conversation into the model's next turn (HF model, OpenAI-compatible server, script)."""
 
-from deepeyes.policies.base import Generation, Policy
+from deepeyes.policies.base import Generation, Policy, SamplingParams
 
-__all__ = ["Generation", "Policy"]
+__all__ = ["Generation", "Policy", "SamplingParams"]

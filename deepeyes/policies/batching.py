@@ -5,7 +5,8 @@ one model serving those calls one by one leaves the machine idle between tiny ma
 products. :class:`BatchingPolicy` gathers the calls that arrive together (all
 trajectories start at once, and come back from fast tool calls within milliseconds) and
 answers them with one batched ``generate`` — the same idea as an inference server's
-continuous batching, at turn granularity.
+continuous batching, at turn granularity. Each call carries its own sampling settings; one
+batch holds calls with equal settings only, since one ``generate_batch`` samples with one.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import time
 from dataclasses import dataclass
 
 from deepeyes.chat import Message
-from deepeyes.policies.base import Generation
+from deepeyes.policies.base import Generation, SamplingParams
 from deepeyes.policies.hf import HFPolicy
 
 
 @dataclass(eq=False)  # identity, not value: many trajectories ask the very same first question
 class _Pending:
     messages: list[Message]
+    sampling: SamplingParams | None
     result: Generation | None = None
     error: Exception | None = None
     done: bool = False
@@ -31,8 +33,9 @@ class BatchingPolicy:
     """A :class:`~deepeyes.policies.base.Policy` that batches calls arriving within ``gather_s``.
 
     The first caller to find the model idle becomes the batch leader: it waits up to
-    ``gather_s`` (or until ``max_batch`` calls are queued), runs one ``generate_batch``
-    for the queue, hands every caller its result, and wakes them. ``busy_s`` is the time
+    ``gather_s`` (or until ``max_batch`` calls with its sampling settings are queued), runs
+    one ``generate_batch`` for those calls, hands every caller its result, and wakes them;
+    calls with other settings wait for a batch of their own. ``busy_s`` is the time
     spent generating, for the step's time split.
     """
 
@@ -64,8 +67,9 @@ class BatchingPolicy:
             return []
         return list(entry[1])
 
-    def generate(self, messages: list[Message]) -> Generation:
-        pending = _Pending(messages)
+    def generate(self, messages: list[Message], sampling: SamplingParams | None = None) -> Generation:
+        """The next turn of ``messages`` with ``sampling`` (None: the wrapped policy's defaults)."""
+        pending = _Pending(messages, sampling)
         with self._cond:
             self._queue.append(pending)
             self._cond.notify_all()
@@ -76,14 +80,13 @@ class BatchingPolicy:
             # The model is idle and this call is unanswered: lead a batch that includes it.
             self._running = True
             deadline = time.monotonic() + self.gather_s
-            while len(self._queue) < self.max_batch and (left := deadline - time.monotonic()) > 0:
+            while len(self._alike(pending)) < self.max_batch and (left := deadline - time.monotonic()) > 0:
                 self._cond.wait(timeout=left)
-            self._queue.remove(pending)
-            batch = [pending, *self._queue[: self.max_batch - 1]]
-            self._queue = self._queue[self.max_batch - 1 :]
+            batch = self._alike(pending)[: self.max_batch]
+            self._queue = [item for item in self._queue if item not in batch]
         started = time.perf_counter()
         try:
-            results = self.policy.generate_batch([item.messages for item in batch])
+            results = self.policy.generate_batch([item.messages for item in batch], pending.sampling)
             for item, result in zip(batch, results, strict=True):
                 item.result = result
                 if self.keep_turns:
@@ -101,6 +104,10 @@ class BatchingPolicy:
                 self._running = False
                 self._cond.notify_all()
         return self._unwrap(pending)
+
+    def _alike(self, pending: _Pending) -> list[_Pending]:
+        """``pending`` first, then the queued calls that can share its batch (equal settings), in arrival order."""
+        return [pending, *(item for item in self._queue if item is not pending and item.sampling == pending.sampling)]
 
     @staticmethod
     def _unwrap(pending: _Pending) -> Generation:

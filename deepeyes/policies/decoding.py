@@ -54,6 +54,8 @@ from transformers.cache_utils import Cache, DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from deepeyes.policies.base import SamplingParams
+
 #: Generation-config settings that change the logits in ``generate`` and that this loop does
 #: not apply, with the values that mean "off". A model whose generation config turns one
 #: on is refused rather than decoded differently from ``generate``.
@@ -109,23 +111,6 @@ def _decode_sdpa(
 
 AttentionInterface.register(DECODE_ATTENTION, _decode_sdpa)
 AttentionMaskInterface.register(DECODE_ATTENTION, sdpa_mask)  # masks exactly as for "sdpa"
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """How one batch is decoded: ``temperature`` 0 is greedy (argmax); ``top_p`` 1 keeps every token."""
-
-    max_new_tokens: int
-    temperature: float = 0.0
-    top_p: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0.0 <= self.top_p <= 1.0:
-            raise ValueError(f"top_p must be within [0, 1], got {self.top_p}")
 
 
 @dataclass(frozen=True)
@@ -240,7 +225,7 @@ class Decoder:
         self._rope_index = _find_rope_index(model)
 
     def decode(
-        self, inputs: dict[str, torch.Tensor], sampling: Sampling, extra_processors: Sequence[LogitsProcessor] = ()
+        self, inputs: dict[str, torch.Tensor], sampling: SamplingParams, extra_processors: Sequence[LogitsProcessor] = ()
     ) -> list[Decoded]:
         """Decode every row of ``inputs`` (the processor's output, left padded) until it ends.
 
@@ -302,7 +287,7 @@ class Decoder:
             for row, count, stop in zip(rows, lengths.tolist(), stopped.tolist(), strict=True)
         ]
 
-    def _processors(self, sampling: Sampling, extra: Sequence[LogitsProcessor], device: torch.device) -> LogitsProcessorList:
+    def _processors(self, sampling: SamplingParams, extra: Sequence[LogitsProcessor], device: torch.device) -> LogitsProcessorList:
         """``generate``'s processors for these settings, in ``generate``'s order.
 
         Read from the model's generation config at each call: a caller may change

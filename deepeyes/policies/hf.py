@@ -14,8 +14,8 @@ from transformers import LogitsProcessorList
 from deepeyes import wire
 from deepeyes.chat import Message, all_images
 from deepeyes.images import prepare_for_qwen
-from deepeyes.policies.base import Generation
-from deepeyes.policies.decoding import Decoder, Sampling, intra_op_threads
+from deepeyes.policies.base import Generation, SamplingParams
+from deepeyes.policies.decoding import Decoder, intra_op_threads
 from deepeyes.policies.tool_gate import ToolCallGate
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class HFPolicyConfig:
     #: A local directory or a hub id (``honglyhly/DeepEyesV2_7B_1031``); the same for ``adapter_path``.
     model_path: str
     adapter_path: str | None = None
+    #: The default sampling settings (a call's own :class:`SamplingParams` replaces all three).
     max_new_tokens: int = 512
     temperature: float = 0.0
     top_p: float = 1.0
@@ -61,10 +62,9 @@ class HFPolicyConfig:
     min_pixels: int | None = None
     device: str = "cpu"
     dtype: str = "float32"
-    #: The seed's inference switches (see deepeyes.policies.tool_gate): 0..1, the higher the
-    #: less readily a tool call is opened; and no tool call at all.
+    #: The seed's logits gate (deepeyes.policies.tool_gate): 0..1, the higher the less readily
+    #: a tool call is opened. (``force_no_tool`` is a per-request switch of the agent loop.)
     tool_call_threshold: float = 0.0
-    force_no_tool: bool = False
     #: Torch intra-op threads while generating (``None``: leave torch's setting). One by default:
     #: the tiny model's products are too small to share out, and on a shared CPU every
     #: multi-threaded product waits for a core another process holds (deepeyes.policies.decoding).
@@ -73,6 +73,10 @@ class HFPolicyConfig:
 
 class HFPolicy:
     """Generates one assistant turn with the model, stopping at the wire-format stop strings.
+
+    Sampling settings come with each call (``generate(messages, sampling)``); the config's
+    ``temperature``, ``top_p`` and ``max_new_tokens`` are only the defaults (:attr:`sampling`).
+    The config is never changed after construction.
 
     Decoding runs in :class:`~deepeyes.policies.decoding.Decoder`, a lean cached loop that
     gives the tokens ``model.generate`` gave (bit for bit at the same thread count), faster.
@@ -118,8 +122,10 @@ class HFPolicy:
         size = self.processor.image_processor.size
         self.max_pixels = self.config.max_pixels or int(size["longest_edge"])
         self.min_pixels = self.config.min_pixels or int(size["shortest_edge"])
+        #: The settings a call without its own gets.
+        self.sampling = SamplingParams(config.temperature, config.top_p, config.max_new_tokens)
         self._lock = threading.Lock()
-        gate = ToolCallGate(self.tokenizer, self.config.tool_call_threshold, self.config.force_no_tool)
+        gate = ToolCallGate(self.tokenizer, self.config.tool_call_threshold)
         #: Run after the generation config's processors and before temperature / top-p, where
         #: ``generate`` runs its ``logits_processor`` argument.
         self._logits_processors = LogitsProcessorList([gate] if gate.active else [])
@@ -145,10 +151,11 @@ class HFPolicy:
             inputs = self.processor(text=[prompt], images=images or None, return_tensors="pt")
         return {key: value.to(self.config.device) for key, value in inputs.items()}
 
-    def generate(self, messages: list[Message]) -> Generation:
-        return self.generate_batch([messages])[0]
+    def generate(self, messages: list[Message], sampling: SamplingParams | None = None) -> Generation:
+        return self.generate_batch([messages], sampling)[0]
 
-    def generate_batch(self, conversations: list[list[Message]]) -> list[Generation]:
+    def generate_batch(self, conversations: list[list[Message]], sampling: SamplingParams | None = None) -> list[Generation]:
+        """One turn for each conversation, all sampled with ``sampling`` (default: :attr:`sampling`)."""
         prompts = [
             self.processor.apply_chat_template(to_hf_messages(messages), add_generation_prompt=True, tokenize=False)
             for messages in conversations
@@ -158,7 +165,7 @@ class HFPolicy:
             for messages in conversations
             for image in all_images(messages)
         ]
-        sampling = Sampling(self.config.max_new_tokens, self.config.temperature, self.config.top_p)
+        sampling = sampling or self.sampling
         # The fast tokenizer is not re-entrant ("Already borrowed"), so tokenising shares the lock.
         with self._lock, intra_op_threads(self.config.generation_threads):
             self.tokenizer.padding_side = "left"

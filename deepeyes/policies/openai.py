@@ -17,7 +17,7 @@ from openai.types.chat import ChatCompletion
 from deepeyes import wire
 from deepeyes.chat import Message
 from deepeyes.images import to_data_url
-from deepeyes.policies.base import Generation
+from deepeyes.policies.base import Generation, SamplingParams
 
 #: The client insists on a key; a server without authentication gets this one and no header.
 _NO_KEY = "no-key"
@@ -32,8 +32,11 @@ class OpenAIPolicyConfig:
     api_base: str  # e.g. http://127.0.0.1:8000/v1
     model: str
     api_key_env: str = "OPENAI_API_KEY"  # the key is read from this environment variable, never from a file
-    max_tokens: int = 2048
+    #: The default sampling settings (a call's own :class:`SamplingParams` replaces all three);
+    #: ``max_new_tokens`` is sent as OpenAI's ``max_tokens``.
+    max_new_tokens: int = 2048
     temperature: float = 0.0
+    top_p: float = 1.0
     timeout_s: float = 300.0
 
 
@@ -59,6 +62,8 @@ class OpenAIPolicy:
 
     def __init__(self, api_base: str, model: str, **options: Any):
         self.config = OpenAIPolicyConfig(api_base=api_base.rstrip("/"), model=model, **options)
+        #: The settings a call without its own gets.
+        self.sampling = SamplingParams(self.config.temperature, self.config.top_p, self.config.max_new_tokens)
         key = os.environ.get(self.config.api_key_env)
         # Without a key no Authorization header is sent at all, as servers without authentication expect.
         self._headers: dict[str, Any] = {} if key else {"Authorization": openai.Omit()}
@@ -67,15 +72,22 @@ class OpenAIPolicy:
             base_url=self.config.api_base, api_key=key or _NO_KEY, timeout=self.config.timeout_s, max_retries=0
         )
 
-    def generate(self, messages: list[Message]) -> Generation:
+    def generate(self, messages: list[Message], sampling: SamplingParams | None = None) -> Generation:
+        """One turn from the endpoint, sampled with ``sampling`` (default: :attr:`sampling`).
+
+        Raises:
+            PolicyServerError: the endpoint is unreachable, answers an HTTP error, or not a chat completion.
+        """
+        sampling = sampling or self.sampling
         url = f"{self.config.api_base}/chat/completions"
         try:
             # The raw response, so that a body which is not a completion can be quoted in the error.
             raw = self._client.chat.completions.with_raw_response.create(
                 model=self.config.model,
                 messages=to_openai_messages(messages),  # type: ignore[arg-type]  # dicts of the documented shape
-                max_tokens=self.config.max_tokens,
-                temperature=self.config.temperature,
+                max_tokens=sampling.max_new_tokens,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
                 stop=list(wire.TOOL_STOPS),
                 extra_body={"include_stop_str_in_output": True},  # vLLM extension; other servers ignore it
                 extra_headers=self._headers,

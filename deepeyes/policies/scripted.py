@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 from deepeyes.chat import Message
-from deepeyes.policies.base import Generation
+from deepeyes.policies.base import Generation, SamplingParams
 from deepeyes.wire import IMAGE_PLACEHOLDER
 
 
@@ -17,6 +17,8 @@ class ScriptedPolicy:
     instance serves many concurrent trajectories. ``script`` is either one list of turns
     for every conversation, or a mapping from the question (the first user message's
     text without its image placeholders) to that question's turns. ``latency_s`` simulates generation time.
+    The sampling settings of every call are kept in :attr:`samplings`, in call order, so a test
+    can check what reached the policy.
     """
 
     def __init__(
@@ -28,6 +30,8 @@ class ScriptedPolicy:
         self.script = script
         self.latency_s = latency_s
         self.exhausted_text = exhausted_text
+        #: The ``sampling`` argument of each call (None: the caller named none); appends are thread-safe.
+        self.samplings: list[SamplingParams | None] = []
 
     def _turns_for(self, messages: list[Message]) -> list[str]:
         if isinstance(self.script, list):
@@ -37,7 +41,8 @@ class ScriptedPolicy:
             raise KeyError(f"no scripted turns for question {question[:80]!r}")
         return self.script[question]
 
-    def generate(self, messages: list[Message]) -> Generation:
+    def generate(self, messages: list[Message], sampling: SamplingParams | None = None) -> Generation:
+        self.samplings.append(sampling)
         if self.latency_s:
             time.sleep(self.latency_s)
         if callable(self.script):

@@ -1,7 +1,8 @@
-"""``python -m deepeyes.serve``: the command line is derived from :class:`ServeConfig` (``--help`` lists every field)."""
+"""``python -m deepeyes.serve``: the command line is derived from :class:`ServeConfig` and the shared model and tool groups (``--help`` lists every field)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 
@@ -9,6 +10,7 @@ import uvicorn
 
 from deepeyes.cli import parse_cli
 from deepeyes.config import ConfigError
+from deepeyes.model_args import ALIASES, ModelArguments, ToolArguments
 from deepeyes.serve.app import TOKEN_ENV, create_app
 from deepeyes.serve.config import ServeConfig
 from deepeyes.utils.auth import bearer_token
@@ -17,15 +19,15 @@ from deepeyes.utils.auth import bearer_token
 def parse_args(argv: list[str] | None = None) -> ServeConfig:
     """The service's settings; an unknown flag or a bad value exits 2 with the usage, as every DeepEyes CLI does.
 
-    The spellings the inference CLI and the demo use are accepted too (``--adapter_path``,
-    ``--served_model``, ``--max_new_tokens``).
+    The model and tool flags are the ones infer and the demo take; the service's earlier
+    spellings (``--adapter``, ``--upstream_model``, ``--max_tokens``) are aliases of them.
     """
-    (config,) = parse_cli(
-        [ServeConfig], argv, prog="python -m deepeyes.serve",
+    config, model, tools = parse_cli(
+        [ServeConfig, ModelArguments, ToolArguments], argv, prog="python -m deepeyes.serve",
         description="OpenAI-compatible inference service that runs the DeepEyes agent loop with its tools.",
-        aliases={"--adapter_path": "adapter", "--served_model": "upstream_model", "--max_new_tokens": "max_tokens"},
+        aliases=ALIASES,
     )
-    return config
+    return dataclasses.replace(config, model=model, tools=tools)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,10 +35,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deepeyes import wire
-from deepeyes.agent import AgentConfig, ContextLengthExceeded, Rollout, prompt_tokens
+from deepeyes.agent import AgentConfig, AgentLoop, AgentRequest, ContextLengthExceeded, Rollout, RunCancelled, prompt_tokens
+from deepeyes.model_args import build_tool_manager
+from deepeyes.policies.base import SamplingParams
 from deepeyes.policies.openai import PolicyServerError
 from deepeyes.serve import inputs
-from deepeyes.serve.backend import Backend, Sampling
+from deepeyes.serve.backend import Backend
 from deepeyes.serve.config import ServeConfig
 from deepeyes.serve.errors import (
     APIError,
@@ -64,7 +66,7 @@ from deepeyes.serve.schemas import (
     ToolCallUsage,
     Usage,
 )
-from deepeyes.serve.session import RequestCancelled, RequestRun
+from deepeyes.serve.session import RequestRun
 from deepeyes.tool_manager import ToolManager
 from deepeyes.tools.budget import tokenizer_counter
 from deepeyes.trajectory import TOOL_KINDS, Trajectory, Turn
@@ -82,14 +84,14 @@ _INLINE_DECODE_BYTES = 256 * 1024
 
 @dataclass
 class ServeState:
-    """What the routes share: the policy backend, the tools, metrics and worker threads."""
+    """What the routes share: the policy backend, the tools, the one agent loop, metrics and worker threads."""
 
     config: ServeConfig
     backend: Backend
     tools: ToolManager | None
+    loop: AgentLoop
     metrics: ServeMetrics
     workers: ThreadPoolExecutor
-    closer: ThreadPoolExecutor
     http: httpx.AsyncClient
     started: float = field(default_factory=time.time)
 
@@ -163,7 +165,7 @@ class BearerTokenMiddleware:
 # -- the app ------------------------------------------------------------------------------------
 def create_app(config: ServeConfig, tool_manager: ToolManager | None = None, token: str | None = None) -> FastAPI:
     """The service for ``config``. ``tool_manager``: an already started one to share (the caller closes it);
-    by default one is built from ``config.tool_manager_config`` and closed with the app. ``token``: the
+    by default one is built from ``config.tools`` (none with ``use_tools`` false) and closed with the app. ``token``: the
     API key requests must carry (default: ``$DEEPEYES_API_KEY``; neither: no authentication)."""
     metrics = ServeMetrics()
     token = token or os.environ.get(TOKEN_ENV) or None
@@ -171,28 +173,33 @@ def create_app(config: ServeConfig, tool_manager: ToolManager | None = None, tok
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = tool_manager is None
-        tools = ToolManager.from_config(config.tool_manager_config) if owned else tool_manager
+        tools = build_tool_manager(config.tools) if owned else tool_manager
         backend = await asyncio.to_thread(Backend, config)
+        loop = AgentLoop(tools, AgentConfig(
+            max_turns=config.tools.max_turns,
+            max_context_tokens=config.max_context_tokens,
+            use_tools=config.tools.use_tools and tools is not None,
+        ))
         state = ServeState(
             config=config,
             backend=backend,
             tools=tools,
+            loop=loop,
             metrics=metrics,
             workers=ThreadPoolExecutor(config.max_concurrent_requests, thread_name_prefix="serve"),
-            closer=ThreadPoolExecutor(2, thread_name_prefix="serve-close"),
             http=image_client(FetchRules.from_list(config.allow_private_image_urls, config.image_url_hosts)),
         )
-        if owned:
+        if owned and tools is not None:
             await asyncio.to_thread(tools.start)
         app.state.serve = state
-        logger.info("serving %r (%s) with tools %s", config.served_model_name, backend.description, sorted(set(TOOL_KINDS) - tools.disabled_tools))
+        offered = sorted(set(TOOL_KINDS) - tools.disabled_tools - set(config.tools.disable_tools)) if tools is not None else []
+        logger.info("serving %r (%s) with tools %s", config.served_model_name, backend.description, offered)
         try:
             yield
         finally:
             await state.http.aclose()
             state.workers.shutdown(wait=False, cancel_futures=True)
-            state.closer.shutdown(wait=True)
-            if owned:
+            if owned and tools is not None:
                 await asyncio.to_thread(tools.close)
 
     app = FastAPI(title="DeepEyes inference service", lifespan=lifespan)
@@ -249,8 +256,8 @@ def create_app(config: ServeConfig, tool_manager: ToolManager | None = None, tok
         unknown = sorted(set(chat.disable_tools) - set(TOOL_KINDS))
         if unknown:
             raise bad_request(f"unknown tool(s) {unknown} in disable_tools; tools: {list(TOOL_KINDS)}", "disable_tools", "unknown_tool")
-        if chat.max_turns is not None and chat.max_turns > config.max_turns:
-            raise bad_request(f"max_turns {chat.max_turns} exceeds this service's limit of {config.max_turns}", "max_turns", "invalid_value")
+        if chat.max_turns is not None and chat.max_turns > config.tools.max_turns:
+            raise bad_request(f"max_turns {chat.max_turns} exceeds this service's limit of {config.tools.max_turns}", "max_turns", "invalid_value")
         mode = chat.resolved_mode
         if mode == "generate" and chat.stream:
             raise bad_request("streaming is supported in the agent mode only", "stream", "unsupported_value")
@@ -264,18 +271,17 @@ def create_app(config: ServeConfig, tool_manager: ToolManager | None = None, tok
             images = inputs.decode_images(refs)  # cheaper than two thread hops, which cost milliseconds on a busy machine
         else:
             images = await asyncio.get_running_loop().run_in_executor(state.workers, inputs.decode_images, refs)
-        sampling = state.backend.sampling(chat.temperature, chat.token_limit)
+        sampling = state.backend.sampling(chat.temperature, chat.top_p, chat.token_limit)
         completion_id = "chatcmpl-" + uuid.uuid4().hex
         request.state.log = f"mode={mode} stream={chat.stream}"
         if mode == "generate":
             clock.add_since(mark)
             return await _generate(request, state, chat, images, sampling, completion_id, clock)
-        run = _request_run(state, chat, sampling)
+        run = _request_run(state, chat, question, images, sampling)
         clock.add_since(mark)
         # Measured off the event loop: a 2 MB question takes a while to tokenise.
-        overflow = await asyncio.get_running_loop().run_in_executor(
-            state.workers, run.loop.context_overflow, run.loop.first_messages(question, images), run.policy
-        )
+        first = run.loop.first_messages(question, images, run.loop.uses_tools(run.request))
+        overflow = await asyncio.get_running_loop().run_in_executor(state.workers, run.loop.context_overflow, first, run.policy)
         if overflow is not None:
             raise context_length_exceeded(overflow)
         if chat.stream:
@@ -321,15 +327,19 @@ def _parse(body: bytes) -> ChatCompletionRequest:
         raise bad_request(f"invalid request: {param}: {first['msg']}", param, "invalid_request") from exc
 
 
-def _request_run(state: ServeState, chat: ChatCompletionRequest, sampling: Sampling) -> RequestRun:
-    config = state.config
-    agent_config = AgentConfig(
-        max_turns=chat.max_turns or config.max_turns,
-        max_context_tokens=config.max_context_tokens,
-        use_tools=not chat.force_no_tool,
+def _request_run(state: ServeState, chat: ChatCompletionRequest, question: str, images: list[Image.Image], sampling: SamplingParams) -> RequestRun:
+    """The request's run: its switches added to the service-wide ones, its sampling and turn limit, a cancel event of its own."""
+    switches = state.config.tools
+    request = AgentRequest(
+        question=question,
+        images=images,
+        sample_index=chat.sample_index,
+        disabled_tools=set(chat.disable_tools) | set(switches.disable_tools),
+        force_no_tool=chat.force_no_tool or switches.force_no_tool,
+        sampling=sampling,
+        max_turns=chat.max_turns,
     )
-    return RequestRun(state.backend.policy(sampling), state.tools, agent_config, set(chat.disable_tools), state.closer.submit,
-                      tokenizer=state.backend.tokenizer, max_pixels=state.backend.max_pixels)
+    return RequestRun(state.loop, state.backend.policy, request, tokenizer=state.backend.tokenizer, max_pixels=state.backend.max_pixels)
 
 
 def _usage(run: RequestRun, trajectory: Trajectory) -> Usage:
@@ -370,7 +380,7 @@ def _record(request: Request, state: ServeState, run: RequestRun, trajectory: Tr
 
 
 def _consume(future: asyncio.Future) -> None:
-    """Retrieve the outcome of an abandoned run (it ends with RequestCancelled) so asyncio does not warn about it."""
+    """Retrieve the outcome of an abandoned run (it ends with RunCancelled) so asyncio does not warn about it."""
     if not future.cancelled():
         future.exception()
 
@@ -396,7 +406,7 @@ async def _watch_disconnect(request: Request) -> None:
 async def _complete(request: Request, state: ServeState, chat: ChatCompletionRequest, question: str, images: list[Image.Image],
                     run: RequestRun, completion_id: str, clock: RequestClock) -> Response:
     def work():
-        return run.run(question, images, sample_index=chat.sample_index)
+        return run.run()
 
     future = _start_counted(state, work)
     watcher = asyncio.ensure_future(_watch_disconnect(request))
@@ -410,7 +420,7 @@ async def _complete(request: Request, state: ServeState, chat: ChatCompletionReq
             return Response(status_code=499)  # nobody reads it; the log and metrics record the cancellation
         try:
             rollout = future.result()
-        except RequestCancelled:
+        except RunCancelled:
             return Response(status_code=499)
     finally:
         watcher.cancel()
@@ -458,11 +468,11 @@ async def _stream(request: Request, state: ServeState, chat: ChatCompletionReque
     queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
     model = state.config.served_model_name
 
-    def on_turn(_: Trajectory, turn: Turn) -> None:
+    def on_turn(_: Trajectory, turn: Turn, __: list[Image.Image]) -> None:
         loop.call_soon_threadsafe(queue.put_nowait, _turn_event(turn))
 
     def work():
-        return run.run(question, images, on_turn=on_turn, sample_index=chat.sample_index)
+        return run.run(on_turn=on_turn)
 
     def chunk(delta: ChunkDelta, **fields: Any) -> ChatCompletionChunk:
         finish = fields.pop("finish_reason", None)
@@ -507,10 +517,10 @@ def _apply_stop(text: str, stops: list[str], include: bool) -> tuple[str, bool]:
 
 
 async def _generate(request: Request, state: ServeState, chat: ChatCompletionRequest, images: list[Image.Image],
-                    sampling: Sampling, completion_id: str, clock: RequestClock) -> Response:
+                    sampling: SamplingParams, completion_id: str, clock: RequestClock) -> Response:
     """One turn of the conversation as given: the service as a plain chat endpoint for a client-side agent loop."""
     mark = time.thread_time()
-    policy = state.backend.policy(sampling)
+    policy = state.backend.policy
     messages = inputs.conversation(chat, images)
     clock.add_since(mark)
     budget = state.config.max_context_tokens
@@ -523,7 +533,7 @@ async def _generate(request: Request, state: ServeState, chat: ChatCompletionReq
 
     def work():
         t0 = time.perf_counter()
-        generation = policy.generate(messages)
+        generation = policy.generate(messages, sampling)
         return generation, time.perf_counter() - t0
 
     state.metrics.in_flight.inc()
@@ -533,7 +543,7 @@ async def _generate(request: Request, state: ServeState, chat: ChatCompletionReq
         state.metrics.in_flight.dec()
     mark = time.thread_time()
     text, stopped = _apply_stop(generation.text, chat.stop_strings, chat.include_stop_str_in_output)
-    finish = "length" if not stopped and generation.completion_tokens >= sampling.max_tokens else "stop"
+    finish = "length" if not stopped and generation.completion_tokens >= sampling.max_new_tokens else "stop"
     completion = ChatCompletion(
         id=completion_id,
         model=state.config.served_model_name,

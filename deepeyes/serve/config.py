@@ -1,29 +1,33 @@
-"""The inference service's settings: one dataclass, from which the command line is derived."""
+"""The inference service's settings: the shared model and tool groups, plus the service's own fields.
+
+The command line is derived from the three dataclasses (``python -m deepeyes.serve --help``):
+the model and tool flags are the ones every front end takes (:mod:`deepeyes.model_args`),
+with the earlier service spellings (``--adapter``, ``--upstream_model``, ``--max_tokens``) kept
+as aliases. ``model.temperature``, ``model.top_p`` and ``model.max_new_tokens`` are the
+defaults of a request that names none; ``max_new_tokens`` and ``tools.max_turns`` are also the
+most a request may ask for.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deepeyes.paths import TINY_MODEL_DIR, TOOL_MANAGER_CONFIG
+from deepeyes.model_args import ModelArguments, ToolArguments
 
 
 def _help(text: str) -> dict[str, str]:
     return {"help": text}
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServeConfig:
-    """Settings of ``python -m deepeyes.serve`` (every field is a ``--flag`` of the same name)."""
+    """Settings of ``python -m deepeyes.serve`` (every field but ``model`` and ``tools`` is a ``--flag`` of the same name)."""
 
-    # -- the policy -------------------------------------------------------------------------
-    model_path: str = field(default=str(TINY_MODEL_DIR), metadata=_help("local Qwen2.5-VL directory served with transformers"))
-    adapter: str | None = field(default=None, metadata=_help("LoRA adapter directory applied on top of --model_path"))
-    api_base: str | None = field(
-        default=None,
-        metadata=_help("OpenAI-compatible upstream that generates the turns (e.g. vLLM serving DeepEyesV2); overrides --model_path"),
-    )
-    upstream_model: str = field(default="deepeyes", metadata=_help("model name requested from --api_base"))
+    #: The policy: a local model, or an OpenAI-compatible upstream (``model.api_base``).
+    model: ModelArguments = field(default_factory=ModelArguments)
+    #: The tools: the manager's YAML, the service-wide switches (added to each request's) and turn limit.
+    tools: ToolArguments = field(default_factory=ToolArguments)
     served_model_name: str = field(default="deepeyes", metadata=_help("model id this service answers to (GET /v1/models)"))
     script_path: str | None = field(
         default=None,
@@ -36,16 +40,10 @@ class ServeConfig:
         default=False,
         metadata=_help("with --script_path: still run --model_path for every turn (real generation cost and batching), then replay the script's text"),
     )
-    device: str = field(default="cpu", metadata=_help("torch device of --model_path"))
-    dtype: str = field(default="float32", metadata=_help("torch dtype of --model_path"))
-    temperature: float = field(default=0.0, metadata=_help("default sampling temperature (0 = greedy); a request's temperature overrides it"))
-    max_tokens: int = field(default=512, metadata=_help("default token limit of one turn; also the most a request may ask for"))
     max_batch: int = field(default=32, metadata=_help("most concurrent turns generated in one batch (the RL engine's BatchingPolicy)"))
     gather_ms: float = field(default=20.0, metadata=_help("how long a batch waits for more concurrent turns (ms)"))
 
-    # -- the agent loop and tools -------------------------------------------------------------
-    tool_manager_config: str = field(default=str(TOOL_MANAGER_CONFIG), metadata=_help("tool manager YAML (sandbox, search)"))
-    max_turns: int = field(default=8, metadata=_help("default and upper bound of a request's max_turns"))
+    # -- the agent loop -----------------------------------------------------------------------
     max_context_tokens: int = field(
         default=16384,
         metadata=_help("most tokens of a prompt: a longer first prompt gets HTTP 400 context_length_exceeded before any generation, "
@@ -78,8 +76,8 @@ class ServeConfig:
     log_level: str = field(default="INFO", metadata=_help("logging level (DEBUG, INFO, WARNING, ERROR)"))
 
     def __post_init__(self) -> None:
-        if self.max_images < 0 or self.max_turns < 1 or self.max_tokens < 1 or self.max_batch < 1:
-            raise ValueError("max_images must be >= 0; max_turns, max_tokens and max_batch >= 1")
+        if self.max_images < 0 or self.max_batch < 1:
+            raise ValueError("max_images must be >= 0 and max_batch >= 1")
         if self.script_generates and not self.script_path:
             raise ValueError("--script_generates needs --script_path")
         if self.script_path and not Path(self.script_path).is_file():

@@ -2,7 +2,7 @@
 
 The standard fields follow OpenAI's API reference; DeepEyes' switches are extra body
 fields (``extra_body=`` in the official client). Fields a client may send that the
-service does not use (``top_p``, ``user``, ``seed`` …) are accepted and ignored.
+service does not use (``user``, ``seed`` …) are accepted and ignored.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)  # OpenAI's newer name for max_tokens
     n: int = Field(default=1, ge=1, le=1)
@@ -64,7 +65,7 @@ class ChatCompletionRequest(BaseModel):
     #: conversation as given (a client-side agent loop). Default: "generate" when ``stop`` is set.
     mode: Literal["agent", "generate"] | None = None
     disable_tools: list[str] = Field(default_factory=list)  # tools this request may not use
-    force_no_tool: bool = False  # one turn, no tools, the no-tool system prompt
+    force_no_tool: bool = False  # the seed's switch, as everywhere: no tools, one direct answer under the no-tool prompt
     max_turns: int | None = Field(default=None, ge=1)
     sample_index: str | None = None  # key of the first image in the image-search cache, when known
 
