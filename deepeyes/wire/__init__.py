@@ -18,7 +18,6 @@ from deepeyes.wire.parse import (
     format_score,
     parse_action,
     parse_turn,
-    strip_thinking,
     thinking,
 )
 from deepeyes.wire.render import (
@@ -122,7 +121,6 @@ __all__ = [
     "render_response",
     "restore_stop_string",
     "split_response",
-    "strip_thinking",
     "text_search_action",
     "text_search_body",
     "think",

@@ -74,14 +74,14 @@ def split_response(response: str) -> list[ResponseTurn]:
 
     With chat-template markers (``<|im_start|>role``) roles decide: assistant blocks are
     turns, a user block after a turn is its observation, anything before the first
-    assistant turn is prompt. The text before the first marker is an assistant turn (verl's
-    response starts inside one). Without markers the observations are found by their wire
-    shapes. An empty response is one empty turn.
+    assistant turn is prompt. Text before the first marker, even a blank turn and its
+    closing token alone, is an assistant turn (verl's response starts inside one); a
+    response that opens with a marker (a whole conversation) has none. Without markers the
+    observations are found by their wire shapes. An empty response is one empty turn.
     """
     if IM_START in response:
         head, *blocks = response.split(IM_START)
-        head = _without_closing(head)
-        turns = [ResponseTurn(head)] if head.strip() else []
+        turns = [ResponseTurn(_without_closing(head))] if head else []
         for block in blocks:
             role, _, body = block.partition("\n")
             if role.strip() == ASSISTANT_HEADER.strip():

@@ -24,6 +24,7 @@ from deepeyes.rewards import RewardScorer, score_response, score_trajectory
 from deepeyes.rewards.payload import parse_request
 from deepeyes.rewards.scoring import compute_score
 from deepeyes.tool_manager import ToolManager
+from deepeyes.wire.parse import TURN_VIOLATIONS
 
 IMAGE = Image.new("RGB", (120, 90), (10, 200, 30))
 KEYS = ("score", "accuracy", "format", "tool_efficiency", "task_completion")
@@ -228,3 +229,72 @@ def test_generated_rollouts_score_the_same_on_every_route(zoom_manager: ToolMana
     assert any(f.startswith("<think>") and "<answer>" in f for f in seen_fragments), "answers inside thinking"
     assert multi_turn >= 10, "multi-turn conversations"
     assert json.dumps(sorted(seen_violations))
+
+
+def _free_text(rng: random.Random) -> str:
+    return rng.choice(["", " ", "\n", "so", "the box is clear.", "42", "<b>bold</b>", "think again", "```python\nx\n```"])
+
+
+def _action(rng: random.Random) -> str:
+    """One action block, well formed or not, as a model might write it."""
+    return rng.choice(
+        [
+            lambda: wire.answer_action(rng.choice(["42", "41", " 42 ", "forty-two"])),
+            lambda: wire.ANSWER_OPEN + rng.choice(["", "  ", "42"]),  # unclosed (or empty when closed below)
+            lambda: wire.ANSWER_OPEN + rng.choice(["", " "]) + wire.ANSWER_CLOSE,
+            lambda: zoom([rng.randint(0, 60), rng.randint(0, 45), rng.randint(61, 130), rng.randint(46, 100)]),
+            lambda: wire.TOOL_CALL_OPEN + "\n{" + _free_text(rng) + "\n" + wire.TOOL_CALL_CLOSE,
+            lambda: wire.text_search_action("capital of France"),
+            lambda: wire.code_action("print(42)"),
+            lambda: wire.CODE_OPEN + "\n```python\nprint(1)\n",  # unclosed
+            lambda: rng.choice([wire.ANSWER_CLOSE, wire.TOOL_CALL_CLOSE, wire.CODE_CLOSE]),  # a stray closing tag
+        ]
+    )()
+
+
+def _thought(rng: random.Random) -> str:
+    """A ``<think>`` block: closed or not, with action blocks written inside it (which are thought)."""
+    inside = "".join(rng.choice([_free_text(rng), _action(rng)]) for _ in range(rng.randint(0, 3)))
+    return rng.choice([wire.THINK_OPEN + inside + wire.THINK_CLOSE] * 4 + [wire.THINK_OPEN + inside, wire.THINK_CLOSE + inside])
+
+
+def generated_turn(rng: random.Random) -> str:
+    """A turn built from the grammar's pieces: thoughts, text and actions in random order, and
+    often an end-of-turn marker with more of the same after it (which is not part of the turn)."""
+    pieces = [rng.choice([_thought, _free_text, _action])(rng) for _ in range(rng.randint(1, 4))]
+    if rng.random() < 0.4:
+        pieces.append(rng.choice(wire.END_OF_TURN))
+        pieces += [rng.choice([_thought, _free_text, _action])(rng) for _ in range(rng.randint(1, 3))]
+    return "".join(pieces)
+
+
+def test_grammar_generated_turns_record_what_the_text_route_finds(zoom_manager: ToolManager, chat_template) -> None:
+    """Turns generated from the grammar's pieces (not a fixed list): the violations the loop
+    records at generation time are the text route's, on the rendered response with and
+    without chat markers and on the whole conversation, and every score agrees."""
+    rng = random.Random(29)
+    seen: set[str] = set()
+    trailing = thought_answers = multi_turn = 0
+    for _ in range(120):
+        turns = [generated_turn(rng) for _ in range(rng.randint(1, 5))]
+        done = rollout(zoom_manager, turns, rng.choice(["42", "41"]))
+        trajectory = done.trajectory
+        assert_routes_agree(trajectory, trajectory.ground_truth, chat_template(done.messages))
+        for turn in trajectory.turns:
+            assert turn.violations == wire.parse_turn(turn.model_text).violations  # the record keeps the raw text
+            seen.update(turn.violations)
+            trailing += wire.trim_end_of_turn(turn.model_text).strip() != turn.model_text.strip()
+            thought_answers += wire.ANSWER_OPEN in (wire.thinking(turn.model_text) or "")
+        multi_turn += len(trajectory.turns) > 1
+    assert set(TURN_VIOLATIONS) <= seen, sorted(set(TURN_VIOLATIONS) - seen)
+    assert trailing >= 20 and thought_answers >= 20 and multi_turn >= 30, (trailing, thought_answers, multi_turn)
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\n"])
+def test_a_blank_first_turn_stays_a_turn_on_the_text_route(zoom_manager: ToolManager, chat_template, blank: str) -> None:
+    # Found by the generator above: verl's response opening with a blank turn and its
+    # observation lost that turn (and its no_action violation and invalid call).
+    done = rollout(zoom_manager, [blank, wire.answer_action("42")], "42")
+    assert [turn.violations for turn in done.trajectory.turns] == [["no_action"], []]
+    assert len(wire.trajectory_from_response(wire.render_response(done.trajectory)).turns) == 2
+    assert_routes_agree(done.trajectory, "42", chat_template(done.messages))
