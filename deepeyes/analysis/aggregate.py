@@ -18,7 +18,10 @@ Definitions (docs/behavior_analysis.md repeats them):
   ``data_source``, else ``unknown``;
 * *accuracy*: the reward's ``accuracy`` component; absent when no trajectory was scored;
 * *tool choice*: a trajectory whose metadata names ``required_tools`` *matches* when the set
-  of tools it called equals that set, and *covers* it when it called at least those tools.
+  of tools it called equals that set, and *covers* it when it called at least those tools;
+* *grounding rows*: trajectories whose reward details hold a ``true_box`` (the grounding
+  reward's, in original-image pixels); a few per run are kept, with their first image's
+  source, for the report to draw the predicted and true boxes.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class AnalysisConfig:
     max_turn_bucket: int = 8  # complexity buckets: 1 … N-1 turns, then "N+"
     max_call_bucket: int = 5  # 0 … N-1 tool calls, then "N+"
     full_validation: bool = False  # validate every record against the JSON Schema (slower)
+    grounding_pictures: int = 8  # grounding answers drawn per run, taken from each category in turn
 
 
 def required_tools(metadata: dict[str, Any]) -> frozenset[str] | None:
@@ -105,6 +109,24 @@ def category_of(record: dict[str, Any]) -> str:
         if value not in (None, ""):
             return str(value)
     return "unknown"
+
+
+def grounding_example(record: dict[str, Any]) -> dict[str, Any] | None:
+    """What the report needs to draw a grounding row: its id, category, first image source,
+    the answer's ``box`` (None when it gave none), the ``true_box`` and the IoU, from the
+    reward's details; None for a trajectory that is no scored grounding row."""
+    details = (record.get("reward") or {}).get("details") or {}
+    if not isinstance(details, dict) or details.get("true_box") is None:
+        return None
+    images = record.get("images") or []
+    return {
+        "id": str(record["id"]),
+        "category": category_of(record),
+        "image": str(images[0]) if images else None,
+        "box": details.get("box"),
+        "true_box": details["true_box"],
+        "iou": float(details.get("iou") or 0.0),
+    }
 
 
 def digest(record: dict[str, Any]) -> Digest:
@@ -331,9 +353,16 @@ class RunAggregator:
         self.states: list[str] = []
         self.by_turns: dict[str, _Bucket] = defaultdict(_Bucket)
         self.by_calls: dict[str, _Bucket] = defaultdict(_Bucket)
+        self.grounding_rows: Counter = Counter()  # category → grounding rows
+        self.grounding_kept: dict[str, list[dict[str, Any]]] = defaultdict(list)  # at most grounding_pictures per category
 
     def add(self, record: dict[str, Any]) -> Digest:
         d = digest(record)
+        example = grounding_example(record)
+        if example is not None:
+            self.grounding_rows[d.category] += 1
+            if len(self.grounding_kept[d.category]) < self.config.grounding_pictures:
+                self.grounding_kept[d.category].append(example)
         for tool in d.calls:
             if tool not in self.tools:
                 self.tools.append(tool)
@@ -413,7 +442,16 @@ class RunAggregator:
                 "categories": {c: self.categories[c].choice_block() for c in categories},
             },
             "rl_steps": self._rl_block(step_metrics or []),
+            "grounding": self._grounding_block(),
         }
+
+    def _grounding_block(self) -> dict[str, Any] | None:
+        """Rows per category and the examples to draw, taken from each category in turn; None without grounding rows."""
+        if not self.grounding_rows:
+            return None
+        queues = [self.grounding_kept[c] for c in sorted(self.grounding_kept)]
+        in_turn = [queue[i] for i in range(max(map(len, queues))) for queue in queues if i < len(queue)]
+        return {"rows": dict(sorted(self.grounding_rows.items())), "examples": in_turn[: self.config.grounding_pictures]}
 
     def _rl_block(self, step_metrics: list[dict[str, Any]]) -> dict[str, Any] | None:
         if not self.steps and not step_metrics:

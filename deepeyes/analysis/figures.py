@@ -1,13 +1,16 @@
 """The report's figures, drawn with matplotlib from the summary alone.
 
 Every function takes blocks of ``behavior_summary.json`` and nothing else, so each number a
-figure shows is in the summary by construction. Each returns one A4-landscape figure; the
-report saves it as PNG and as a PDF page.
+figure shows is in the summary by construction (the grounding view also reads the example
+images the summary names). Each returns one A4-landscape figure; the report saves it as PNG
+and as a PDF page. :func:`box_overlay` draws a grounding answer's box and the true box on
+the question's image (with PIL: the demo's trajectory pages use it too).
 """
 
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 from typing import Any
 
 import matplotlib
@@ -18,11 +21,25 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from PIL import Image, ImageDraw, ImageFont
 
 from deepeyes.analysis.codeops import ALL_CLASSES, LABELS
+from deepeyes.images import ImageFrame, ImageLoadError, load_image
+from deepeyes.wire.boxes import box_problem
 
 A4_LANDSCAPE = (11.7, 8.3)
 ALARM_COLOR = "#c00000"
+#: Outline colours of grounding pictures (Okabe-Ito vermillion and bluish green: told apart
+#: with the common colour-vision deficiencies): the model's box and the true box.
+PREDICTED_RGB = (213, 94, 0)
+TRUTH_RGB = (0, 158, 115)
+#: Longest side, in pixels, a grounding picture is shown at (small images are enlarged).
+OVERLAY_SIDE = 320
+#: Outline widths in shown pixels: the true box wider, so a predicted box on top of it still
+#: shows the truth's colour on both sides.
+TRUTH_WIDTH, PREDICTED_WIDTH = 5, 2
+LEGEND_HEIGHT = 22
 
 
 def _short(label: str, width: int = 22) -> str:
@@ -45,6 +62,80 @@ def _grouped_bars(ax: Axes, labels: list[str], series: dict[str, list[float | No
     ax.set_ylabel(ylabel, fontsize=8)
     if series:
         ax.legend(fontsize=6)
+
+
+def _outline(draw: ImageDraw.ImageDraw, frame: ImageFrame, box: Sequence[float], color: tuple[int, int, int], width: int) -> None:
+    """``box`` (x2, y2 exclusive, in the frame's original pixels) outlined in the shown image."""
+    x1, y1, x2, y2 = (round(v) for v in frame.to_processed(tuple(box)))  # type: ignore[arg-type]
+    draw.rectangle((x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)), outline=color, width=width)
+
+
+def box_overlay(
+    image: Image.Image, predicted: Sequence[float] | None, truth: Sequence[float] | None, caption: str = "", side: int = OVERLAY_SIDE
+) -> Image.Image:
+    """``image`` scaled so its longest side is ``side`` px, the true and the predicted box drawn
+    on it, and a legend strip below (``predicted``, ``truth``, then ``caption``, e.g. the IoU).
+
+    Boxes are ``[x1, y1, x2, y2]`` in ``image``'s own pixels (original-image pixels, as the
+    grounding reward records ``box`` and ``true_box``); :class:`~deepeyes.images.ImageFrame`
+    carries them to the shown size, the one conversion between frames. A box that is no
+    region of the image (inverted, degenerate, wholly outside:
+    :func:`~deepeyes.wire.boxes.box_problem`) or absent is not drawn, and the legend says why.
+    Returns a new RGB image of ``side``-scaled size plus :data:`LEGEND_HEIGHT` rows.
+    """
+    scale = side / max(image.size)
+    shown_size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    frame = ImageFrame(image.size, shown_size)
+    canvas = Image.new("RGB", (shown_size[0], shown_size[1] + LEGEND_HEIGHT), "white")
+    canvas.paste(image.convert("RGB").resize(shown_size, Image.Resampling.BICUBIC), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    labels = []
+    for name, box, color, width in (("truth", truth, TRUTH_RGB, TRUTH_WIDTH), ("predicted", predicted, PREDICTED_RGB, PREDICTED_WIDTH)):
+        problem = "none" if box is None else box_problem(tuple(box), image.size)  # type: ignore[arg-type]
+        if problem is None:
+            _outline(draw, frame, box, color, width)  # type: ignore[arg-type]
+        labels.append((name if problem is None else f"{name}: {problem}", color))
+    font = ImageFont.load_default(size=12)
+    x, top = 4, shown_size[1] + 4
+    for text, color in reversed(labels):  # predicted first, as the caption's IoU reads
+        draw.rectangle((x, top + 2, x + 10, top + 12), fill=color)
+        draw.text((x + 14, top), text, fill="black", font=font)
+        x += 14 + round(draw.textlength(text, font=font)) + 12
+    if caption:
+        draw.text((x, top), caption, fill="black", font=font)
+    return canvas
+
+
+def grounding_figure(run: str, block: dict[str, Any]) -> Figure:
+    """View 7: example grounding answers, the predicted and true boxes on each question's image.
+
+    Reads the images the summary names (``grounding.examples[*].image``); one that is not on
+    this machine is named instead of drawn.
+    """
+    examples = block["grounding"]["examples"]
+    columns = min(4, max(1, len(examples)))
+    rows = -(-len(examples) // columns) or 1
+    figure, axes = plt.subplots(rows, columns, figsize=A4_LANDSCAPE, squeeze=False, gridspec_kw={"top": 0.86, "bottom": 0.03, "hspace": 0.35})
+    figure.suptitle(f"{run} — grounding: predicted and true boxes", fontsize=12, fontweight="bold")
+    figure.legend(
+        handles=[Patch(color=np.array(PREDICTED_RGB) / 255, label="predicted"), Patch(color=np.array(TRUTH_RGB) / 255, label="truth")],
+        loc="upper center", ncol=2, fontsize=8, bbox_to_anchor=(0.5, 0.94),
+    )
+    for ax, example in zip(axes.flat, examples, strict=False):
+        title = f"{_short(example['category'], 18)} · {_short(example['id'], 22)} · IoU {example['iou']:.2f}"
+        try:
+            if example["image"] is None:
+                raise ImageLoadError("the trajectory names no image")
+            picture = box_overlay(load_image(example["image"]), example["box"], example["true_box"])
+        except ImageLoadError:
+            _empty(ax, f"image not on this machine:\n{_short(str(example['image']), 40)}")
+        else:
+            ax.imshow(np.asarray(picture), interpolation="nearest")
+            ax.axis("off")
+        ax.set_title(title, fontsize=7)
+    for ax in list(axes.flat)[len(examples) :]:
+        ax.axis("off")
+    return figure
 
 
 def _empty(ax: Axes, text: str) -> None:

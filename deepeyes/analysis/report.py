@@ -2,7 +2,9 @@
 
 The same matplotlib figures serve all three (as the evaluation report does): PDF pages are
 the figures themselves after a title page, the HTML shows the PNG files next to tables whose
-cells link into the trajectory browser.
+cells link into the trajectory browser. A run with grounding rows also gets one picture per
+kept example (:func:`~deepeyes.analysis.figures.box_overlay`: the question's image with the
+predicted and the true box, and a legend), listed in the HTML beside its IoU.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from matplotlib.figure import Figure
 from deepeyes.analysis import figures
 from deepeyes.analysis.browser import slug
 from deepeyes.analysis.codeops import ALL_CLASSES, LABELS
+from deepeyes.images import ImageLoadError, load_image
 
 REPORT_HTML = "behavior_report.html"
 REPORT_PDF = "behavior_report.pdf"
@@ -32,6 +35,7 @@ RUN_VIEWS: tuple[tuple[str, str, Callable[[str, dict[str, Any]], Figure], Callab
     ("complexity", "Complexity", figures.complexity_figure, lambda b: True),
     ("rl_steps", "Over RL steps", figures.rl_steps_figure, lambda b: b["rl_steps"] is not None),
     ("tool_choice", "Tool-choice accuracy", figures.tool_choice_figure, lambda b: b["tool_choice"]["overall"]["labelled"] > 0),
+    ("grounding", "Grounding: predicted and true boxes", figures.grounding_figure, lambda b: b.get("grounding") is not None),
 )
 
 
@@ -93,6 +97,51 @@ def draw_figures(summary: dict[str, Any], out: Path) -> list[tuple[str, str, Fig
     for _, path, figure in drawn:
         figure.savefig(out / path, dpi=100)
     return drawn
+
+
+def write_grounding_pictures(summary: dict[str, Any], out: Path) -> dict[str, list[str | None]]:
+    """One PNG per kept grounding example (``figures/<run>_grounding_<i>.png``), by run: the
+    relative path, or None where the example's image is not on this machine."""
+    pictures: dict[str, list[str | None]] = {}
+    for name, run in summary["runs"].items():
+        block = run.get("grounding")
+        if block is None:
+            continue
+        paths: list[str | None] = []
+        for index, example in enumerate(block["examples"], start=1):
+            try:
+                if example["image"] is None:
+                    raise ImageLoadError("the trajectory names no image")
+                picture = figures.box_overlay(load_image(example["image"]), example["box"], example["true_box"], f"IoU {example['iou']:.2f}")
+            except ImageLoadError:
+                paths.append(None)
+                continue
+            relative = f"{FIGURE_DIR}/{slug(name)}_grounding_{index}.png"
+            picture.save(out / relative)
+            paths.append(relative)
+        pictures[name] = paths
+    return pictures
+
+
+def _box_text(box: list[float]) -> str:
+    return "[" + ", ".join(f"{v:g}" for v in box) + "]"
+
+
+def _grounding_table(run: dict[str, Any], pictures: list[str | None]) -> str:
+    block = run["grounding"]
+    counts = ", ".join(f"{html.escape(c)} {n}" for c, n in block["rows"].items())
+    rows = []
+    for example, picture in zip(block["examples"], pictures, strict=True):
+        shown = (
+            f"<img class='boxes' src='{html.escape(picture)}' alt='boxes of {html.escape(example['id'])}'>"
+            if picture
+            else f"image not on this machine: <code>{html.escape(str(example['image']))}</code>"
+        )
+        box = "no box" if example["box"] is None else _box_text(example["box"])
+        rows.append([html.escape(example["category"]), html.escape(example["id"]), f"{example['iou']:.2f}", box, _box_text(example["true_box"]), shown])
+    return f"<p>Grounding rows per category: {counts}. Boxes in original-image pixels.</p>" + _table(
+        ["category", "trajectory", "IoU", "predicted", "truth", "image (predicted and true box)"], rows
+    )
 
 
 def write_pdf(summary: dict[str, Any], drawn: list[tuple[str, str, Figure]], path: Path) -> None:
@@ -228,13 +277,15 @@ th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 th { background: #eee; }
 img { max-width: 100%; width: 1100px; }
+img.boxes { width: auto; }
 .alarm { color: #c00000; font-weight: bold; font-size: 1.1em; }
 .empty { color: #c00000; }
 """
 
 
-def render_html(summary: dict[str, Any], pngs: dict[str, str]) -> str:
-    """The report page; ``pngs`` maps figure keys (``<run>/<view>``, ``comparison``) to relative PNG paths."""
+def render_html(summary: dict[str, Any], pngs: dict[str, str], grounding_pictures: dict[str, list[str | None]] | None = None) -> str:
+    """The report page; ``pngs`` maps figure keys (``<run>/<view>``, ``comparison``) to relative PNG paths,
+    ``grounding_pictures`` a run's grounding examples to theirs (:func:`write_grounding_pictures`)."""
     e = html.escape
     parts = ["<h1>DeepEyes behaviour analysis</h1>", f"<p>written {e(summary['created'])}</p>"]
     parts.extend(f"<p class='alarm'>ALARM {e(line)}</p>" for line in alarm_lines(summary))
@@ -268,6 +319,9 @@ def render_html(summary: dict[str, Any], pngs: dict[str, str]) -> str:
                 parts.append(verdict)
             if stem in tables:
                 parts.append(tables[stem](run))
+            if stem == "grounding":  # the examples one by one, larger than on the PDF page's grid
+                parts.append(_grounding_table(run, (grounding_pictures or {}).get(name) or [None] * len(run["grounding"]["examples"])))
+                continue
             parts.append(f"<img src='{e(pngs[f'{name}/{stem}'])}' alt='{e(name)} {e(title)}'>")
     parts.append("<p>Definitions: docs/behavior_analysis.md.</p>")
     return f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>DeepEyes behaviour analysis</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>\n"
@@ -282,5 +336,6 @@ def write_report(summary: dict[str, Any], out: Path) -> dict[str, str]:
         for _, _, figure in drawn:
             plt.close(figure)
     pngs = {key: path for key, path, _ in drawn}
-    (out / REPORT_HTML).write_text(render_html(summary, pngs), encoding="utf-8")
+    pictures = write_grounding_pictures(summary, out)
+    (out / REPORT_HTML).write_text(render_html(summary, pngs, pictures), encoding="utf-8")
     return pngs

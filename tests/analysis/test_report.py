@@ -165,3 +165,43 @@ def test_trainer_metrics_and_trajectories_give_the_same_alarm(tmp_path):
     # 1.5, 1.5, 1.0, 0.5, 0.5, 0.5 calls per trajectory: threshold 0.75, below at 4 and 5 → fires at 5
     assert trainer_alarm.fired_at == rl["collapse"]["fired_at"] == [5]
     assert rl["series"]["tool_call_rate"] == rl["trainer_metrics"]["series"]["tools/calls_per_trajectory"]
+
+
+def test_grounding_rows_are_drawn_with_the_predicted_and_the_true_box(tmp_path):
+    """A grounding evaluation folder: the report draws both boxes on the question's image, where they are."""
+    from deepeyes.analysis.figures import PREDICTED_RGB, TRUTH_RGB
+
+    lmudata = tmp_path / "lmu"
+    lmudata.mkdir()
+    Image.new("RGB", (224, 224), (200, 200, 200)).save(lmudata / "grey.png")
+    rows = [{"index": i, "image_path": "grey.png", "question": f"Where is box {i}?", "answer": "[20, 40, 120, 140]", "category": "grounding"} for i in range(2)]
+    pd.DataFrame(rows).to_csv(lmudata / "DeepEyesMini_Grounding.tsv", sep="\t", index=False)
+    config = EvalConfig(datasets=["DeepEyesMini_Grounding"], lmudata=str(lmudata), output_dir=str(tmp_path / "eval"), use_tools=False, show_progress=False, report=False)
+    evaluate(config, policy=ScriptedPolicy(["<answer>[30, 40, 130, 140]</answer>"]))
+
+    summary = analyze({"eval": tmp_path / "eval"}, tmp_path / "out")
+    block = summary["runs"]["eval"]["grounding"]
+    assert block["rows"] == {"grounding": 2} and len(block["examples"]) == 2
+    example = block["examples"][0]
+    assert example["box"] == [30, 40, 130, 140] and example["true_box"] == [20, 40, 120, 140]
+    assert example["iou"] == pytest.approx(90 / 110, abs=1e-5)
+    assert "eval/grounding" in summary["figures"]  # the PDF page with the examples' grid
+    html = (tmp_path / "out" / "behavior_report.html").read_text()
+    assert "<img class='boxes' src='figures/eval_grounding_1.png'" in html and "<td>0.82</td>" in html
+
+    picture = Image.open(tmp_path / "out" / "figures" / "eval_grounding_1.png").convert("RGB")
+    scale = 320 / 224  # shown at 320 px on the longest side
+    middle = round(90 * scale)  # halfway down both boxes (y 40…140)
+    # The left edges: the truth at x 20 (5 px wide, inward), the prediction at x 30 (2 px), the grey image between and inside.
+    assert picture.getpixel((round(20 * scale) + 2, middle)) == TRUTH_RGB
+    assert picture.getpixel((round(30 * scale) + 1, middle)) == PREDICTED_RGB
+    assert picture.getpixel((round(30 * scale) - 4, middle)) == (200, 200, 200)
+    assert picture.getpixel((round(75 * scale), middle)) == (200, 200, 200)
+    # The right edges: the truth ends at x 120 (exclusive), the prediction at 130.
+    assert picture.getpixel((round(120 * scale) - 3, middle)) == TRUTH_RGB
+    assert picture.getpixel((round(130 * scale) - 2, middle)) == PREDICTED_RGB
+    assert picture.getpixel((round(130 * scale) + 3, middle)) == (200, 200, 200)
+    # Nothing drawn above the boxes; the legend strip below the image carries both colours.
+    assert picture.getpixel((round(75 * scale), round(20 * scale))) == (200, 200, 200)
+    legend = [picture.getpixel((x, 320 + 11)) for x in range(picture.width)]
+    assert PREDICTED_RGB in legend and TRUTH_RGB in legend
