@@ -54,7 +54,7 @@ from deepeyes import wire
 from deepeyes.agent import AgentConfig, AgentLoop
 from deepeyes.chat import Message
 from deepeyes.images import prepare_for_qwen
-from deepeyes.policies.base import Generation
+from deepeyes.policies.base import Generation, SamplingParams
 from deepeyes.policies.hf import trim_turn
 from deepeyes.rewards.payload import reward_extra_fields
 from deepeyes.rl.data import read_row
@@ -257,14 +257,23 @@ class ServerPolicy:
         if stream.logprobs is not None:
             stream.logprobs += [0.0] * len(ids)
 
-    def generate(self, messages: list[Message]) -> Generation:
+    def turn_sampling(self, sampling: SamplingParams | None) -> dict[str, Any]:
+        """verl's sampling parameters for one turn: the trainer's, or the request's settings over them."""
+        if sampling is None:
+            return dict(self.sampling_params)
+        return {**self.sampling_params, "temperature": sampling.temperature, "top_p": sampling.top_p, "max_new_tokens": sampling.max_new_tokens}
+
+    def generate(self, messages: list[Message], sampling: SamplingParams | None = None) -> Generation:
+        """The next turn from verl's server; ``sampling`` (the request's) replaces the trainer's
+        temperature, top_p and per-turn token limit for this turn (RL requests carry none)."""
         stream = self._extend(messages)
         prompt_tokens = len(stream.ids)
+        params = self.turn_sampling(sampling)
         started = time.perf_counter()
         coroutine = self.server_manager.generate(
             request_id=self.request_id,
             prompt_ids=list(stream.ids),
-            sampling_params=dict(self.sampling_params),
+            sampling_params=params,
             image_data=list(stream.images) or None,
         )
         output = asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
@@ -283,7 +292,7 @@ class ServerPolicy:
         text = cut_at_tool_stop(trim_turn(self.tokenizer.decode(kept, skip_special_tokens=False)))
         # Cut at max_new_tokens: the server returned the whole allowance and the turn never ended.
         ended = (kept and kept[-1] == self.im_end_id) or any(stop in text for stop in TOOL_STOPS)
-        cut = not ended and len(output.token_ids) >= self.sampling_params["max_new_tokens"]
+        cut = not ended and len(output.token_ids) >= params["max_new_tokens"]
         return Generation(text=text, prompt_tokens=prompt_tokens, completion_tokens=len(kept), finish_reason="length" if cut else "stop")
 
 

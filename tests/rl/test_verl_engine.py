@@ -270,3 +270,21 @@ def test_response_cut_never_splits_an_image(tiny_model_dir):
     assert _cut_whole_images(ids, 9, ["a", "b"], tokenizer) == (7, ["a"])  # inside the second image: cut before it
     assert _cut_whole_images(ids, 12, ["a", "b"], tokenizer) == (12, ["a", "b"])  # just after it: both kept
     assert _cut_whole_images(ids, 3, ["a", "b"], tokenizer) == (1, [])
+
+
+def test_a_requests_sampling_replaces_the_trainers_for_its_turns(tiny_model_dir):
+    """RL requests carry no sampling, so verl's (the trainer's) settings sample every turn; a request
+    that carries some (``Policy.generate(messages, sampling)``) gets exactly those, with the stop strings kept."""
+    from transformers import AutoTokenizer
+
+    from deepeyes.policies.base import SamplingParams
+    from deepeyes.rl.verl_agent_loop import ServerPolicy
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    policy = ServerPolicy(None, None, tokenizer, None, {"temperature": 1.0, "top_p": 0.9, "logprobs": True}, 64, 1, 2, 128)  # type: ignore[arg-type]
+    trainers = policy.turn_sampling(None)
+    assert (trainers["temperature"], trainers["top_p"], trainers["max_new_tokens"], trainers["logprobs"]) == (1.0, 0.9, 64, True)
+    requests = policy.turn_sampling(SamplingParams(temperature=0.0, top_p=0.5, max_new_tokens=16))
+    assert (requests["temperature"], requests["top_p"], requests["max_new_tokens"], requests["logprobs"]) == (0.0, 0.5, 16, True)
+    assert requests["stop"] == trainers["stop"] and set(wire.STOP_STRINGS) - {"<|im_end|>"} <= set(requests["stop"])
+    assert policy.turn_sampling(None) == trainers  # the request's settings did not stick
