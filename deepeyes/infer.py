@@ -107,10 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_turn(console, turn)
 
     with ExitStack() as stack:
-        tool_manager = build_tool_manager(tools)
+        # force_no_tool needs no tool services: the request runs without tools either way.
+        tool_manager = None if tools.force_no_tool else build_tool_manager(tools)
         if tool_manager is not None:
             stack.enter_context(tool_manager)
-        rollout = AgentLoop(tool_manager, tools.agent_config()).rollout(policy, request, on_turn=on_turn)
+        loop = AgentLoop(tool_manager, tools.agent_config(use_tools=tool_manager is not None))
+        rollout = loop.rollout(policy, request, on_turn=on_turn)
     trajectory = rollout.trajectory
     trajectory.images = [str(path) for path in args.image]
     console.print(f"[bold green]final answer:[/bold green] {trajectory.final_answer}  (stop: {trajectory.stop_reason}, turns: {len(trajectory.turns)})", highlight=False)

@@ -108,8 +108,8 @@ class ToolArguments:
             raise ValueError(f"max_turns must be >= 1, got {self.max_turns}")
 
     def agent_config(self, **options: Any) -> AgentConfig:
-        """The loop's settings (``options``: further :class:`AgentConfig` fields, e.g. ``max_context_tokens``)."""
-        return AgentConfig(max_turns=self.max_turns, use_tools=self.use_tools, **options)
+        """The loop's settings (``options``: further or overriding :class:`AgentConfig` fields, e.g. ``max_context_tokens``)."""
+        return AgentConfig(**{"max_turns": self.max_turns, "use_tools": self.use_tools, **options})
 
 
 #: The environment variable of each field: its name upper-cased.

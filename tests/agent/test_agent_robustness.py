@@ -29,7 +29,7 @@ class CutPolicy:
     def __init__(self, turns: list[str], cut: set[int]):
         self.turns, self.cut = turns, cut
 
-    def generate(self, messages: list[Message]) -> Generation:
+    def generate(self, messages: list[Message], sampling=None) -> Generation:
         position = sum(1 for m in messages if m.role == "assistant")
         return Generation(self.turns[position], finish_reason="length" if position in self.cut else "stop")
 
@@ -40,7 +40,7 @@ class MeasuringPolicy:
     def __init__(self, processor, turns: list[str]):
         self.processor, self.tokenizer, self.turns, self.prompts = processor, processor.tokenizer, turns, []
 
-    def generate(self, messages: list[Message]) -> Generation:
+    def generate(self, messages: list[Message], sampling=None) -> Generation:
         text = self.processor.apply_chat_template(to_hf_messages(messages), add_generation_prompt=True, tokenize=False)
         images = [image for m in messages for image in m.images]
         prompt = int(self.processor(text=[text], images=images or None, return_tensors="pt")["input_ids"].shape[1])

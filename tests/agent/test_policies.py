@@ -13,6 +13,7 @@ from werkzeug.serving import make_server
 
 from deepeyes.chat import Message
 from deepeyes.images import ImageLoadError, load_image
+from deepeyes.policies.base import SamplingParams
 from deepeyes.policies.hf import HFPolicy
 from deepeyes.policies.openai import OpenAIPolicy, PolicyServerError
 from deepeyes.policies.scripted import ScriptedPolicy
@@ -88,7 +89,7 @@ def test_openai_policy_keeps_text_when_truncated_and_reports_server_errors(chat_
 
 def test_openai_policy_sends_no_key_it_was_not_given_and_quotes_a_body_that_is_no_completion(chat_server: ChatStandIn, monkeypatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    policy = OpenAIPolicy(chat_server.api_base, "m", max_tokens=5, temperature=0.3)
+    policy = OpenAIPolicy(chat_server.api_base, "m", max_new_tokens=5, temperature=0.3)
     chat_server.replies.append((200, completion("<answer>4</answer>")))
     assert policy.generate([Message("user", "q")]).text == "<answer>4</answer>"
     sent = chat_server.requests[0]
@@ -97,6 +98,16 @@ def test_openai_policy_sends_no_key_it_was_not_given_and_quotes_a_body_that_is_n
     chat_server.replies.append((200, ["not", "a", "completion"]))
     with pytest.raises(PolicyServerError, match=r"no chat completion: \["):
         policy.generate([Message("user", "q")])
+
+
+def test_openai_policy_sends_each_calls_own_sampling(chat_server: ChatStandIn) -> None:
+    """A call's SamplingParams replace the policy's defaults for that call only."""
+    policy = OpenAIPolicy(chat_server.api_base, "m", max_new_tokens=5, temperature=0.0)
+    chat_server.replies.extend([(200, completion("<answer>1</answer>")), (200, completion("<answer>2</answer>"))])
+    policy.generate([Message("user", "q")], SamplingParams(temperature=0.9, top_p=0.5, max_new_tokens=7))
+    policy.generate([Message("user", "q")])
+    sent = [(r["json"]["temperature"], r["json"]["top_p"], r["json"]["max_tokens"]) for r in chat_server.requests]
+    assert sent == [(0.9, 0.5, 7), (0.0, 1.0, 5)]
 
 
 def test_openai_policy_unreachable_server() -> None:

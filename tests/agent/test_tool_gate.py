@@ -1,4 +1,4 @@
-"""force_no_tool and tool_call_threshold act on the token that commits a turn to a tool call."""
+"""tool_call_threshold acts on the token that commits a turn to a tool call (force_no_tool is a request switch: test_agent_loop.py)."""
 
 from __future__ import annotations
 
@@ -67,9 +67,9 @@ def test_threshold_gates_tool_openers_below_it(tokenizer, threshold, p_code, p_s
     assert _gated(ToolCallGate(tokenizer, threshold=threshold), tokenizer, scores) == gated
 
 
-def test_force_no_tool_gates_every_opener_and_never_the_answer(tokenizer) -> None:
+def test_threshold_one_gates_every_opener_and_never_the_answer(tokenizer) -> None:
     scores = _scores(tokenizer, {wire.CODE_OPEN: 0.9, wire.TOOL_CALL_OPEN: 0.09, wire.ANSWER_OPEN: 0.001})
-    assert _gated(ToolCallGate(tokenizer, force_no_tool=True), tokenizer, scores) == {wire.CODE_OPEN, wire.TOOL_CALL_OPEN}
+    assert _gated(ToolCallGate(tokenizer, threshold=1.0), tokenizer, scores) == {wire.CODE_OPEN, wire.TOOL_CALL_OPEN}
 
 
 def test_threshold_outside_zero_one_is_refused(tokenizer) -> None:
@@ -78,9 +78,9 @@ def test_threshold_outside_zero_one_is_refused(tokenizer) -> None:
 
 
 def test_a_remote_server_refuses_the_threshold_clearly() -> None:
-    check_remote_support(0.0, force_no_tool=True)  # force_no_tool is honoured by disabling tools
+    check_remote_support(0.0)  # no gate asked: nothing to refuse
     with pytest.raises(ToolGateUnsupported, match="OpenAI-compatible server"):
-        check_remote_support(0.5, force_no_tool=False)
+        check_remote_support(0.5)
 
 
 class _PreferTools:
@@ -94,17 +94,17 @@ class _PreferTools:
         return scores
 
 
-def test_a_local_policy_forced_off_tools_never_opens_one(tiny_model_dir) -> None:
+def test_a_local_policy_gated_at_a_high_threshold_never_opens_a_tool(tiny_model_dir) -> None:
     from deepeyes.chat import Message
     from deepeyes.policies.hf import HFPolicy
 
     conversation = [Message("system", "You may use tools."), Message("user", "How many squares?")]
     results = {}
-    for name, options in {"free": {}, "forced": {"force_no_tool": True}, "threshold": {"tool_call_threshold": 0.999}}.items():
+    for name, options in {"free": {}, "forced": {"tool_call_threshold": 1.0}, "threshold": {"tool_call_threshold": 0.999}}.items():
         policy = HFPolicy(tiny_model_dir, max_new_tokens=12, **options)
         ids = [policy.tokenizer.convert_tokens_to_ids(t) for t in (wire.CODE_OPEN, wire.TOOL_CALL_OPEN)]
         policy._logits_processors.insert(0, _PreferTools(ids))  # runs before the policy's own gate
         results[name] = policy.generate(conversation).text
     assert results["free"].startswith((wire.CODE_OPEN, wire.TOOL_CALL_OPEN))  # the model wants a tool...
-    for name in ("forced", "threshold"):  # ...and the switches keep it out
+    for name in ("forced", "threshold"):  # ...and the gate keeps it out
         assert wire.CODE_OPEN not in results[name] and wire.TOOL_CALL_OPEN not in results[name], results[name]

@@ -66,7 +66,7 @@ class ExclusiveCheckPolicy:
         self.in_use = threading.Lock()
         self.calls = 0
 
-    def generate(self, messages) -> Generation:
+    def generate(self, messages, sampling=None) -> Generation:
         if not self.in_use.acquire(blocking=False):
             raise AssertionError("policy used by two threads at once")
         try:

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from deepeyes.chat import Message
-from deepeyes.policies.base import Generation
+from deepeyes.policies.base import Generation, SamplingParams
 from deepeyes.policies.batching import BatchingPolicy
 
 
@@ -18,14 +18,16 @@ class RecordingModel:
 
     def __init__(self, delay_s: float = 0.05, fail: bool = False):
         self.batches: list[int] = []
+        self.samplings: list[SamplingParams | None] = []
         self.delay_s = delay_s
         self.fail = fail
         self.active = 0
         self.max_active = 0
         self._lock = threading.Lock()
 
-    def generate_batch(self, conversations: list[list[Message]]) -> list[Generation]:
+    def generate_batch(self, conversations: list[list[Message]], sampling: SamplingParams | None = None) -> list[Generation]:
         with self._lock:
+            self.samplings.append(sampling)
             self.active += 1
             self.max_active = max(self.max_active, self.active)
         time.sleep(self.delay_s)
@@ -34,7 +36,8 @@ class RecordingModel:
             self.batches.append(len(conversations))
         if self.fail:
             raise RuntimeError("model exploded")
-        return [Generation(text="echo " + c[-1].content) for c in conversations]
+        suffix = f" @{sampling.temperature}" if sampling is not None else ""
+        return [Generation(text="echo " + c[-1].content + suffix) for c in conversations]
 
 
 def _ask(policy: BatchingPolicy, index: int) -> str:
@@ -71,3 +74,18 @@ def test_a_failed_batch_raises_in_every_waiting_caller():
         for future in futures:
             with pytest.raises(RuntimeError, match="model exploded"):
                 future.result(timeout=10)
+
+
+def test_calls_with_different_sampling_never_share_a_batch():
+    """One generate_batch samples with one setting: each call gets a batch with its own."""
+    model = RecordingModel(delay_s=0.02)
+    policy = BatchingPolicy(model, max_batch=8, gather_s=0.3)  # type: ignore[arg-type]
+    settings = [SamplingParams(temperature=0.5), SamplingParams(temperature=1.0), None]
+
+    def ask(index: int) -> str:
+        return policy.generate([Message("user", f"q{index}")], settings[index % 3]).text
+
+    with ThreadPoolExecutor(max_workers=9) as pool:
+        answers = list(pool.map(ask, range(9)))
+    assert answers == [f"echo q{i}" + (f" @{settings[i % 3].temperature}" if settings[i % 3] else "") for i in range(9)]
+    assert sorted(model.samplings, key=str) == sorted(settings, key=str) and len(model.batches) == 3  # one batch per setting

@@ -21,9 +21,9 @@ from deepeyes.images import prepare_for_qwen
 from deepeyes.policies.decoding import (
     DECODE_ATTENTION,
     Decoder,
-    Sampling,
     intra_op_threads,
 )
+from deepeyes.policies.base import SamplingParams
 from deepeyes.policies.hf import HFPolicy, to_hf_messages, trim_turn
 from deepeyes.prompts import system_prompt, user_prompt
 
@@ -171,7 +171,7 @@ def test_max_new_tokens_is_the_limit(tiny_model_dir: Path) -> None:
         assert generation.finish_reason == ("length" if len(generation.token_ids) == 3 else "stop")
 
 
-@pytest.mark.parametrize("options", [{"force_no_tool": True}, {"tool_call_threshold": 0.999}, {"tool_call_threshold": 0.3}])
+@pytest.mark.parametrize("options", [{"tool_call_threshold": 1.0}, {"tool_call_threshold": 0.999}, {"tool_call_threshold": 0.3}])
 def test_the_tool_gate_acts_exactly_as_under_generate(tiny_model_dir: Path, options: dict) -> None:
     gated = HFPolicy(tiny_model_dir, max_new_tokens=8, **options)
     openers = [gated.tokenizer.convert_tokens_to_ids(t) for t in (wire.CODE_OPEN, wire.TOOL_CALL_OPEN)]
@@ -183,7 +183,7 @@ def test_the_tool_gate_acts_exactly_as_under_generate(tiny_model_dir: Path, opti
     gated._logits_processors.insert(0, prefer_tools)  # the random model now wants a tool; the gate runs after
     generations = gated.generate_batch(MIXED[:2])
     assert _ids(generations) == _reference(gated, MIXED[:2])
-    if options.get("force_no_tool") or options.get("tool_call_threshold", 0) > 0.99:
+    if options["tool_call_threshold"] > 0.99:
         assert all(wire.CODE_OPEN not in g.text and wire.TOOL_CALL_OPEN not in g.text for g in generations)
 
 
@@ -220,9 +220,11 @@ def test_a_generation_leaves_threads_and_attention_as_it_found_them(policy: HFPo
 
 def test_settings_are_validated() -> None:
     with pytest.raises(ValueError, match="max_new_tokens"):
-        Sampling(0)
+        SamplingParams(max_new_tokens=0)
     with pytest.raises(ValueError, match="top_p"):
-        Sampling(4, temperature=1.0, top_p=1.5)
+        SamplingParams(temperature=1.0, top_p=1.5, max_new_tokens=4)
+    with pytest.raises(ValueError, match="temperature"):
+        SamplingParams(temperature=-0.5)
 
 
 def test_a_model_without_m_rope_is_refused(policy: HFPolicy) -> None:
