@@ -19,8 +19,8 @@ Definitions (docs/behavior_analysis.md repeats them):
 * *accuracy*: the reward's ``accuracy`` component; absent when no trajectory was scored;
 * *tool choice*: a trajectory whose metadata names ``required_tools`` *matches* when the set
   of tools it called equals that set, and *covers* it when it called at least those tools;
-* *grounding rows*: trajectories whose reward details hold a ``true_box`` (the grounding
-  reward's, in original-image pixels); a few per run are kept, with their first image's
+* *grounding rows*: trajectories whose reward details hold an ``iou`` (the grounding
+  reward's; boxes in original-image pixels); a few per run are kept, with their first image's
   source, for the report to draw the predicted and true boxes.
 """
 
@@ -32,6 +32,7 @@ from typing import Any
 
 from deepeyes.analysis.codeops import ALL_CLASSES, classify
 from deepeyes.analysis.collapse import CollapseAlarm
+from deepeyes.wire.boxes import parse_box
 
 COUNTER_KEYS = frozenset({"invalid", "failed", "repeated"})
 FAILED_STATUSES = frozenset({"error", "timeout", "denied"})
@@ -112,20 +113,30 @@ def category_of(record: dict[str, Any]) -> str:
 
 
 def grounding_example(record: dict[str, Any]) -> dict[str, Any] | None:
-    """What the report needs to draw a grounding row: its id, category, first image source,
-    the answer's ``box`` (None when it gave none), the ``true_box`` and the IoU, from the
-    reward's details; None for a trajectory that is no scored grounding row."""
+    """What a picture of a grounding row needs: its id, category, first image source, the
+    answer's ``box`` and the ``true_box`` (original-image pixels; None where there is none)
+    and the IoU; None for a trajectory that is no scored grounding row.
+
+    A grounding row is one whose reward details hold an ``iou`` (the grounding reward writes
+    it for those rows only). The reward records ``true_box`` only when an answer box was
+    compared; otherwise (no box, a malformed one) the truth is read from the row's
+    ``ground_truth`` with the one box parser (:func:`deepeyes.wire.boxes.parse_box`).
+    """
     details = (record.get("reward") or {}).get("details") or {}
-    if not isinstance(details, dict) or details.get("true_box") is None:
+    if not isinstance(details, dict) or details.get("iou") is None:
         return None
+    truth = details.get("true_box")
+    if truth is None and record.get("ground_truth"):
+        parsed = parse_box(str(record["ground_truth"])).box
+        truth = list(parsed) if parsed else None
     images = record.get("images") or []
     return {
         "id": str(record["id"]),
         "category": category_of(record),
         "image": str(images[0]) if images else None,
         "box": details.get("box"),
-        "true_box": details["true_box"],
-        "iou": float(details.get("iou") or 0.0),
+        "true_box": truth,
+        "iou": float(details["iou"]),
     }
 
 

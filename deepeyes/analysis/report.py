@@ -137,8 +137,8 @@ def _grounding_table(run: dict[str, Any], pictures: list[str | None]) -> str:
             if picture
             else f"image not on this machine: <code>{html.escape(str(example['image']))}</code>"
         )
-        box = "no box" if example["box"] is None else _box_text(example["box"])
-        rows.append([html.escape(example["category"]), html.escape(example["id"]), f"{example['iou']:.2f}", box, _box_text(example["true_box"]), shown])
+        box, truth = ("–" if b is None else _box_text(b) for b in (example["box"], example["true_box"]))
+        rows.append([html.escape(example["category"]), html.escape(example["id"]), f"{example['iou']:.2f}", box, truth, shown])
     return f"<p>Grounding rows per category: {counts}. Boxes in original-image pixels.</p>" + _table(
         ["category", "trajectory", "IoU", "predicted", "truth", "image (predicted and true box)"], rows
     )

@@ -6,7 +6,9 @@ errors; formats of DESIGN §4, built by :mod:`deepeyes.wire`). The images a tool
 are not part of the schema's observation; the demo stores them, as PNG data URLs, under
 ``metadata["demo_media"]`` (:class:`TrajectoryMedia`), so a downloaded demo trajectory
 re-renders with its figures. Trajectories from evaluation or RL carry only the image
-count, and the page says so.
+count, and the page says so. A scored grounding row (its reward details hold ``true_box``)
+also shows its first image with the predicted and the true box drawn on it
+(:func:`deepeyes.analysis.figures.box_overlay`, boxes in original-image pixels).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
 from deepeyes import wire
+from deepeyes.analysis.aggregate import grounding_example
+from deepeyes.analysis.figures import box_overlay
 from deepeyes.demo.tools import tool_names
 from deepeyes.images import ImageLoadError, load_image, to_data_url
 from deepeyes.trajectory import Trajectory, Turn
@@ -105,6 +109,27 @@ def _input_images(trajectory: Trajectory, media: TrajectoryMedia, may_read: Call
     return "".join(parts)
 
 
+def grounding_picture(trajectory: Trajectory, may_read: Callable[[str], bool] | None = None) -> str:
+    """The first input image with the answer's box and the true box, for a scored grounding row; "" otherwise.
+
+    Both boxes are the grounding reward's (:func:`deepeyes.analysis.aggregate.grounding_example`:
+    original-image pixels), so they are drawn on the image file itself, read under the same ``may_read`` rule
+    as the input thumbnails; an image that cannot be read here is named instead.
+    """
+    example = grounding_example(trajectory.to_dict())
+    if example is None:
+        return ""
+    label = '<span class="de-label">Predicted and true box</span>'
+    source = example["image"]
+    if source is None or (may_read is not None and not may_read(source)):
+        return f'<div class="de-boxes">{label}<span class="de-missing">boxes not drawn: the image is not readable here</span></div>'
+    try:
+        picture = box_overlay(load_image(source), example["box"], example["true_box"], f"IoU {example['iou']:.2f}")
+    except (ImageLoadError, OSError, ValueError):
+        return f'<div class="de-boxes">{label}<span class="de-missing">boxes not drawn: cannot read {_e(Path(source).name)}</span></div>'
+    return f'<div class="de-boxes">{label}{_img(to_data_url(picture), "de-boxes-image", "predicted and true box")}</div>'
+
+
 def _header(trajectory: Trajectory, media: TrajectoryMedia, may_read: Callable[[str], bool] | None = None) -> str:
     facts = []
     dataset = trajectory.data_source or trajectory.metadata.get("dataset")
@@ -122,7 +147,8 @@ def _header(trajectory: Trajectory, media: TrajectoryMedia, may_read: Callable[[
     return (
         '<div class="de-question">'
         f'<div class="de-images">{images}</div>'
-        f'<div class="de-qtext"><span class="de-label">Question</span>{_e(trajectory.question)}</div>{meta}</div>'
+        f'<div class="de-qtext"><span class="de-label">Question</span>{_e(trajectory.question)}</div>{meta}'
+        f"{grounding_picture(trajectory, may_read)}</div>"
     )
 
 
@@ -270,6 +296,8 @@ CSS = """
 .de-question { border: 1px solid #d0d7de; border-radius: 8px; padding: 10px; margin-bottom: 10px; background: #f6f8fa; }
 .de-images { display: flex; gap: 8px; flex-wrap: wrap; margin-bottom: 6px; }
 .de-input { max-height: 160px; border-radius: 4px; border: 1px solid #ccc; }
+.de-boxes { margin-top: 6px; }
+.de-boxes-image { max-width: 100%; border: 1px solid #ccc; display: block; }
 .de-label { font-weight: 600; font-size: 12px; text-transform: uppercase; color: #57606a; margin: 6px 0 2px 0; display: block; }
 .de-qtext .de-label { display: inline; margin-right: 8px; }
 .de-facts { font-size: 13px; color: #57606a; margin-top: 4px; }

@@ -68,3 +68,56 @@ def test_the_trajectory_has_question_images_answer_and_a_footer() -> None:
     TrajectoryMedia(inputs=[thumbnail_url(Image.new("RGB", (10, 10)))]).store(trajectory)
     assert html != render_trajectory(trajectory) and 'class="de-input"' in render_trajectory(trajectory)
     assert "The model is working" in render_trajectory(trajectory, running=True)
+
+
+def _grounding_trajectory(image: str, answer: str = "[30, 40, 130, 140]") -> Trajectory:
+    """A grounding row scored by the real reward: its details hold ``box``, ``true_box`` and ``iou``."""
+    from deepeyes.rewards import score_response
+
+    text = wire.think("The box.") + wire.answer_action(answer)
+    reward = score_response(text, "[20, 40, 120, 140]", data_source="refcoco_val")
+    trajectory = Trajectory(
+        id="g1", question="Where is the box?", images=[image], final_answer=answer, stop_reason="answer", ground_truth="[20, 40, 120, 140]", reward=reward
+    )
+    trajectory.turns.append(Turn(0, text, Action("answer", answer)))
+    return trajectory
+
+
+def _drawn(html: str) -> Image.Image:
+    import base64
+    import io
+    import re
+
+    (url,) = re.findall(r'<img class="de-boxes-image" src="data:image/png;base64,([^"]+)"', html)
+    return Image.open(io.BytesIO(base64.b64decode(url))).convert("RGB")
+
+
+def test_a_grounding_row_shows_its_image_with_the_predicted_and_the_true_box(tmp_path) -> None:
+    from deepeyes.analysis.figures import OVERLAY_SIDE, PREDICTED_RGB, TRUTH_RGB
+
+    path = tmp_path / "grey.png"
+    Image.new("RGB", (448, 224), (200, 200, 200)).save(path)  # wide: shown at 320 x 160
+    picture = _drawn(render_trajectory(_grounding_trajectory(str(path))))
+    scale = OVERLAY_SIDE / 448
+    assert picture.size[0] == OVERLAY_SIDE and picture.size[1] > 160
+    middle = round(90 * scale)
+    assert picture.getpixel((round(20 * scale) + 1, middle)) == TRUTH_RGB
+    assert picture.getpixel((round(130 * scale) - 1, middle)) == PREDICTED_RGB
+    assert picture.getpixel((round(200 * scale), middle)) == (200, 200, 200)
+    legend = [picture.getpixel((x, 160 + 11)) for x in range(picture.width)]
+    assert PREDICTED_RGB in legend and TRUTH_RGB in legend
+
+
+def test_boxes_that_are_no_region_are_not_drawn_and_other_rows_get_no_picture(tmp_path) -> None:
+    from deepeyes.analysis.figures import PREDICTED_RGB, TRUTH_RGB
+
+    path = tmp_path / "grey.png"
+    Image.new("RGB", (224, 224), (200, 200, 200)).save(path)
+    html = render_trajectory(_grounding_trajectory(str(path), answer="[130, 40, 30, 140]"))  # inverted
+    picture = _drawn(html)
+    colours = {picture.getpixel((x, y)) for x in range(0, 320, 2) for y in range(0, 320, 2)}
+    assert TRUTH_RGB in colours and PREDICTED_RGB not in colours  # the truth from the row's ground truth
+    missing = render_trajectory(_grounding_trajectory("/nowhere/img.png"))
+    assert "boxes not drawn: cannot read img.png" in missing and "de-boxes-image" not in missing
+    plain = Trajectory(id="t", question="q", images=[str(path)], reward={"accuracy": 1.0, "score": 1.0, "details": {}})
+    assert "de-boxes" not in render_trajectory(plain)

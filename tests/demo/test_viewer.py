@@ -85,3 +85,40 @@ def test_an_uploaded_file_shows_images_only_from_the_allowed_folders(tmp_path: P
     assert str(private) not in html  # not even the folder's name is echoed
     assert render_trajectory(trajectory, may_read=image_reader([])).count('class="de-input"') == 0
     assert render_trajectory(trajectory).count('class="de-input"') == 4  # the chat page's own runs: any readable path
+
+
+def test_a_grounding_file_shows_the_boxes_drawn_on_its_image_within_the_allowed_folders(tmp_path: Path) -> None:
+    """An evaluation file of a grounding set, opened in the viewer: the page holds the drawn image."""
+    from PIL import Image
+
+    from deepeyes.analysis.figures import PREDICTED_RGB, TRUTH_RGB
+    from deepeyes.demo.render import render_trajectory
+    from deepeyes.demo.viewer import image_reader
+    from deepeyes.evaluation.config import EvalConfig
+    from deepeyes.evaluation.runner import evaluate
+    from deepeyes.policies.scripted import ScriptedPolicy
+
+    lmudata = tmp_path / "lmu"
+    lmudata.mkdir()
+    Image.new("RGB", (224, 224), (200, 200, 200)).save(lmudata / "grey.png")
+    tsv = "index\timage_path\tquestion\tanswer\tcategory\n0\tgrey.png\tWhere is the box?\t[20, 40, 120, 140]\tgrounding\n"
+    (lmudata / "refcoco_val.tsv").write_text(tsv, encoding="utf-8")
+    config = EvalConfig(datasets=["refcoco_val"], lmudata=str(lmudata), output_dir=str(tmp_path / "eval"), use_tools=False, show_progress=False, report=False)
+    evaluate(config, policy=ScriptedPolicy(["<answer>[30, 40, 130, 140]</answer>"]))
+    (path,) = (tmp_path / "eval").rglob("*.jsonl")
+    trajectory = load_trajectories(path).trajectories[0]
+
+    page = render_trajectory(trajectory, may_read=image_reader([lmudata]))
+    assert page.count('class="de-boxes-image"') == 1 and "IoU" not in page.split("de-boxes")[0]
+    import base64
+    import io
+    import re
+
+    (encoded,) = re.findall(r'class="de-boxes-image" src="data:image/png;base64,([^"]+)"', page)
+    picture = Image.open(io.BytesIO(base64.b64decode(encoded))).convert("RGB")
+    scale = 320 / 224
+    assert picture.getpixel((round(20 * scale) + 1, round(90 * scale))) == TRUTH_RGB
+    assert picture.getpixel((round(30 * scale) + 1, round(90 * scale))) == PREDICTED_RGB
+    # Outside the allowed folders the image is not read, and the page says so.
+    refused = render_trajectory(trajectory, may_read=image_reader([tmp_path / "elsewhere"]))
+    assert "de-boxes-image" not in refused and "boxes not drawn: the image is not readable here" in refused
