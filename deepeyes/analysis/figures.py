@@ -36,9 +36,9 @@ PREDICTED_RGB = (213, 94, 0)
 TRUTH_RGB = (0, 158, 115)
 #: Longest side, in pixels, a grounding picture is shown at (small images are enlarged).
 OVERLAY_SIDE = 320
-#: Outline widths in shown pixels: the true box wider, so a predicted box on top of it still
+#: Outline widths in shown pixels (drawn inward): the true box wider, so a predicted box on top of it still
 #: shows the truth's colour on both sides.
-TRUTH_WIDTH, PREDICTED_WIDTH = 5, 2
+TRUTH_WIDTH, PREDICTED_WIDTH = 3, 2
 LEGEND_HEIGHT = 22
 
 

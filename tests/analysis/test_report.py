@@ -192,7 +192,7 @@ def test_grounding_rows_are_drawn_with_the_predicted_and_the_true_box(tmp_path):
     picture = Image.open(tmp_path / "out" / "figures" / "eval_grounding_1.png").convert("RGB")
     scale = 320 / 224  # shown at 320 px on the longest side
     middle = round(90 * scale)  # halfway down both boxes (y 40…140)
-    # The left edges: the truth at x 20 (5 px wide, inward), the prediction at x 30 (2 px), the grey image between and inside.
+    # The left edges: the truth at x 20 (3 px wide, inward), the prediction at x 30 (2 px), the grey image between and inside.
     assert picture.getpixel((round(20 * scale) + 2, middle)) == TRUTH_RGB
     assert picture.getpixel((round(30 * scale) + 1, middle)) == PREDICTED_RGB
     assert picture.getpixel((round(30 * scale) - 4, middle)) == (200, 200, 200)
