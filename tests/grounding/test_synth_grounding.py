@@ -87,6 +87,13 @@ def test_grounding_rows_in_sft_rl_and_evaluation(grounding_dir) -> None:
         wrong = score_response(wire.think("t") + wire.answer_action(shifted), truth, data_source=row["data_source"])
         assert (right["accuracy"], wrong["accuracy"]) == (1.0, 0.0)
     assert set(tsv["category"]) == {"grounding"} and all(json.loads(a) for a in tsv["answer"])
+    # Images by path (not base64), so trajectories name a file the viewer and the report can draw on.
+    assert "image" not in tsv.columns
+    for relative, answer in zip(tsv["image_path"], tsv["answer"], strict=True):
+        with Image.open(out / "eval" / relative) as image:
+            assert image.size == (224, 224)
+            x1, y1, x2, y2 = json.loads(answer)
+            assert 0 <= x1 < x2 <= 224 and 0 <= y1 < y2 <= 224
 
 
 def test_the_box_is_the_named_shape_and_values_are_disjoint_across_splits(grounding_dir) -> None:

@@ -67,6 +67,10 @@ def benchmarks(config: SynthConfig) -> dict[str, str]:
     """The evaluation splits to write and their TSV names."""
     return {**BENCHMARKS, **(GROUNDING_BENCHMARK if config.eval_grounding else {})}
 TSV_COLUMNS = ["index", "image", "question", "answer", "category", "A", "B", "C", "D", "image_index", "required_tools"]
+#: The grounding benchmark names its images by path (``../images/<id>.png``, VLMEvalKit's
+#: ``image_path``) as the REC conversion does: the trajectories then name a file, so the
+#: viewer and the behaviour report can draw the predicted and true boxes on it.
+GROUNDING_TSV_COLUMNS = ["index", "image_path", "question", "answer", "category", "required_tools"]
 #: Text-search questions must find their gold document this high up (the search tests check it).
 GOLD_RANK_LIMIT = 3
 
@@ -291,6 +295,9 @@ def _eval_row(p: Planned, sample: TaskSample, posed: Posed, png: bytes) -> dict[
     }
     if sample.task == "image_search":
         row["image_index"] = p.sample_id
+    if sample.task in GROUNDING_TASKS:
+        del row["image"]
+        row["image_path"] = f"../images/{p.sample_id}.png"
     return row
 
 
@@ -313,7 +320,8 @@ def _write_eval(
 ) -> None:
     for split, benchmark in names.items():
         rows = [_eval_row(p, samples[p.sample_id], posed[p.sample_id], pngs[p.sample_id]) for p in by_split.get(split, [])]
-        formats.write_tsv(rows, TSV_COLUMNS, out / f"eval/{benchmark}.tsv")
+        columns = GROUNDING_TSV_COLUMNS if split in GROUNDING_BENCHMARK else TSV_COLUMNS
+        formats.write_tsv(rows, columns, out / f"eval/{benchmark}.tsv")
 
 
 def _write_search_files(
