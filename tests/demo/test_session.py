@@ -17,8 +17,8 @@ from deepeyes.demo.session import (
     InputError,
     RunSettings,
     prepare_input,
-    with_sampling,
 )
+from deepeyes.policies.base import SamplingParams
 from deepeyes.policies.openai import OpenAIPolicy
 from deepeyes.policies.scripted import ScriptedPolicy
 from deepeyes.tool_manager import ToolManager
@@ -72,14 +72,12 @@ def test_an_image_too_large_to_decode_safely_gets_a_message(tmp_path: Path, monk
         prepare_input([str(path)], "q")
 
 
-def test_with_sampling_changes_one_view_and_shares_the_connection() -> None:
-    policy = OpenAIPolicy("http://127.0.0.1:9/v1", "m", temperature=0.0, max_tokens=2048)
-    view = with_sampling(policy, 0.7, 64)
-    assert (view.config.temperature, view.config.max_tokens) == (0.7, 64)
-    assert (policy.config.temperature, policy.config.max_tokens) == (0.0, 2048)
-    assert view._client is policy._client  # one connection pool
-    scripted = ScriptedPolicy(["x"])
-    assert with_sampling(scripted, 1.0, 5) is scripted
+def test_the_page_settings_travel_on_the_request_and_the_shared_policy_is_untouched() -> None:
+    policy = ScriptedPolicy([wire.answer_action("x")])
+    run = ChatRun(policy, None, prepare_input(None, "q"), RunSettings(temperature=0.7, max_new_tokens=64, max_turns=3))
+    assert run.policy is policy and (run.request.max_turns, run.request.cancel) == (3, run.stop_event)
+    _finish(run)
+    assert policy.samplings == [SamplingParams(temperature=0.7, max_new_tokens=64)]
 
 
 def test_switched_off_tools_are_refused_for_this_run_only(demo_tool_manager: ToolManager) -> None:
@@ -91,10 +89,13 @@ def test_switched_off_tools_are_refused_for_this_run_only(demo_tool_manager: Too
     assert "code" not in demo_tool_manager.disabled_tools
     forced = ChatRun(ScriptedPolicy(turns), demo_tool_manager, prepared, RunSettings(force_no_tool=True))
     trajectory = _finish(forced)[-1].trajectory
-    assert len(trajectory.turns) == 1 and trajectory.turns[0].observation is None and forced.tools is None
+    assert len(trajectory.turns) == 1 and trajectory.turns[0].observation is None and forced.request.force_no_tool
 
 
-def test_stop_ends_the_run_and_frees_its_sandbox_session(demo_tool_manager: ToolManager, tmp_path: Path) -> None:
+def test_stop_ends_the_run_and_frees_its_sandbox_session(demo_tool_manager: ToolManager, monkeypatch: pytest.MonkeyPatch) -> None:
+    closed: list[str] = []
+    close = demo_tool_manager.close_session
+    monkeypatch.setattr(demo_tool_manager, "close_session", lambda session: (closed.append(session.session_id), close(session)))
     turns = [wire.think(f"step {i}") + wire.code_action(f"v = {i}\nprint(v)") for i in range(30)]
     run = ChatRun(ScriptedPolicy(turns, latency_s=0.1), demo_tool_manager, prepare_input(None, "Loop"), RunSettings(max_turns=30))
     updates = run.updates()
@@ -105,7 +106,7 @@ def test_stop_ends_the_run_and_frees_its_sandbox_session(demo_tool_manager: Tool
     trajectory = final.trajectory
     assert final.done and trajectory.stop_reason == "error" and trajectory.metadata["error"] == STOPPED_BY_USER
     assert len(trajectory.turns) < 30
-    assert run.tools.closed  # the tool session (its kernel) was handed back to the manager
+    assert len(closed) == 1  # the tool session (its kernel) was handed back to the manager
     assert "stopped by the user" in final.html
 
 

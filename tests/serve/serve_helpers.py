@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -50,7 +51,7 @@ class Served:
 @contextlib.contextmanager
 def serve(config: ServeConfig, tools: ToolManager | None = None) -> Iterator[Served]:
     """Run ``create_app(config)`` with uvicorn on a free loopback port until the block ends."""
-    config.port = free_port()
+    config = dataclasses.replace(config, port=free_port())
     app = create_app(config, tool_manager=tools)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=config.port, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)

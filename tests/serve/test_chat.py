@@ -12,6 +12,7 @@ from PIL import Image
 from serve_helpers import Served, sandbox_sessions, wait_for
 
 from deepeyes.images import to_data_url
+from deepeyes.policies.base import SamplingParams
 from deepeyes.trajectory import TOOL_KINDS, validate
 
 RED = to_data_url(Image.new("RGB", (64, 48), "red"))
@@ -92,6 +93,15 @@ def test_request_switches_disable_a_tool_force_no_tool_and_cap_turns(client: ope
     capped = client.chat.completions.create(model="deepeyes", messages=ask("figure"), extra_body={"max_turns": 1})
     assert capped.choices[0].finish_reason == "length" and capped.choices[0].message.content is None
     assert capped.model_extra["trajectory"]["stop_reason"] == "max_turns"
+
+
+def test_a_requests_sampling_reaches_the_shared_policy_capped_at_the_services_limit(client: openai.OpenAI, scripted: Served) -> None:
+    policy = scripted.app.state.serve.backend.policy  # the scripted policy records what each call asked for
+    limit = scripted.config.model.max_new_tokens
+    client.chat.completions.create(model="deepeyes", messages=ask("plain"), temperature=0.5, top_p=0.7, max_tokens=10)
+    assert policy.samplings[-1] == SamplingParams(temperature=0.5, top_p=0.7, max_new_tokens=10)
+    client.chat.completions.create(model="deepeyes", messages=ask("plain"), max_tokens=limit + 100)
+    assert policy.samplings[-1] == SamplingParams(max_new_tokens=limit)  # the service's defaults, its cap
 
 
 def test_models_health_and_metrics(client: openai.OpenAI, scripted: Served) -> None:

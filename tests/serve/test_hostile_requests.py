@@ -20,6 +20,7 @@ from serve_helpers import Served, serve
 from test_errors import RED, ask, assert_openai_error, image_site  # noqa: F401 - image_site is a fixture
 
 from deepeyes.config import ConfigError
+from deepeyes.model_args import ModelArguments
 from deepeyes.serve import ServeConfig
 from deepeyes.serve.__main__ import main as serve_main
 from deepeyes.serve.fetch import FetchRefused, FetchRules
@@ -33,7 +34,7 @@ TWO_MB_QUESTION = "How many dots are there? " + "dot " * (2 * 1024 * 1024 // 4)
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir: Path, serve_tools: ToolManager) -> Iterator[Served]:
     """The service on the tiny Qwen2.5-VL (its real tokenizer measures prompts)."""
-    with serve(ServeConfig(model_path=str(tiny_model_dir), max_tokens=4), serve_tools) as served:
+    with serve(ServeConfig(model=ModelArguments(model_path=str(tiny_model_dir), max_new_tokens=4)), serve_tools) as served:
         yield served
 
 

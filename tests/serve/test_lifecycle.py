@@ -6,7 +6,6 @@ import json
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -16,11 +15,13 @@ from PIL import Image
 from serve_helpers import FIGURE_CODE, SCRIPT, Served, sandbox_sessions, serve, wait_for
 
 from deepeyes import wire
-from deepeyes.agent import AgentConfig, AgentLoop
+from deepeyes.agent import AgentConfig, AgentLoop, AgentRequest, RunCancelled
 from deepeyes.images import to_data_url
 from deepeyes.policies.openai import OpenAIPolicy
 from deepeyes.serve import ServeConfig
-from deepeyes.serve.session import RequestCancelled, RequestTools
+from deepeyes.model_args import ModelArguments
+from deepeyes.policies.scripted import ScriptedPolicy
+from deepeyes.serve.session import RequestRun
 from deepeyes.tool_manager import ToolManager
 from deepeyes.trajectory import Action, validate
 from deepeyes.utils.processes import free_port
@@ -92,28 +93,42 @@ class _HeldCalls:
 
 
 def test_a_disconnect_cannot_overtake_the_call_in_flight(serve_tools: ToolManager) -> None:
-    """The close waits for the call: sent first, it would free the session and the late call open it again."""
+    """The loop closes the session itself, after the call in flight: a close sent first would free the
+    session and the late call open it again."""
     assert wait_for(lambda: sandbox_sessions(serve_tools) == 0), "sessions of earlier tests still open"
     held = _HeldCalls(serve_tools)
-    closer = ThreadPoolExecutor(1)
-    tools = RequestTools(held, set(), threading.Event(), closer.submit)  # type: ignore[arg-type]  # duck-typed manager
-    session = tools.open_session([Image.new("RGB", (8, 8), "red")])
-    assert tools.execute(session, Action("code", "x = 1")).observation.status == "success"
-    assert sandbox_sessions(serve_tools) == 1
-    held.go.clear()
-    results: list = []
-    second = threading.Thread(target=lambda: results.append(tools.execute(session, Action("code", "print(x + 1)"))))
-    second.start()
-    assert held.sent.wait(10)
-    tools.abort()  # the client leaves while the second call is on its way
+    turns = [wire.think("set") + wire.code_action("x = 1"), wire.think("use") + wire.code_action("print(x + 1)"),
+             wire.think("again") + wire.code_action("print(x)")]
+    loop = AgentLoop(held, AgentConfig(max_turns=3))  # type: ignore[arg-type]  # duck-typed manager
+    run = RequestRun(loop, ScriptedPolicy(turns), AgentRequest("q", [Image.new("RGB", (8, 8), "red")]))
+    seen: list = []
+
+    def on_turn(_trajectory, turn, _images) -> None:
+        seen.append(turn)
+        if len(seen) == 1:  # the second call's request will be held on its way
+            held.go.clear()
+            held.sent.clear()
+
+    outcome: list = []
+    worker = threading.Thread(target=lambda: outcome.append(_result(run.run, on_turn)))
+    worker.start()
+    assert wait_for(lambda: len(seen) == 1 and held.sent.is_set())  # the second call is in flight
+    run.abort()  # the client leaves while the second call is on its way
     time.sleep(0.5)  # time enough for an unordered close to reach the sandbox first
     held.go.set()
-    second.join(30)
-    closer.shutdown(wait=True)
-    assert results and results[0].observation.status == "success" and "2" in results[0].observation.text
+    worker.join(30)
+    assert isinstance(outcome[0], RunCancelled)
+    second = outcome[0].trajectory.turns[1].observation
+    assert second.status == "success" and "2" in second.text  # the call in flight finished in its session
+    assert len(outcome[0].trajectory.turns) == 2  # and no third turn ran
     assert wait_for(lambda: sandbox_sessions(serve_tools) == 0, timeout_s=10), "the late call left a session open"
-    with pytest.raises(RequestCancelled):
-        tools.execute(session, Action("code", "print(x)"))
+
+
+def _result(work, on_turn):
+    try:
+        return work(on_turn)
+    except RunCancelled as cancelled:
+        return cancelled
 
 
 def test_a_cancelled_request_is_in_flight_until_its_tool_call_returns(serve_tools: ToolManager, script_file: Path) -> None:
@@ -146,7 +161,7 @@ def test_openai_policy_drives_a_client_side_loop_through_the_service(scripted: S
 
 
 def test_a_service_can_use_another_service_as_its_upstream(scripted: Served, serve_tools: ToolManager) -> None:
-    with serve(ServeConfig(api_base=scripted.base_url, upstream_model="deepeyes", served_model_name="front"), serve_tools) as front:
+    with serve(ServeConfig(model=ModelArguments(api_base=scripted.base_url, served_model="deepeyes"), served_model_name="front"), serve_tools) as front:
         client = openai.OpenAI(base_url=front.base_url, api_key="unused", max_retries=0, timeout=120)
         completion = client.chat.completions.create(model="front", messages=ask("figure"))
     assert completion.choices[0].message.content == "a red square"
@@ -154,7 +169,7 @@ def test_a_service_can_use_another_service_as_its_upstream(scripted: Served, ser
 
 
 def test_concurrent_requests_share_the_tiny_model_in_batches(tiny_model_dir: Path, serve_tools: ToolManager) -> None:
-    config = ServeConfig(model_path=str(tiny_model_dir), max_tokens=8, gather_ms=300.0)
+    config = ServeConfig(model=ModelArguments(model_path=str(tiny_model_dir), max_new_tokens=8), gather_ms=300.0)
     with serve(config, serve_tools) as served:
         client = openai.OpenAI(base_url=served.base_url, api_key="unused", max_retries=0, timeout=300)
         results: list = []
@@ -176,14 +191,14 @@ def test_concurrent_requests_share_the_tiny_model_in_batches(tiny_model_dir: Pat
     for completion in results:
         validate(completion.model_extra["trajectory"])
         assert all(turn["completion_tokens"] <= 4 for turn in completion.model_extra["trajectory"]["turns"])
-    assert len(backend.batching) == 1  # one sampling setting, one batching policy
+    assert len(backend.batching) == 1  # one model, one batching policy
     assert backend.batching[0].batches < turns, "no two requests' turns were generated together"
 
 
 def test_script_generates_runs_the_model_and_replays_the_text(tiny_model_dir: Path, serve_tools: ToolManager, tmp_path: Path) -> None:
     script = tmp_path / "script.json"
     script.write_text(json.dumps({"plain": SCRIPT["plain"]}), encoding="utf-8")
-    config = ServeConfig(model_path=str(tiny_model_dir), script_path=str(script), script_generates=True, max_tokens=4)
+    config = ServeConfig(model=ModelArguments(model_path=str(tiny_model_dir), max_new_tokens=4), script_path=str(script), script_generates=True)
     with serve(config, serve_tools) as served:
         client = openai.OpenAI(base_url=served.base_url, api_key="unused", max_retries=0, timeout=300)
         completion = client.chat.completions.create(model="deepeyes", messages=ask("plain"))
@@ -194,7 +209,7 @@ def test_script_generates_runs_the_model_and_replays_the_text(tiny_model_dir: Pa
 
 
 def test_a_failing_upstream_is_a_502(serve_tools: ToolManager) -> None:
-    with serve(ServeConfig(api_base=f"http://127.0.0.1:{free_port()}/v1"), serve_tools) as front:  # nothing listens there
+    with serve(ServeConfig(model=ModelArguments(api_base=f"http://127.0.0.1:{free_port()}/v1")), serve_tools) as front:  # nothing listens there
         client = openai.OpenAI(base_url=front.base_url, api_key="unused", max_retries=0, timeout=120)
         with pytest.raises(openai.APIStatusError) as caught:
             client.chat.completions.create(model="deepeyes", messages=ask("plain"))

@@ -17,6 +17,8 @@ from serve_helpers import SCRIPT
 
 from deepeyes.images import to_data_url
 from deepeyes.paths import REPO_ROOT
+from deepeyes.model_args import ModelArguments, ToolArguments
+from deepeyes.serve.__main__ import parse_args
 from deepeyes.serve.config import ServeConfig
 from deepeyes.utils.processes import RedisServer, free_port
 
@@ -29,8 +31,17 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_help_lists_every_config_field_as_a_snake_case_flag() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
-    for name in ServeConfig.__dataclass_fields__:
+    names = [n for n in ServeConfig.__dataclass_fields__ if n not in ("model", "tools")]
+    names += [*ModelArguments.__dataclass_fields__, *ToolArguments.__dataclass_fields__]
+    for name in names:
         assert f"--{name} " in result.stdout or f"--{name}\n" in result.stdout or f"--{name}," in result.stdout, name
+
+
+def test_the_shared_model_flags_and_the_services_old_spellings_fill_one_config(tmp_path: Path) -> None:
+    new = parse_args(["--adapter_path", "a", "--served_model", "up", "--max_new_tokens", "64", "--api_base", "http://h/v1", "--max_turns", "3"])
+    old = parse_args(["--adapter", "a", "--upstream_model", "up", "--max_tokens", "64", "--api_base", "http://h/v1", "--max_turns", "3"])
+    assert new == old
+    assert (new.model.adapter_path, new.model.served_model, new.model.max_new_tokens, new.tools.max_turns) == ("a", "up", 64, 3)
 
 
 def test_the_service_process_answers_and_logs_one_line_per_request(tmp_path: Path, redis_server: RedisServer) -> None:
