@@ -25,7 +25,13 @@ from rich.panel import Panel
 from deepeyes.agent import AgentLoop, AgentRequest
 from deepeyes.cli import QuietLoggingArguments, parse_cli
 from deepeyes.images import ImageLoadError, load_image
-from deepeyes.model_args import ALIASES, ModelArguments, ToolArguments, build_policy, build_tool_manager
+from deepeyes.model_args import (
+    ALIASES,
+    ModelArguments,
+    ToolArguments,
+    build_policy,
+    build_tool_manager,
+)
 from deepeyes.policies.tool_gate import ToolGateUnsupported
 from deepeyes.tools.registry import REGISTRY
 from deepeyes.trajectory import Trajectory, Turn, write_jsonl

@@ -37,7 +37,13 @@ from deepeyes.demo.viewer import (
     load_trajectories,
     summary_row,
 )
-from deepeyes.model_args import ALIASES, ModelArguments, ToolArguments, build_policy, build_tool_manager
+from deepeyes.model_args import (
+    ALIASES,
+    ModelArguments,
+    ToolArguments,
+    build_policy,
+    build_tool_manager,
+)
 from deepeyes.paths import SAMPLE_DIR
 from deepeyes.policies.base import Policy
 from deepeyes.tool_manager import ToolManager

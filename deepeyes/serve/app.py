@@ -35,7 +35,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deepeyes import wire
-from deepeyes.agent import AgentConfig, AgentLoop, AgentRequest, ContextLengthExceeded, Rollout, RunCancelled, prompt_tokens
+from deepeyes.agent import (
+    AgentConfig,
+    AgentLoop,
+    AgentRequest,
+    ContextLengthExceeded,
+    Rollout,
+    RunCancelled,
+    prompt_tokens,
+)
 from deepeyes.model_args import build_tool_manager
 from deepeyes.policies.base import SamplingParams
 from deepeyes.policies.openai import PolicyServerError

@@ -18,12 +18,12 @@ from PIL import Image
 from deepeyes import wire
 from deepeyes.chat import Message, all_images
 from deepeyes.images import prepare_for_qwen
+from deepeyes.policies.base import SamplingParams
 from deepeyes.policies.decoding import (
     DECODE_ATTENTION,
     Decoder,
     intra_op_threads,
 )
-from deepeyes.policies.base import SamplingParams
 from deepeyes.policies.hf import HFPolicy, to_hf_messages, trim_turn
 from deepeyes.prompts import system_prompt, user_prompt
 

@@ -17,10 +17,10 @@ from serve_helpers import FIGURE_CODE, SCRIPT, Served, sandbox_sessions, serve, 
 from deepeyes import wire
 from deepeyes.agent import AgentConfig, AgentLoop, AgentRequest, RunCancelled
 from deepeyes.images import to_data_url
-from deepeyes.policies.openai import OpenAIPolicy
-from deepeyes.serve import ServeConfig
 from deepeyes.model_args import ModelArguments
+from deepeyes.policies.openai import OpenAIPolicy
 from deepeyes.policies.scripted import ScriptedPolicy
+from deepeyes.serve import ServeConfig
 from deepeyes.serve.session import RequestRun
 from deepeyes.tool_manager import ToolManager
 from deepeyes.trajectory import Action, validate

@@ -16,8 +16,8 @@ from PIL import Image
 from serve_helpers import SCRIPT
 
 from deepeyes.images import to_data_url
-from deepeyes.paths import REPO_ROOT
 from deepeyes.model_args import ModelArguments, ToolArguments
+from deepeyes.paths import REPO_ROOT
 from deepeyes.serve.__main__ import parse_args
 from deepeyes.serve.config import ServeConfig
 from deepeyes.utils.processes import RedisServer, free_port
