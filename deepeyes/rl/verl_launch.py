@@ -28,7 +28,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from deepeyes.analysis.collapse import CollapseAlarm
 from deepeyes.config import to_dict
 from deepeyes.paths import REPO_ROOT
 from deepeyes.rl.config import RLConfig, RLSetupError
@@ -37,6 +36,7 @@ from deepeyes.rl.metrics import check_loggers, tracker_environment
 from deepeyes.rl.policy_model import load_base_with_sft
 from deepeyes.rl.services import build_tool_manager, write_reward_config
 from deepeyes.rl.verl_metrics import write_step_metrics
+from deepeyes.rl.verl_worker import collapse_environment
 from deepeyes.utils.processes import ManagedProcess
 
 logger = logging.getLogger(__name__)
@@ -243,7 +243,7 @@ def build_overrides(config: RLConfig, paths: VerlPaths, reward_server_url: str) 
     if _uses_v1_trainer(list(verl.extra_overrides)):
         logger.warning(
             "verl's v1 trainer runs its own agent-loop manager: trajectories.jsonl will carry no metadata.step, "
-            "so the behaviour report's per-step view and the collapse alarm see no steps"
+            "so the behaviour report's per-step view sees no steps, and the collapse alarm (run by our manager) does not run"
         )
     else:
         overrides.append(f"+actor_rollout_ref.rollout.agent.agent_loop_manager_class={AGENT_LOOP_MANAGER_CLASS}")
@@ -299,9 +299,11 @@ def command(overrides: list[str]) -> list[str]:
 
 
 def environment(config: RLConfig, paths: VerlPaths) -> dict[str, str]:
-    """Variables for verl's processes: the CPU plugin when on CPU, and where verl's loggers write."""
+    """Variables for verl's processes: the CPU plugin when on CPU, where verl's loggers write, and
+    the collapse alarm's settings (read by :class:`deepeyes.rl.verl_worker.DeepEyesAgentLoopManager`)."""
     env = {
         **tracker_environment(paths.root),
+        **collapse_environment(config.trainer.collapse_fraction, config.trainer.collapse_patience),
         "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p),
     }
     if on_cpu(config):
@@ -373,4 +375,4 @@ def launch(config: RLConfig, reward_server_url: str) -> int:
         with ManagedProcess(argv, name="verl main_ppo", env=env, cwd=REPO_ROOT, inherit_output=True, reap_tree=True) as trainer:
             return trainer.wait()
     finally:
-        write_step_metrics(paths.root, CollapseAlarm(config.trainer.collapse_fraction, config.trainer.collapse_patience))
+        write_step_metrics(paths.root)

@@ -6,8 +6,9 @@ logs every scored trajectory, with ``metadata.step``, to ``trajectories.jsonl``
 (:mod:`deepeyes.rl.verl_reward`). After verl exits, :func:`write_step_metrics` joins the two into
 flat records — verl's metrics plus :func:`deepeyes.rl.metrics.rollout_metrics` of the step's
 trajectories (reward components, tool use, the tool-collapse series) — in the file the behaviour
-report reads, and replays the collapse alarm over them, so a verl run is reported and warned
-about as a local one is. verl's own values win where both have a name (``critic/score/*``).
+report reads, so a verl run is reported as a local one is. verl's own values win where both have
+a name (``critic/score/*``, ``tool_call_counts/*``). The collapse alarm itself runs live, inside
+verl's agent-loop manager (:class:`deepeyes.rl.verl_worker.DeepEyesAgentLoopManager`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import logging
 from collections import defaultdict
 from pathlib import Path
 
-from deepeyes.analysis.collapse import CollapseAlarm
 from deepeyes.rl.metrics import (
     METRICS_FILE,
     TRACKING_FILE,
@@ -40,7 +40,7 @@ def _scored_by_step(path: Path) -> dict[int, list[Trajectory]]:
     return steps
 
 
-def write_step_metrics(run_dir: Path, alarm: CollapseAlarm) -> Path | None:
+def write_step_metrics(run_dir: Path) -> Path | None:
     """Rewrite ``run_dir/metrics.jsonl`` from verl's ``tracking.jsonl`` and the scored trajectories.
 
     Returns the file, or None when verl logged no step. The file is rewritten whole: verl's file
@@ -62,7 +62,5 @@ def write_step_metrics(run_dir: Path, alarm: CollapseAlarm) -> Path | None:
         ours = rollout_metrics(trajectories, [t.reward for t in trajectories]) if trajectories else {}  # type: ignore[misc]
         metrics = {**ours, **{k: v for k, v in record["data"].items() if isinstance(v, (int, float))}}
         writer.write(step, metrics)
-        if "tools/calls_per_trajectory" in metrics:
-            alarm.update_and_log(step, metrics["tools/calls_per_trajectory"])
     logger.info("verl run: %d step records in %s", len(records), writer.path)
     return writer.path

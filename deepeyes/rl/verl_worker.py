@@ -10,18 +10,54 @@ the duration of one trajectory, which :class:`~deepeyes.rl.verl_agent_loop.DeepE
 verl starts the worker through its extension point for the manager class
 (``actor_rollout_ref.rollout.agent.agent_loop_manager_class``; the manager's
 ``agent_loop_workers_class`` is the Ray actor class it starts, ``AgentLoopManager.__init__``).
+
+The manager also runs the tool-use collapse alarm live, as the local engine does: after each
+training step's rollouts it feeds the alarm the step's mean tool calls per trajectory (the
+``tool_call_counts`` our agent loop hands verl, the series the local engine feeds it as
+``tools/calls_per_trajectory``). The alarm's settings reach verl's processes through the
+environment (:func:`collapse_environment`, set by :mod:`deepeyes.rl.verl_launch`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import os
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import ray
 from verl.experimental.agent_loop.agent_loop import AgentLoopManager, AgentLoopWorker
+from verl.protocol import DataProto
+from verl.utils.ray_utils import auto_await
+
+from deepeyes.analysis.collapse import CollapseAlarm
+
+logger = logging.getLogger(__name__)
+
+#: ``trainer.collapse_fraction`` / ``trainer.collapse_patience`` in verl's processes.
+COLLAPSE_FRACTION_ENV = "DEEPEYES_COLLAPSE_FRACTION"
+COLLAPSE_PATIENCE_ENV = "DEEPEYES_COLLAPSE_PATIENCE"
+
+
+def collapse_environment(fraction: float, patience: int) -> dict[str, str]:
+    """The variables that give verl's agent-loop manager the run's collapse-alarm settings."""
+    return {COLLAPSE_FRACTION_ENV: repr(float(fraction)), COLLAPSE_PATIENCE_ENV: str(int(patience))}
+
+
+def collapse_alarm_from(environ: Mapping[str, str]) -> CollapseAlarm | None:
+    """The alarm :func:`collapse_environment` describes; None when the variables are not set
+    (verl started by hand, without our launch).
+
+    Raises:
+        ValueError: a variable is set but is no number, or the settings are out of range.
+    """
+    if COLLAPSE_FRACTION_ENV not in environ or COLLAPSE_PATIENCE_ENV not in environ:
+        return None
+    return CollapseAlarm(float(environ[COLLAPSE_FRACTION_ENV]), int(environ[COLLAPSE_PATIENCE_ENV]))
 
 
 @dataclass(frozen=True)
@@ -64,6 +100,23 @@ class DeepEyesAgentLoopWorker(AgentLoopWorker):
 
 
 class DeepEyesAgentLoopManager(AgentLoopManager):
-    """verl's manager, starting :class:`DeepEyesAgentLoopWorker` actors."""
+    """verl's manager, starting :class:`DeepEyesAgentLoopWorker` actors and running the collapse alarm."""
 
     agent_loop_workers_class = ray.remote(DeepEyesAgentLoopWorker)
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.collapse_alarm = collapse_alarm_from(os.environ)
+
+    @auto_await
+    async def generate_sequences(self, prompts: DataProto) -> DataProto:
+        """verl's rollouts of one batch; a training batch's mean tool calls then go to the alarm,
+        which logs a warning at the step the rate collapses (validation batches are not counted)."""
+        output = await super().generate_sequences(prompts)
+        counts = output.non_tensor_batch.get("tool_call_counts")
+        if self.collapse_alarm is not None and not prompts.meta_info.get("validate", False) and counts is not None and len(counts):
+            if any(count is None for count in counts):  # a foreign agent loop's outputs carry no count
+                logger.warning("collapse alarm: some rollouts of step %s carry no tool_call_counts; step skipped", prompts.meta_info.get("global_steps"))
+            else:
+                self.collapse_alarm.update_and_log(int(prompts.meta_info["global_steps"]), float(np.mean(counts.astype(float))))
+        return output
