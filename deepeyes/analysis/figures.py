@@ -91,7 +91,7 @@ def box_overlay(
     draw = ImageDraw.Draw(canvas)
     labels = []
     for name, box, color, width in (("truth", truth, TRUTH_RGB, TRUTH_WIDTH), ("predicted", predicted, PREDICTED_RGB, PREDICTED_WIDTH)):
-        problem = "none" if box is None else box_problem(tuple(box), image.size)  # type: ignore[arg-type]
+        problem = "no box" if box is None else box_problem(tuple(box), image.size)  # type: ignore[arg-type]
         if problem is None:
             _outline(draw, frame, box, color, width)  # type: ignore[arg-type]
         labels.append((name if problem is None else f"{name}: {problem}", color))
@@ -122,7 +122,7 @@ def grounding_figure(run: str, block: dict[str, Any]) -> Figure:
         loc="upper center", ncol=2, fontsize=8, bbox_to_anchor=(0.5, 0.94),
     )
     for ax, example in zip(axes.flat, examples, strict=False):
-        title = f"{_short(example['category'], 18)} · {_short(example['id'], 22)} · IoU {example['iou']:.2f}"
+        title = f"{_short(example['category'], 24)} · IoU {example['iou']:.2f}\n{_short(example['id'], 30)}"
         try:
             if example["image"] is None:
                 raise ImageLoadError("the trajectory names no image")
