@@ -22,7 +22,7 @@ from PIL import Image
 from deepeyes import wire
 from deepeyes.agent import AgentConfig, AgentLoop, AgentRequest
 from deepeyes.chat import Message
-from deepeyes.policies.base import Generation
+from deepeyes.policies.base import Generation, SamplingParams
 from deepeyes.policies.scripted import ScriptedPolicy
 from deepeyes.tool_manager import ToolManager, ToolManagerConfig, ToolsConfig
 
@@ -35,10 +35,10 @@ class SingleEnginePolicy:
         self.latency_s = latency_s
         self._lock = threading.Lock()
 
-    def generate(self, messages: list[Message]) -> Generation:
+    def generate(self, messages: list[Message], sampling: SamplingParams | None = None) -> Generation:
         with self._lock:
             time.sleep(self.latency_s)
-            return self.inner.generate(messages)
+            return self.inner.generate(messages, sampling)
 
 
 def script(tool_turns: int, code: str) -> list[str]:

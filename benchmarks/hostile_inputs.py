@@ -128,11 +128,12 @@ def service_section() -> None:
     print("\n## items 5, 11, 12: the inference service (uvicorn on loopback, tiny Qwen2.5-VL, max_context_tokens 16384)")
     import uvicorn
 
+    from deepeyes.model_args import ModelArguments
     from deepeyes.serve import ServeConfig, create_app
     from deepeyes.tool_manager import ToolManager, ToolManagerConfig, ToolsConfig
 
     os.environ.pop("DEEPEYES_API_KEY", None)
-    config = ServeConfig(model_path=str(TINY_MODEL_DIR), max_tokens=4, port=free_port())
+    config = ServeConfig(model=ModelArguments(model_path=str(TINY_MODEL_DIR), max_new_tokens=4), port=free_port())
     with ToolManager(config=ToolManagerConfig(tools=ToolsConfig(enabled=[]))) as tools:
         app = create_app(config, tool_manager=tools, token=TOKEN)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=config.port, log_level="warning", access_log=False))

@@ -30,7 +30,7 @@ class CountingPolicy:
         self.first_turn = first_turn
         self._lock = threading.Lock()
 
-    def generate(self, messages) -> Generation:
+    def generate(self, messages, sampling=None) -> Generation:
         question = messages[1].content
         with self._lock:
             self.calls[question] = self.calls.get(question, 0) + 1
