@@ -39,14 +39,14 @@ FAILED_STATUSES = frozenset({"error", "timeout", "denied"})
 #: Names a dataset may use for a tool, mapped to the trajectory's ``tool_calls`` key.
 TOOL_ALIASES = {"code_execution": "code", "python": "code", "code_interpreter": "code", "text_search": "search", "web_search": "search"}
 START, END = "start", "end"
-ALARM_SERIES = "tool_call_rate"  # tool calls per trajectory, = tools/calls_per_trajectory of the RL trainer
+ALARM_SERIES = "tool_calls_per_trajectory"  # tool calls per trajectory, = tools/calls_per_trajectory of the RL trainer
 
 
 @dataclass
 class AnalysisConfig:
     """Knobs of the analysis; the defaults are what ``analyze.py`` uses."""
 
-    collapse_fraction: float = 0.5  # alarm when the tool-call rate < fraction × its first value ...
+    collapse_fraction: float = 0.5  # alarm when tool calls per trajectory < fraction × its first value ...
     collapse_patience: int = 3  # ... for this many consecutive RL steps
     examples_per_group: int = 5  # trajectories kept per (category, kind of example) for the browser
     top_paths: int = 12  # decision paths listed per run (per category: half of it)
@@ -276,7 +276,7 @@ class GroupStats:
             "any_tool_rate": self.any_tool / n,
             "tool_use_rate": {tool: self.used[tool] / n for tool in tools},
             "calls_per_trajectory": {tool: self.calls[tool] / n for tool in tools},
-            "tool_call_rate": total_calls / n,
+            "tool_calls_per_trajectory": total_calls / n,
             "failure_rate": _ratio(self.failed, total_calls),
             "repeat_rate": _ratio(self.repeated, total_calls),
             "invalid_rate": _ratio(self.invalid, self.turns),
@@ -417,7 +417,7 @@ class RunAggregator:
                 continue
             n = bucket.accuracy.n
             rows.append(
-                {"bucket": key, "n": n, "accuracy": bucket.accuracy.to_dict()["accuracy"], "tool_call_rate": bucket.calls / n, "any_tool_rate": bucket.any_tool / n}
+                {"bucket": key, "n": n, "accuracy": bucket.accuracy.to_dict()["accuracy"], "tool_calls_per_trajectory": bucket.calls / n, "any_tool_rate": bucket.any_tool / n}
             )
         return rows
 
@@ -471,7 +471,7 @@ class RunAggregator:
         steps = sorted(self.steps)
         blocks = [self.steps[s].block(tools) for s in steps]
         series: dict[str, list[float | None]] = {
-            ALARM_SERIES: [b["tool_call_rate"] for b in blocks],
+            ALARM_SERIES: [b["tool_calls_per_trajectory"] for b in blocks],
             "any_tool_rate": [b["any_tool_rate"] for b in blocks],
             **{f"calls_per_trajectory/{t}": [b["calls_per_trajectory"][t] for b in blocks] for t in tools},
             **{f"tool_use_rate/{t}": [b["tool_use_rate"][t] for b in blocks] for t in tools},

@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 SUMMARY_FILE = "behavior_summary.json"
 #: Overall numbers compared across runs; per-tool use rates are added for every tool seen.
 COMPARED: tuple[str, ...] = (
-    "n", "accuracy", "any_tool_rate", "tool_call_rate", "failure_rate", "repeat_rate", "invalid_rate", "mean_turns", "tool_choice_match_rate",
+    "n", "accuracy", "any_tool_rate", "tool_calls_per_trajectory", "failure_rate", "repeat_rate", "invalid_rate", "mean_turns", "tool_choice_match_rate",
 )
 
 

@@ -37,7 +37,7 @@ class AnalysisArguments:
     )
     out: str = field(metadata={"help": "output folder (created)"})
     collapse_fraction: float = field(
-        default=DEFAULTS.collapse_fraction, metadata={"help": "collapse alarm: tool-call rate below this fraction of its first step ..."}
+        default=DEFAULTS.collapse_fraction, metadata={"help": "collapse alarm: tool calls per trajectory below this fraction of its first step ..."}
     )
     collapse_patience: int = field(default=DEFAULTS.collapse_patience, metadata={"help": "... for this many consecutive RL steps"})
     examples_per_group: int = field(

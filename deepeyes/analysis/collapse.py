@@ -1,7 +1,7 @@
 """The tool-use collapse alarm: RL that stops calling tools is the failure DeepEyes guards against.
 
 A policy can learn that answering directly scores nearly as well as looking closer, and the
-tool-call rate then decays towards zero. The alarm fires when the rate stays below
+number of tool calls per trajectory then decays towards zero. The alarm fires when the rate stays below
 ``fraction`` × its starting value for ``patience`` consecutive steps. The RL trainer feeds it
 each step's ``tools/calls_per_trajectory`` (:func:`deepeyes.rl.metrics.rollout_metrics`);
 the behaviour report replays the same rule over the logged trajectories, so both say the
@@ -60,7 +60,7 @@ class CollapseAlarm:
         if self.below == self.patience:
             self.fired_at.append(step)
             return (
-                f"tool-use collapse at step {step}: tool-call rate {rate:.3g} has been below {self.fraction:.0%} of its "
+                f"tool-use collapse at step {step}: tool calls per trajectory {rate:.3g} has been below {self.fraction:.0%} of its "
                 f"starting value {self.baseline:.3g} (threshold {threshold:.3g}) for {self.patience} consecutive steps"
             )
         return None

@@ -267,7 +267,7 @@ def complexity_figure(run: str, block: dict[str, Any]) -> Figure:
         ax.set_xlabel(xlabel, fontsize=8)
         ax.set_ylabel("accuracy", fontsize=8)
         twin = ax.twinx()
-        twin.plot(x, [r["tool_call_rate"] for r in rows], "o-", color="tab:orange", label="tool calls / trajectory")
+        twin.plot(x, [r["tool_calls_per_trajectory"] for r in rows], "o-", color="tab:orange", label="tool calls / trajectory")
         twin.set_ylabel("tool calls per trajectory", fontsize=8)
         for index, r in enumerate(rows):
             ax.text(index, 0.02, f"n={r['n']}", ha="center", fontsize=6, rotation=90)
@@ -306,7 +306,7 @@ def rl_steps_figure(run: str, block: dict[str, Any]) -> Figure:
         steps, series = rl["steps"], rl["series"]
     else:  # no per-step trajectories: the trainer's own metrics
         steps, series = rl["trainer_metrics"]["steps"], {
-            "tool_call_rate": rl["trainer_metrics"]["series"].get("tools/calls_per_trajectory", []),
+            "tool_calls_per_trajectory": rl["trainer_metrics"]["series"].get("tools/calls_per_trajectory", []),
             **{k.removeprefix("tools/"): v for k, v in rl["trainer_metrics"]["series"].items() if k.startswith("tools/")},
             **{k: v for k, v in rl["trainer_metrics"]["series"].items() if k.startswith("reward/")},
             "mean_turns": rl["trainer_metrics"]["series"].get("rollout/turns", []),
@@ -325,7 +325,7 @@ def rl_steps_figure(run: str, block: dict[str, Any]) -> Figure:
             ax.legend(fontsize=6)
 
     per_tool = sorted(name for name in series if name.startswith("calls_per_trajectory/"))
-    plot(axes[0, 0], ["tool_call_rate", *per_tool], "tool calls per trajectory (all, per tool)")
+    plot(axes[0, 0], ["tool_calls_per_trajectory", *per_tool], "tool calls per trajectory (all, per tool)")
     if collapse["threshold"] is not None:
         axes[0, 0].axhline(collapse["threshold"], color=ALARM_COLOR, linestyle="--", linewidth=1, label="collapse threshold")
         for step in collapse["fired_at"]:
@@ -382,7 +382,7 @@ def comparison_figure(comparison: dict[str, Any]) -> Figure:
     _grouped_bars(
         right,
         ["tool calls / traj.", "turns / traj."],
-        {n: [runs[n].get("tool_call_rate"), runs[n].get("mean_turns")] for n in names},
+        {n: [runs[n].get("tool_calls_per_trajectory"), runs[n].get("mean_turns")] for n in names},
         "counts per trajectory",
         "mean",
         ylim=None,

@@ -183,7 +183,7 @@ def _tool_table(run: dict[str, Any]) -> str:
                 _pct(block["accuracy"]),
                 _pct(block["any_tool_rate"]),
                 *(_pct(block["tool_use_rate"][t]) for t in tools),
-                _num(block["tool_call_rate"]),
+                _num(block["tool_calls_per_trajectory"]),
                 failed,
                 _link(_pct(block["repeat_rate"]), groups, category, "repeated calls"),
                 _link(_pct(block["invalid_rate"]), groups, category, "invalid actions"),
@@ -237,7 +237,7 @@ COMPARISON_FORMAT: dict[str, tuple[str, str]] = {
     "n": ("trajectories", "count"),
     "accuracy": ("accuracy", "share"),
     "any_tool_rate": ("any tool", "share"),
-    "tool_call_rate": ("tool calls / traj.", "mean"),
+    "tool_calls_per_trajectory": ("tool calls / traj.", "mean"),
     "failure_rate": ("failed calls", "share"),
     "repeat_rate": ("repeated calls", "share"),
     "invalid_rate": ("invalid turns", "share"),
@@ -314,7 +314,7 @@ def render_html(summary: dict[str, Any], pngs: dict[str, str], grounding_picture
                 collapse = run["rl_steps"]["collapse"]
                 verdict = (
                     "".join(f"<p class='alarm'>{e(m)}</p>" for m in collapse["messages"])
-                    or f"<p>No collapse: the tool-call rate never stayed below {collapse['fraction']:.0%} of its start for {collapse['patience']} steps.</p>"
+                    or f"<p>No collapse: tool calls per trajectory never stayed below {collapse['fraction']:.0%} of its start for {collapse['patience']} steps.</p>"
                 )
                 parts.append(verdict)
             if stem in tables:

@@ -41,7 +41,8 @@ class CategoryRow:
     n: int
     accuracy: float
     valid_actions: float | None
-    tool_call_rate: float
+    #: Share of the category's samples that called any tool (evaluation's ``any_tool_call_rate``).
+    any_tool_call_rate: float
     #: The accuracy's 95 % interval as eval_results.json gives it (None for results written before it did).
     accuracy_ci: list[float] | None = None
 
@@ -94,7 +95,7 @@ def _pooled(rows: list[CategoryRow], keep) -> tuple[float | None, float | None, 
     return (
         sum(r.accuracy * r.n for r in chosen) / n,
         sum(r.valid_actions * r.n for r in valid) / valid_n if valid_n else None,
-        sum(r.tool_call_rate * r.n for r in chosen) / n,
+        sum(r.any_tool_call_rate * r.n for r in chosen) / n,
     )
 
 
@@ -108,7 +109,7 @@ def category_table(runs: dict[str, list[CategoryRow]]) -> str:
             for r in rows:
                 if r.category == category:
                     lines.append(
-                        f"{category:<14}{run:<6}{r.n:>5}{_pct(r.accuracy):>10}{_pct(r.valid_actions):>15}{_pct(r.tool_call_rate):>16}"
+                        f"{category:<14}{run:<6}{r.n:>5}{_pct(r.accuracy):>10}{_pct(r.valid_actions):>15}{_pct(r.any_tool_call_rate):>16}"
                         f"  {format_interval(r.accuracy_ci)}"
                     )
     return "\n".join(lines)

@@ -72,7 +72,7 @@ def test_complexity_buckets():
     complexity = _summary(five_trajectories())["complexity"]
     by_turns = {row["bucket"]: (row["n"], row["accuracy"]) for row in complexity["by_turns"]}
     assert by_turns == {"1": (2, 0.0), "2": (2, 1.0), "3": (1, 0.0)}
-    by_calls = {row["bucket"]: (row["n"], row["accuracy"], row["tool_call_rate"]) for row in complexity["by_tool_calls"]}
+    by_calls = {row["bucket"]: (row["n"], row["accuracy"], row["tool_calls_per_trajectory"]) for row in complexity["by_tool_calls"]}
     assert by_calls == {"0": (2, 0.0, 0.0), "1": (2, 1.0, 1.0), "2": (1, 0.0, 2.0)}
     split = complexity["with_vs_without_tools"]
     assert split["chart"] == {"with_tools": {"n": 2, "accuracy": 0.5}, "without_tools": {"n": 0, "accuracy": None}}
@@ -138,7 +138,7 @@ def test_rl_steps_and_collapse_alarm():
     summary = _summary(_rl_records([4, 3, 1, 1, 1]), collapse_fraction=0.5, collapse_patience=3)
     rl = summary["rl_steps"]
     assert rl["steps"] == [1, 2, 3, 4, 5] and rl["n_per_step"] == [2] * 5
-    assert rl["series"]["tool_call_rate"] == [2.0, 1.5, 0.5, 0.5, 0.5]
+    assert rl["series"]["tool_calls_per_trajectory"] == [2.0, 1.5, 0.5, 0.5, 0.5]
     assert rl["series"]["calls_per_trajectory/code"] == [2.0, 1.5, 0.5, 0.5, 0.5]
     assert rl["series"]["reward/accuracy"] == [0.5] * 5
     assert rl["series"]["mean_turns"] == [3.0, 2.5, 1.5, 1.5, 1.5]

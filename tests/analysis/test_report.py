@@ -48,7 +48,7 @@ def test_writes_every_output_with_the_numbers_it_shows(tmp_path):
     on_disk = json.loads((out / SUMMARY_FILE).read_text())
     assert on_disk["runs"]["base"]["overall"]["counts"]["tool_calls"] == 4
     assert on_disk["runs"]["rl"]["rl_steps"]["collapse"]["fired_at"] == [4]
-    assert on_disk["comparison"]["deltas"]["rl"]["tool_call_rate"] == pytest.approx(1.0 - 0.8)
+    assert on_disk["comparison"]["deltas"]["rl"]["tool_calls_per_trajectory"] == pytest.approx(1.0 - 0.8)
     # every figure is a PNG on disk; the PDF holds a title page plus one page per figure
     assert set(summary["figures"]) == {
         "comparison", *(f"base/{v}" for v in ("tool_use", "code_operations", "paths", "complexity")),
@@ -164,7 +164,7 @@ def test_trainer_metrics_and_trajectories_give_the_same_alarm(tmp_path):
     rl = summary["runs"]["rl"]["rl_steps"]
     # 1.5, 1.5, 1.0, 0.5, 0.5, 0.5 calls per trajectory: threshold 0.75, below at 4 and 5 → fires at 5
     assert trainer_alarm.fired_at == rl["collapse"]["fired_at"] == [5]
-    assert rl["series"]["tool_call_rate"] == rl["trainer_metrics"]["series"]["tools/calls_per_trajectory"]
+    assert rl["series"]["tool_calls_per_trajectory"] == rl["trainer_metrics"]["series"]["tools/calls_per_trajectory"]
 
 
 def test_grounding_rows_are_drawn_with_the_predicted_and_the_true_box(tmp_path):
