@@ -1,8 +1,9 @@
 """Token length of an SFT sample exactly as LLaMA-Factory will see it.
 
 The count goes through LLaMA-Factory's own chat template and multimodal plugin with the
-model's processor, so image tokens are expanded with the same resizing rules
-(``image_max_pixels`` / ``image_min_pixels``) the training run applies. A re-implemented
+model's processor, so image and video tokens are expanded with the same resizing and
+frame-sampling rules (``image_max_pixels`` / ``image_min_pixels``, ``video_max_pixels`` /
+``video_min_pixels`` / ``video_fps`` / ``video_maxlen``) the training run applies. A re-implemented
 count would drift from the trainer, and the trainer truncates silently.
 
 Loading the processor is also where the training image budget meets the one inference
@@ -30,10 +31,25 @@ class LengthSettings:
     template: str = "qwen2_vl"
     image_max_pixels: int = 768 * 768
     image_min_pixels: int = 32 * 32
+    #: Video settings, with LLaMA-Factory's defaults (its ``ModelArguments``): pixels per
+    #: frame, frames sampled per second of a video file, and the most frames kept.
+    video_max_pixels: int = 256 * 256
+    video_min_pixels: int = 16 * 16
+    video_fps: float = 2.0
+    video_maxlen: int = 128
+
+
+@dataclass(frozen=True)
+class SequenceLength:
+    """A sample's token count as the trainer sees it, and how much of it is media."""
+
+    total: int
+    image_tokens: int
+    video_tokens: int
 
 
 class SequenceLengthCounter:
-    """Callable ``sample -> token count``; loads the processor once."""
+    """Callable ``sample -> SequenceLength``; loads the processor once."""
 
     def __init__(self, model_path: Path, settings: LengthSettings = LengthSettings()) -> None:
         from llamafactory.data import get_template_and_fix_tokenizer
@@ -46,19 +62,34 @@ class SequenceLengthCounter:
         warning = image_budget_warning(self.processor, settings.image_max_pixels)
         if warning:
             logger.warning("%s", warning)
-        self.processor.image_max_pixels = settings.image_max_pixels
-        self.processor.image_min_pixels = settings.image_min_pixels
+        # The attributes LLaMA-Factory's patch_processor sets from the training arguments.
+        for name in ("image_max_pixels", "image_min_pixels", "video_max_pixels", "video_min_pixels", "video_fps", "video_maxlen"):
+            setattr(self.processor, name, getattr(settings, name))
         self.tokenizer = self.processor.tokenizer
         self.template = get_template_and_fix_tokenizer(self.tokenizer, DataArguments(template=settings.template))
+        plugin = self.template.mm_plugin
+        self._media_ids = {
+            kind: self.tokenizer.convert_tokens_to_ids(token)
+            for kind, token in (("image", plugin.image_token), ("video", plugin.video_token))
+            if token is not None
+        }
 
-    def __call__(self, sample: SftSample) -> int:
+    def __call__(self, sample: SftSample) -> SequenceLength:
+        """Raises what LLaMA-Factory's plugin raises for media it cannot use (e.g. ``ValueError``
+        for a placeholder count that does not match, PyAV errors for a bad video file)."""
         messages = sample.messages
         system = messages[0]["content"] if messages and messages[0]["role"] == "system" else None
         turns = messages[1:] if system is not None else messages
-        expanded = self.template.mm_plugin.process_messages(turns, list(sample.images), [], [], self.processor)
+        videos = [list(video) if isinstance(video, list) else video for video in sample.videos]
+        expanded = self.template.mm_plugin.process_messages(turns, list(sample.images), videos, [], self.processor)
         pairs = self.template.encode_multiturn(self.tokenizer, expanded, system, None)
-        length = sum(len(prompt) + len(response) for prompt, response in pairs)
-        return length + (1 if self.template.efficient_eos else 0)
+        ids = [token for prompt, response in pairs for token in (*prompt, *response)]
+        media = {kind: sum(1 for token in ids if token == token_id) for kind, token_id in self._media_ids.items()}
+        return SequenceLength(
+            total=len(ids) + (1 if self.template.efficient_eos else 0),
+            image_tokens=media.get("image", 0),
+            video_tokens=media.get("video", 0),
+        )
 
 
 def image_budget_warning(processor: Any, image_max_pixels: int) -> str | None:

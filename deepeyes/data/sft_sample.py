@@ -1,7 +1,8 @@
 """One SFT conversation in the shape LLaMA-Factory trains on, and how both input formats map to it.
 
 Both published input formats (DESIGN §5) end up as the same :class:`SftSample`: a
-ShareGPT ``messages`` list with ``<image>`` placeholders and the list of image paths, so
+ShareGPT ``messages`` list with ``<image>`` (and ``<video>``) placeholders and the lists of
+image paths and videos (LLaMA-Factory's video format, :mod:`deepeyes.data.video`), so
 validation and writing never need to know where a sample came from. Seed records are
 rendered through :mod:`deepeyes.wire`, the same renderers the agent loop uses, so the
 model is trained on exactly the turns it will see at inference time.
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deepeyes import wire
+from deepeyes.data.video import Video, VideoFormatError, parse_videos
 from deepeyes.prompts import system_prompt, user_prompt
 
 #: Seed ``tool`` names (DESIGN §5).
@@ -26,12 +28,14 @@ class RecordError(ValueError):
 
 @dataclass
 class SftSample:
-    """A conversation plus its image paths, in placeholder order."""
+    """A conversation plus its image paths and videos, each in placeholder order."""
 
     id: str
     source: str
     messages: list[dict[str, str]]
     images: list[str] = field(default_factory=list)
+    #: One entry per ``<video>`` placeholder: a video file path or a list of frame paths.
+    videos: list[Video] = field(default_factory=list)
     #: Position of the record in its source, so reports can point at duplicates precisely.
     index: int = 0
 
@@ -45,7 +49,8 @@ def is_sharegpt_record(record: dict[str, Any]) -> bool:
 
 
 def from_sharegpt(record: dict[str, Any], sample_id: str, source: str) -> SftSample:
-    """A DeepEyesV2 ShareGPT record: ``messages`` of ``{role, content}`` plus ``images``."""
+    """A DeepEyesV2 ShareGPT record: ``messages`` of ``{role, content}`` plus ``images`` and,
+    optionally, ``videos`` (LLaMA-Factory's column: file paths or lists of frame paths)."""
     messages = record["messages"]
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise RecordError("'messages' must be a list of {role, content} objects")
@@ -55,7 +60,11 @@ def from_sharegpt(record: dict[str, Any], sample_id: str, source: str) -> SftSam
         if not isinstance(role, str) or not isinstance(content, str):
             raise RecordError(f"message {index} needs string 'role' and 'content'")
         turns.append({"role": role, "content": content})
-    return SftSample(id=sample_id, source=source, messages=turns, images=_image_list(record.get("images")))
+    try:
+        videos = parse_videos(record.get("videos"))
+    except VideoFormatError as exc:
+        raise RecordError(str(exc)) from exc
+    return SftSample(id=sample_id, source=source, messages=turns, images=_image_list(record.get("images")), videos=videos)
 
 
 def from_seed(record: dict[str, Any], sample_id: str, source: str) -> SftSample:
@@ -65,6 +74,8 @@ def from_seed(record: dict[str, Any], sample_id: str, source: str) -> SftSample:
     ``thoughts`` (optional, one per tool call plus one for the answer) fill the ``<think>``
     blocks; without them the turns carry the action alone rather than an invented thought.
     """
+    if record.get("video") or record.get("videos"):
+        raise RecordError("seed records carry images only; give a video sample as ShareGPT (messages, videos)")
     for key in ("text", "answer"):
         if not isinstance(record.get(key), str):
             raise RecordError(f"seed record needs a string '{key}'")

@@ -17,10 +17,13 @@ from PIL import Image
 from tqdm import tqdm
 
 from deepeyes import wire
+from deepeyes.data.sft_length import SequenceLength
 from deepeyes.data.sft_sample import SftSample
+from deepeyes.data.video import VIDEO_PLACEHOLDER, VideoChecker
 from deepeyes.wire import parse_action
 
 # Defect classes, as they appear in the report.
+# (The video classes, ``video_missing`` and ``video_unreadable``, live in :mod:`deepeyes.data.video`.)
 UNREADABLE_RECORD = "unreadable_record"
 DUPLICATE_ID = "duplicate_id"
 BAD_ROLES = "bad_roles"
@@ -30,6 +33,8 @@ PLACEHOLDER_MISMATCH = "placeholder_mismatch"
 UNBALANCED_TAGS = "unbalanced_tags"
 INVALID_ACTION = "invalid_action"
 OVER_CUTOFF = "over_cutoff"
+#: The token count itself failed (the processor rejected the sample's media).
+LENGTH_CHECK_FAILED = "length_check_failed"
 
 #: Tags whose open/close pairs must match in every assistant turn.
 BALANCED_TAGS = ("think", "code", "tool_call", "answer")
@@ -73,16 +78,15 @@ class ImageChecker:
 
 
 def structure_problems(sample: SftSample) -> list[tuple[str, str]]:
-    """Role order, image placeholders, tag balance and actions, as ``(kind, detail)`` pairs."""
+    """Role order, image and video placeholders, tag balance and actions, as ``(kind, detail)`` pairs."""
     problems = []
     roles_problem = _roles_problem([m["role"] for m in sample.messages])
     if roles_problem:
         problems.append((BAD_ROLES, roles_problem))
-    placeholders = sum(m["content"].count(wire.IMAGE_PLACEHOLDER) for m in sample.messages)
-    if placeholders != len(sample.images):
-        problems.append(
-            (PLACEHOLDER_MISMATCH, f"{placeholders} {wire.IMAGE_PLACEHOLDER} placeholder(s) but {len(sample.images)} image(s)")
-        )
+    for placeholder, media, noun in ((wire.IMAGE_PLACEHOLDER, sample.images, "image"), (VIDEO_PLACEHOLDER, sample.videos, "video")):
+        placeholders = sum(m["content"].count(placeholder) for m in sample.messages)
+        if placeholders != len(media):
+            problems.append((PLACEHOLDER_MISMATCH, f"{placeholders} {placeholder} placeholder(s) but {len(media)} {noun}(s)"))
     for turn, message in enumerate(sample.messages):
         if message["role"] != "assistant":
             continue
@@ -122,13 +126,14 @@ def _balanced(text: str, tag: str) -> bool:
 def validate(
     samples: list[SftSample],
     image_checker: ImageChecker,
-    count_tokens: Callable[[SftSample], int] | None,
+    video_checker: VideoChecker,
+    count_tokens: Callable[[SftSample], SequenceLength] | None,
     cutoff_len: int,
     show_progress: bool = False,
 ) -> dict[int, list[Problem]]:
     """Problems keyed by the sample's position in ``samples`` (duplicates share an id, so
     the id cannot be the key); only samples with problems appear. The token count runs
-    last and only on otherwise sound samples: it has to open the images."""
+    last and only on otherwise sound samples: it has to open the images and videos."""
     found: dict[int, list[Problem]] = {}
     seen: set[str] = set()
     for position, sample in enumerate(tqdm(samples, desc="validating", unit="sample", disable=not show_progress)):
@@ -140,10 +145,30 @@ def validate(
             verdict = image_checker.check(image)
             if verdict:
                 issues.append(Problem(sample.id, sample.source, sample.index, *verdict))
+        for position_in_sample, video in enumerate(sample.videos):
+            verdict = video_checker.check(video)
+            if verdict:
+                issues.append(Problem(sample.id, sample.source, sample.index, verdict[0], f"video {position_in_sample}: {verdict[1]}"))
         if not issues and count_tokens is not None:
-            length = count_tokens(sample)
-            if length > cutoff_len:
-                issues.append(Problem(sample.id, sample.source, sample.index, OVER_CUTOFF, f"{length} tokens > cutoff_len {cutoff_len}"))
+            issues.extend(_length_problems(sample, count_tokens, cutoff_len))
         if issues:
             found[position] = issues
     return found
+
+
+def _length_problems(sample: SftSample, count_tokens: Callable[[SftSample], SequenceLength], cutoff_len: int) -> list[Problem]:
+    """The over-length problem (naming how many tokens the images and videos take), or
+    the reason the count failed. Any exception is caught: the count runs LLaMA-Factory's
+    plugin and the processor over user media, and one sample they reject must be
+    reported, not end the run."""
+    try:
+        length = count_tokens(sample)
+    except Exception as exc:  # noqa: BLE001 - third-party code over user data; reported per sample
+        return [Problem(sample.id, sample.source, sample.index, LENGTH_CHECK_FAILED, f"{type(exc).__name__}: {exc}")]
+    if length.total <= cutoff_len:
+        return []
+    detail = (
+        f"{length.total} tokens > cutoff_len {cutoff_len} "
+        f"({length.image_tokens} image token(s), {length.video_tokens} video token(s))"
+    )
+    return [Problem(sample.id, sample.source, sample.index, OVER_CUTOFF, detail)]

@@ -1,6 +1,7 @@
 """Convert SFT data (seed records or DeepEyesV2 ShareGPT) into a LLaMA-Factory dataset.
 
-Writes ``<out>/<dataset_name>.json`` (ShareGPT: ``messages`` + ``images``),
+Writes ``<out>/<dataset_name>.json`` (ShareGPT: ``messages`` + ``images``, and ``videos``
+when any sample has one, in LLaMA-Factory's video format),
 ``<out>/dataset_info.json`` (so ``dataset_dir: <out>`` is all LLaMA-Factory needs) and
 ``<out>/validation_report.json``. Every sample is validated first (:mod:`sft_validation`);
 a defective one is excluded and listed in the report, or, with ``strict``, the whole
@@ -36,6 +37,7 @@ from deepeyes.data.sft_validation import (
     Problem,
     validate,
 )
+from deepeyes.data.video import VideoChecker, resolve_video
 from deepeyes.paths import resolve_path
 
 logger = logging.getLogger(__name__)
@@ -86,7 +88,7 @@ def convert(options: ConvertOptions) -> ConversionResult:
         stale.unlink(missing_ok=True)
     samples, problems = load_samples(options.inputs, options.image_root, options.out / "embedded_images")
     counter = SequenceLengthCounter(options.model, options.length) if options.model else None
-    found = validate(samples, ImageChecker(), counter, options.cutoff_len, options.show_progress)
+    found = validate(samples, ImageChecker(), VideoChecker(), counter, options.cutoff_len, options.show_progress)
     for position in sorted(found):
         problems.extend(found[position])
     kept = [sample for position, sample in enumerate(samples) if position not in found]
@@ -97,19 +99,23 @@ def convert(options: ConvertOptions) -> ConversionResult:
         raise ValidationFailed(f"{len(problems)} problem(s) in the data (--strict); see {report_file}")
     if not kept:
         raise ValidationFailed(f"no usable samples left; see {report_file}")
-    rows = [{"id": s.id, "messages": s.messages, "images": s.images} for s in kept]
+    with_videos = any(s.videos for s in kept)
+    rows = [{"id": s.id, "messages": s.messages, "images": s.images, **({"videos": s.videos} if with_videos else {})} for s in kept]
     dataset_file.write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    (options.out / DATASET_INFO_FILE).write_text(json.dumps(dataset_info(options.dataset_name, dataset_file.name), indent=2) + "\n")
+    info = dataset_info(options.dataset_name, dataset_file.name, with_videos)
+    (options.out / DATASET_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return ConversionResult(report_file=report_file, report=report, dataset_file=dataset_file)
 
 
-def dataset_info(dataset_name: str, file_name: str) -> dict[str, Any]:
-    """The ``dataset_info.json`` entry LLaMA-Factory looks up by ``dataset: <name>``."""
+def dataset_info(dataset_name: str, file_name: str, with_videos: bool = False) -> dict[str, Any]:
+    """The ``dataset_info.json`` entry LLaMA-Factory looks up by ``dataset: <name>``; the
+    ``videos`` column is declared only when the rows carry one."""
+    columns = {"messages": "messages", "images": "images", **({"videos": "videos"} if with_videos else {})}
     return {
         dataset_name: {
             "file_name": file_name,
             "formatting": "sharegpt",
-            "columns": {"messages": "messages", "images": "images"},
+            "columns": columns,
             "tags": dict(SHAREGPT_TAGS),
         }
     }
@@ -118,7 +124,7 @@ def dataset_info(dataset_name: str, file_name: str) -> dict[str, Any]:
 def load_samples(
     inputs: list[Path], image_root: Path | None, embedded_image_dir: Path
 ) -> tuple[list[SftSample], list[Problem]]:
-    """Every input record as a conversation with absolute image paths, or as the problem
+    """Every input record as a conversation with absolute image and video paths, or as the problem
     that prevented it (unvalidated: see :func:`deepeyes.data.sft_validation.validate`)."""
     samples: list[SftSample] = []
     problems: list[Problem] = []
@@ -150,6 +156,7 @@ def _to_sample(raw: RawRecord, image_root: Path) -> SftSample | Problem:
         return Problem(sample_id, raw.source, raw.index, UNREADABLE_RECORD, str(exc))
     sample.index = raw.index
     sample.images = [_resolve_image(path, image_root) for path in sample.images]
+    sample.videos = [resolve_video(video, image_root) for video in sample.videos]
     return sample
 
 
@@ -178,8 +185,13 @@ def _report(options: ConvertOptions, samples: list[SftSample], kept: list[SftSam
             "template": options.length.template,
             "image_max_pixels": options.length.image_max_pixels,
             "image_min_pixels": options.length.image_min_pixels,
+            "video_max_pixels": options.length.video_max_pixels,
+            "video_min_pixels": options.length.video_min_pixels,
+            "video_fps": options.length.video_fps,
+            "video_maxlen": options.length.video_maxlen,
         },
         "totals": {"read": sum(read.values()), "kept": len(kept), "excluded": sum(read.values()) - len(kept)},
+        "videos": {"read": sum(len(s.videos) for s in samples), "kept": sum(len(s.videos) for s in kept)},
         "sources": {
             source: {"read": read[source], "kept": kept_by_source[source], "excluded": read[source] - kept_by_source[source]}
             for source in sorted(read)
@@ -198,7 +210,9 @@ class ToLlamaFactoryArguments:
 
     input: list[str] = field(metadata={"help": "one or more input files/directories"})
     out: str = field(metadata={"help": "output directory (becomes LLaMA-Factory's dataset_dir)"})
-    image_root: str | None = field(default=None, metadata={"help": "base for relative image paths (default: each input's directory)"})
+    image_root: str | None = field(
+        default=None, metadata={"help": "base for relative image and video paths (default: each input's directory)"}
+    )
     dataset_name: str = field(default=ConvertOptions.dataset_name, metadata={"help": "name in dataset_info.json"})
     model: str | None = field(
         default=None, metadata={"help": "model directory whose processor counts tokens for the cutoff check (omit to skip that check)"}
@@ -207,6 +221,10 @@ class ToLlamaFactoryArguments:
     template: str = field(default=LengthSettings.template, metadata={"help": "LLaMA-Factory template used to count tokens"})
     image_max_pixels: int = field(default=LengthSettings.image_max_pixels, metadata={"help": "as in the training YAML"})
     image_min_pixels: int = field(default=LengthSettings.image_min_pixels, metadata={"help": "as in the training YAML"})
+    video_max_pixels: int = field(default=LengthSettings.video_max_pixels, metadata={"help": "as in the training YAML"})
+    video_min_pixels: int = field(default=LengthSettings.video_min_pixels, metadata={"help": "as in the training YAML"})
+    video_fps: float = field(default=LengthSettings.video_fps, metadata={"help": "as in the training YAML"})
+    video_maxlen: int = field(default=LengthSettings.video_maxlen, metadata={"help": "as in the training YAML"})
     strict: bool = field(
         default=False, metadata={"help": "fail (exit 1, no dataset written) on any problem instead of excluding samples"}
     )
@@ -220,7 +238,15 @@ class ToLlamaFactoryArguments:
             dataset_name=self.dataset_name,
             model=resolve_path(self.model) if self.model else None,
             cutoff_len=self.cutoff_len,
-            length=LengthSettings(self.template, self.image_max_pixels, self.image_min_pixels),
+            length=LengthSettings(
+                self.template,
+                self.image_max_pixels,
+                self.image_min_pixels,
+                self.video_max_pixels,
+                self.video_min_pixels,
+                self.video_fps,
+                self.video_maxlen,
+            ),
             strict=self.strict,
             show_progress=True,
         )

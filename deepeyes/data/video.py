@@ -1,0 +1,134 @@
+"""Videos in SFT samples, in LLaMA-Factory's video format, and the checks they must pass.
+
+LLaMA-Factory takes a sample's ``videos`` column as a list with one entry per ``<video>``
+placeholder; an entry is either a video file it decodes with PyAV, or a list of frame
+image paths (frames already sampled). It only finds out at training time that a file is
+missing or undecodable, so the converter opens every video first with the same decoder
+(PyAV) and reports what it cannot read.
+
+A folder of frame images is accepted as a video too (the same input ``deepeyes.infer``
+takes) and becomes its sorted list of frame paths, because LLaMA-Factory itself cannot
+open a folder.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Union
+
+import av
+from PIL import Image
+
+#: LLaMA-Factory's placeholder for one video (``llamafactory.extras.constants.VIDEO_PLACEHOLDER``).
+VIDEO_PLACEHOLDER = "<video>"
+#: A video as LLaMA-Factory reads it: a file path, or a list of frame image paths.
+Video = Union[str, list[str]]
+#: Suffixes taken as frames when a folder is given as a video.
+FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+# Defect classes, as they appear in the validation report.
+VIDEO_MISSING = "video_missing"
+VIDEO_UNREADABLE = "video_unreadable"
+
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+
+
+class VideoFormatError(ValueError):
+    """A record's ``videos`` value is not a list of paths / frame-path lists."""
+
+
+def parse_videos(value: object) -> list[Video]:
+    """A record's ``videos`` (or ``video``) value as a list of videos, in placeholder order.
+
+    Accepts one path, a list of paths, or a list mixing paths and frame lists; raises
+    :class:`VideoFormatError` for anything else (numbers, empty strings, nested dicts).
+    """
+    if value is None or value == "" or value == []:
+        return []
+    items = value if isinstance(value, (list, tuple)) else [value]
+    videos: list[Video] = []
+    for position, item in enumerate(items):
+        if isinstance(item, str) and item:
+            videos.append(item)
+        elif isinstance(item, (list, tuple)) and all(isinstance(frame, str) and frame for frame in item):
+            videos.append(list(item))
+        else:
+            raise VideoFormatError(f"videos[{position}] must be a file path or a list of frame image paths")
+    return videos
+
+
+def resolve_video(video: Video, root: Path) -> Video:
+    """Absolute paths (so LLaMA-Factory finds them whatever its ``media_dir``); a folder
+    becomes its sorted frame files; URLs are left for :class:`VideoChecker` to reject."""
+    if isinstance(video, list):
+        return [_absolute(frame, root) for frame in video]
+    path = _absolute(video, root)
+    folder = Path(path)
+    if folder.is_dir():
+        return sorted(str(p) for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES)
+    return path
+
+
+def _absolute(path: str, root: Path) -> str:
+    if _URL.match(path):
+        return path
+    candidate = Path(path)
+    return str((candidate if candidate.is_absolute() else root / candidate).resolve())
+
+
+class VideoChecker:
+    """Opens each distinct video file or frame once (samples share videos) and remembers the verdict."""
+
+    def __init__(self) -> None:
+        self._verdicts: dict[str, tuple[str, str] | None] = {}
+
+    def check(self, video: Video) -> tuple[str, str] | None:
+        """``None`` when LLaMA-Factory can read ``video``, else ``(kind, detail)``."""
+        if not isinstance(video, list):
+            return self._cached(video, _decode)
+        if not video:
+            return VIDEO_UNREADABLE, "a video given as frames has no frame images (empty list or empty folder)"
+        for position, frame in enumerate(video):
+            verdict = self._cached(frame, _open_frame)
+            if verdict:
+                return verdict[0], f"frame {position}: {verdict[1]}"
+        return None
+
+    def _cached(self, path: str, opener: Callable[[Path], tuple[str, str] | None]) -> tuple[str, str] | None:
+        if _URL.match(path):
+            return VIDEO_MISSING, f"{path}: URLs are not fetched (nothing downloads at run time); use local files"
+        if path not in self._verdicts:
+            self._verdicts[path] = opener(Path(path))
+        return self._verdicts[path]
+
+
+def _open_frame(path: Path) -> tuple[str, str] | None:
+    if not path.is_file():
+        return VIDEO_MISSING, f"{path}: no such file"
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:  # what PIL raises for bad files
+        return VIDEO_UNREADABLE, f"{path}: {type(exc).__name__}: {exc}"
+    return None
+
+
+def _decode(path: Path) -> tuple[str, str] | None:
+    """Decode every frame of the first video stream, as LLaMA-Factory's Qwen2-VL plugin does
+    (it decodes the whole stream and keeps the sampled frames), so a file that breaks
+    halfway is caught here rather than in the middle of a training run."""
+    if not path.is_file():
+        return VIDEO_MISSING, f"{path}: no such file"
+    try:
+        with av.open(str(path), "r") as container:
+            stream = next((s for s in container.streams if s.type == "video"), None)
+            if stream is None:
+                return VIDEO_UNREADABLE, f"{path}: no video stream"
+            decoded = sum(1 for _ in container.decode(stream))
+    except (av.FFmpegError, OSError, ValueError) as exc:  # what PyAV raises for bad containers and streams
+        return VIDEO_UNREADABLE, f"{path}: {type(exc).__name__}: {exc}"
+    if decoded == 0:
+        return VIDEO_UNREADABLE, f"{path}: no frame could be decoded"
+    return None
