@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -37,7 +38,12 @@ from deepeyes.data.sft_validation import (
     Problem,
     validate,
 )
-from deepeyes.data.video import VideoChecker, resolve_video
+from deepeyes.data.video import (
+    VideoChecker,
+    extract_frames,
+    is_frame_list,
+    resolve_video,
+)
 from deepeyes.paths import resolve_path
 
 logger = logging.getLogger(__name__)
@@ -86,13 +92,16 @@ def convert(options: ConvertOptions) -> ConversionResult:
     dataset_file = options.out / f"{options.dataset_name}.json"
     for stale in (dataset_file, options.out / DATASET_INFO_FILE):  # never train on a previous run's output
         stale.unlink(missing_ok=True)
+    shutil.rmtree(options.out / "video_frames", ignore_errors=True)
     samples, problems = load_samples(options.inputs, options.image_root, options.out / "embedded_images")
     counter = SequenceLengthCounter(options.model, options.length) if options.model else None
     found = validate(samples, ImageChecker(), VideoChecker(), counter, options.cutoff_len, options.show_progress)
     for position in sorted(found):
         problems.extend(found[position])
     kept = [sample for position, sample in enumerate(samples) if position not in found]
+    extracted = _one_video_kind(kept, options.out / "video_frames", options.length)
     report = _report(options, samples, kept, problems)
+    report["videos"]["extracted_to_frames"] = extracted
     report_file = options.out / REPORT_FILE
     report_file.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     if options.strict and problems:
@@ -105,6 +114,29 @@ def convert(options: ConvertOptions) -> ConversionResult:
     info = dataset_info(options.dataset_name, dataset_file.name, with_videos)
     (options.out / DATASET_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return ConversionResult(report_file=report_file, report=report, dataset_file=dataset_file)
+
+
+def _one_video_kind(samples: list[SftSample], frame_dir: Path, length: LengthSettings) -> int:
+    """When ``samples`` mix video files and frame lists, replace each file by the frames the
+    trainer would sample from it (written under ``frame_dir``); returns how many were.
+
+    LLaMA-Factory loads the dataset through Arrow, which cannot hold paths and lists in one
+    ``videos`` column; a dataset of one kind is written as given.
+    """
+    kinds = {is_frame_list(video) for sample in samples for video in sample.videos}
+    if len(kinds) < 2:
+        return 0
+    count = 0
+    for sample in samples:
+        for position, video in enumerate(sample.videos):
+            if isinstance(video, str):
+                sample.videos[position] = extract_frames(video, frame_dir, length.video_fps, length.video_maxlen)
+                count += 1
+    logger.warning(
+        "the data mixes video files and frame lists; %d file(s) written as frames under %s (video_fps=%s, video_maxlen=%d)",
+        count, frame_dir, length.video_fps, length.video_maxlen,
+    )
+    return count
 
 
 def dataset_info(dataset_name: str, file_name: str, with_videos: bool = False) -> dict[str, Any]:

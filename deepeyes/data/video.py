@@ -13,18 +13,22 @@ open a folder.
 
 from __future__ import annotations
 
+import hashlib
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Union
 
 import av
+import numpy as np
 from PIL import Image
+
+from deepeyes.data.formats import save_png
 
 #: LLaMA-Factory's placeholder for one video (``llamafactory.extras.constants.VIDEO_PLACEHOLDER``).
 VIDEO_PLACEHOLDER = "<video>"
 #: A video as LLaMA-Factory reads it: a file path, or a list of frame image paths.
-Video = Union[str, list[str]]
+Video = str | list[str]
 #: Suffixes taken as frames when a folder is given as a video.
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -132,3 +136,40 @@ def _decode(path: Path) -> tuple[str, str] | None:
     if decoded == 0:
         return VIDEO_UNREADABLE, f"{path}: no frame could be decoded"
     return None
+
+
+def is_frame_list(video: Video) -> bool:
+    return isinstance(video, list)
+
+
+def sample_indices(total_frames: int, duration_s: float, fps: float, maxlen: int) -> list[int]:
+    """Indices of the frames LLaMA-Factory keeps from a video file: ``fps`` frames per second
+    of the video, at most ``maxlen`` and at most every frame, spread evenly from first to
+    last (its ``_get_video_sample_indices``); ``total_frames == 0`` (unknown) keeps the first
+    ``maxlen``."""
+    if total_frames == 0:
+        return list(range(maxlen))
+    count = min(total_frames, maxlen, max(1, math.floor(duration_s * fps)))
+    return [int(i) for i in np.linspace(0, total_frames - 1, count).astype(np.int32)]
+
+
+def extract_frames(path: str, out_dir: Path, fps: float, maxlen: int) -> list[str]:
+    """Decode the frames LLaMA-Factory would sample from the file ``path`` (see
+    :func:`sample_indices`) and write them as PNGs under ``out_dir``; returns their paths.
+
+    Needed because one dataset column cannot hold both kinds of video: Arrow, which
+    LLaMA-Factory loads the JSON with, refuses a ``videos`` column mixing paths and lists.
+    Raises what PyAV raises for an unreadable file (callers extract only checked videos).
+    """
+    target = out_dir / hashlib.sha1(path.encode("utf-8")).hexdigest()[:16]
+    with av.open(path, "r") as container:
+        stream = next(s for s in container.streams if s.type == "video")
+        duration = float(stream.duration * stream.time_base) if stream.duration is not None else 0.0
+        wanted = set(sample_indices(stream.frames, duration, fps, maxlen))
+        frames = [frame.to_image() for index, frame in enumerate(container.decode(stream)) if index in wanted]
+    paths = []
+    for position, image in enumerate(frames):
+        frame_path = target / f"{position:05d}.png"
+        save_png(image, frame_path)
+        paths.append(str(frame_path))
+    return paths
