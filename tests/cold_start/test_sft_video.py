@@ -5,6 +5,8 @@ reported while the rest of the data is kept."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import av
@@ -237,3 +239,43 @@ def test_cli_with_model_writes_the_report_instead_of_a_traceback(
     assert "1 of 2 samples written" in capsys.readouterr().out
     report = json.loads((tmp_path / "out" / REPORT_FILE).read_text())
     assert report["problems_by_kind"] == {video.VIDEO_UNREADABLE: 1}
+
+
+@pytest.mark.parametrize("videos", [["clip.mp4"], "mixed"], ids=["file", "frames-and-file"])
+def test_llamafactory_trains_a_step_on_converted_video_samples(media: Path, tmp_path: Path, tiny_model_dir: Path, videos: object) -> None:
+    """One LoRA step of ``llamafactory-cli train`` (CPU, tiny model) on the converted data: the
+    example LLaMA-Factory logs carries video tokens and the step logs a finite loss."""
+    records = [_record("frames-1", [_frame_list()]), _record("file-1", ["clip.mp4"])] if videos == "mixed" else [_record("file-1", videos)]
+    result = convert(ConvertOptions(inputs=[_write(media, records)], out=tmp_path / "data", model=tiny_model_dir))
+    assert result.report["totals"]["excluded"] == 0
+    config = {
+        "model_name_or_path": str(tiny_model_dir),
+        "stage": "sft",
+        "do_train": True,
+        "finetuning_type": "lora",
+        "lora_rank": 4,
+        "lora_target": "all",
+        "template": "qwen2_vl",
+        "dataset": "deepeyes_sft",
+        "dataset_dir": str(tmp_path / "data"),
+        "cutoff_len": 512,
+        "output_dir": str(tmp_path / "run"),
+        "per_device_train_batch_size": 1,
+        "max_steps": 1,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+        "use_cpu": True,
+        "preprocessing_num_workers": 1,
+        "dataloader_num_workers": 0,
+        "disable_gradient_checkpointing": True,
+    }
+    train_yaml = tmp_path / "train.yaml"
+    train_yaml.write_text(json.dumps(config))  # JSON is YAML
+    cli = Path(sys.executable).with_name("llamafactory-cli")
+    done = subprocess.run([str(cli), "train", str(train_yaml)], capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "<|video_pad|>" in done.stdout + done.stderr
+    logged = [json.loads(line) for line in (tmp_path / "run" / "trainer_log.jsonl").read_text().splitlines()]
+    (step,) = [entry for entry in logged if "loss" in entry]
+    assert step["current_steps"] == 1 and np.isfinite(step["loss"])
