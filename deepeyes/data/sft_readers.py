@@ -112,7 +112,8 @@ def _read_hf_dataset(path: Path, embedded_image_dir: Path) -> Iterator[RawRecord
 
 def _materialise_images(row: dict[str, Any], source: str, index: int, image_dir: Path) -> dict[str, Any]:
     """Replace embedded images (PIL objects or ``{bytes, path}`` dicts) in the ``image`` /
-    ``images`` columns by PNG files, because LLaMA-Factory reads images from paths."""
+    ``images`` columns, and embedded frames of frame-list videos in ``videos``, by PNG files,
+    because LLaMA-Factory reads images and frames from paths."""
     row = dict(row)
     stem = _UNSAFE_NAME.sub("_", f"{source}-{index}")
     for column in ("image", "images"):
@@ -121,6 +122,12 @@ def _materialise_images(row: dict[str, Any], source: str, index: int, image_dir:
             row[column] = [_image_path(item, image_dir, f"{stem}-{column}-{k}") for k, item in enumerate(value)]
         elif value is not None:
             row[column] = _image_path(value, image_dir, f"{stem}-{column}")
+    videos = row.get("videos")
+    if isinstance(videos, list):
+        row["videos"] = [
+            [_image_path(frame, image_dir, f"{stem}-videos-{k}-{f}") for f, frame in enumerate(video)] if isinstance(video, list) else video
+            for k, video in enumerate(videos)
+        ]
     return row
 
 

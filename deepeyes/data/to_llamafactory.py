@@ -95,7 +95,8 @@ def convert(options: ConvertOptions) -> ConversionResult:
     shutil.rmtree(options.out / "video_frames", ignore_errors=True)
     samples, problems = load_samples(options.inputs, options.image_root, options.out / "embedded_images")
     counter = SequenceLengthCounter(options.model, options.length) if options.model else None
-    found = validate(samples, ImageChecker(), VideoChecker(), counter, options.cutoff_len, options.show_progress)
+    image_checker = ImageChecker()
+    found = validate(samples, image_checker, VideoChecker(image_checker.check), counter, options.cutoff_len, options.show_progress)
     for position in sorted(found):
         problems.extend(found[position])
     kept = [sample for position, sample in enumerate(samples) if position not in found]

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-from PIL import Image
 
 from deepeyes.data.formats import save_png
 
@@ -83,40 +82,33 @@ def _absolute(path: str, root: Path) -> str:
 
 
 class VideoChecker:
-    """Opens each distinct video file or frame once (samples share videos) and remembers the verdict."""
+    """Decodes each distinct video file once (samples share videos) and remembers the verdict.
 
-    def __init__(self) -> None:
+    Frames of a frame-list video go through ``check_frame`` (the converter's image check,
+    ``path -> None | (kind, detail)``), so a frame is held to the same rules as an image;
+    its verdict is reported under the video kinds.
+    """
+
+    def __init__(self, check_frame: Callable[[str], tuple[str, str] | None]) -> None:
+        self._check_frame = check_frame
         self._verdicts: dict[str, tuple[str, str] | None] = {}
 
     def check(self, video: Video) -> tuple[str, str] | None:
         """``None`` when LLaMA-Factory can read ``video``, else ``(kind, detail)``."""
         if not isinstance(video, list):
-            return self._cached(video, _decode)
+            if _URL.match(video):
+                return VIDEO_MISSING, f"{video}: URLs are not fetched (nothing downloads at run time); use local files"
+            if video not in self._verdicts:
+                self._verdicts[video] = _decode(Path(video))
+            return self._verdicts[video]
         if not video:
             return VIDEO_UNREADABLE, "a video given as frames has no frame images (empty list or empty folder)"
         for position, frame in enumerate(video):
-            verdict = self._cached(frame, _open_frame)
+            verdict = self._check_frame(frame)
             if verdict:
-                return verdict[0], f"frame {position}: {verdict[1]}"
+                kind = VIDEO_UNREADABLE if Path(frame).is_file() else VIDEO_MISSING
+                return kind, f"frame {position}: {verdict[1]}"
         return None
-
-    def _cached(self, path: str, opener: Callable[[Path], tuple[str, str] | None]) -> tuple[str, str] | None:
-        if _URL.match(path):
-            return VIDEO_MISSING, f"{path}: URLs are not fetched (nothing downloads at run time); use local files"
-        if path not in self._verdicts:
-            self._verdicts[path] = opener(Path(path))
-        return self._verdicts[path]
-
-
-def _open_frame(path: Path) -> tuple[str, str] | None:
-    if not path.is_file():
-        return VIDEO_MISSING, f"{path}: no such file"
-    try:
-        with Image.open(path) as image:
-            image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:  # what PIL raises for bad files
-        return VIDEO_UNREADABLE, f"{path}: {type(exc).__name__}: {exc}"
-    return None
 
 
 def _decode(path: Path) -> tuple[str, str] | None:

@@ -279,3 +279,24 @@ def test_llamafactory_trains_a_step_on_converted_video_samples(media: Path, tmp_
     logged = [json.loads(line) for line in (tmp_path / "run" / "trainer_log.jsonl").read_text().splitlines()]
     (step,) = [entry for entry in logged if "loss" in entry]
     assert step["current_steps"] == 1 and np.isfinite(step["loss"])
+
+
+def test_frames_embedded_in_a_saved_hf_dataset_are_written_out(tmp_path: Path) -> None:
+    import datasets
+
+    frames = [_frame(step) for step in range(2)]
+    saved = tmp_path / "saved"
+    features = datasets.Features(
+        {
+            "messages": datasets.List({"role": datasets.Value("string"), "content": datasets.Value("string")}),
+            "videos": datasets.List(datasets.List(datasets.Image())),
+        }
+    )
+    record = _record("embedded", [frames])
+    datasets.Dataset.from_list([{"messages": record["messages"], "videos": record["videos"]}], features=features).save_to_disk(str(saved))
+    result = convert(ConvertOptions(inputs=[saved], out=tmp_path / "out"))
+
+    ((written,),) = [row["videos"] for row in json.loads(result.dataset_file.read_text())]
+    assert len(written) == 2
+    for path, frame in zip(written, frames):
+        assert np.array_equal(np.asarray(Image.open(path).convert("RGB")), np.asarray(frame))
