@@ -43,7 +43,7 @@ class VideoFormatError(ValueError):
 
 
 def parse_videos(value: object) -> list[Video]:
-    """A record's ``videos`` (or ``video``) value as a list of videos, in placeholder order.
+    """A record's ``videos`` value as a list of videos, in placeholder order.
 
     Accepts one path, a list of paths, or a list mixing paths and frame lists; raises
     :class:`VideoFormatError` for anything else (numbers, empty strings, nested dicts).
