@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +10,9 @@ import redis
 
 from deepeyes.models.tiny import build as build_tiny_model
 from deepeyes.paths import SAMPLE_DIR, TINY_MODEL_DIR
+from deepeyes.sandbox.config import SandboxConfig
+from deepeyes.sandbox.launch import SandboxCluster
+from deepeyes.tool_manager import ToolManagerConfig
 from deepeyes.utils.processes import RedisServer
 
 #: Fixtures that start a piece of the machine, and the marker (pyproject.toml) their tests get.
@@ -34,6 +37,33 @@ def redis_server() -> Iterator[RedisServer]:
     """A real ``redis-server`` on a free loopback port, shared by the whole test session."""
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def sandbox_ports(redis_server: RedisServer) -> Iterator[list[int]]:
+    """One sandbox server instance on the session's Redis, shared by every tool manager the tests
+    start: an instance's start (its template kernel, then its warm pool) took 10-45 s on a
+    2-core machine, once per tool-manager fixture before. Sessions are per request, so tests do
+    not see each other's kernels; the sandbox's own tests start their own instances."""
+    config = SandboxConfig(redis_host=redis_server.host, redis_port=redis_server.port, pool_size=4)
+    with SandboxCluster(config, num_instances=1) as cluster:
+        yield list(cluster.ports)
+
+
+@pytest.fixture(scope="session")
+def tool_config(redis_server: RedisServer, sandbox_ports: list[int]) -> Callable[..., ToolManagerConfig]:
+    """Builds a :class:`ToolManagerConfig` on the session's Redis and sandbox instance, with only
+    ``enabled`` tools (None: every tool), so starting its tool manager starts no server."""
+
+    def build(enabled: list[str] | None = None) -> ToolManagerConfig:
+        config = ToolManagerConfig()
+        if enabled is not None:
+            config.tools.enabled = list(enabled)
+        config.sandbox.redis_host, config.sandbox.redis_port = redis_server.host, redis_server.port
+        config.sandbox.ports = list(sandbox_ports)
+        return config
+
+    return build
 
 
 @pytest.fixture()

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from deepeyes.tool_manager import ToolManager, ToolManagerConfig
-from deepeyes.utils.processes import RedisServer
 
 
 @pytest.fixture(scope="session")
-def tool_manager(redis_server: RedisServer) -> Iterator[ToolManager]:
-    config = ToolManagerConfig()
-    config.sandbox.redis_host, config.sandbox.redis_port = redis_server.host, redis_server.port
-    config.sandbox.pool_size = 4
-    with ToolManager(config=config) as manager:
+def tool_manager(tool_config: Callable[..., ToolManagerConfig]) -> Iterator[ToolManager]:
+    """Every tool, on the session's sandbox instance and Redis."""
+    with ToolManager(config=tool_config()) as manager:
         yield manager

@@ -11,7 +11,7 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,6 @@ from deepeyes.chat import Message
 from deepeyes.paths import REPO_ROOT
 from deepeyes.policies.scripted import ScriptedPolicy
 from deepeyes.tool_manager import ToolManager, ToolManagerConfig
-from deepeyes.utils.processes import RedisServer
 
 PLOT_QUESTION = "What is the mean brightness of the image? Plot its histogram."
 PLOT_CODE = (
@@ -55,10 +54,9 @@ def screenshot_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def demo_tool_manager(redis_server: RedisServer) -> Iterator[ToolManager]:
-    config = ToolManagerConfig()
-    config.sandbox.redis_host, config.sandbox.redis_port = redis_server.host, redis_server.port
-    with ToolManager(config=config) as manager:
+def demo_tool_manager(tool_config: Callable[..., ToolManagerConfig]) -> Iterator[ToolManager]:
+    """Every tool, on the session's sandbox instance and Redis."""
+    with ToolManager(config=tool_config()) as manager:
         yield manager
 
 

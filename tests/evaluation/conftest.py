@@ -13,7 +13,6 @@ import pytest
 from PIL import Image
 
 from deepeyes.tool_manager import ToolManager, ToolManagerConfig
-from deepeyes.utils.processes import RedisServer
 
 TsvWriter = Callable[..., Path]
 
@@ -50,12 +49,9 @@ def make_tsv(tmp_path: Path) -> TsvWriter:
 
 
 @pytest.fixture(scope="session")
-def code_tool_manager(redis_server: RedisServer) -> Iterator[ToolManager]:
+def code_tool_manager(tool_config: Callable[..., ToolManagerConfig]) -> Iterator[ToolManager]:
     """A real tool manager with only the code sandbox enabled (search calls get 'disabled')."""
-    config = ToolManagerConfig()
-    config.tools.enabled = ["code"]
-    config.sandbox.redis_host, config.sandbox.redis_port = redis_server.host, redis_server.port
-    config.sandbox.pool_size = 2  # both code-calling samples get a warm kernel
+    config = tool_config(["code"])
     config.sandbox.default_timeout_s = 120.0  # generous: the golden counts must not depend on machine load
     with ToolManager(config=config) as manager:
         yield manager

@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from serve_helpers import SCRIPT, Served, serve
 
 from deepeyes.serve import ServeConfig
-from deepeyes.tool_manager import ToolManager, ToolManagerConfig, ToolsConfig
-from deepeyes.utils.processes import RedisServer
+from deepeyes.tool_manager import ToolManager, ToolManagerConfig
 
 
 @pytest.fixture(scope="session")
-def serve_tools(redis_server: RedisServer) -> Iterator[ToolManager]:
-    """A real tool manager (sandbox instance + Redis on loopback; local BM25 text search) shared by the service tests."""
-    config = ToolManagerConfig(tools=ToolsConfig(enabled=["code", "search"]))
-    config.sandbox.redis_host, config.sandbox.redis_port = redis_server.host, redis_server.port
-    config.sandbox.pool_size = 2
-    with ToolManager(config=config) as manager:
+def serve_tools(tool_config: Callable[..., ToolManagerConfig]) -> Iterator[ToolManager]:
+    """A real tool manager (the session's sandbox instance and Redis; local BM25 text search) shared by the service tests."""
+    with ToolManager(config=tool_config(["code", "search"])) as manager:
         yield manager
 
 

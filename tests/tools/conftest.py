@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -21,13 +21,9 @@ def zoom_manager(redis_server: RedisServer) -> Iterator[ToolManager]:
 
 
 @pytest.fixture(scope="session")
-def code_manager(redis_server: RedisServer) -> Iterator[ToolManager]:
-    """Code (a real sandbox instance) and zoom; search tools refused."""
-    config = ToolManagerConfig()
-    config.tools.enabled = ["code", "image_zoom_in_tool"]
-    config.sandbox.redis_host, config.sandbox.redis_port = redis_server.host, redis_server.port
-    config.sandbox.pool_size = 2
-    with ToolManager(config=config) as manager:
+def code_manager(tool_config: Callable[..., ToolManagerConfig]) -> Iterator[ToolManager]:
+    """Code (the session's sandbox instance) and zoom; search tools refused."""
+    with ToolManager(config=tool_config(["code", "image_zoom_in_tool"])) as manager:
         yield manager
 
 

@@ -9,7 +9,7 @@ from deepeyes import wire
 from deepeyes.agent import AgentLoop, AgentRequest
 from deepeyes.images import QWEN_FACTOR, QWEN_MAX_ASPECT, fit_for_qwen
 from deepeyes.policies.scripted import ScriptedPolicy
-from deepeyes.tool_manager import ToolManager, ToolManagerConfig
+from deepeyes.tool_manager import ToolManager
 from deepeyes.utils.processes import RedisServer
 
 RED = Image.new("RGB", (40, 30), (255, 0, 0))
@@ -19,11 +19,8 @@ def code(source: str) -> str:
     return wire.think("compute") + wire.code_action(source)
 
 
-def test_closed_sessions_leave_no_kernel_and_no_redis_key(redis_server: RedisServer) -> None:
-    config = ToolManagerConfig()
-    config.tools.enabled = ["code_execution"]  # the seed's name for the code tool
-    config.sandbox.redis_host, config.sandbox.redis_port = redis_server.host, redis_server.port
-    config.sandbox.pool_size = 2
+def test_closed_sessions_leave_no_kernel_and_no_redis_key(redis_server: RedisServer, tool_config) -> None:
+    config = tool_config(["code_execution"])  # the seed's name for the code tool
     client = redis.Redis(host=redis_server.host, port=redis_server.port)
     with ToolManager(config=config) as manager:
         before = set(client.keys("deepeyes:sandbox*"))
