@@ -112,15 +112,15 @@ def test_converter_resolves_paths_and_reports_missing(image_cache_dir: Path, tmp
     assert outcome.titles == ["sample-002 result 0", "sample-002 result 2"]
 
 
-def test_converter_cli_help_and_bad_input(tmp_path: Path) -> None:
+def test_converter_cli_help_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--help`` through ``python -m``; the bad input through ``main`` in-process (an interpreter start costs ~20 s loaded)."""
+    from deepeyes.search.convert_cache import main
+
     help_text = subprocess.run(
         [sys.executable, "-m", "deepeyes.search.convert_cache", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "--input_json" in help_text and "--image_root" in help_text
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"1": {"tool_returned_web_title": ["a", "b"], "cached_images_path": ["x.png"]}}))
-    result = subprocess.run(
-        [sys.executable, "-m", "deepeyes.search.convert_cache", "--input_json", str(bad)], capture_output=True, text=True
-    )
-    assert result.returncode == 2
-    assert "entry '1' has 2 titles but 1 images" in result.stderr
+    assert main(["--input_json", str(bad)]) == 2
+    assert "entry '1' has 2 titles but 1 images" in capsys.readouterr().err
