@@ -19,7 +19,7 @@ from tqdm import tqdm
 from deepeyes import wire
 from deepeyes.data.sft_length import SequenceLength
 from deepeyes.data.sft_sample import SftSample
-from deepeyes.data.video import VIDEO_PLACEHOLDER, VideoChecker
+from deepeyes.data.video import VideoChecker
 from deepeyes.wire import parse_action
 
 # Defect classes, as they appear in the report.
@@ -83,7 +83,7 @@ def structure_problems(sample: SftSample) -> list[tuple[str, str]]:
     roles_problem = _roles_problem([m["role"] for m in sample.messages])
     if roles_problem:
         problems.append((BAD_ROLES, roles_problem))
-    for placeholder, media, noun in ((wire.IMAGE_PLACEHOLDER, sample.images, "image"), (VIDEO_PLACEHOLDER, sample.videos, "video")):
+    for placeholder, media, noun in ((wire.IMAGE_PLACEHOLDER, sample.images, "image"), (wire.VIDEO_PLACEHOLDER, sample.videos, "video")):
         placeholders = sum(m["content"].count(placeholder) for m in sample.messages)
         if placeholders != len(media):
             problems.append((PLACEHOLDER_MISMATCH, f"{placeholders} {placeholder} placeholder(s) but {len(media)} {noun}(s)"))

@@ -24,8 +24,6 @@ import numpy as np
 
 from deepeyes.data.formats import save_png
 
-#: LLaMA-Factory's placeholder for one video (``llamafactory.extras.constants.VIDEO_PLACEHOLDER``).
-VIDEO_PLACEHOLDER = "<video>"
 #: A video as LLaMA-Factory reads it: a file path, or a list of frame image paths.
 Video = str | list[str]
 #: Suffixes taken as frames when a folder is given as a video.

@@ -25,7 +25,7 @@ Definitions (docs/evaluation.md repeats them for readers of the report):
   count as wrong and not completed.
 * **grounding** (datasets with box answers, issue 26) — over the samples whose reward
   recorded an IoU (``reward.details.iou``, written for grounding rows only): ``acc@0.5``,
-  the share with IoU ≥ 0.5 (:data:`~deepeyes.rewards.grounding.DEFAULT_IOU_THRESHOLD`),
+  the share with IoU ≥ 0.5 (:data:`~deepeyes.rewards.config.DEFAULT_IOU_THRESHOLD`),
   with its Wilson interval ``acc@0.5_ci``, and ``mean_iou`` with its bootstrap interval
   ``mean_iou_ci``; a sample without an answer or with a malformed box counts with IoU 0.
   Overall and per category, in the dataset's ``grounding`` block.
@@ -41,7 +41,7 @@ import numpy as np
 
 from deepeyes import wire
 from deepeyes.evaluation.circular import circular_block
-from deepeyes.rewards.grounding import DEFAULT_IOU_THRESHOLD
+from deepeyes.rewards.config import DEFAULT_IOU_THRESHOLD
 from deepeyes.trajectory import TOOL_KINDS
 from deepeyes.utils.stats import bootstrap_mean_interval, mean_interval
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from deepeyes.images import ImageFrame
 from deepeyes.rewards.accuracy import AccuracyResult
-from deepeyes.rewards.config import DEFAULT_IOU_THRESHOLD, GroundingConfig
+from deepeyes.rewards.config import GroundingConfig
 from deepeyes.rewards.payload import PayloadError, ScoreRequest
 from deepeyes.wire.boxes import Box, box_problem, parse_box
 
@@ -205,32 +205,3 @@ def is_grounding_request(request: ScoreRequest, preset: str) -> bool:
     """Whether ``request`` is graded by IoU: the ``grounding`` preset, a grounding ``data_source``,
     or answer type ``box``."""
     return preset == "grounding" or request.answer_type == "box" or is_grounding_source(request.data_source)
-
-
-# --- evaluation metric: Acc@0.5 and mean IoU per category -------------------------------
-
-
-def grounding_metrics(records: list[dict[str, Any]], threshold: float = DEFAULT_IOU_THRESHOLD) -> dict[str, Any]:
-    """Acc@``threshold`` and mean IoU over scored trajectory records, overall and per category.
-
-    A record is a grounding record when its ``reward.details.iou`` is present (the reward
-    writes it for grounding rows only); others are skipped. A record without an answer, or
-    with a malformed box, counts with IoU 0. Returns ``{}`` when no record is a grounding one,
-    else ``{"n", "acc@0.5", "mean_iou", "categories": {name: {...}}}`` (the key names the threshold).
-    """
-    key = f"acc@{threshold:g}"
-    groups: dict[str, list[float]] = {}
-    for record in records:
-        details = (record.get("reward") or {}).get("details") or {}
-        if details.get("iou") is None:
-            continue
-        category = str((record.get("metadata") or {}).get("category", "all"))
-        groups.setdefault(category, []).append(float(details["iou"]))
-    if not groups:
-        return {}
-
-    def block(values: list[float]) -> dict[str, Any]:
-        return {"n": len(values), key: sum(v >= threshold for v in values) / len(values), "mean_iou": sum(values) / len(values)}
-
-    everything = [v for values in groups.values() for v in values]
-    return {**block(everything), "categories": {name: block(values) for name, values in sorted(groups.items())}}

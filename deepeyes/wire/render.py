@@ -18,6 +18,8 @@ TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 TOOL_RESPONSE_OPEN, TOOL_RESPONSE_CLOSE = "<tool_response>", "</tool_response>"
 IMAGE_PLACEHOLDER = "<image>"
+#: LLaMA-Factory's placeholder for one video (``llamafactory.extras.constants.VIDEO_PLACEHOLDER``).
+VIDEO_PLACEHOLDER = "<video>"
 
 #: Closing tags of the tool actions: generation stops right after the first one (the tool
 #: runs next), and the parser cuts the turn there too (see :mod:`deepeyes.wire.parse`).

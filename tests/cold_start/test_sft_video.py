@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from deepeyes import wire
 from deepeyes.data import sft_validation as v
 from deepeyes.data import video
 from deepeyes.data.to_llamafactory import (
@@ -62,7 +63,7 @@ def _record(sample_id: str, videos: object, placeholders: int = 1) -> dict:
     return {
         "id": sample_id,
         "messages": [
-            {"role": "user", "content": video.VIDEO_PLACEHOLDER * placeholders + "Which way does the white square move?"},
+            {"role": "user", "content": wire.VIDEO_PLACEHOLDER * placeholders + "Which way does the white square move?"},
             {"role": "assistant", "content": "<answer>right</answer>"},
         ],
         "images": [],
