@@ -223,6 +223,21 @@ def export_config(train: dict[str, Any], export_dir: Path) -> dict[str, Any]:
     }
 
 
+def length_settings(config: dict[str, Any]) -> LengthSettings:
+    """The training config's settings that change a sample's token count; a key the config
+    leaves out takes LLaMA-Factory's default, as the training run will."""
+    defaults = LengthSettings()
+    return LengthSettings(
+        template=config.get("template", defaults.template),
+        image_max_pixels=int(config.get("image_max_pixels", LF_IMAGE_MAX_PIXELS)),
+        image_min_pixels=int(config.get("image_min_pixels", LF_IMAGE_MIN_PIXELS)),
+        video_max_pixels=int(config.get("video_max_pixels", defaults.video_max_pixels)),
+        video_min_pixels=int(config.get("video_min_pixels", defaults.video_min_pixels)),
+        video_fps=float(config.get("video_fps", defaults.video_fps)),
+        video_maxlen=int(config.get("video_maxlen", defaults.video_maxlen)),
+    )
+
+
 def prepare(recipe_path: Path, paths: RunPaths, environ: Mapping[str, str], cwd: Path, dataset_name: str = "deepeyes_sft", strict: bool = False) -> Path:
     """Check settings, convert + validate the data, write the YAML(s); return the train YAML path."""
     for data in paths.data:
@@ -240,11 +255,7 @@ def prepare(recipe_path: Path, paths: RunPaths, environ: Mapping[str, str], cwd:
             dataset_name=dataset_name,
             model=Path(config["model_name_or_path"]),
             cutoff_len=int(config.get("cutoff_len", 2048)),
-            length=LengthSettings(
-                template=config.get("template", "qwen2_vl"),
-                image_max_pixels=int(config.get("image_max_pixels", LF_IMAGE_MAX_PIXELS)),
-                image_min_pixels=int(config.get("image_min_pixels", LF_IMAGE_MIN_PIXELS)),
-            ),
+            length=length_settings(config),
             strict=strict,
             show_progress=True,
         )

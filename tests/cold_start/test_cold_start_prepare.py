@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from deepeyes.data import sft_prepare
+from deepeyes.data.sft_length import LengthSettings
 from deepeyes.data.sft_prepare import (
     PrepareError,
     RunPaths,
@@ -157,3 +158,11 @@ def test_export_yaml_merges_the_adapter(seed_file: Path, tiny_model_dir: Path, t
 def test_tiny_recipe_trains_at_the_image_size_hf_policy_uses(tiny_model_dir: Path) -> None:
     processor_config = json.loads((tiny_model_dir / "processor_config.json").read_text())
     assert load_recipe(RECIPES / "tiny_cpu_full.yaml")["image_max_pixels"] == processor_config["image_processor"]["size"]["longest_edge"]
+
+
+def test_video_settings_in_the_training_config_reach_the_token_count() -> None:
+    """The converter counts video tokens with the values the training run will use: a recipe's
+    own video keys, else LLaMA-Factory's defaults (a wrong count passes over-long samples)."""
+    assert sft_prepare.length_settings({}) == LengthSettings(image_max_pixels=768 * 768, image_min_pixels=32 * 32)
+    settings = sft_prepare.length_settings({"video_max_pixels": 4096, "video_min_pixels": 64, "video_fps": 1, "video_maxlen": 8, "template": "qwen2_vl"})
+    assert (settings.video_max_pixels, settings.video_min_pixels, settings.video_fps, settings.video_maxlen) == (4096, 64, 1.0, 8)
