@@ -21,6 +21,7 @@ one tool manager serve every front end: the tools this request may not use, ``fo
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import uuid
@@ -45,6 +46,7 @@ from deepeyes.tools.budget import (
     utf8_length,
 )
 from deepeyes.trajectory import StopReason, Trajectory, Turn
+from deepeyes.videos import VideoClip, VideoInput, VideoSampling, load_video
 from deepeyes.wire import final_answer, parse_turn
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,8 @@ logger = logging.getLogger(__name__)
 #: Tokens the chat template adds around an observation (closing the model's turn, the user
 #: turn's header and end, the next assistant header), with room for how its text joins them.
 TURN_OVERHEAD_TOKENS = 16
+#: Frames one video token spans in time (Qwen2.5-VL's ``temporal_patch_size``).
+VIDEO_TEMPORAL_PATCH = 2
 #: Tokens the chat template adds around one message (``<|im_start|>role\n`` … ``<|im_end|>\n``), with room to spare.
 MESSAGE_OVERHEAD_TOKENS = 8
 
@@ -78,12 +82,18 @@ def prompt_tokens(messages: list[Message], count_tokens: TokenCounter, max_pixel
 
     Text by ``count_tokens`` (the policy's tokenizer, or UTF-8 bytes, an upper bound), images
     by Qwen2.5-VL's 28-px grid cells after the processor's downscale to ``max_pixels``
-    (default: Qwen's own limit), plus :data:`MESSAGE_OVERHEAD_TOKENS` per message.
+    (default: Qwen's own limit), videos as their frames' cells over pairs of frames
+    (Qwen2.5-VL's temporal patch spans :data:`VIDEO_TEMPORAL_PATCH` frames), plus
+    :data:`MESSAGE_OVERHEAD_TOKENS` per message.
     """
     cells_cap = (max_pixels or QWEN_DEFAULT_MAX_PIXELS) // (QWEN_FACTOR * QWEN_FACTOR) + 2
     total = 0
     for message in messages:
         total += MESSAGE_OVERHEAD_TOKENS + sum(min(image_tokens(image), cells_cap) for image in message.images)
+        total += sum(
+            math.ceil(len(video.frames) / VIDEO_TEMPORAL_PATCH) * min(image_tokens(video.frames[0]), cells_cap)
+            for video in message.videos
+        )
         total += count_tokens(message.content)
     return total
 
@@ -140,6 +150,11 @@ class AgentRequest:
     #: Set from any thread to stop the run before its next generation or tool call
     #: (:class:`RunCancelled`); a generation or tool call in flight finishes first.
     cancel: threading.Event | None = None
+    #: Videos beside the images (files, frame folders, frame lists; :mod:`deepeyes.videos`),
+    #: decoded once when the run starts and shown to the model after the images.
+    videos: list[VideoInput] = field(default_factory=list)
+    #: How frames are sampled from this request's video files (fps, frame count, pixels per frame).
+    video_sampling: VideoSampling = field(default_factory=VideoSampling)
 
     def __post_init__(self) -> None:
         # Unknown names fail here, before anything runs (ValueError naming the tool).
@@ -183,6 +198,7 @@ class AgentLoop:
     def rollout(self, policy: Policy, request: AgentRequest, on_turn: TurnCallback | None = None) -> Rollout:
         started = time.perf_counter()
         images = [load_image(image) for image in request.images]
+        videos = [load_video(video, request.video_sampling) for video in request.videos]
         trajectory = Trajectory(
             id=request.id or uuid.uuid4().hex[:12],
             question=request.question,
@@ -190,9 +206,10 @@ class AgentLoop:
             ground_truth=request.ground_truth,
             data_source=request.data_source,
             metadata=dict(request.metadata),
+            videos=[video.describe() for video in videos],
         )
         use_tools = self.uses_tools(request)
-        messages = self.first_messages(request.question, images, use_tools)
+        messages = self.first_messages(request.question, images, use_tools, videos)
         count_tokens = tokenizer_counter(getattr(policy, "tokenizer", None))
         overflow = self.context_overflow(messages, policy, count_tokens)
         if overflow is not None:
@@ -205,7 +222,7 @@ class AgentLoop:
         session = None
         if use_tools:
             assert self.tool_manager is not None  # use_tools guarantees it
-            session = self.tool_manager.open_session(images, request.sample_index)
+            session = self.tool_manager.open_session(images, request.sample_index, videos)
             session.disabled |= request.disabled_tools
         max_turns = request.max_turns or self.config.max_turns
         generation_s = tools_s = 0.0
@@ -250,10 +267,13 @@ class AgentLoop:
             }
         return Rollout(trajectory, messages)
 
-    def first_messages(self, question: str, images: list[Image.Image], use_tools: bool = True) -> list[Message]:
-        """The first prompt of a run: the system prompt (the no-tool one when the run has no tools), then the question with its images."""
+    def first_messages(
+        self, question: str, images: list[Image.Image], use_tools: bool = True, videos: list[VideoClip] | None = None
+    ) -> list[Message]:
+        """The first prompt of a run: the system prompt (the no-tool one when the run has no tools), then the question with its images and videos."""
         prompt = self.system_prompt if use_tools or not self.config.use_tools else no_tool_system_prompt()
-        return [Message("system", prompt), Message("user", user_prompt(question, len(images)), images)]
+        videos = videos or []
+        return [Message("system", prompt), Message("user", user_prompt(question, len(images), len(videos)), images, videos)]
 
     @staticmethod
     def _check_cancel(request: AgentRequest, trajectory: Trajectory) -> None:

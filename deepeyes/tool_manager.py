@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from deepeyes.tools.base import (
 from deepeyes.tools.budget import ObservationBudget, fit_observation, keep_all
 from deepeyes.tools.registry import REGISTRY
 from deepeyes.trajectory import Action, Observation
+from deepeyes.videos import VideoClip
 from deepeyes.wire import ERROR_BUDGET, ERROR_DISABLED, ERROR_INVALID
 
 logger = logging.getLogger(__name__)
@@ -222,13 +224,22 @@ class ToolManager:
         return set(self._disabled)
 
     # -- sessions --------------------------------------------------------------------
-    def open_session(self, images: list[Image.Image | str | Path | bytes], sample_index: str | None = None) -> ToolSession:
-        """A new session; each tool is opened for it on its first call (the kernel only on the first code call)."""
+    def open_session(
+        self,
+        images: list[Image.Image | str | Path | bytes],
+        sample_index: str | None = None,
+        videos: Sequence[VideoClip] = (),
+    ) -> ToolSession:
+        """A new session; each tool is opened for it on its first call (the kernel only on the first code call).
+
+        ``videos`` are the request's decoded videos (:func:`deepeyes.videos.load_video`), for the tools that read frames.
+        """
         return ToolSession(
             session_id=uuid.uuid4().hex,
             images=[load_image(image) for image in images],
             sample_index=sample_index,
             disabled=set(self._disabled),
+            videos=list(videos),
         )
 
     def close_session(self, session: ToolSession) -> None:

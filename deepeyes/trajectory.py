@@ -155,6 +155,8 @@ class Trajectory:
     reward: dict[str, Any] | None = None
     timing: dict[str, float] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: The request's videos: ``{"source": path or "<in-memory>", "frames": frames the model saw}`` each.
+    videos: list[dict[str, Any]] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,20 +14,17 @@ open a folder.
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from collections.abc import Callable
 from pathlib import Path
 
 import av
-import numpy as np
 
 from deepeyes.data.formats import save_png
+from deepeyes.videos import FRAME_SUFFIXES, sample_indices
 
 #: A video as LLaMA-Factory reads it: a file path, or a list of frame image paths.
 Video = str | list[str]
-#: Suffixes taken as frames when a folder is given as a video.
-FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 # Defect classes, as they appear in the validation report.
 VIDEO_MISSING = "video_missing"
@@ -132,20 +129,9 @@ def is_frame_list(video: Video) -> bool:
     return isinstance(video, list)
 
 
-def sample_indices(total_frames: int, duration_s: float, fps: float, maxlen: int) -> list[int]:
-    """Indices of the frames LLaMA-Factory keeps from a video file: ``fps`` frames per second
-    of the video, at most ``maxlen`` and at most every frame, spread evenly from first to
-    last (its ``_get_video_sample_indices``); ``total_frames == 0`` (unknown) keeps the first
-    ``maxlen``."""
-    if total_frames == 0:
-        return list(range(maxlen))
-    count = min(total_frames, maxlen, max(1, math.floor(duration_s * fps)))
-    return [int(i) for i in np.linspace(0, total_frames - 1, count).astype(np.int32)]
-
-
 def extract_frames(path: str, out_dir: Path, fps: float, maxlen: int) -> list[str]:
     """Decode the frames LLaMA-Factory would sample from the file ``path`` (see
-    :func:`sample_indices`) and write them as PNGs under ``out_dir``; returns their paths.
+    :func:`deepeyes.videos.sample_indices`) and write them as PNGs under ``out_dir``; returns their paths.
 
     Needed because one dataset column cannot hold both kinds of video: Arrow, which
     LLaMA-Factory loads the JSON with, refuses a ``videos`` column mixing paths and lists.

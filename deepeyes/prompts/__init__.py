@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from deepeyes.wire import IMAGE_PLACEHOLDER
+from deepeyes.wire import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER
 
 PROMPT_DIR = Path(__file__).resolve().parent
 
@@ -20,9 +20,10 @@ def user_template() -> str:
     return (PROMPT_DIR / "user_template.txt").read_text(encoding="utf-8").strip()
 
 
-def user_prompt(question: str, image_count: int = 1) -> str:
-    """The first user turn: one ``<image>`` placeholder per input image, then the question."""
-    return IMAGE_PLACEHOLDER * image_count + "\n" + user_template().format(question=question)
+def user_prompt(question: str, image_count: int = 1, video_count: int = 0) -> str:
+    """The first user turn: one ``<image>`` placeholder per input image, one ``<video>`` per
+    input video (images first), then the question."""
+    return IMAGE_PLACEHOLDER * image_count + VIDEO_PLACEHOLDER * video_count + "\n" + user_template().format(question=question)
 
 
 @cache

@@ -20,6 +20,7 @@ from deepeyes import wire
 from deepeyes.tool_specs import ObservationStatus, ToolSpec
 from deepeyes.tools.budget import Clip
 from deepeyes.trajectory import Observation
+from deepeyes.videos import VideoClip
 
 #: Renders an observation's text from the indices of the images that reach the model, the
 #: notes to add and the clip to apply to each long text field (stdout, stderr, a result
@@ -63,6 +64,8 @@ class ToolSession:
     session_id: str
     images: list[Image.Image]
     sample_index: str | None = None
+    #: The request's videos, decoded once by the loop (:mod:`deepeyes.videos`).
+    videos: list[VideoClip] = field(default_factory=list)
     disabled: set[str] = field(default_factory=set)
     calls: int = 0
     seen_calls: set[tuple[str, str]] = field(default_factory=set)

@@ -131,3 +131,40 @@ def test_force_no_tool_means_the_same_in_infer_the_demo_and_the_service(tmp_path
         assert _first_prompt_and_turns(request, loop) == (no_tool_system_prompt(), 1, 0)
     free = AgentRequest("q", [Image.open(image)], disabled_tools=set(TOOL_NAMES))  # every tool disabled: still the tool prompt
     assert _first_prompt_and_turns(free, AgentLoop(ToolManager(), AgentConfig(max_turns=2))) == (system_prompt(), 2, 2)
+
+
+def test_a_request_with_videos_shows_them_after_the_images_and_records_their_frames(tmp_path: Path) -> None:
+    """Videos are decoded once per run by the request's sampling; the first user turn holds
+    their placeholders after the images', the tool session gets the same clips, and the
+    record names each video with the frames the model saw."""
+    from video_media import write_frames, write_mp4
+
+    from deepeyes.agent import prompt_tokens
+    from deepeyes.tools.budget import utf8_length
+    from deepeyes.videos import VideoSampling
+
+    spy = ClosingSpy()
+    opened: list = []
+    spy.open_session = lambda images, sample_index=None, videos=(): opened.append(list(videos)) or spy.manager.open_session(images, sample_index, videos)
+    seen: list[list[Message]] = []
+    policy = ScriptedPolicy(lambda messages: seen.append(list(messages)) or wire.answer_action("right"))
+    request = AgentRequest(
+        "Which way does the square move?",
+        [Image.new("RGB", (28, 28))],
+        videos=[write_mp4(tmp_path / "clip.mp4", count=8, fps=4), tmp_path / "frames"],
+        video_sampling=VideoSampling(fps=2.0, max_frames=3),
+    )
+    write_frames(tmp_path / "frames", count=4)
+    trajectory = AgentLoop(spy, AgentConfig(max_turns=2)).rollout(policy, request).trajectory  # type: ignore[arg-type]
+
+    user = seen[0][1]
+    assert user.content.startswith("<image><video><video>\n") and len(user.images) == 1
+    assert [len(v.frames) for v in user.videos] == [3, 3] and opened == [user.videos]
+    assert trajectory.videos == [{"source": str(tmp_path / "clip.mp4"), "frames": 3}, {"source": str(tmp_path / "frames"), "frames": 3}]
+    assert trajectory.from_dict(trajectory.to_dict()).videos == trajectory.videos  # the schema takes them
+    # Each video costs one frame's tokens per pair of frames: ceil(3 / 2) = 2 for 3 frames.
+    from deepeyes.tools.budget import image_tokens
+
+    without = prompt_tokens([Message("user", "<image>", user.images)], utf8_length)
+    with_videos = prompt_tokens([Message("user", "<image><video><video>", user.images, user.videos)], utf8_length)
+    assert with_videos - without == 2 * 2 * image_tokens(user.videos[0].frames[0]) + len("<video><video>")
