@@ -23,6 +23,12 @@ SEARCH_TASKS: tuple[str, ...] = ("text_search", "image_search")
 #: ``grounding_share`` / ``eval_grounding``, so the default curriculum and its data stay as they were.
 GROUNDING_TASKS: tuple[str, ...] = ("grounding",)
 ALL_TASKS: tuple[str, ...] = VISUAL_TASKS + SEARCH_TASKS + GROUNDING_TASKS
+#: Video questions about moving shapes (:mod:`deepeyes.data.synth.tasks.video`): opt-in through
+#: ``video_rows`` / ``eval_video``, written to their own files, so the default data stay as they were.
+VIDEO_TASKS: tuple[str, ...] = ("video_motion", "video_count", "video_order")
+#: Video splits and the held-out ones among them (RL validation, the video benchmark).
+VIDEO_SPLITS: tuple[str, ...] = ("video_sft", "video_rl_train", "video_rl_val", "eval_video")
+VIDEO_HELDOUT_SPLITS: tuple[str, ...] = ("video_rl_val", "eval_video")
 #: Splits drawn from the held-out side of the value partition.
 HELDOUT_SPLITS: tuple[str, ...] = ("rl_val", "eval_visual", "eval_search", "eval_grounding")
 
@@ -67,6 +73,14 @@ class SynthConfig:
         metadata={"help": "opt-in: weight of the grounding task (box answers) beside the training mixture's (whose weights sum to 1); 0: none"},
     )
     eval_grounding: int = field(default=0, metadata={"help": "opt-in: rows of eval/DeepEyesMini_Grounding.tsv (held-out grounding questions); 0: no file"})
+    video_rows: int = field(
+        default=0,
+        metadata={
+            "help": "opt-in: video questions (moving shapes) written to sft/video_sharegpt.json and rl/video_train.parquet "
+            "(this many each) and rl/video_val.parquet (a fifth, at least 1); 0: no video data"
+        },
+    )
+    eval_video: int = field(default=0, metadata={"help": "opt-in: rows of eval/DeepEyesMini_Video.tsv (held-out A-D video questions); 0: no file"})
 
     def __post_init__(self) -> None:
         self.validate()
@@ -81,6 +95,11 @@ class SynthConfig:
             # Only when asked for: the default manifest (and data) stay as they were.
             **({"eval_grounding": self.eval_grounding} if self.eval_grounding else {}),
         }
+
+    def video_split_sizes(self) -> dict[str, int]:
+        """Rows of each video split that is asked for (none by default)."""
+        sizes = {"video_sft": self.video_rows, "video_rl_train": self.video_rows, "video_rl_val": max(1, self.video_rows // 5) if self.video_rows else 0}
+        return {split: size for split, size in {**sizes, "eval_video": self.eval_video}.items() if size}
 
     def mixture(self, split: str) -> dict[str, float]:
         if split == "eval_visual":
@@ -101,6 +120,8 @@ class SynthConfig:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.grounding_share < 0 or self.eval_grounding < 0:
             raise ValueError("grounding_share and eval_grounding must be >= 0")
+        if self.video_rows < 0 or self.eval_video < 0:
+            raise ValueError("video_rows and eval_video must be >= 0")
         if not 0.0 <= self.choice_share <= 1.0:
             raise ValueError(f"choice_share must be in [0, 1], got {self.choice_share}")
         unknown = set(self.training_mixture) - set(ALL_TASKS)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import random
 import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,10 +30,11 @@ from deepeyes.data.synth.config import (
     SynthConfig,
 )
 from deepeyes.data.synth.recording import record_seed, save_thumbnails
-from deepeyes.data.synth.sample import SynthError, TaskSample
+from deepeyes.data.synth.sample import SynthError, TaskSample, derived_rng
 from deepeyes.data.synth.tasks import BUILDERS, TaskContext
 from deepeyes.data.synth.tasks.image_search import RESULTS
 from deepeyes.data.synth.text_search_hook import CorpusSearch
+from deepeyes.data.synth.video_rows import write_video_data
 from deepeyes.data.synth.world import World, build_world
 from deepeyes.prompts.questions import pose_question
 
@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 #: Everything the generator owns under ``--out``; removed first so no stale file survives
 #: (search indices that tools built next to an old corpus go too: they would be stale).
-OUTPUT_ENTRIES = ("images", "sft", "rl", "eval", "search", "image_search", "manifest.json")
+OUTPUT_ENTRIES = ("images", "videos", "sft", "rl", "eval", "search", "image_search", "manifest.json")
 DATA_SOURCE = "deepeyes_synth"
 ENV_NAME = "deepeyes_agent"
 ABILITY = {
@@ -119,12 +119,6 @@ class Planned:
     @property
     def sample_id(self) -> str:
         return f"{self.split}-{self.index:05d}"
-
-
-def derived_rng(seed: int, *parts: object) -> random.Random:
-    """An RNG that depends only on the seed and the parts, so samples don't shift each other."""
-    digest = hashlib.sha256("/".join(map(str, (seed, *parts))).encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
 
 
 def quotas(total: int, weights: dict[str, float]) -> dict[str, int]:
@@ -402,7 +396,9 @@ def generate(config: SynthConfig, show_progress: bool = True) -> dict[str, Any]:
     _write_rl(by_split, samples, posed, system_prompt, out)
     _write_eval(by_split, samples, posed, pngs, out, benchmarks(config))
     _write_search_files(planned, samples, thumbnails, out)
-    manifest = _manifest(config, planned, _written_files(planned, seeds, thumbnails, out, benchmarks(config)), out, len(documents))
+    video_files, video_counts = write_video_data(config, out, system_prompt)
+    files = sorted(_written_files(planned, seeds, thumbnails, out, benchmarks(config)) + video_files)
+    manifest = _manifest(config, planned, files, out, len(documents), video_counts)
     formats.write_json(manifest, out / "manifest.json")
     logger.info("wrote %d files under %s (seed %d)", len(manifest["files"]) + 1, out, config.seed)
     return manifest
@@ -423,7 +419,10 @@ def _written_files(
     return sorted(fixed + images + shown + cached)
 
 
-def _manifest(config: SynthConfig, planned: list[Planned], files: list[str], out: Path, corpus_size: int) -> dict[str, Any]:
+def _manifest(
+    config: SynthConfig, planned: list[Planned], files: list[str], out: Path, corpus_size: int, video_counts: dict[str, dict[str, int]]
+) -> dict[str, Any]:
+    """Sizes and counts include the video splits only when some were asked for (the default manifest stays as it was)."""
     counts: dict[str, dict[str, int]] = {}
     for p in planned:
         split = counts.setdefault(p.split, {})
@@ -432,8 +431,8 @@ def _manifest(config: SynthConfig, planned: list[Planned], files: list[str], out
         "generator": "deepeyes.data.synth",
         "version": GENERATOR_VERSION,
         "seed": config.seed,
-        "sizes": config.split_sizes(),
-        "counts": counts,
+        "sizes": {**config.split_sizes(), **config.video_split_sizes()},
+        "counts": {**counts, **video_counts},
         "corpus_documents": corpus_size,
         "files": {name: _sha256(out / name) for name in files},
     }

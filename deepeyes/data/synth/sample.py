@@ -84,6 +84,12 @@ class TaskSample:
         return list(dict.fromkeys(TOOL_KIND[step.tool] for step in self.steps))
 
 
+def derived_rng(seed: int, *parts: object) -> random.Random:
+    """An RNG that depends only on the seed and the parts, so samples don't shift each other."""
+    digest = hashlib.sha256("/".join(map(str, (seed, *parts))).encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
 def is_heldout_value(*key: object) -> bool:
     """Which side of the train / held-out partition a task's defining values fall on.
 
