@@ -2,7 +2,8 @@
 
 ``create_app(config)`` builds the app; the model and the tool manager are started in its
 lifespan (or an already started tool manager is passed in). Agent loops are blocking and
-run in a thread pool; the event loop only parses, fetches images and streams.
+run in a thread pool; the event loop only parses, fetches images and videos, and streams
+(videos are decoded in the pool).
 
 Bounded before any work: a prompt over ``max_context_tokens`` is refused with OpenAI's 400
 ``context_length_exceeded`` before generation; JSON nested past the parser's limit is a 400;
@@ -79,6 +80,7 @@ from deepeyes.tool_manager import ToolManager
 from deepeyes.tools.budget import tokenizer_counter
 from deepeyes.trajectory import TOOL_KINDS, Trajectory, Turn
 from deepeyes.utils.auth import OPEN_PATHS, authorized
+from deepeyes.videos import VideoClip, VideoSampling
 
 logger = logging.getLogger("deepeyes.serve")
 
@@ -270,25 +272,33 @@ def create_app(config: ServeConfig, tool_manager: ToolManager | None = None, tok
         if mode == "generate" and chat.stream:
             raise bad_request("streaming is supported in the agent mode only", "stream", "unsupported_value")
         question = inputs.agent_question(chat) if mode == "agent" else ""
-        refs = inputs.image_refs(chat, config)
+        refs = inputs.media_refs(chat, config)
+        video_sampling = inputs.video_sampling(chat, config)
         if any(ref.data is None for ref in refs):
             clock.add_since(mark)
             await inputs.fetch_remote(refs, state.http, config)
             mark = time.thread_time()
-        if inputs.encoded_size(refs) <= _INLINE_DECODE_BYTES:
-            images = inputs.decode_images(refs)  # cheaper than two thread hops, which cost milliseconds on a busy machine
+        image_refs = [ref for ref in refs if ref.kind == "image"]
+        video_refs = [ref for ref in refs if ref.kind == "video"]
+        if inputs.encoded_size(image_refs) <= _INLINE_DECODE_BYTES:
+            images = inputs.decode_images(image_refs)  # cheaper than two thread hops, which cost milliseconds on a busy machine
         else:
-            images = await asyncio.get_running_loop().run_in_executor(state.workers, inputs.decode_images, refs)
+            images = await asyncio.get_running_loop().run_in_executor(state.workers, inputs.decode_images, image_refs)
+        videos: list[VideoClip] = []
+        if video_refs:  # always off the event loop: decoding a video takes a while
+            clock.add_since(mark)
+            videos = await asyncio.get_running_loop().run_in_executor(state.workers, inputs.decode_videos, video_refs, video_sampling, config)
+            mark = time.thread_time()
         sampling = state.backend.sampling(chat.temperature, chat.top_p, chat.token_limit)
         completion_id = "chatcmpl-" + uuid.uuid4().hex
         request.state.log = f"mode={mode} stream={chat.stream}"
         if mode == "generate":
             clock.add_since(mark)
-            return await _generate(request, state, chat, images, sampling, completion_id, clock)
-        run = _request_run(state, chat, question, images, sampling)
+            return await _generate(request, state, chat, images, videos, sampling, completion_id, clock)
+        run = _request_run(state, chat, question, images, videos, video_sampling, sampling)
         clock.add_since(mark)
         # Measured off the event loop: a 2 MB question takes a while to tokenise.
-        first = run.loop.first_messages(question, images, run.loop.uses_tools(run.request))
+        first = run.loop.first_messages(question, images, run.loop.uses_tools(run.request), videos)
         overflow = await asyncio.get_running_loop().run_in_executor(state.workers, run.loop.context_overflow, first, run.policy)
         if overflow is not None:
             raise context_length_exceeded(overflow)
@@ -335,12 +345,15 @@ def _parse(body: bytes) -> ChatCompletionRequest:
         raise bad_request(f"invalid request: {param}: {first['msg']}", param, "invalid_request") from exc
 
 
-def _request_run(state: ServeState, chat: ChatCompletionRequest, question: str, images: list[Image.Image], sampling: SamplingParams) -> RequestRun:
+def _request_run(state: ServeState, chat: ChatCompletionRequest, question: str, images: list[Image.Image], videos: list[VideoClip],
+                 video_sampling: VideoSampling, sampling: SamplingParams) -> RequestRun:
     """The request's run: its switches added to the service-wide ones, its sampling and turn limit, a cancel event of its own."""
     switches = state.config.tools
     request = AgentRequest(
         question=question,
         images=images,
+        videos=list(videos),
+        video_sampling=video_sampling,
         sample_index=chat.sample_index,
         disabled_tools=set(chat.disable_tools) | set(switches.disable_tools),
         force_no_tool=chat.force_no_tool or switches.force_no_tool,
@@ -524,12 +537,12 @@ def _apply_stop(text: str, stops: list[str], include: bool) -> tuple[str, bool]:
     return text[: position + (len(stop) if include else 0)], True
 
 
-async def _generate(request: Request, state: ServeState, chat: ChatCompletionRequest, images: list[Image.Image],
+async def _generate(request: Request, state: ServeState, chat: ChatCompletionRequest, images: list[Image.Image], videos: list[VideoClip],
                     sampling: SamplingParams, completion_id: str, clock: RequestClock) -> Response:
     """One turn of the conversation as given: the service as a plain chat endpoint for a client-side agent loop."""
     mark = time.thread_time()
     policy = state.backend.policy
-    messages = inputs.conversation(chat, images)
+    messages = inputs.conversation(chat, images, videos)
     clock.add_since(mark)
     budget = state.config.max_context_tokens
     counter = tokenizer_counter(state.backend.tokenizer)

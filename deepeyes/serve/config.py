@@ -55,15 +55,23 @@ class ServeConfig:
     max_request_mb: float = field(default=32.0, metadata=_help("largest request body (MiB); larger gets HTTP 413"))
     max_images: int = field(default=8, metadata=_help("most images in one request; more gets HTTP 400 too_many_images"))
     allow_local_images: bool = field(
-        default=False, metadata=_help("accept image_url values that are local file paths or file:// URLs (trusted clients only)")
+        default=False,
+        metadata=_help("accept image_url and video_url values that are local file paths or file:// URLs (trusted clients only)"),
     )
-    image_fetch_timeout_s: float = field(default=10.0, metadata=_help("timeout for downloading an http(s) image_url"))
+    max_videos: int = field(default=2, metadata=_help("most videos in one request; more gets HTTP 400 too_many_videos"))
+    max_video_frames: int = field(
+        default=64, metadata=_help("most frames a request may keep from one video (video_sampling.max_frames); more gets HTTP 400")
+    )
+    max_video_s: float = field(
+        default=600.0, metadata=_help("longest video accepted (seconds of playback); longer gets HTTP 400 video_too_long")
+    )
+    image_fetch_timeout_s: float = field(default=10.0, metadata=_help("timeout for downloading an http(s) image_url or video_url"))
     allow_private_image_urls: bool = field(
         default=False,
-        metadata=_help("fetch http(s) image_url values from loopback, private and link-local addresses too (trusted networks only)"),
+        metadata=_help("fetch http(s) image_url and video_url values from loopback, private and link-local addresses too (trusted networks only)"),
     )
     image_url_hosts: str = field(
-        default="", metadata=_help("comma-separated host names an http(s) image_url may name (empty: any public host)")
+        default="", metadata=_help("comma-separated host names an http(s) image_url or video_url may name (empty: any public host)")
     )
 
     # -- the HTTP server ----------------------------------------------------------------------
@@ -76,8 +84,10 @@ class ServeConfig:
     log_level: str = field(default="INFO", metadata=_help("logging level (DEBUG, INFO, WARNING, ERROR)"))
 
     def __post_init__(self) -> None:
-        if self.max_images < 0 or self.max_batch < 1:
-            raise ValueError("max_images must be >= 0 and max_batch >= 1")
+        if self.max_images < 0 or self.max_videos < 0 or self.max_batch < 1:
+            raise ValueError("max_images and max_videos must be >= 0 and max_batch >= 1")
+        if self.max_video_frames < 1 or self.max_video_s <= 0:
+            raise ValueError("max_video_frames must be >= 1 and max_video_s > 0")
         if self.script_generates and not self.script_path:
             raise ValueError("--script_generates needs --script_path")
         if self.script_path and not Path(self.script_path).is_file():

@@ -28,7 +28,18 @@ class ImagePart(BaseModel):
     image_url: ImageURL
 
 
-ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+class VideoURL(BaseModel):
+    url: str  # data:video/… URI, http(s) URL, or (when the service allows local files) a path / file:// URL
+
+
+class VideoPart(BaseModel):
+    """A video content part, as vLLM accepts it for Qwen2.5-VL (``{"type": "video_url", "video_url": {"url": …}}``)."""
+
+    type: Literal["video_url"]
+    video_url: VideoURL
+
+
+ContentPart = Annotated[TextPart | ImagePart | VideoPart, Field(discriminator="type")]
 
 
 class ChatMessage(BaseModel):
@@ -40,6 +51,16 @@ class ChatMessage(BaseModel):
 
 class StreamOptions(BaseModel):
     include_usage: bool = False
+
+
+class VideoSamplingBody(BaseModel):
+    """How this request's videos are sampled (:class:`deepeyes.videos.VideoSampling`; unset fields keep its defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fps: float | None = Field(default=None, gt=0.0)
+    max_frames: int | None = Field(default=None, ge=1)
+    max_pixels: int | None = Field(default=None, ge=1)
 
 
 class ChatCompletionRequest(BaseModel):
@@ -68,6 +89,7 @@ class ChatCompletionRequest(BaseModel):
     force_no_tool: bool = False  # the seed's switch, as everywhere: no tools, one direct answer under the no-tool prompt
     max_turns: int | None = Field(default=None, ge=1)
     sample_index: str | None = None  # key of the first image in the image-search cache, when known
+    video_sampling: VideoSamplingBody = Field(default_factory=VideoSamplingBody)  # frames kept from each video
 
     @property
     def resolved_mode(self) -> Literal["agent", "generate"]:
