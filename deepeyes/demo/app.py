@@ -21,7 +21,6 @@ from deepeyes.demo.render import CSS, message_html, render_trajectory
 from deepeyes.demo.session import (
     ChatRun,
     ChatSessions,
-    InputError,
     RunSettings,
     prepare_input,
 )
@@ -48,6 +47,7 @@ from deepeyes.paths import SAMPLE_DIR
 from deepeyes.policies.base import Policy
 from deepeyes.tool_manager import ToolManager
 from deepeyes.trajectory import Trajectory, write_jsonl
+from deepeyes.videos import DEFAULT_FPS, DEFAULT_MAX_FRAMES
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,10 @@ class DemoOptions:
     concurrency: int = 2  # questions answered at once; further users queue
     model_label: str = "tiny Qwen2.5-VL"
     examples: list[list[Any]] = field(default_factory=list)
+    #: Video sampling's starting values, and the most frames per video the slider allows.
+    video_fps: float = DEFAULT_FPS
+    video_max_frames: int = DEFAULT_MAX_FRAMES
+    video_frame_limit: int = 64
     #: Folders the viewer may read images from when an uploaded file names paths (deepeyes.demo.viewer.image_reader).
     viewer_image_dirs: tuple[str, ...] = (str(SAMPLE_DIR),)
 
@@ -109,15 +113,18 @@ def build_app(policy: Policy, tool_manager: ToolManager | None, options: DemoOpt
     enabled = [t for t in tools if tool_manager is not None and t not in tool_manager.disabled_tools and t not in options.disabled_tools]
     model_max_pixels = getattr(policy, "max_pixels", None)
 
-    def ask(files, question, enabled_tools, force_no_tool, max_turns, temperature, max_new_tokens, request: gr.Request):
+    def ask(files, videos, question, enabled_tools, force_no_tool, max_turns, temperature, max_new_tokens, video_fps, video_max_frames,
+            request: gr.Request):
         hide = gr.update(visible=False, value=None)
+        settings = RunSettings(list(enabled_tools or []), bool(force_no_tool), int(max_turns), float(temperature), int(max_new_tokens),
+                               float(video_fps), int(video_max_frames))
         try:
-            prepared = prepare_input([str(f) for f in files or []], question, model_max_pixels=model_max_pixels)
-        except InputError as exc:
+            prepared = prepare_input([str(f) for f in files or []], question, model_max_pixels=model_max_pixels,
+                                     video_paths=[str(v) for v in videos or []], video_sampling=settings.video_sampling())
+        except ValueError as exc:  # an InputError, or video settings out of range (a hand-made request)
             yield message_html(str(exc)), gr.update(), hide
             return
         notes = "".join(message_html(note, "note") for note in prepared.notes)
-        settings = RunSettings(list(enabled_tools or []), bool(force_no_tool), int(max_turns), float(temperature), int(max_new_tokens))
         run = ChatRun(policy, tool_manager, prepared, settings)
         session = _session_id(request)
         sessions.start(session, run)
@@ -174,14 +181,15 @@ def build_app(policy: Policy, tool_manager: ToolManager | None, options: DemoOpt
 
     with gr.Blocks(title="DeepEyes demo", css=CSS, analytics_enabled=False) as demo:
         gr.Markdown(
-            f"## DeepEyes: thinking with images\nModel: **{options.model_label}**. Upload images, ask, and watch the reasoning, "
+            f"## DeepEyes: thinking with images\nModel: **{options.model_label}**. Upload images or videos, ask, and watch the reasoning, "
             "every tool call and its result. The viewer tab opens trajectory files written by evaluation, RL or this page."
         )
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"), gr.Row():
                 with gr.Column(scale=2):
                     files = gr.File(label="Images", file_count="multiple", type="filepath", elem_id="chat-images")
-                    question = gr.Textbox(label="Question", lines=2, placeholder="Ask about the images…", elem_id="chat-question")
+                    videos = gr.File(label="Videos (sampled into frames: video_1 …)", file_count="multiple", type="filepath", elem_id="chat-videos")
+                    question = gr.Textbox(label="Question", lines=2, placeholder="Ask about the images or videos…", elem_id="chat-question")
                     with gr.Row():
                         ask_button = gr.Button("Ask", variant="primary", elem_id="chat-ask")
                         stop_button = gr.Button("Stop", variant="stop", elem_id="chat-stop")
@@ -191,6 +199,9 @@ def build_app(policy: Policy, tool_manager: ToolManager | None, options: DemoOpt
                         max_turns = gr.Slider(1, 32, value=options.max_turns, step=1, label="Max turns", elem_id="chat-max-turns")
                         temperature = gr.Slider(0.0, 2.0, value=options.temperature, step=0.05, label="Temperature (0 = greedy)")
                         max_new_tokens = gr.Slider(16, 8192, value=options.max_new_tokens, step=16, label="Max new tokens per turn", elem_id="chat-max-new-tokens")
+                        video_fps = gr.Slider(0.25, 8.0, value=options.video_fps, step=0.25, label="Video frames per second", elem_id="chat-video-fps")
+                        video_max_frames = gr.Slider(1, options.video_frame_limit, value=options.video_max_frames, step=1,
+                                                     label="Max frames per video", elem_id="chat-video-max-frames")
                     if options.examples:
                         gr.Examples(options.examples, inputs=[files, question], label="Examples from the sample data")
                 with gr.Column(scale=3):
@@ -210,7 +221,7 @@ def build_app(policy: Policy, tool_manager: ToolManager | None, options: DemoOpt
                 pick = gr.Dropdown([], label="Open a trajectory", elem_id="viewer-pick")
                 viewer_output = gr.HTML(elem_id="viewer-output")
 
-        inputs = [files, question, tool_box, no_tool, max_turns, temperature, max_new_tokens]
+        inputs = [files, videos, question, tool_box, no_tool, max_turns, temperature, max_new_tokens, video_fps, video_max_frames]
         ask_button.click(ask, inputs, [status, output, download], concurrency_limit=options.concurrency, concurrency_id="ask")
         question.submit(ask, inputs, [status, output, download], concurrency_limit=options.concurrency, concurrency_id="ask")
         stop_button.click(stop, None, status, queue=False)

@@ -6,7 +6,8 @@ errors; formats of DESIGN §4, built by :mod:`deepeyes.wire`). The images a tool
 are not part of the schema's observation; the demo stores them, as PNG data URLs, under
 ``metadata["demo_media"]`` (:class:`TrajectoryMedia`), so a downloaded demo trajectory
 re-renders with its figures. Trajectories from evaluation or RL carry only the image
-count, and the page says so. A scored grounding row (its reward details hold ``true_box``)
+count, and the page says so. A request's videos are named with the number of frames the
+model saw (``trajectory.videos``); the demo also stores a thumbnail of each frame. A scored grounding row (its reward details hold ``true_box``)
 also shows its first image with the predicted and the true box drawn on it
 (:func:`deepeyes.analysis.figures.box_overlay`, boxes in original-image pixels).
 """
@@ -56,23 +57,30 @@ STATUS_LABELS = {
 
 @dataclass
 class TrajectoryMedia:
-    """Images a trajectory's schema does not hold: the inputs and each observation's images.
+    """Images a trajectory's schema does not hold: the inputs, each video's frames and each observation's images.
 
-    ``inputs`` and the lists in ``observations`` (keyed by turn index) are PNG data URLs.
+    ``inputs``, the lists in ``videos`` (one per video, its frames in time order) and the lists
+    in ``observations`` (keyed by turn index) are PNG data URLs.
     """
 
     inputs: list[str] = field(default_factory=list)
     observations: dict[int, list[str]] = field(default_factory=dict)
+    videos: list[list[str]] = field(default_factory=list)
 
     def to_metadata(self) -> dict[str, Any]:
-        return {"inputs": list(self.inputs), "observations": {str(k): list(v) for k, v in self.observations.items()}}
+        return {
+            "inputs": list(self.inputs),
+            "observations": {str(k): list(v) for k, v in self.observations.items()},
+            "videos": [list(frames) for frames in self.videos],
+        }
 
     @classmethod
     def of(cls, trajectory: Trajectory) -> TrajectoryMedia:
         """The media stored in ``trajectory.metadata`` (empty when it has none)."""
         stored = trajectory.metadata.get(MEDIA_KEY) or {}
         observations = {int(k): list(v) for k, v in (stored.get("observations") or {}).items()}
-        return cls(inputs=list(stored.get("inputs") or []), observations=observations)
+        videos = [list(frames) for frames in stored.get("videos") or []]
+        return cls(inputs=list(stored.get("inputs") or []), observations=observations, videos=videos)
 
     def store(self, trajectory: Trajectory) -> None:
         trajectory.metadata[MEDIA_KEY] = self.to_metadata()
@@ -106,6 +114,23 @@ def _input_images(trajectory: Trajectory, media: TrajectoryMedia, may_read: Call
             parts.append(_img(thumbnail_url(load_image(path)), "de-input", f"image_{i}"))
         except (ImageLoadError, OSError, ValueError):  # a path on another machine, or "<in-memory>"
             parts.append(f'<span class="de-missing">image_{i}: {_e(source)}</span>')
+    return "".join(parts)
+
+
+def _videos(trajectory: Trajectory, media: TrajectoryMedia) -> str:
+    """Each video as ``video_i``, its file name and the number of frames the model saw, with the stored frame thumbnails."""
+    parts = []
+    for i, video in enumerate(trajectory.videos, start=1):
+        frames = int(video.get("frames", 0))
+        name = Path(str(video.get("source", ""))).name or str(video.get("source", ""))
+        thumbnails = media.videos[i - 1] if i <= len(media.videos) else []
+        strip = "".join(_img(url, "de-frame", f"video_{i} frame {k}") for k, url in enumerate(thumbnails, start=1))
+        parts.append(
+            f'<div class="de-video" data-frames="{frames}"><span class="de-label">video_{i}</span>'
+            f'<span class="de-video-name">{_e(name)}</span> · <span class="de-frame-count">{frames} frame{"s" if frames != 1 else ""}</span>'
+            + (f'<div class="de-frames">{strip}</div>' if strip else "")
+            + "</div>"
+        )
     return "".join(parts)
 
 
@@ -146,7 +171,7 @@ def _header(trajectory: Trajectory, media: TrajectoryMedia, may_read: Callable[[
     images = _input_images(trajectory, media, may_read)
     return (
         '<div class="de-question">'
-        f'<div class="de-images">{images}</div>'
+        f'<div class="de-images">{images}</div>{_videos(trajectory, media)}'
         f'<div class="de-qtext"><span class="de-label">Question</span>{_e(trajectory.question)}</div>{meta}'
         f"{grounding_picture(trajectory, may_read)}</div>"
     )
@@ -296,6 +321,10 @@ CSS = """
 .de-question { border: 1px solid #d0d7de; border-radius: 8px; padding: 10px; margin-bottom: 10px; background: #f6f8fa; }
 .de-images { display: flex; gap: 8px; flex-wrap: wrap; margin-bottom: 6px; }
 .de-input { max-height: 160px; border-radius: 4px; border: 1px solid #ccc; }
+.de-video { margin-bottom: 6px; font-size: 14px; }
+.de-video .de-label { display: inline; margin-right: 8px; }
+.de-frames { display: flex; gap: 4px; flex-wrap: wrap; margin-top: 4px; }
+.de-frame { max-height: 64px; border: 1px solid #ccc; }
 .de-boxes { margin-top: 6px; }
 .de-boxes-image { max-width: 100%; border: 1px solid #ccc; display: block; }
 .de-label { font-weight: 600; font-size: 12px; text-transform: uppercase; color: #57606a; margin: 6px 0 2px 0; display: block; }

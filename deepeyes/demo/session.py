@@ -1,9 +1,10 @@
 """One chat question through the shared agent loop, streamed turn by turn and stoppable.
 
 Why a module of its own: the Gradio handlers only move values between widgets; what a
-run does — checking the uploads, turning the page's settings into the agent request
-(tool switches, sampling, turn limit, a cancel event), recording the images each tool
-returned and finishing a stopped run — is here, testable without a browser. The shared
+run does — checking the uploads (images, and videos decoded into their sampled frames),
+turning the page's settings into the agent request (tool switches, sampling, turn limit,
+video sampling, a cancel event), recording the images each tool returned (the frames a
+frame tool selected among them) and finishing a stopped run — is here, testable without a browser. The shared
 policy and tool manager are used as they are: every per-question setting travels on the
 :class:`~deepeyes.agent.AgentRequest`.
 """
@@ -35,11 +36,21 @@ from deepeyes.images import QWEN_FACTOR, ImageLoadError, load_image, to_data_url
 from deepeyes.policies.base import Policy, SamplingParams
 from deepeyes.tool_manager import ToolManager
 from deepeyes.trajectory import Trajectory, Turn
+from deepeyes.videos import (
+    DEFAULT_FPS,
+    DEFAULT_MAX_FRAMES,
+    VideoClip,
+    VideoLoadError,
+    VideoSampling,
+    load_video,
+)
 
 logger = logging.getLogger(__name__)
 
 #: Qwen2.5-VL's default processor limit (16384 patches of 28×28 px): larger uploads are resized.
 QWEN_MAX_PIXELS = 16384 * 28 * 28
+#: Longest side of the frame thumbnails the page shows for an uploaded video (px).
+FRAME_THUMBNAIL_SIDE = 96
 
 
 class InputError(ValueError):
@@ -52,13 +63,24 @@ class PreparedInput:
     images: list[Image.Image]
     names: list[str]
     notes: list[str] = field(default_factory=list)  # shown on the page (resizes)
+    #: The uploaded videos, decoded into the frames the model and the tools see.
+    videos: list[VideoClip] = field(default_factory=list)
 
 
-def prepare_input(paths: list[str] | None, question: str | None, max_pixels: int = QWEN_MAX_PIXELS, model_max_pixels: int | None = None) -> PreparedInput:
+def prepare_input(
+    paths: list[str] | None,
+    question: str | None,
+    max_pixels: int = QWEN_MAX_PIXELS,
+    model_max_pixels: int | None = None,
+    video_paths: list[str] | None = None,
+    video_sampling: VideoSampling | None = None,
+) -> PreparedInput:
     """Check and decode the uploads and the question.
 
     Args:
         paths: uploaded files (any type; each must decode as an image).
+        video_paths: uploaded videos (any type; each must decode as a video with PyAV),
+            sampled by ``video_sampling`` (:func:`deepeyes.videos.load_video`).
         question: the user's text; must not be blank.
         max_pixels: images with more pixels (width × height) are resized, aspect kept, to
             the nearest Qwen grid size within it (sides multiples of 28, ``qwen_vl_utils.smart_resize``).
@@ -67,7 +89,7 @@ def prepare_input(paths: list[str] | None, question: str | None, max_pixels: int
 
     Raises:
         InputError: empty question, a file that is not an image, a corrupt image, an image
-            too large to decode safely.
+            too large to decode safely, a file that is not a decodable video.
     """
     question = (question or "").strip()
     if not question:
@@ -90,7 +112,14 @@ def prepare_input(paths: list[str] | None, question: str | None, max_pixels: int
             notes.append(f"“{name}” ({width}×{height}): the model sees it downscaled to its limit of {model_max_pixels:,} pixels; code runs on the full image.")
         images.append(image)
         names.append(name)
-    return PreparedInput(question, images, names, notes)
+    videos = []
+    for path in video_paths or []:
+        try:
+            videos.append(load_video(path, video_sampling))
+        except VideoLoadError as exc:
+            reason = str(exc).removeprefix(f"{path}: ")
+            raise InputError(f"“{Path(path).name}” is not a video this demo can read ({reason}). Please upload an MP4, WebM, MOV or AVI video.") from None
+    return PreparedInput(question, images, names, notes, videos)
 
 
 @dataclass
@@ -103,12 +132,21 @@ class RunSettings:
     max_turns: int = 8
     temperature: float = 0.0
     max_new_tokens: int = 512
+    #: Frames kept per second of each uploaded video, and at most this many per video.
+    video_fps: float = DEFAULT_FPS
+    video_max_frames: int = DEFAULT_MAX_FRAMES
+
+    def video_sampling(self) -> VideoSampling:
+        """How this question's videos are sampled; raises ``ValueError`` for fps <= 0 or fewer than one frame."""
+        return VideoSampling(fps=float(self.video_fps), max_frames=int(self.video_max_frames))
 
     def request(self, prepared: PreparedInput, cancel: threading.Event) -> AgentRequest:
         """The agent request of one question with these settings; ``cancel`` stops it between steps."""
         return AgentRequest(
             question=prepared.question,
             images=list(prepared.images),
+            videos=list(prepared.videos),
+            video_sampling=self.video_sampling(),
             id=f"demo-{uuid.uuid4().hex[:10]}",
             data_source="demo",
             disabled_tools=set(tool_names()) - set(self.enabled_tools),
@@ -146,7 +184,11 @@ class ChatRun:
         self.request.metadata.update(
             {"image_names": prepared.names, "settings": dataclasses.asdict(settings), "policy": type(policy).__name__}
         )
-        self.media = TrajectoryMedia(inputs=[thumbnail_url(image, 512) for image in prepared.images])
+        self.media = TrajectoryMedia(
+            inputs=[thumbnail_url(image, 512) for image in prepared.images],
+            videos=[[thumbnail_url(frame, FRAME_THUMBNAIL_SIDE) for frame in clip.frames] for clip in prepared.videos],
+        )
+        self._videos = [clip.describe() for clip in prepared.videos]
         self.trajectory: Trajectory | None = None
         self._events: queue.Queue[RunUpdate] = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="demo-run", daemon=True)
@@ -183,7 +225,7 @@ class ChatRun:
         if self.trajectory is None:
             self.trajectory = Trajectory(
                 id=self.request.id or "", question=self.request.question, images=["<in-memory>"] * len(self.request.images),
-                data_source="demo", metadata=dict(self.request.metadata),
+                data_source="demo", metadata=dict(self.request.metadata), videos=list(self._videos),
             )
         self.trajectory.stop_reason = "error"
         self.trajectory.metadata["error"] = reason
