@@ -17,6 +17,12 @@ evaluations on the held-out split, and the RL run's ``metrics.jsonl`` — and pr
 
 Categories whose samples need a tool are those the synthetic data marks with
 ``required_tools`` (every category but ``no_tool``).
+
+A dataset graded by IoU (its results hold a ``grounding`` block: box answers) is reported
+beside the learning categories — Acc@0.5 with its interval and mean IoU, per run — and
+counted neither in the targets, nor in the ``overall`` row, nor in the paired tests: a new
+category joins the targets once it too shows learning. The ``overall`` row is then pooled
+over the learning datasets alone, exactly as the evaluation pools its own.
 """
 
 from __future__ import annotations
@@ -28,11 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepeyes.utils.stats import format_interval, paired_comparison
+from deepeyes.rewards.config import DEFAULT_IOU_THRESHOLD
+from deepeyes.utils.stats import format_interval, mean_interval, paired_comparison
 
 RUNS: tuple[str, ...] = ("base", "sft", "rl")
 NO_TOOL_CATEGORIES: frozenset[str] = frozenset({"no_tool"})
 CURVE_FILE = "rl_curve.png"
+#: The key of the thresholded IoU in a dataset's ``grounding`` block (the evaluation's ``acc@0.5``).
+ACC_KEY = f"acc@{DEFAULT_IOU_THRESHOLD:g}"
 
 
 @dataclass
@@ -47,6 +56,22 @@ class CategoryRow:
     accuracy_ci: list[float] | None = None
 
 
+@dataclass
+class GroundingRow:
+    """One category of a dataset graded by IoU, in one run: reported, not counted in the targets."""
+
+    category: str
+    n: int
+    #: Share of the boxes with IoU >= 0.5 and its 95 % interval.
+    acc: float
+    acc_ci: list[float] | None
+    #: Mean IoU in [0, 1] and its 95 % interval.
+    mean_iou: float
+    mean_iou_ci: list[float] | None
+    valid_actions: float | None
+    any_tool_call_rate: float
+
+
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
@@ -59,10 +84,47 @@ def load_run(out: Path, run: str) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def learning_datasets(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The datasets whose accuracy the targets count: every one without a ``grounding`` block."""
+    return {name: block for name, block in results["datasets"].items() if "grounding" not in block}
+
+
+def _learning_overall(results: dict[str, Any]) -> dict[str, Any]:
+    """The ``overall`` block over the learning datasets: the evaluation's own when it covers only them.
+
+    Otherwise pooled from the datasets' ``overall`` blocks: accuracy and tool-call rate weighted
+    by samples, the valid-action share by turns (``mean_turns`` × ``n``, as the evaluation counts
+    it), the accuracy's interval from the per-sample accuracies (None where a dataset lacks them).
+    """
+    kept = learning_datasets(results)
+    if len(kept) == len(results["datasets"]):
+        return results["overall"]
+    blocks = [dataset["overall"] for dataset in kept.values() if dataset.get("overall", {}).get("n")]
+    n = sum(block["n"] for block in blocks)
+    if not n:
+        return {"n": 0, "accuracy": 0.0, "any_tool_call_rate": 0.0}
+    judged = [block for block in blocks if block.get("valid_action_share") is not None]
+    turns = sum(block["mean_turns"] * block["n"] for block in judged)
+    samples = [dataset.get("sample_accuracy") for dataset in kept.values()]
+    return {
+        "n": n,
+        "accuracy": sum(block["accuracy"] * block["n"] for block in blocks) / n,
+        "valid_action_share": sum(b["valid_action_share"] * b["mean_turns"] * b["n"] for b in judged) / turns if turns else None,
+        "any_tool_call_rate": sum(block["any_tool_call_rate"] * block["n"] for block in blocks) / n,
+        "accuracy_ci": None if None in samples else _ci([float(value) for values in samples for value in values.values()]),
+    }
+
+
+def _ci(values: list[float]) -> list[float] | None:
+    """The 95 % interval of a mean accuracy, as the evaluation computes it."""
+    interval = mean_interval(values)
+    return None if interval is None else list(interval)
+
+
 def category_rows(results: dict[str, Any]) -> list[CategoryRow]:
-    """Every category of every dataset of one run, plus the ``overall`` row last."""
+    """Every category of every learning dataset of one run, plus the ``overall`` row (over them) last."""
     rows = []
-    for dataset in results["datasets"].values():
+    for dataset in learning_datasets(results).values():
         for name, block in dataset.get("categories", {}).items():
             if block.get("n"):
                 rows.append(
@@ -70,7 +132,7 @@ def category_rows(results: dict[str, Any]) -> list[CategoryRow]:
                         name, block["n"], block["accuracy"], block.get("valid_action_share"), block["any_tool_call_rate"], block.get("accuracy_ci")
                     )
                 )
-    overall = results["overall"]
+    overall = _learning_overall(results)
     rows.append(
         CategoryRow(
             "overall",
@@ -81,6 +143,30 @@ def category_rows(results: dict[str, Any]) -> list[CategoryRow]:
             overall.get("accuracy_ci"),
         )
     )
+    return rows
+
+
+def grounding_rows(results: dict[str, Any]) -> list[GroundingRow]:
+    """Every category of every dataset graded by IoU in one run (none without box answers)."""
+    rows = []
+    for dataset in results["datasets"].values():
+        grounding = dataset.get("grounding")
+        if not grounding:
+            continue
+        for name, block in grounding["categories"].items():
+            behaviour = dataset.get("categories", {}).get(name, {})
+            rows.append(
+                GroundingRow(
+                    name,
+                    block["n"],
+                    block[ACC_KEY],
+                    block.get(f"{ACC_KEY}_ci"),
+                    block["mean_iou"],
+                    block.get("mean_iou_ci"),
+                    behaviour.get("valid_action_share"),
+                    behaviour.get("any_tool_call_rate", 0.0),
+                )
+            )
     return rows
 
 
@@ -99,8 +185,17 @@ def _pooled(rows: list[CategoryRow], keep) -> tuple[float | None, float | None, 
     )
 
 
-def category_table(runs: dict[str, list[CategoryRow]]) -> str:
-    """One line per category and run: n, accuracy, valid actions, tool-call rate, the accuracy's 95 % interval."""
+def _iou_interval(interval: list[float] | None) -> str:
+    """``[0.012, 0.345]``: IoU is a fraction, shown to three places as the evaluation report does."""
+    return "–" if interval is None else f"[{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+def category_table(runs: dict[str, list[CategoryRow]], grounding: dict[str, list[GroundingRow]] | None = None) -> str:
+    """One line per category and run: n, accuracy, valid actions, tool-call rate, the accuracy's 95 % interval.
+
+    ``grounding`` rows follow under their own rule: accuracy is Acc@0.5, and the mean IoU
+    with its interval closes the line; they are not counted in ``overall`` or the targets.
+    """
     header = f"{'category':<14}{'run':<6}{'n':>5}{'accuracy':>10}{'valid actions':>15}{'tool-call rate':>16}  {'accuracy 95% CI'}"
     lines = [header, "-" * len(header)]
     categories = list(dict.fromkeys(r.category for rows in runs.values() for r in rows))
@@ -112,13 +207,24 @@ def category_table(runs: dict[str, list[CategoryRow]]) -> str:
                         f"{category:<14}{run:<6}{r.n:>5}{_pct(r.accuracy):>10}{_pct(r.valid_actions):>15}{_pct(r.any_tool_call_rate):>16}"
                         f"  {format_interval(r.accuracy_ci)}"
                     )
+    boxes = {run: rows for run, rows in (grounding or {}).items() if rows}
+    if boxes:
+        lines.append(f"-- reported beside, not counted in overall or the targets: box answers, accuracy = {ACC_KEY.replace('acc', 'Acc')} --")
+        for category in dict.fromkeys(r.category for rows in boxes.values() for r in rows):
+            for run, rows in boxes.items():
+                for g in rows:
+                    if g.category == category:
+                        lines.append(
+                            f"{category:<14}{run:<6}{g.n:>5}{_pct(g.acc):>10}{_pct(g.valid_actions):>15}{_pct(g.any_tool_call_rate):>16}"
+                            f"  {format_interval(g.acc_ci)}  mean IoU {g.mean_iou:.3f} {_iou_interval(g.mean_iou_ci)}"
+                        )
     return "\n".join(lines)
 
 
 def sample_accuracies(results: dict[str, Any]) -> dict[str, float] | None:
-    """``<dataset>/<index>`` → accuracy from ``eval_results.json``; None for results without per-sample accuracies."""
+    """``<dataset>/<index>`` → accuracy of the learning datasets' samples; None for results without per-sample accuracies."""
     found: dict[str, float] = {}
-    for name, block in results["datasets"].items():
+    for name, block in learning_datasets(results).items():
         if "sample_accuracy" not in block:
             return None
         found.update({f"{name}/{index}": float(value) for index, value in block["sample_accuracy"].items()})
@@ -244,7 +350,8 @@ def report(out: Path) -> tuple[str, bool]:
     if not runs:
         raise FileNotFoundError(f"no eval_<run>/eval_results.json under {out}: run bash scripts/quickstart.sh first")
     goal_rows = targets(runs)
-    parts = ["Per category (held-out split):", category_table(runs), "", "Learning targets:", targets_table(goal_rows)]
+    grounding = {run: grounding_rows(block) for run, block in results.items()}
+    parts = ["Per category (held-out split):", category_table(runs, grounding), "", "Learning targets:", targets_table(goal_rows)]
     paired = paired_lines(results)
     if paired:
         parts += ["", "Paired by held-out sample (B − A):", *paired]
