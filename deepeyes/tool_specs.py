@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 #: The tools, in the order they are listed to users and counted.
-ToolName = Literal["code", "search", "image_search", "image_zoom_in_tool"]
+ToolName = Literal["code", "search", "image_search", "image_zoom_in_tool", "select_frames"]
 ObservationStatus = Literal["success", "error", "timeout", "denied", "disabled", "budget_exceeded"]
 #: Statuses of a call that was refused before it ran: counted as invalid, not as a call.
 REFUSED_STATUSES: tuple[ObservationStatus, ...] = ("disabled", "budget_exceeded")
@@ -36,6 +36,11 @@ MAX_QUERY_CHARS = 512
 #: Box coordinates beyond this are no pixel of any image Qwen2.5-VL reads (its longest side
 #: is far below): refused, so that no coordinate reaches a tool as NaN, infinity or a huge int.
 MAX_PIXEL_COORDINATE = 1_000_000
+#: Frames one ``select_frames`` call may ask for: more is a runaway list, not a look (the tool
+#: manager shows at most ``tools.max_images_per_round`` of them anyway).
+MAX_SELECTED_FRAMES = 32
+#: Seconds beyond this are no time of any video the loop decodes (a day): refused, as boxes are.
+MAX_FRAME_TIME_S = 86_400.0
 
 #: Reads a call's JSON ``arguments`` (``None`` when absent) into the call's canonical
 #: content: what the tool executes and what identifies a repeated call.
@@ -86,8 +91,11 @@ def _search_query(arguments: Any) -> str:
 
 
 def _zoom_box(arguments: Any) -> str:
-    """DeepEyes v1's box in pixels of the original image, rounded; ``label`` optional."""
-    usage = 'image_zoom_in_tool needs {"arguments": {"bbox_2d": [x1, y1, x2, y2], "label": "<optional>"}}'
+    """DeepEyes v1's box in pixels of the image as the model saw it, rounded; ``label`` optional;
+    ``image`` (1-based, default 1) names the image: an input image, or a frame ``select_frames``
+    showed under that number. The canonical content leaves ``image`` out when it is 1, so v1's
+    calls keep their content."""
+    usage = 'image_zoom_in_tool needs {"arguments": {"bbox_2d": [x1, y1, x2, y2], "label": "<optional>", "image": <optional number>}}'
     if not isinstance(arguments, dict) or "bbox_2d" not in arguments:
         raise ToolArgumentError(usage + ".")
     box = arguments["bbox_2d"]
@@ -107,10 +115,56 @@ def _zoom_box(arguments: Any) -> str:
     label = arguments.get("label")
     if label is not None and not isinstance(label, str):
         raise ToolArgumentError("label must be a string.")
-    unknown = sorted(set(arguments) - {"bbox_2d", "label"})
+    image = arguments.get("image", 1)
+    if not _is_count(image):
+        raise ToolArgumentError(f"image must be an image number (1, 2, ...), got {image!r}; {usage}.")
+    unknown = sorted(set(arguments) - {"bbox_2d", "label", "image"})
     if unknown:
         raise ToolArgumentError(f"unknown argument(s) {unknown}; {usage}.")
-    return json.dumps({"bbox_2d": [x1, y1, x2, y2], "label": (label or "").strip()})
+    call: dict[str, Any] = {"bbox_2d": [x1, y1, x2, y2], "label": (label or "").strip()}
+    if image != 1:
+        call["image"] = image
+    return json.dumps(call)
+
+
+def _is_count(value: Any) -> bool:
+    """A whole number from 1 (a JSON integer; a bool is no number here), at most
+    :data:`MAX_PIXEL_COORDINATE`, so a runaway integer never reaches a message."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_PIXEL_COORDINATE
+
+
+def _frame_choice(arguments: Any) -> str:
+    """Which frames of which video: ``{"video": k (default 1), "indices": [i, ...]}`` (positions
+    in ``video_k_frames``, from 0) or ``{"video": k, "times": [s, ...]}`` (seconds; the nearest
+    sampled frame). Canonical content: ``{"video": k, "indices"|"times": [...]}``. Whether the
+    video and frames exist is the runtime's to say (the spec cannot know the session)."""
+    usage = (
+        'select_frames needs {"arguments": {"video": <optional number>, "indices": [0, 3]}} '
+        'or {"arguments": {"video": <optional number>, "times": [1.5]}}'
+    )
+    if not isinstance(arguments, dict):
+        raise ToolArgumentError(usage + ".")
+    unknown = sorted(set(arguments) - {"video", "indices", "times"})
+    if unknown:
+        raise ToolArgumentError(f"unknown argument(s) {unknown}; {usage}.")
+    video = arguments.get("video", 1)
+    if not _is_count(video):
+        raise ToolArgumentError(f"video must be a video number (1, 2, ...), got {video!r}; {usage}.")
+    given = [key for key in ("indices", "times") if key in arguments]
+    if len(given) != 1:
+        raise ToolArgumentError(f"give exactly one of indices or times; {usage}.")
+    key = given[0]
+    values = arguments[key]
+    if not isinstance(values, list) or not values:
+        raise ToolArgumentError(f"{key} must be a non-empty list; {usage}.")
+    if len(values) > MAX_SELECTED_FRAMES:
+        raise ToolArgumentError(f"at most {MAX_SELECTED_FRAMES} frames per call, got {len(values)}.")
+    if key == "indices":
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_PIXEL_COORDINATE for v in values):
+            raise ToolArgumentError(f"indices must be frame positions 0, 1, 2, ... (whole numbers); {usage}.")
+    elif not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= MAX_FRAME_TIME_S for v in values):
+        raise ToolArgumentError(f"times must be seconds from the start of the video (numbers from 0); {usage}.")
+    return json.dumps({"video": video, key: list(dict.fromkeys(float(v) if key == "times" else v for v in values))})
 
 
 SEARCH_CALL = ToolCall("search", _search_query)
@@ -120,8 +174,9 @@ CODE = ToolSpec("code", ("code_execution",), None)
 SEARCH = ToolSpec("search", ("text_search",), SEARCH_CALL)
 IMAGE_SEARCH = ToolSpec("image_search", (), IMAGE_SEARCH_CALL)
 IMAGE_ZOOM_IN = ToolSpec("image_zoom_in_tool", ("zoom_in",), ToolCall("image_zoom_in_tool", _zoom_box))
+SELECT_FRAMES = ToolSpec("select_frames", ("frames",), ToolCall("select_frames", _frame_choice))
 
-TOOL_SPECS: tuple[ToolSpec, ...] = (CODE, SEARCH, IMAGE_SEARCH, IMAGE_ZOOM_IN)
+TOOL_SPECS: tuple[ToolSpec, ...] = (CODE, SEARCH, IMAGE_SEARCH, IMAGE_ZOOM_IN, SELECT_FRAMES)
 #: Names of the tools (the action kinds that run a tool), in order.
 TOOL_NAMES: tuple[ToolName, ...] = tuple(spec.name for spec in TOOL_SPECS)
 #: Keys of a trajectory's ``tool_calls`` and of the reward's ``tool_stats``.

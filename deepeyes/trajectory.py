@@ -100,6 +100,7 @@ class ToolCallCounts:
     search: int = 0
     image_search: int = 0
     image_zoom_in_tool: int = 0
+    select_frames: int = 0
     invalid: int = 0
     failed: int = 0
     repeated: int = 0

@@ -1,4 +1,4 @@
-"""Prompt files: the system prompt that describes tools and wire format, and the user template."""
+"""Prompt files: the system prompt that describes tools and wire format, the video addendum, and the user template."""
 
 from __future__ import annotations
 
@@ -29,3 +29,21 @@ def user_prompt(question: str, image_count: int = 1, video_count: int = 0) -> st
 @cache
 def no_tool_system_prompt() -> str:
     return (PROMPT_DIR / "system_prompt_no_tools.txt").read_text(encoding="utf-8").strip()
+
+
+@cache
+def video_tools_addendum() -> str:
+    """What a run with videos adds to the tool system prompt: the kernel's ``video_k_frames`` /
+    ``video_k_times`` and the ``select_frames`` and frame-zoom calls."""
+    return (PROMPT_DIR / "video_tools.txt").read_text(encoding="utf-8").strip()
+
+
+def video_system_prompt(prompt: str | None = None) -> str:
+    """The tool system prompt of a run whose request has videos: ``prompt`` (default the bundled
+    :func:`system_prompt`) then :func:`video_tools_addendum`.
+
+    Why apart: the image-only prompt is in every SFT sequence and in the tiny model's tokenizer
+    corpus, so it stays byte-identical; only runs with videos (and SFT samples with videos) get
+    the frame tools described. A no-tool run keeps its no-tool prompt whatever its inputs.
+    """
+    return f"{system_prompt() if prompt is None else prompt}\n\n{video_tools_addendum()}"

@@ -73,6 +73,22 @@ class ToolSession:
     opened: set[str] = field(default_factory=set)  # tools whose ``open`` ran for this session
 
 
+#: ``ToolSession.state`` key of the video frames ``select_frames`` has shown: ``{(video, frame
+#: index): frame}`` in the order shown (videos from 1, frames from 0).
+SHOWN_FRAMES = "select_frames"
+
+
+def shown_frames(session: ToolSession) -> dict[tuple[int, int], Image.Image]:
+    """The session's shown frames (:data:`SHOWN_FRAMES`), created empty on first use."""
+    return session.state.setdefault(SHOWN_FRAMES, {})
+
+
+def viewable_images(session: ToolSession) -> list[Image.Image]:
+    """The images a tool call names by number (``image`` 1, 2, …): the question's images, then
+    each frame ``select_frames`` showed, numbered on from there in the order it showed them."""
+    return [*session.images, *shown_frames(session).values()]
+
+
 @dataclass
 class ToolContext:
     """What the manager gives each tool when it starts it.

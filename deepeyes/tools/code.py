@@ -4,6 +4,12 @@ The kernel is opened on the session's first code call with the input images prel
 ``image_1 … image_N`` and freed when the trajectory ends (:meth:`CodeTool.close`), so a
 finished rollout never keeps a kernel alive.
 
+A session with videos also gets, for video ``k``, ``video_k_frames`` (the sampled frames as PIL
+images, in time order: the frames the model saw) and ``video_k_times`` (each frame's time in
+seconds). The frames travel in the session's open after its images, as the images do, and one
+setup cell gathers them into those lists (:func:`video_preload`); a session without videos
+sends and runs nothing more than before.
+
 ``image_i`` holds the file's pixels. When ``tools.frame_max_pixels`` names the processor's
 limits, the kernel also gets ``frame_scales`` and ``to_image_pixels(box, i=1)`` /
 ``to_model_pixels(box, i=1)``, so code handed a box in the frame the model sees (a grounding
@@ -42,9 +48,23 @@ class CodeTool(BaseTool):
         context.stack.callback(self.client.close)
 
     def open(self, session: ToolSession) -> None:
-        self.client.open_session(session.session_id, [to_png_bytes(image) for image in session.images])
+        """Open the session's kernel with its images and video frames, then run its setup cell.
+
+        Raises:
+            RuntimeError: the setup cell failed (the manager tells the model; the next code
+                call opens the session again).
+        """
+        frames = [frame for clip in session.videos for frame in clip.frames]
+        self.client.open_session(session.session_id, [to_png_bytes(image) for image in [*session.images, *frames]])
+        setup = []
         if session.images and getattr(self.context.config.tools, "frame_max_pixels", None) is not None:
-            self.client.execute(session.session_id, frame_helpers(session, self.context.config.tools))
+            setup.append(frame_helpers(session, self.context.config.tools))
+        if session.videos:
+            setup.append(video_preload(session))
+        if setup:
+            run = self.client.execute(session.session_id, "\n".join(setup))
+            if run.status != "success":
+                raise RuntimeError(f"the session's images and frames could not be prepared: {run.status}: {run.stderr.strip()[-500:]}")
 
     def execute(self, session: ToolSession, content: str) -> ToolOutput:
         run = self.client.execute(session.session_id, content, timeout=self.context.config.sandbox.default_timeout_s)
@@ -81,3 +101,20 @@ def frame_helpers(session: ToolSession, tools_config: object) -> str:
             "    return [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]",
         ]
     )
+
+
+def video_preload(session: ToolSession) -> str:
+    """Kernel code turning the frames sent after the session's images (``image_{N+1}`` on) into
+    ``video_k_frames`` and ``video_k_times`` per video, and removing those image names, so
+    ``image_i`` stays the question's images."""
+    lines = []
+    first = len(session.images) + 1
+    for number, clip in enumerate(session.videos, start=1):
+        names = [f"image_{first + i}" for i in range(len(clip.frames))]
+        first += len(clip.frames)
+        lines += [
+            f"video_{number}_frames = [{', '.join(names)}]",
+            f"video_{number}_times = {[float(t) for t in clip.timestamps]!r}",
+            f"del {', '.join(names)}",
+        ]
+    return "\n".join(lines)

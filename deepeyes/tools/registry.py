@@ -14,6 +14,7 @@ from deepeyes.tools.base import BaseTool
 from deepeyes.tools.code import CodeTool
 from deepeyes.tools.image_search import ImageSearchTool
 from deepeyes.tools.search import SearchTool
+from deepeyes.tools.select_frames import SelectFramesTool
 from deepeyes.tools.zoom import ImageZoomInTool
 
 
@@ -37,7 +38,7 @@ class ToolRegistry:
         return tool_specs.accepted_names()
 
 
-REGISTRY = ToolRegistry((CodeTool, SearchTool, ImageSearchTool, ImageZoomInTool))
+REGISTRY = ToolRegistry((CodeTool, SearchTool, ImageSearchTool, ImageZoomInTool, SelectFramesTool))
 
 
 def tool_names() -> tuple[ToolName, ...]:

@@ -24,7 +24,7 @@ def test_seed_names_are_aliases() -> None:
 
 
 def test_counts_stats_and_kinds_follow_the_specs() -> None:
-    assert TOOL_NAMES == typing.get_args(ToolName) == ("code", "search", "image_search", "image_zoom_in_tool")
+    assert TOOL_NAMES == typing.get_args(ToolName) == ("code", "search", "image_search", "image_zoom_in_tool", "select_frames")
     assert STAT_KEYS == (*TOOL_NAMES, "invalid", "failed", "repeated")
     assert tuple(ToolCallCounts().to_dict()) == STAT_KEYS
     # A record written before a tool existed still loads (its count is 0).
@@ -39,7 +39,7 @@ def test_counts_stats_and_kinds_follow_the_specs() -> None:
 def test_counts_are_typed_fields() -> None:
     counts = ToolCallCounts(code=2, image_zoom_in_tool=1, failed=1)
     assert (counts.code, counts.search, counts.image_zoom_in_tool, counts.total) == (2, 0, 1, 3)
-    assert counts.calls() == {"code": 2, "search": 0, "image_search": 0, "image_zoom_in_tool": 1}
+    assert counts.calls() == {"code": 2, "search": 0, "image_search": 0, "image_zoom_in_tool": 1, "select_frames": 0}
     with pytest.raises(AttributeError):
         counts.browser  # noqa: B018 - no attribute is made up for an unknown name
 

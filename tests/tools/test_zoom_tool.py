@@ -71,5 +71,5 @@ def test_zoom_end_to_end(zoom_manager: ToolManager) -> None:
 def test_a_box_outside_the_image_fails_and_the_model_is_told(zoom_manager: ToolManager) -> None:
     trajectory = AgentLoop(zoom_manager).run(ScriptedPolicy([zoom([900, 900, 999, 999]), wire.answer_action("red")]), [IMAGE], "q")
     observation = trajectory.turns[0].observation
-    assert observation.status == "error" and "outside the image" in observation.text
+    assert observation.status == "error" and "outside image 1" in observation.text
     assert (trajectory.tool_calls.image_zoom_in_tool, trajectory.tool_calls.failed) == (1, 1)
