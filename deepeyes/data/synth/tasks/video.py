@@ -47,6 +47,8 @@ class VideoSample:
     frames: list[Image.Image]
     step: ToolStep
     final_thought: str
+    #: The values that place the question on one side of the train / held-out partition.
+    values: tuple
     distractors: list[str] = field(default_factory=list)
 
     @property
@@ -86,7 +88,8 @@ def _motion_values(rng: random.Random) -> tuple:
 
 def build_motion(rng: random.Random, heldout: bool) -> VideoSample:
     """One shape moves 3-4 px a frame in one direction; a shape of another colour stays put."""
-    _, color, kind, direction = draw_on_side(rng, heldout, _motion_values)
+    values = draw_on_side(rng, heldout, _motion_values)
+    _, color, kind, direction = values
     count, speed = rng.choice(FRAME_COUNTS), rng.randint(3, 4)
     dx, dy = _STEP[direction]
     span = speed * (count - 1)
@@ -128,6 +131,7 @@ def build_motion(rng: random.Random, heldout: bool) -> VideoSample:
             expected_stdout=f"the {things} moves {direction}\n",
         ),
         final_thought=f"The code found that the {things} moves {direction}.",
+        values=values,
         distractors=[d for d in DIRECTIONS if d != direction],
     )
 
@@ -139,7 +143,8 @@ def _count_values(rng: random.Random) -> tuple:
 
 def build_count(rng: random.Random, heldout: bool) -> VideoSample:
     """A shape of one colour shows in some frames only (it may jump); two other shapes stay."""
-    _, color, count, shown = draw_on_side(rng, heldout, _count_values)
+    values = draw_on_side(rng, heldout, _count_values)
+    _, color, count, shown = values
     visible = set(rng.sample(range(count), shown))
     others = rng.sample([c for c in sorted(PALETTE) if c != color], 2)
     fixed = _free_spots(rng, 2, [])
@@ -173,6 +178,7 @@ def build_count(rng: random.Random, heldout: bool) -> VideoSample:
             expected_stdout=f"frames with the {color} shape: {shown} of {count}\n",
         ),
         final_thought=f"The code found the {color} shape in {shown} frames.",
+        values=values,
         distractors=numeric_distractors(shown, (1, -1, 2, -2, 3)),
     )
 
@@ -183,7 +189,8 @@ def _order_values(rng: random.Random) -> tuple:
 
 def build_order(rng: random.Random, heldout: bool) -> VideoSample:
     """Four shapes of four colours appear one after another (each stays once it is there)."""
-    _, order, which = draw_on_side(rng, heldout, _order_values)
+    values = draw_on_side(rng, heldout, _order_values)
+    _, order, which = values
     count = rng.choice(FRAME_COUNTS)
     starts = sorted(rng.sample(range(count), 4))
     boxes = _free_spots(rng, 4, [])
@@ -222,6 +229,7 @@ def build_order(rng: random.Random, heldout: bool) -> VideoSample:
             expected_stdout=f"first frames: { {name: first[name] for name in asked} }\nappears {which}: {answer}\n",
         ),
         final_thought=f"The {answer} shape appears {which}.",
+        values=values,
         distractors=[c for c in asked if c != answer],
     )
 
