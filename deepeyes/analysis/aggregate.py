@@ -14,6 +14,9 @@ Definitions (docs/behavior_analysis.md repeats them):
   *calls per trajectory*: mean number of calls;
 * *failure rate*: ``failed`` / all tool calls; *repeat rate*: ``repeated`` / all tool calls;
   *invalid rate*: ``invalid`` turns / all turns;
+* *video rate*: share of trajectories whose request carried a video (the record's ``videos``);
+  frame-tool use (``select_frames``) is a tool like the others, counted per category from
+  ``tool_calls`` without naming it here;
 * *category*: ``metadata.category`` (evaluation), else ``metadata.task`` (RL data), else
   ``data_source``, else ``unknown``;
 * *accuracy*: the reward's ``accuracy`` component; absent when no trajectory was scored;
@@ -96,6 +99,7 @@ class Digest:
     response_tokens: int
     required: frozenset[str] | None
     step: int | None
+    videos: int = 0  # input videos of the request
     total_calls: int = field(init=False)
     used: frozenset[str] = field(init=False)  # tools called at least once
 
@@ -177,6 +181,7 @@ def digest(record: dict[str, Any]) -> Digest:
         response_tokens=tokens,
         required=required_tools(metadata),
         step=step if isinstance(step, int) else None,
+        videos=len(record.get("videos") or []),
     )
 
 
@@ -209,6 +214,7 @@ class GroupStats:
     calls: Counter = field(default_factory=Counter)  # tool → calls
     tool_failed: Counter = field(default_factory=Counter)
     any_tool: int = 0
+    with_video: int = 0  # trajectories whose request had a video
     failed: int = 0
     repeated: int = 0
     invalid: int = 0
@@ -239,6 +245,7 @@ class GroupStats:
             self.tool_failed[tool] += count
         total = d.total_calls
         self.any_tool += total > 0
+        self.with_video += d.videos > 0
         self.failed += d.failed
         self.repeated += d.repeated
         self.invalid += d.invalid
@@ -274,6 +281,7 @@ class GroupStats:
             "accuracy": self.accuracy.to_dict()["accuracy"],
             "mean_turns": self.turns / n,
             "any_tool_rate": self.any_tool / n,
+            "video_rate": self.with_video / n,
             "tool_use_rate": {tool: self.used[tool] / n for tool in tools},
             "calls_per_trajectory": {tool: self.calls[tool] / n for tool in tools},
             "tool_calls_per_trajectory": total_calls / n,

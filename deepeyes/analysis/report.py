@@ -168,7 +168,10 @@ def _link(text: str, groups: dict[str, Any], category: str, group: str) -> str:
 
 def _tool_table(run: dict[str, Any]) -> str:
     tools, groups = run["tools"], run["browser"]["groups"]
-    headers = ["category", "n", "accuracy", "any tool", *(f"uses {html.escape(t)}" for t in tools), "calls / traj.", "failed", "repeated", "invalid", "turns"]
+    # runs with videos get a column saying which categories had them (older summaries lack the key)
+    videos = bool(run["overall"].get("video_rate"))
+    headers = ["category", "n", *(["with video"] if videos else []), "accuracy", "any tool", *(f"uses {html.escape(t)}" for t in tools)]
+    headers += ["calls / traj.", "failed", "repeated", "invalid", "turns"]
     rows = []
     for category, block in [("all", run["overall"]), *run["categories"].items()]:
         e = html.escape(category)
@@ -180,6 +183,7 @@ def _tool_table(run: dict[str, Any]) -> str:
             [
                 e,
                 str(block["n"]),
+                *([_pct(block["video_rate"])] if videos else []),
                 _pct(block["accuracy"]),
                 _pct(block["any_tool_rate"]),
                 *(_pct(block["tool_use_rate"][t]) for t in tools),

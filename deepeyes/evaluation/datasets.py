@@ -4,7 +4,10 @@ Columns: ``index``, ``question``, ``answer`` (required), ``image`` (base64, a Py
 string of base64 images, or — VLMEvalKit's de-duplication — the ``index`` of another
 row whose image it shares) or ``image_path`` (path or list of paths, relative to the TSV's
 folder), optional ``category``, option columns ``A``…``J``, ``hint``, and ``image_index``
-(the row's key in the image-search cache). Every problem is reported as a
+(the row's key in the image-search cache). Video rows follow VLMEvalKit's video datasets
+(Video-MME, EgoExoBench): ``video`` names the clip and ``video_path`` (a path or list of
+paths, relative to the TSV's folder) is a video file or a folder of frame images; such a row
+needs no image. Every problem is reported as a
 :class:`DatasetError` naming the file, the row and the column, because a benchmark TSV is
 usually a multi-gigabyte download that users cannot inspect by eye.
 """
@@ -26,6 +29,7 @@ from PIL import Image, UnidentifiedImageError
 
 from deepeyes.evaluation.profiles import DatasetProfile, profile_for
 from deepeyes.rewards.choices import choice_letter, option_by_text
+from deepeyes.videos import FRAME_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +60,9 @@ class EvalSample:
     images: list[bytes] = field(default_factory=list)
     #: Where each image came from, for the trajectory record (a path or ``file.tsv#index``).
     image_sources: list[str] = field(default_factory=list)
+    #: The row's videos (``video_path``): video files or frame folders, as absolute paths
+    #: :func:`deepeyes.videos.load_video` decodes (``AgentRequest.videos``).
+    videos: list[str] = field(default_factory=list)
     choices: dict[str, str] | None = None
     hint: str | None = None
     sample_index: str | None = None  # key into the image-search cache
@@ -135,8 +142,10 @@ def read_tsv(path: Path) -> pd.DataFrame:
     missing = [column for column in REQUIRED_COLUMNS if column not in frame.columns]
     if missing:
         raise DatasetError(f"{path}: missing required column(s) {missing} (columns present: {list(frame.columns)})")
-    if "image" not in frame.columns and "image_path" not in frame.columns:
-        raise DatasetError(f"{path}: needs an 'image' (base64) or 'image_path' column (columns present: {list(frame.columns)})")
+    if not {"image", "image_path", "video_path"} & set(frame.columns):
+        raise DatasetError(
+            f"{path}: needs an 'image' (base64), 'image_path' or 'video_path' column (columns present: {list(frame.columns)})"
+        )
     return frame
 
 
@@ -162,7 +171,8 @@ def _sample(
         raise fail("answer", "empty")
     options = {letter: record[letter].strip() for letter in OPTION_LETTERS if record.get(letter, "").strip()}
     answer_type, choices = _answer_type(profile, record, options, fail)
-    images, sources = _images(path, record, image_by_index, fail)
+    videos = _videos(path, record, fail)
+    images, sources = _images(path, record, image_by_index, fail, required=not videos)
     category_column = profile.category_column
     return EvalSample(
         dataset=dataset,
@@ -174,6 +184,7 @@ def _sample(
         category=record.get(category_column, "").strip() or "all",
         images=images,
         image_sources=sources,
+        videos=videos,
         choices=choices,
         hint=record.get("hint", "").strip() or None,
         sample_index=record.get("image_index", "").strip() or None,
@@ -221,7 +232,29 @@ def _mathvista_type(record: dict[str, str], fail) -> tuple[str, dict[str, str] |
     return _MATHVISTA_TYPES.get(kind, "auto"), None
 
 
-def _images(path: Path, record: dict[str, str], image_by_index: dict[str, str], fail) -> tuple[list[bytes], list[str]]:
+def _videos(path: Path, record: dict[str, str], fail) -> list[str]:
+    """The row's ``video_path`` entries as absolute paths; each must be a file or a folder holding frame images.
+
+    Decoding waits for the agent loop (a bad file fails that one sample, recorded as an error)."""
+    cell = record.get("video_path", "").strip()
+    if not cell:
+        return []
+    videos = []
+    for relative in _listed(cell, "video_path", fail):
+        target = Path(relative) if Path(relative).is_absolute() else path.parent / relative
+        if target.is_dir():
+            if not any(p.suffix.lower() in FRAME_SUFFIXES for p in target.iterdir()):
+                raise fail("video_path", f"frame folder {target} holds no frame images ({', '.join(FRAME_SUFFIXES)})")
+        elif not target.is_file():
+            raise fail("video_path", f"video not found: {target}")
+        videos.append(str(target.resolve()))
+    return videos
+
+
+def _images(
+    path: Path, record: dict[str, str], image_by_index: dict[str, str], fail, required: bool = True
+) -> tuple[list[bytes], list[str]]:
+    """The row's images and where each came from; a row with a video may have none (``required=False``)."""
     cell = record.get("image", "").strip()
     if cell:
         if len(cell) <= _MAX_REFERENCE_LENGTH and cell in image_by_index and cell != record["index"]:
@@ -231,6 +264,8 @@ def _images(path: Path, record: dict[str, str], image_by_index: dict[str, str], 
         return images, [f"{path.name}#index={record['index']}" + (f"/{i}" if len(images) > 1 else "") for i in range(len(images))]
     cell = record.get("image_path", "").strip()
     if not cell:
+        if not required:
+            return [], []
         raise fail("image" if "image" in record else "image_path", "no image given")
     images, sources = [], []
     for relative in _listed(cell, "image_path", fail):
