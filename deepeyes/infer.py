@@ -1,6 +1,7 @@
-"""Answer one image question with the agent loop, streaming every turn.
+"""Answer one question about images and videos with the agent loop, streaming every turn.
 
     python -m deepeyes.infer --image photo.png --question "How many red circles?"
+    python -m deepeyes.infer --video clip.mp4 --video frames/ --question "Which way does the square move?"
 
 Runs on the tiny default model unless ``--model_path`` (a Qwen2.5-VL directory or hub id,
 fetched once into the hub cache) or
@@ -9,6 +10,12 @@ and tool flags are the ones every front end shares (:mod:`deepeyes.model_args`).
 Redis and sandbox services it needs are started on loopback when the tool-manager config
 names none, and stopped on exit. ``--force_no_tool`` means what it means everywhere: no
 tools for this question, one direct answer under the no-tool prompt.
+
+A ``--video`` is a video file or a folder of frame images (sorted by name), decoded here
+once, with the request's sampling (``--video_fps``, ``--video_max_frames``,
+``--video_max_pixels``; :class:`~deepeyes.model_args.VideoArguments`), into the frames the
+model, the tools and the trajectory record all share. An unreadable image or video ends the
+command with one line naming the file and exit status 2.
 """
 
 from __future__ import annotations
@@ -33,27 +40,64 @@ from deepeyes.model_args import (
     build_tool_manager,
 )
 from deepeyes.policies.tool_gate import ToolGateUnsupported
+from deepeyes.policies.video import limit_pixels
 from deepeyes.tools.registry import REGISTRY
 from deepeyes.trajectory import Trajectory, Turn, write_jsonl
+from deepeyes.videos import DEFAULT_FPS, DEFAULT_MAX_FRAMES, VideoClip, VideoLoadError, VideoSampling, load_video
 
 DESCRIPTION = (
-    "Ask a question about one or more images. The model reasons, may run Python on the images "
+    "Ask a question about one or more images or videos. The model reasons, may run Python on them "
     "(stateful Jupyter sandbox), search text or images, and answers. Each turn is printed as it happens."
 )
 
 
 @dataclass(frozen=True)
 class InferArguments:
-    """The question; the model and tools are :class:`ModelArguments` and :class:`ToolArguments`."""
+    """The question, its images and videos, and how the videos' frames are taken (per request).
 
-    image: list[str] = field(
-        metadata={"help": "input image(s): image_1, image_2, ... in the order given (repeatable)", "action": "append"}
-    )
+    The model and tools are :class:`ModelArguments` and :class:`ToolArguments`. The video
+    sampling flags default to :class:`~deepeyes.videos.VideoSampling`'s values.
+    """
+
     question: str = field(metadata={"help": "the question to answer"})
+    image: list[str] = field(
+        default_factory=list,
+        metadata={"help": "input image(s): image_1, image_2, ... in the order given (repeatable)", "action": "append"},
+    )
+    video: list[str] = field(
+        default_factory=list,
+        metadata={"help": "input video(s), shown after the images: a video file or a folder of frame images "
+                          "sorted by name (repeatable; sampling: --video_fps, --video_max_frames, --video_max_pixels)",
+                  "action": "append"},
+    )
+    video_fps: float = field(
+        default=DEFAULT_FPS,
+        metadata={"help": "frames kept per second of a video file; a folder's frames are taken as shot at this rate"},
+    )
+    video_max_frames: int = field(
+        default=DEFAULT_MAX_FRAMES, metadata={"help": "at most this many frames of one video, spread evenly from first to last"}
+    )
+    video_max_pixels: int | None = field(
+        default=None,
+        metadata={"help": "area limit of one video frame in pixels: larger frames are scaled down before the model and the "
+                          "tools see them (default: none here; the model's video processor applies its own limit, which also caps this one)"},
+    )
     sample_index: str | None = field(default=None, metadata={"help": "key of this image in the image-search cache, when known"})
     trajectory_out: str | None = field(
         default=None, metadata={"help": "append the trajectory (JSONL, shared schema) to this file"}
     )
+
+    def __post_init__(self) -> None:
+        if not self.image and not self.video:
+            raise ValueError("give at least one --image or --video")
+        try:
+            self.video_sampling()
+        except ValueError as exc:  # VideoSampling's messages open with its field name: name the flag instead
+            raise ValueError(f"video_{exc}") from exc
+
+    def video_sampling(self) -> VideoSampling:
+        """The sampling of this request's videos."""
+        return VideoSampling(self.video_fps, self.video_max_frames, self.video_max_pixels)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[InferArguments, ModelArguments, ToolArguments, QuietLoggingArguments]:
@@ -64,8 +108,19 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[InferArguments, Model
     )
 
 
-def make_request(args: InferArguments, model: ModelArguments, tools: ToolArguments, images: list) -> AgentRequest:
-    """The agent request of one question: the tool switches and sampling of the command line travel with it."""
+def load_videos(paths: Sequence[str], sampling: VideoSampling) -> list[VideoClip]:
+    """Each ``--video`` decoded with ``sampling``, frames over ``sampling.max_pixels`` scaled down.
+
+    Raises:
+        VideoLoadError: a path that is missing, not a video, or a folder without readable frames (named in the message).
+    """
+    return [limit_pixels(load_video(Path(path), sampling), sampling.max_pixels) for path in paths]
+
+
+def make_request(
+    args: InferArguments, model: ModelArguments, tools: ToolArguments, images: list, videos: list[VideoClip] | None = None
+) -> AgentRequest:
+    """The agent request of one question: the tool switches, sampling and videos of the command line travel with it."""
     request = AgentRequest(
         question=args.question,
         images=images,
@@ -73,6 +128,8 @@ def make_request(args: InferArguments, model: ModelArguments, tools: ToolArgumen
         disabled_tools=tools.disable_tools,
         force_no_tool=tools.force_no_tool,
         sampling=model.sampling(),
+        videos=list(videos or []),
+        video_sampling=args.video_sampling(),
     )
     request.metadata["image_paths"] = [str(path) for path in args.image]
     return request
@@ -93,21 +150,33 @@ def print_turn(console: Console, turn: Turn) -> None:
         )
 
 
+def print_videos(console: Console, videos: list[VideoClip]) -> None:
+    for number, clip in enumerate(videos, start=1):
+        width, height = clip.frames[0].size
+        console.print(
+            f"video {number}: {clip.source} · {len(clip.frames)} frame(s) of {width}x{height} · "
+            f"{clip.timestamps[0]:.2f}-{clip.timestamps[-1]:.2f} s",
+            highlight=False, markup=False,
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args, model, tools, logging_args = parse_args(argv)
     logging_args.configure()
     console = Console()
     try:
         images = [load_image(Path(path)) for path in args.image]
-    except ImageLoadError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        videos = load_videos(args.video, args.video_sampling())
+    except (ImageLoadError, VideoLoadError) as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)  # one line, never wrapped
         return 2
+    print_videos(console, videos)
     try:
         policy = build_policy(model)
     except (ToolGateUnsupported, FileNotFoundError) as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
-    request = make_request(args, model, tools, images)
+    request = make_request(args, model, tools, images, videos)
 
     def on_turn(_: Trajectory, turn: Turn, __: list) -> None:
         print_turn(console, turn)

@@ -1,4 +1,9 @@
-"""Qwen2.5-VL through transformers (the tiny model, a local checkpoint, optionally with a LoRA adapter)."""
+"""Qwen2.5-VL through transformers (the tiny model, a local checkpoint, optionally with a LoRA adapter).
+
+Images and videos go through the model's own processor: a video as its clip's frames
+(:mod:`deepeyes.policies.video`) with the clip's sampled rate, from which the processor
+derives ``video_grid_thw`` and ``second_per_grid_ts`` for Qwen2.5-VL's absolute-time M-RoPE.
+"""
 
 from __future__ import annotations
 
@@ -12,25 +17,30 @@ import torch
 from transformers import LogitsProcessorList
 
 from deepeyes import wire
-from deepeyes.chat import Message, all_images
+from deepeyes.chat import Message, all_images, all_videos
 from deepeyes.images import prepare_for_qwen
 from deepeyes.policies.base import Generation, SamplingParams
 from deepeyes.policies.decoding import Decoder, intra_op_threads
 from deepeyes.policies.tool_gate import ToolCallGate
+from deepeyes.policies.video import fit_clip, processor_metadata
+from deepeyes.videos import VideoClip
 
 logger = logging.getLogger(__name__)
 
 
 def to_hf_messages(messages: list[Message]) -> list[dict[str, Any]]:
-    """Our messages → the content-list form HF chat templates take (images as ``{"type": "image"}``)."""
+    """Our messages → the content-list form HF chat templates take (``{"type": "image"}``, ``{"type": "video"}``)."""
     converted = []
     for message in messages:
-        parts = [
-            {"type": "text", "text": piece} if isinstance(piece, str) else {"type": "image"}
-            for piece in message.segments()
-        ]
+        parts = [_hf_part(piece) for piece in message.segments()]
         converted.append({"role": message.role, "content": parts})
     return converted
+
+
+def _hf_part(piece: str | Any) -> dict[str, Any]:
+    if isinstance(piece, str):
+        return {"type": "text", "text": piece}
+    return {"type": "video"} if isinstance(piece, VideoClip) else {"type": "image"}
 
 
 def forbid_structural_tokens(model: Any, processor: Any) -> None:
@@ -122,6 +132,11 @@ class HFPolicy:
         size = self.processor.image_processor.size
         self.max_pixels = self.config.max_pixels or int(size["longest_edge"])
         self.min_pixels = self.config.min_pixels or int(size["shortest_edge"])
+        # A video frame's pixel bounds are the video processor's; a request lowers the upper one
+        # for its clips (VideoSampling.max_pixels) before the loop starts.
+        video_size = self.processor.video_processor.size
+        self.video_max_pixels = int(video_size["longest_edge"])
+        self.video_min_pixels = int(video_size["shortest_edge"])
         #: The settings a call without its own gets.
         self.sampling = SamplingParams(config.temperature, config.top_p, config.max_new_tokens)
         self._lock = threading.Lock()
@@ -146,10 +161,22 @@ class HFPolicy:
         prompt = self.processor.apply_chat_template(
             to_hf_messages(messages), add_generation_prompt=add_generation_prompt, tokenize=False
         )
-        images = [prepare_for_qwen(image, self.min_pixels, self.max_pixels) for image in all_images(messages)]
         with self._lock:
-            inputs = self.processor(text=[prompt], images=images or None, return_tensors="pt")
+            inputs = self.processor(text=[prompt], **self._media([messages]), return_tensors="pt")
         return {key: value.to(self.config.device) for key, value in inputs.items()}
+
+    def _media(self, conversations: list[list[Message]]) -> dict[str, Any]:
+        """The processor's image and video arguments for ``conversations``, in prompt order.
+
+        Images are brought within the policy's pixel bounds; each video is its clip's frames
+        at one size within the video bounds, with the clip's sampled rate as metadata.
+        """
+        images = [prepare_for_qwen(image, self.min_pixels, self.max_pixels) for messages in conversations for image in all_images(messages)]
+        clips = [fit_clip(clip, self.video_min_pixels, self.video_max_pixels) for messages in conversations for clip in all_videos(messages)]
+        media: dict[str, Any] = {"images": images or None}
+        if clips:
+            media.update(videos=[clip.frames for clip in clips], video_metadata=[processor_metadata(clip) for clip in clips])
+        return media
 
     def generate(self, messages: list[Message], sampling: SamplingParams | None = None) -> Generation:
         return self.generate_batch([messages], sampling)[0]
@@ -160,16 +187,12 @@ class HFPolicy:
             self.processor.apply_chat_template(to_hf_messages(messages), add_generation_prompt=True, tokenize=False)
             for messages in conversations
         ]
-        images = [
-            prepare_for_qwen(image, self.min_pixels, self.max_pixels)
-            for messages in conversations
-            for image in all_images(messages)
-        ]
+        media = self._media(conversations)
         sampling = sampling or self.sampling
         # The fast tokenizer is not re-entrant ("Already borrowed"), so tokenising shares the lock.
         with self._lock, intra_op_threads(self.config.generation_threads):
             self.tokenizer.padding_side = "left"
-            inputs = self.processor(text=prompts, images=images or None, padding=True, return_tensors="pt")
+            inputs = self.processor(text=prompts, **media, padding=True, return_tensors="pt")
             inputs = {key: value.to(self.config.device) for key, value in inputs.items()}
             decoded = self._decoder.decode(inputs, sampling, self._logits_processors)
         generations = []

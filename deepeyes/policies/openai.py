@@ -8,6 +8,7 @@ only converts our messages and turns the client's errors into :class:`PolicyServ
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,8 @@ from deepeyes import wire
 from deepeyes.chat import Message
 from deepeyes.images import to_data_url
 from deepeyes.policies.base import Generation, SamplingParams
+from deepeyes.policies.video import Mp4UrlCache, mp4_data_url
+from deepeyes.videos import VideoClip
 
 #: The client insists on a key; a server without authentication gets this one and no header.
 _NO_KEY = "no-key"
@@ -40,21 +43,30 @@ class OpenAIPolicyConfig:
     timeout_s: float = 300.0
 
 
-def to_openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
-    """Our messages → OpenAI chat messages; images travel as PNG data URLs in place."""
+def to_openai_messages(messages: list[Message], video_url: Callable[[VideoClip], str] = mp4_data_url) -> list[dict[str, Any]]:
+    """Our messages → OpenAI chat messages; images and videos travel as data URLs in place.
+
+    An image is a PNG ``image_url`` part; a video is a ``video_url`` part holding the clip's
+    own frames as an MP4 at its sampled rate (``data:video/mp4;base64,…``, the form vLLM's
+    server decodes), so the server sees the frames the tools and the record name, not a
+    re-sampling of the source file, and a long file is not uploaded whole at every turn.
+    ``video_url`` makes that URL (the policy passes its :class:`Mp4UrlCache`).
+    """
     converted = []
     for message in messages:
-        if not message.images:
+        if not message.images and not message.videos:
             converted.append({"role": message.role, "content": message.content})
             continue
-        parts = [
-            {"type": "text", "text": piece}
-            if isinstance(piece, str)
-            else {"type": "image_url", "image_url": {"url": to_data_url(piece)}}
-            for piece in message.segments()
-        ]
-        converted.append({"role": message.role, "content": parts})
+        converted.append({"role": message.role, "content": [_openai_part(piece, video_url) for piece in message.segments()]})
     return converted
+
+
+def _openai_part(piece: Any, video_url: Callable[[VideoClip], str]) -> dict[str, Any]:
+    if isinstance(piece, str):
+        return {"type": "text", "text": piece}
+    if isinstance(piece, VideoClip):
+        return {"type": "video_url", "video_url": {"url": video_url(piece)}}
+    return {"type": "image_url", "image_url": {"url": to_data_url(piece)}}
 
 
 class OpenAIPolicy:
@@ -64,6 +76,8 @@ class OpenAIPolicy:
         self.config = OpenAIPolicyConfig(api_base=api_base.rstrip("/"), model=model, **options)
         #: The settings a call without its own gets.
         self.sampling = SamplingParams(self.config.temperature, self.config.top_p, self.config.max_new_tokens)
+        #: Each conversation's videos, encoded at their first turn and reused by the next ones.
+        self._video_urls = Mp4UrlCache()
         key = os.environ.get(self.config.api_key_env)
         # Without a key no Authorization header is sent at all, as servers without authentication expect.
         self._headers: dict[str, Any] = {} if key else {"Authorization": openai.Omit()}
@@ -84,7 +98,7 @@ class OpenAIPolicy:
             # The raw response, so that a body which is not a completion can be quoted in the error.
             raw = self._client.chat.completions.with_raw_response.create(
                 model=self.config.model,
-                messages=to_openai_messages(messages),  # type: ignore[arg-type]  # dicts of the documented shape
+                messages=to_openai_messages(messages, self._video_urls),  # type: ignore[arg-type]  # dicts of the documented shape
                 max_tokens=sampling.max_new_tokens,
                 temperature=sampling.temperature,
                 top_p=sampling.top_p,
