@@ -1,0 +1,106 @@
+"""Video benchmark rows: written by the generator, read back with their clips, scored per category.
+
+The benchmark is the synthetic one (``DeepEyesMini_Video``: A-D questions over frame
+folders). A scripted policy answers from a script but only when the question's clip reached
+it with all its frames, so the accuracy per category is known in advance and a lost video
+shows as a wrong answer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from deepeyes.agent import AgentConfig, AgentLoop, AgentRequest
+from deepeyes.data.synth import SynthConfig
+from deepeyes.data.synth.config import VIDEO_TASKS
+from deepeyes.data.synth.video_rows import VIDEO_BENCHMARK, write_video_data
+from deepeyes.evaluation import metrics
+from deepeyes.evaluation.datasets import DatasetError, EvalSample, load_dataset
+from deepeyes.evaluation.templates import build_question
+from deepeyes.policies.base import Generation
+from deepeyes.rewards import RewardConfig, RewardScorer
+from deepeyes.rewards.payload import request_from_trajectory
+from deepeyes.videos import load_video
+
+ROWS = 6
+
+
+@pytest.fixture(scope="module")
+def lmudata(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("video_bench")
+    write_video_data(SynthConfig(out=out, seed=0, eval_video=ROWS), out, "system prompt")
+    return out / "eval"
+
+
+def _frames_on_disk(sample: EvalSample) -> int:
+    return len(list(Path(sample.videos[0]).glob("*.png")))
+
+
+def test_rows_round_trip_with_their_clips(lmudata: Path) -> None:
+    samples = load_dataset(VIDEO_BENCHMARK, lmudata)
+    assert len(samples) == ROWS and {s.category for s in samples} == set(VIDEO_TASKS)
+    for sample in samples:
+        assert sample.images == [] and sample.answer_type == "choice"
+        assert list(sample.choices) == ["A", "B", "C", "D"] and sample.answer in sample.choices
+        assert sample.required_tools == ["code"]
+        (video,) = sample.videos
+        assert Path(video).is_absolute() and Path(video).name == f"eval_video-{int(sample.index):05d}"
+        assert len(load_video(video).frames) == _frames_on_disk(sample)
+
+
+def test_missing_clip_or_no_media_is_reported_with_row_and_column(lmudata: Path, tmp_path: Path) -> None:
+    rows = pd.read_csv(lmudata / f"{VIDEO_BENCHMARK}.tsv", sep="\t", dtype=str)
+    rows.loc[1, "video_path"] = "../videos/nowhere"
+    rows.to_csv(lmudata / "Broken.tsv", sep="\t", index=False)
+    with pytest.raises(DatasetError, match=r"row 2 .*column 'video_path': video not found: .*nowhere"):
+        load_dataset("Broken", lmudata)
+    rows.loc[1, "video_path"] = ""
+    rows.to_csv(lmudata / "Broken.tsv", sep="\t", index=False)
+    with pytest.raises(DatasetError, match=r"row 2 .*no image given"):
+        load_dataset("Broken", lmudata)
+
+
+class ScriptedPolicy:
+    """Answers each question with its scripted letter when the clip arrived whole, else ``Z``."""
+
+    def __init__(self, script: dict[str, tuple[str, int]]):
+        self.script = script
+
+    def generate(self, messages, sampling=None) -> Generation:
+        user = messages[1]
+        letter, frames = next(entry for question, entry in self.script.items() if question in user.content)
+        whole = len(user.videos) == 1 and len(user.videos[0].frames) == frames
+        return Generation(f"<answer>{letter if whole else 'Z'}</answer>")
+
+
+def _wrong(sample: EvalSample) -> str:
+    return next(letter for letter in sample.choices if letter != sample.answer)
+
+
+def test_scripted_policy_gets_the_known_accuracy_per_category(lmudata: Path) -> None:
+    samples = load_dataset(VIDEO_BENCHMARK, lmudata)
+    # right on motion and order, wrong on every frame-count question
+    script = {build_question(s): (_wrong(s) if s.category == "video_count" else s.answer, _frames_on_disk(s)) for s in samples}
+    loop, policy, scorer = AgentLoop(None, AgentConfig(use_tools=False)), ScriptedPolicy(script), RewardScorer(RewardConfig())
+    records = []
+    for sample in samples:
+        request = AgentRequest(
+            question=build_question(sample),
+            images=[],
+            videos=list(sample.videos),
+            id=sample.id,
+            ground_truth=sample.answer,
+            data_source=sample.dataset,
+            metadata={"category": sample.category, "answer_type": sample.answer_type, "choices": sample.choices},
+        )
+        trajectory = loop.rollout(policy, request).trajectory
+        trajectory.reward = scorer.score(request_from_trajectory(trajectory, sample.answer, answer_type="choice", choices=sample.choices))
+        records.append(trajectory.to_dict())
+        assert records[-1]["videos"] == [{"source": sample.videos[0], "frames": _frames_on_disk(sample)}]
+    result = metrics.dataset_metrics(records)
+    accuracy = {category: block["accuracy"] for category, block in result["categories"].items()}
+    assert accuracy == {"video_count": 0.0, "video_motion": 1.0, "video_order": 1.0}
+    assert result["overall"]["accuracy"] == pytest.approx(sum(s.category != "video_count" for s in samples) / ROWS)
