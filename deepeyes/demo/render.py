@@ -31,6 +31,7 @@ from deepeyes.analysis.aggregate import grounding_example
 from deepeyes.analysis.figures import box_overlay
 from deepeyes.demo.tools import tool_names
 from deepeyes.images import ImageLoadError, load_image, to_data_url
+from deepeyes.tool_specs import SELECT_FRAMES
 from deepeyes.trajectory import Trajectory, Turn
 
 MEDIA_KEY = "demo_media"
@@ -239,6 +240,19 @@ def _image_entries(body: str, thumbnails: list[str]) -> str:
     return f'<ol class="de-results de-image-results">{"".join(items)}</ol>'
 
 
+def _selected_frames(body: str, frames: list[str]) -> str:
+    """A ``select_frames`` answer: each frame's line (which frame, at what time, its new image number) above the frame."""
+    pieces = body.split(wire.IMAGE_PLACEHOLDER)
+    items = []
+    for k, text in enumerate(pieces):
+        if text.strip():
+            items.append(f'<div class="de-frame-caption">{_e(text.strip())}</div>')
+        if k < len(pieces) - 1:
+            items.append(_img(frames[k], "de-figure de-selected-frame", f"selected frame {k + 1}") if k < len(frames)
+                         else '<div class="de-missing">(frame not stored in this trajectory file)</div>')
+    return f'<div class="de-selected-frames">{"".join(items)}</div>'
+
+
 def _observation(turn: Turn, images: list[str]) -> str:
     observation = turn.observation
     if observation is None:
@@ -262,6 +276,8 @@ def _observation(turn: Turn, images: list[str]) -> str:
             body = _image_entries(inner, images)
         elif turn.action.kind == "search":
             body = _search_entries(inner)
+        elif turn.action.kind == SELECT_FRAMES.name:
+            body = _selected_frames(inner, images)
         else:
             body = f"<pre>{_e(inner)}</pre>" + _figures(images, observation.image_count)
     else:
@@ -325,6 +341,7 @@ CSS = """
 .de-video .de-label { display: inline; margin-right: 8px; }
 .de-frames { display: flex; gap: 4px; flex-wrap: wrap; margin-top: 4px; }
 .de-frame { max-height: 64px; border: 1px solid #ccc; }
+.de-frame-caption { font-size: 13px; color: #57606a; margin-top: 4px; }
 .de-boxes { margin-top: 6px; }
 .de-boxes-image { max-width: 100%; border: 1px solid #ccc; display: block; }
 .de-label { font-weight: 600; font-size: 12px; text-transform: uppercase; color: #57606a; margin: 6px 0 2px 0; display: block; }

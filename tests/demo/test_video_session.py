@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
+import re
 import runpy
 import sys
 from pathlib import Path
@@ -14,15 +16,12 @@ from video_media import square_left_edge, write_mp4
 
 from deepeyes import wire
 from deepeyes.chat import Message, all_videos
-from deepeyes.demo.render import TrajectoryMedia, render_trajectory, render_turn
+from deepeyes.demo.render import TrajectoryMedia, render_trajectory
 from deepeyes.demo.session import ChatRun, InputError, RunSettings, prepare_input
-from deepeyes.images import to_data_url
 from deepeyes.policies.scripted import ScriptedPolicy
+from deepeyes.tool_manager import ToolManager
 from deepeyes.trajectory import (
-    Action,
-    Observation,
     Trajectory,
-    Turn,
     read_jsonl,
     write_jsonl,
 )
@@ -83,13 +82,26 @@ def test_a_record_from_another_stage_names_its_videos_without_frames() -> None:
     assert 'class="de-frame"' not in html
 
 
-def test_frames_a_tool_selected_are_shown_with_its_output() -> None:
-    frames = [to_data_url(Image.new("RGB", (32, 24), colour)) for colour in ("red", "blue")]
-    call = wire.tool_call_action("select_frames", {"video": 1, "indices": [0, 3]})
-    turn = Turn(0, wire.think("look again") + call, Action("select_frames", '{"video": 1, "indices": [0, 3]}'),  # type: ignore[arg-type]
-                Observation(wire.tool_response("frame 0 (0.00 s), frame 3 (1.50 s)"), 2, "success", 0.01))
-    html = render_turn(turn, frames)
-    assert html.count('class="de-figure"') == 2 and "frame 3 (1.50 s)" in html and "select_frames" in html
+def test_frames_select_frames_showed_are_rendered_under_their_captions(clip: Path, demo_tool_manager: ToolManager) -> None:
+    """The real tool, through the manager: its frames reach on_turn, are stored with the run and shown in order."""
+
+    def script(messages: list[Message]) -> str:
+        if sum(m.role == "assistant" for m in messages) == 0:
+            return wire.think("look again") + wire.tool_call_action("select_frames", {"video": 1, "indices": [3, 0]})
+        return wire.answer_action("right")
+
+    prepared = prepare_input(None, "Which way does the square move?", video_paths=[str(clip)])
+    final = list(ChatRun(ScriptedPolicy(script), demo_tool_manager, prepared, RunSettings()).updates())[-1]
+    observation = final.trajectory.turns[0].observation
+    assert observation.status == "success" and observation.image_count == 2 and final.trajectory.tool_calls.select_frames == 1
+    stored = TrajectoryMedia.of(final.trajectory).observations[0]
+    edges = [square_left_edge(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))) for url in stored]
+    assert edges == [4 + 4 * 7, 4]  # sampled frame 3 is the file's last (4 of 8 kept: 0, 2, 4, 7), then frame 0
+    html = final.html
+    assert html.count('class="de-figure de-selected-frame"') == 2
+    captions = re.findall(r'<div class="de-frame-caption">(.*?)</div>', html)
+    assert [caption.split(" at ")[0] for caption in captions] == ["Frame 3 of video 1", "Frame 0 of video 1"]
+    assert html.index(captions[0]) < html.index("selected frame 1") < html.index(captions[1]) < html.index("selected frame 2")
 
 
 def test_python_m_deepeyes_demo_is_the_documented_command(monkeypatch: pytest.MonkeyPatch) -> None:
