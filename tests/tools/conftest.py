@@ -1,4 +1,4 @@
-"""A tool manager with only the service-free zoom tool: fast, but every other tool really refused."""
+"""Tool managers on the session's Redis: the service-free zoom (and frame) tools, fast, with every other tool really refused; and the code tool on the session's sandbox."""
 
 from __future__ import annotations
 
@@ -15,6 +15,16 @@ def zoom_manager(redis_server: RedisServer) -> Iterator[ToolManager]:
     config = ToolManagerConfig()
     config.tools.enabled = ["image_zoom_in_tool"]
     config.tools.max_calls_per_session = 2
+    config.sandbox.redis_host, config.sandbox.redis_port = redis_server.host, redis_server.port
+    with ToolManager(config=config) as manager:
+        yield manager
+
+
+@pytest.fixture(scope="session")
+def frames_manager(redis_server: RedisServer) -> Iterator[ToolManager]:
+    """The two service-free frame tools, ``select_frames`` and the zoom; every other tool refused."""
+    config = ToolManagerConfig()
+    config.tools.enabled = ["select_frames", "image_zoom_in_tool"]
     config.sandbox.redis_host, config.sandbox.redis_port = redis_server.host, redis_server.port
     with ToolManager(config=config) as manager:
         yield manager
