@@ -22,7 +22,13 @@ import json
 
 from deepeyes import wire
 from deepeyes.tool_specs import SELECT_FRAMES
-from deepeyes.tools.base import BaseTool, ToolOutput, ToolSession, error_output, shown_frames
+from deepeyes.tools.base import (
+    BaseTool,
+    ToolOutput,
+    ToolSession,
+    error_output,
+    shown_frames,
+)
 from deepeyes.tools.budget import Clip
 from deepeyes.videos import VideoClip
 

@@ -23,7 +23,13 @@ from PIL import Image
 from deepeyes import wire
 from deepeyes.images import QWEN_DEFAULT_MIN_PIXELS, ImageFrame
 from deepeyes.tool_specs import IMAGE_ZOOM_IN
-from deepeyes.tools.base import BaseTool, ToolOutput, ToolSession, error_output, viewable_images
+from deepeyes.tools.base import (
+    BaseTool,
+    ToolOutput,
+    ToolSession,
+    error_output,
+    viewable_images,
+)
 from deepeyes.tools.budget import Clip
 
 
