@@ -20,6 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 from deepeyes.config import ConfigError, from_dict
 from deepeyes.hub import looks_like_repo_id
 from deepeyes.paths import SAMPLE_DIR, TINY_MODEL_DIR, resolve_path
+from deepeyes.videos import DEFAULT_FPS, DEFAULT_MAX_FRAMES, VideoSampling
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +69,24 @@ class DataConfig:
     #: processor's max_pixels) are dropped before training, with a count in the log; both engines
     #: (verl's launch copies only the kept rows; verl's own filter then applies ``verl.max_prompt_length``).
     max_prompt_length: int = 4096
+    #: How frames are sampled from a row's videos when its ``videos`` entries do not say
+    #: (an entry's own ``fps`` / ``max_frames`` / ``max_pixels`` win): frames per second of
+    #: video, at most this many frames, and the area limit of one frame (null: the processor's).
+    video_fps: float = DEFAULT_FPS
+    video_max_frames: int = DEFAULT_MAX_FRAMES
+    video_max_pixels: int | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_seq_length < 16 or self.max_prompt_length < 1:
             raise ValueError("data.batch_size and data.max_prompt_length must be >= 1 and data.max_seq_length >= 16")
+        try:
+            self.video_sampling()
+        except ValueError as exc:
+            raise ValueError(f"data.video_fps / video_max_frames / video_max_pixels: {exc}") from exc
+
+    def video_sampling(self) -> VideoSampling:
+        """The default sampling of a row's videos (``data.video_*``)."""
+        return VideoSampling(fps=self.video_fps, max_frames=self.video_max_frames, max_pixels=self.video_max_pixels)
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ fails in seconds instead of hours into a run:
 - :func:`check_env_names`: each row's tool environment (``env_name``, the key verl's
   agent loop reads with ``tool_name_key``) must be one this framework serves; unknown
   names are reported with their row counts.
-- :func:`filter_overlong_prompts`: rows whose prompt (text tokens plus the image tokens
-  Qwen2.5-VL spends at the configured ``max_pixels``) exceeds the prompt budget are
+- :func:`filter_overlong_prompts`: rows whose prompt (text tokens plus the image and video
+  tokens Qwen2.5-VL spends at the configured ``max_pixels``) exceeds the prompt budget are
   dropped with a count, as verl's ``data.filter_overlong_prompts`` does on a cluster.
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -30,9 +31,11 @@ import pyarrow.parquet as pq
 from PIL import Image
 from qwen_vl_utils import smart_resize
 
+from deepeyes.agent import VIDEO_TEMPORAL_PATCH
 from deepeyes.hub import looks_like_repo_id, resolve
 from deepeyes.images import QWEN_FACTOR
 from deepeyes.rl.config import RLSetupError
+from deepeyes.videos import VideoClip
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +134,10 @@ class PromptBudget:
     count_text_tokens: Callable[[str], int]
     min_pixels: int = 4 * 28 * 28
     max_pixels: int = 16384 * 28 * 28
+    #: Frame area limits of the processor's video path (Qwen2.5-VL's video processor resizes
+    #: frames within its own limits, apart from images'); a request's ``max_pixels`` lowers the upper one.
+    video_min_pixels: int = 128 * 28 * 28
+    video_max_pixels: int = 768 * 28 * 28
 
     def prompt_tokens(self, text: str, images: Sequence[Path]) -> int:
         total = self.count_text_tokens(text)
@@ -139,14 +146,30 @@ class PromptBudget:
                 total += image_token_count(image.size, self.min_pixels, self.max_pixels)
         return total
 
+    def video_tokens(self, clip: VideoClip, max_pixels: int | None = None) -> int:
+        """Vision tokens of a decoded video: one frame's grid cells per pair of frames
+        (Qwen2.5-VL's temporal patch spans two frames; an odd last frame is repeated), the
+        frames resized within the video limits, ``max_pixels`` (a request's) capping the upper one."""
+        upper = min(max_pixels, self.video_max_pixels) if max_pixels else self.video_max_pixels
+        cells = image_token_count(clip.frames[0].size, min(self.video_min_pixels, upper), upper)
+        return math.ceil(len(clip.frames) / VIDEO_TEMPORAL_PATCH) * cells
+
 
 def filter_overlong_prompts(
-    rows: Sequence[T], text: Callable[[T], str], images: Callable[[T], Sequence[Path]], budget: PromptBudget, source: str
+    rows: Sequence[T],
+    text: Callable[[T], str],
+    images: Callable[[T], Sequence[Path]],
+    budget: PromptBudget,
+    source: str,
+    video_tokens: Callable[[T], int] = lambda row: 0,
 ) -> list[T]:
-    """Keep the rows whose prompt fits ``budget``; log how many were dropped and the longest seen."""
+    """Keep the rows whose prompt fits ``budget``; log how many were dropped and the longest seen.
+
+    ``video_tokens`` counts a row's video tokens (:meth:`PromptBudget.video_tokens` over its decoded videos).
+    """
     kept, dropped, longest = [], 0, 0
     for row in rows:
-        tokens = budget.prompt_tokens(text(row), images(row))
+        tokens = budget.prompt_tokens(text(row), images(row)) + video_tokens(row)
         longest = max(longest, tokens)
         if tokens <= budget.max_prompt_length:
             kept.append(row)

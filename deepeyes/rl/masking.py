@@ -17,16 +17,22 @@ from typing import Any
 
 import torch
 
+from PIL import Image
+
 from deepeyes import wire
-from deepeyes.chat import Message, all_images
+from deepeyes.chat import Message, all_images, all_videos
 from deepeyes.images import prepare_for_qwen
 from deepeyes.policies.hf import to_hf_messages
+from deepeyes.policies.video import fit_clip, processor_metadata
 
 #: Turns that end in one of these were cut by a stop string (the grammar policy in
 #: :mod:`deepeyes.wire.parse`: a turn ends at its first closing tool tag): the model did not
 #: write the closing end-of-turn token (the template adds it), so that token gets no loss.
 #: Every token the model did write is trained, including text the parser ignores.
 TOOL_STOPS: tuple[str, ...] = wire.TOOL_STOPS
+#: Processor outputs of a conversation's videos, concatenated over a batch like the images'
+#: (``second_per_grid_ts``: seconds per temporal patch, Qwen2.5-VL's absolute-time M-RoPE).
+VISION_KEYS: tuple[str, ...] = ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
 
 
 @dataclass
@@ -80,6 +86,25 @@ def generated_token_mask(input_ids: list[int], tokenizer: Any) -> torch.Tensor:
     return mask
 
 
+def media_inputs(processor: Any, messages: list[Message], *, min_pixels: int, max_pixels: int) -> tuple[list[Image.Image], dict[str, Any]]:
+    """The images of ``messages`` resized, and the processor's image and video arguments.
+
+    Built as :class:`~deepeyes.policies.hf.HFPolicy` builds them for generation: images within
+    ``[min_pixels, max_pixels]``, each video its clip's frames at one size within the video
+    processor's bounds (:func:`~deepeyes.policies.video.fit_clip`) with the clip's sampled rate
+    (:func:`~deepeyes.policies.video.processor_metadata`), so the ids, ``pixel_values_videos``,
+    ``video_grid_thw`` and ``second_per_grid_ts`` scored here are the ones the rollout saw.
+    """
+    images = [prepare_for_qwen(image, min_pixels, max_pixels) for image in all_images(messages)]
+    media: dict[str, Any] = {"images": images or None}
+    clips = all_videos(messages)
+    if clips:
+        size = processor.video_processor.size
+        fitted = [fit_clip(clip, int(size["shortest_edge"]), int(size["longest_edge"])) for clip in clips]
+        media.update(videos=[clip.frames for clip in fitted], video_metadata=[processor_metadata(clip) for clip in fitted])
+    return images, media
+
+
 def tokenize_conversation(
     processor: Any,
     messages: list[Message],
@@ -88,16 +113,17 @@ def tokenize_conversation(
     max_pixels: int,
     max_length: int | None = None,
 ) -> TokenizedConversation:
-    """Token ids (images expanded the way the model sees them) and the generated-token mask.
+    """Token ids (images and videos expanded the way the model sees them) and the generated-token mask.
 
-    Images are resized exactly as :class:`~deepeyes.policies.hf.HFPolicy` resizes them for
-    generation, so the tokens scored here are the tokens the policy was conditioned on.
-    Past ``max_length`` the loss mask is zero; the sequence itself is cut there only when
-    no image starts beyond the cut (cutting inside the images would misalign their features).
+    Images and videos are prepared exactly as :class:`~deepeyes.policies.hf.HFPolicy` prepares
+    them for generation (:func:`media_inputs`), so the tokens scored here are the tokens the
+    policy was conditioned on. Past ``max_length`` the loss mask is zero; the sequence itself is
+    cut there only when no image or video starts beyond the cut (cutting inside one would
+    misalign its features).
     """
     text = processor.apply_chat_template(to_hf_messages(messages), add_generation_prompt=False, tokenize=False)
-    images = [prepare_for_qwen(image, min_pixels, max_pixels) for image in all_images(messages)]
-    inputs = processor(text=[text], images=images or None, return_tensors="pt")
+    images, media = media_inputs(processor, messages, min_pixels=min_pixels, max_pixels=max_pixels)
+    inputs = processor(text=[text], **media, return_tensors="pt")
     input_ids = inputs.pop("input_ids")[0]
     inputs.pop("attention_mask", None)
     extra = {key: value[0] if key == "mm_token_type_ids" else value for key, value in inputs.items()}
@@ -113,7 +139,7 @@ def tokenize_conversation(
 
 
 def collate(conversations: list[TokenizedConversation], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded model inputs for several conversations (image features concatenated in order)."""
+    """Right-padded model inputs for several conversations (image and video features concatenated in order)."""
     width = max(c.length for c in conversations)
     input_ids = torch.full((len(conversations), width), pad_token_id, dtype=torch.long)
     attention = torch.zeros((len(conversations), width), dtype=torch.long)
@@ -128,7 +154,7 @@ def collate(conversations: list[TokenizedConversation], pad_token_id: int) -> di
     batch: dict[str, torch.Tensor] = {"input_ids": input_ids, "attention_mask": attention, "loss_mask": loss_mask}
     if any("mm_token_type_ids" in c.extra_inputs for c in conversations):
         batch["mm_token_type_ids"] = token_types
-    for key in ("pixel_values", "image_grid_thw"):
+    for key in VISION_KEYS:
         parts = [c.extra_inputs[key] for c in conversations if key in c.extra_inputs]
         if parts:
             batch[key] = torch.cat(parts, dim=0)

@@ -17,11 +17,10 @@ from typing import Any
 
 import torch
 
-from deepeyes.chat import Message, all_images
-from deepeyes.images import prepare_for_qwen
+from deepeyes.chat import Message
 from deepeyes.policies.base import Generation
 from deepeyes.policies.hf import to_hf_messages
-from deepeyes.rl.masking import TokenizedConversation
+from deepeyes.rl.masking import TokenizedConversation, media_inputs
 from deepeyes.wire import VISION_START
 
 logger = logging.getLogger(__name__)
@@ -42,16 +41,17 @@ def turn_row(
 ) -> TokenizedConversation:
     """One training row: ``prompt ids + sampled ids``, loss mask 1 on the sampled ids.
 
-    The images of ``prefix`` are processed again (their pixel values are not kept by the
+    The images and videos of ``prefix`` are processed again, as generation processed them
+    (:func:`~deepeyes.rl.masking.media_inputs`; their pixel values are not kept by the
     rollout); the prompt ids this yields must equal ``generation.prompt_token_ids`` or
     :class:`SampledIdsError` is raised, so features and ids cannot drift apart. Past
-    ``max_length`` the mask is zero (the row is cut there when no image starts beyond it).
+    ``max_length`` the mask is zero (the row is cut there when no image or video starts beyond it).
     """
     if generation.token_ids is None:
         raise SampledIdsError("the generation carries no sampled token ids")
     text = processor.apply_chat_template(to_hf_messages(prefix), add_generation_prompt=True, tokenize=False)
-    images = [prepare_for_qwen(image, min_pixels, max_pixels) for image in all_images(prefix)]
-    inputs = processor(text=[text], images=images or None, return_tensors="pt")
+    images, media = media_inputs(processor, prefix, min_pixels=min_pixels, max_pixels=max_pixels)
+    inputs = processor(text=[text], **media, return_tensors="pt")
     prompt_ids = inputs.pop("input_ids")[0]
     inputs.pop("attention_mask", None)
     if generation.prompt_token_ids is not None and prompt_ids.tolist() != list(generation.prompt_token_ids):

@@ -14,6 +14,15 @@ re-encoding of decoded text — is what verl trains on. The trajectory the loop 
 to verl's reward hook in ``extra_fields["trajectory"]`` (:mod:`deepeyes.rl.verl_reward`), which
 scores it and logs it.
 
+Videos go the way verl's own ``ToolAgentLoop`` sends them: each clip the loop decoded
+(:mod:`deepeyes.videos`) becomes the ``(frames tensor, metadata)`` pair ``qwen_vl_utils``
+makes of a frame list (what verl's ``RLHFDataset.process_vision_info`` gives), rendered into
+the prompt by verl's builder, sent to the server as ``video_data`` (SGLang gets the processor
+output instead, verl's ``build_sglang_video_payload``) and returned in
+``multi_modal_data["videos"]``, from which verl computes ``pixel_values_videos``,
+``video_grid_thw`` and ``second_per_grid_ts`` for the update: the same frames, at the same
+sampled fps, in rollout and training.
+
 The row is read by :func:`deepeyes.rl.data.read_row`, the local engine's reader, and the
 trajectory carries the step and sample verl's worker is on
 (:mod:`deepeyes.rl.verl_worker`), so both engines record the same fields. Each output's
@@ -43,7 +52,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import torch
 from PIL import Image
+from qwen_vl_utils import fetch_video
 from verl.experimental.agent_loop.agent_loop import (
     AgentLoopBase,
     AgentLoopMetrics,
@@ -61,11 +72,25 @@ from deepeyes.rl.data import read_row
 from deepeyes.rl.masking import TOOL_STOPS
 from deepeyes.rl.verl_worker import current_slot
 from deepeyes.tool_manager import ToolManager
+from deepeyes.videos import VideoClip
 from deepeyes.wire import IM_END
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: A video as verl's agent loop carries it: frames ``(T, C, H, W)`` and ``qwen_vl_utils``' metadata.
+VerlVideo = tuple[torch.Tensor, dict[str, Any]]
+
+
+def verl_video(clip: VideoClip, min_pixels: int, max_pixels: int, image_patch_size: int = 14) -> VerlVideo:
+    """``clip`` as verl's dataset makes a frame-list video: ``qwen_vl_utils.fetch_video`` over its
+    frames at the clip's sampled fps (each frame resized to the patch grid within
+    ``[min_pixels, max_pixels]``, the model's video limits; an odd count padded with the last
+    frame), with the metadata whose ``sampled_fps`` the processor turns into ``second_per_grid_ts``."""
+    element = {"video": list(clip.frames), "sample_fps": clip.sampled_fps, "min_pixels": min_pixels, "max_pixels": max_pixels}
+    frames, metadata = fetch_video(element, image_patch_size=image_patch_size, return_video_metadata=True)
+    return frames, metadata
 
 
 @functools.lru_cache(maxsize=4)
@@ -157,6 +182,10 @@ class TokenStream:
     ids: list[int]
     prompt_length: int
     images: list[Image.Image]
+    #: The question's videos (tools return images only), as verl's server and update take them.
+    videos: list[VerlVideo] = field(default_factory=list)
+    #: What SGLang gets instead of raw frames (verl's ``build_sglang_video_payload``); None without videos.
+    video_payload: list[dict[str, Any]] | None = None
     mask: list[int] = field(default_factory=list)
     logprobs: list[float] | None = field(default_factory=list)
     #: Per assistant turn, the ids the server returned that the conversation kept.
@@ -188,6 +217,7 @@ class ServerPolicy:
         min_pixels: int,
         max_pixels: int,
         max_prompt_tokens: int,
+        video_pixels: tuple[int, int] = (128 * 28 * 28, 768 * 28 * 28),
     ):
         self.server_manager = server_manager
         self.builder = builder  # verl's Continuous Token builder for the model family
@@ -200,6 +230,7 @@ class ServerPolicy:
             "max_new_tokens": max_new_tokens,
         }
         self.min_pixels, self.max_pixels = min_pixels, max_pixels
+        self.video_pixels = video_pixels  # (min, max) area of a video frame
         self.max_prompt_tokens = max_prompt_tokens
         self.request_id = uuid.uuid4().hex  # sticky: all turns of a trajectory go to one server
         self.im_end_id = tokenizer.convert_tokens_to_ids(IM_END)
@@ -209,28 +240,45 @@ class ServerPolicy:
         self.generation_s = 0.0
         self._lock = threading.Lock()
 
-    def _chat_message(self, message: Message) -> tuple[dict[str, Any], list[Image.Image]]:
-        """One message in the OpenAI-style form verl's builder renders, with its images resized once."""
+    def _chat_message(self, message: Message) -> tuple[dict[str, Any], list[Image.Image], list[VerlVideo]]:
+        """One message in the OpenAI-style form verl's builder renders, with its images resized
+        and its videos made verl's frame tensors once."""
         images = [prepare_for_qwen(image, self.min_pixels, self.max_pixels) for image in message.images]
+        videos = [verl_video(clip, *self.video_pixels) for clip in message.videos]
         parts: list[dict[str, Any]] = []
-        resized = iter(images)
+        resized, converted = iter(images), iter(videos)
         for piece in message.segments():
-            parts.append({"type": "text", "text": piece} if isinstance(piece, str) else {"type": "image", "image": next(resized)})
-        return {"role": message.role, "content": parts}, images
+            if isinstance(piece, str):
+                parts.append({"type": "text", "text": piece})
+            elif isinstance(piece, VideoClip):
+                parts.append({"type": "video", "video": next(converted)})
+            else:
+                parts.append({"type": "image", "image": next(resized)})
+        return {"role": message.role, "content": parts}, images, videos
 
     def _extend(self, messages: list[Message]) -> TokenStream:
         """Bring the stream up to ``messages``: the first call renders the prompt, later ones the new observations."""
         if self.stream is None:
-            chat, images = zip(*(self._chat_message(m) for m in messages), strict=True)
+            chat, images, videos = zip(*(self._chat_message(m) for m in messages), strict=True)
             self._chat = list(chat)
             all_images = [image for group in images for image in group]
-            ids = self.builder.build_initial_tokens(self._chat, images=all_images or None)
-            if all_images and len(ids) > self.max_prompt_tokens:
+            all_videos = [video for group in videos for video in group]
+            processed: dict[str, Any] = {}
+            ids = self.builder.build_initial_tokens(
+                self._chat, images=all_images or None, videos=all_videos or None, mm_inputs_out=processed
+            )
+            if (all_images or all_videos) and len(ids) > self.max_prompt_tokens:
                 raise ValueError(
-                    f"the prompt is {len(ids)} tokens with its images, over rollout.prompt_length={self.max_prompt_tokens}; "
-                    "images cannot be cut, so raise the limit or lower max_pixels"
+                    f"the prompt is {len(ids)} tokens with its images and videos, over rollout.prompt_length={self.max_prompt_tokens}; "
+                    "images and videos cannot be cut, so raise the limit or lower max_pixels (or the video's frame count)"
                 )
-            self.stream = TokenStream(ids=list(ids), prompt_length=len(ids), images=all_images)
+            self.stream = TokenStream(
+                ids=list(ids),
+                prompt_length=len(ids),
+                images=all_images,
+                videos=all_videos,
+                video_payload=AgentLoopBase.build_sglang_video_payload(all_videos, processed),
+            )
         else:
             stream = self.stream
             new = messages[self._encoded :]
@@ -239,7 +287,7 @@ class ServerPolicy:
             if stream.ids[-1] != self.im_end_id:  # cut by a stop string: the template closes the turn
                 self._append_context([self.im_end_id])
             self._chat.append({"role": "assistant", "content": new[0].content})
-            appended, images = zip(*(self._chat_message(m) for m in new[1:]), strict=True) if len(new) > 1 else ((), ())
+            appended, images, _ = zip(*(self._chat_message(m) for m in new[1:]), strict=True) if len(new) > 1 else ((), (), ())
             updated = self._chat + list(appended)
             merged = self.builder.merge_context_tokens(self._chat, updated, stream.ids)
             stream.mask, stream.logprobs = self.builder.align_response_metadata(merged, stream.mask, stream.logprobs)
@@ -275,6 +323,8 @@ class ServerPolicy:
             prompt_ids=list(stream.ids),
             sampling_params=params,
             image_data=list(stream.images) or None,
+            video_data=list(stream.videos) or None,
+            mm_processor_output=stream.video_payload,
         )
         output = asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
         with self._lock:
@@ -297,18 +347,32 @@ class ServerPolicy:
 
 
 def _cut_whole_images(ids: list[int], limit: int, images: list[Any], tokenizer: Any) -> tuple[int, list[Any]]:
-    """Where to cut a sequence at ``limit`` tokens without splitting an image, and the images kept."""
+    """Where to cut a sequence at ``limit`` tokens without splitting an image or a video, and
+    the images kept (videos sit in the prompt, which is never cut)."""
     if len(ids) <= limit:
         return len(ids), list(images)
     vision_start = tokenizer.convert_tokens_to_ids(wire.VISION_START)
     vision_end = tokenizer.convert_tokens_to_ids(wire.VISION_END)
+    image_pad = tokenizer.convert_tokens_to_ids(wire.IMAGE_PAD)
     starts = [i for i, token in enumerate(ids) if token == vision_start]
     ends = [i for i, token in enumerate(ids) if token == vision_end]
     end = limit
     for start, stop in zip(starts, ends, strict=False):
         if start < end <= stop:
             end = start
-    return end, list(images[: sum(1 for start in starts if start < end)])
+    image_starts = [start for start in starts if start + 1 < len(ids) and ids[start + 1] == image_pad]
+    return end, list(images[: sum(1 for start in image_starts if start < end)])
+
+
+def _multi_modal_data(images: list[Image.Image], videos: list[VerlVideo]) -> dict[str, Any]:
+    """verl's ``multi_modal_data``: the kept images under ``images``, the videos under ``videos``
+    (the keys verl's ``_compute_multi_modal_inputs`` reads); a key only when it has items."""
+    data: dict[str, Any] = {}
+    if images:
+        data["images"] = images
+    if videos:
+        data["videos"] = videos
+    return data
 
 
 class DeepEyesAgentLoop(AgentLoopBase):
@@ -340,13 +404,17 @@ class DeepEyesAgentLoop(AgentLoopBase):
         self.threads = threads or TRAJECTORY_THREADS
         size = self.processor.image_processor.size
         self.min_pixels, self.max_pixels = int(size["shortest_edge"]), int(size["longest_edge"])
+        video_size = self.processor.video_processor.size
+        # A frame's area bounds are the video processor's (as HFPolicy's); a row's max_pixels was
+        # applied to its clips when the request was made (RLPrompt.request).
+        self.video_min_pixels, self.video_max_pixels = int(video_size["shortest_edge"]), int(video_size["longest_edge"])
 
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
         loop = asyncio.get_running_loop()
         # The launch copied the rows with absolute image paths; the reader checks each is a file.
         prompt = read_row(kwargs, f"verl dataset row (data_source={kwargs.get('data_source')}, index={kwargs.get('index')})")
         slot = current_slot()
-        request = prompt.request(slot.sample if slot else 0, slot.step if slot else None)
+        sample, step = (slot.sample, slot.step) if slot else (0, None)
         policy = ServerPolicy(
             self.server_manager,
             self.continuous_token_builder,
@@ -357,8 +425,10 @@ class DeepEyesAgentLoop(AgentLoopBase):
             self.min_pixels,
             self.max_pixels,
             self.rollout_config.prompt_length,
+            video_pixels=(self.video_min_pixels, self.video_max_pixels),
         )
-        rollout = await self.threads.run(lambda: self.agent.rollout(policy, request))
+        # The request is made on the trajectory's thread: decoding the row's videos blocks, and verl's event loop must not.
+        rollout = await self.threads.run(lambda: self.agent.rollout(policy, prompt.request(sample, step)))
         stream = policy.stream
         assert stream is not None  # the agent loop always generates at least once
         end, images = _cut_whole_images(stream.ids, stream.prompt_length + self.rollout_config.response_length, stream.images, self.tokenizer)
@@ -369,7 +439,7 @@ class DeepEyesAgentLoop(AgentLoopBase):
             response_ids=stream.response_ids[:response_end],
             response_mask=stream.mask[:response_end],
             response_logprobs=stream.logprobs[:response_end] if stream.logprobs is not None else None,
-            multi_modal_data={"images": images} if images else {},
+            multi_modal_data=_multi_modal_data(images, stream.videos),
             num_turns=len(rollout.messages) - 1,
             metrics=AgentLoopMetrics(generate_sequences=policy.generation_s, tool_calls=trajectory.timing.get("tools_s", 0.0)),
             extra_fields={

@@ -38,6 +38,7 @@ from deepeyes.rl.services import build_tool_manager, write_reward_config
 from deepeyes.rl.verl_metrics import write_step_metrics
 from deepeyes.rl.verl_worker import collapse_environment
 from deepeyes.utils.processes import ManagedProcess
+from deepeyes.videos import VideoSampling
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class VerlPaths:
     agent_loop_config: Path
     tool_manager_config: Path
     reward_config: Path
+    #: Whether the copied rows carry videos (known once :func:`prepare` has read them).
+    has_videos: bool = False
 
     @classmethod
     def plan(cls, config: RLConfig) -> VerlPaths:
@@ -159,11 +162,16 @@ def build_overrides(config: RLConfig, paths: VerlPaths, reward_server_url: str) 
         *filter_groups_overrides(config),
         f"data.train_files={_list(paths.train_files)}",
         f"data.val_files={_list(paths.train_files)}",
-        "data.filter_overlong_prompts=true",
+        # Our reader already dropped rows over data.max_prompt_length, videos measured as they are
+        # decoded here; verl's filter decodes video files with qwen_vl_utils' readers (decord,
+        # torchcodec or torchvision's read_video, none of which torchvision 0.26 without the other
+        # two has) and drops every row it cannot read.
+        f"data.filter_overlong_prompts={_bool(not paths.has_videos)}",
         f"data.train_batch_size={config.data.batch_size}",
         f"data.max_prompt_length={verl.max_prompt_length}",
         f"data.max_response_length={verl.max_response_length}",
         "data.image_key=images",
+        "data.video_key=videos",
         "data.return_raw_chat=true",
         f"data.shuffle={_bool(config.data.shuffle)}",
         f"data.seed={config.data.seed}",
@@ -318,14 +326,31 @@ def _copy_names(files: list[Path]) -> list[str]:
     return [f"{i}_{name}" if names.count(name) > 1 else name for i, name in enumerate(names)]
 
 
+def _verl_video(source: Path | list[Path], sampling: VideoSampling) -> dict[str, Any]:
+    """A video entry as verl's dataset passes it on (``{"type": "video", **entry}``): the absolute
+    file, folder or frame files, and the sampling the reader resolved (``data.video_*`` or the
+    row's own), so the agent loop samples as the local engine would. ``max_pixels`` only when set."""
+    entry: dict[str, Any] = {
+        "video": [str(frame) for frame in source] if isinstance(source, list) else str(source),
+        "fps": sampling.fps,
+        "max_frames": sampling.max_frames,
+    }
+    if sampling.max_pixels is not None:
+        entry["max_pixels"] = sampling.max_pixels
+    return entry
+
+
 def _verl_row(row: dict[str, Any], prompt: RLPrompt) -> dict[str, Any]:
-    """The parquet ``row`` as verl gets it: its images as the absolute files the reader found
-    (Ray workers run in other directories), and the uid and sample index the reader gave it, so the
-    agent loop's reader gives the same prompt back."""
+    """The parquet ``row`` as verl gets it: its images and videos as the absolute files the reader
+    found (Ray workers run in other directories), and the uid and sample index the reader gave it,
+    so the agent loop's reader gives the same prompt back."""
     entries = row.get("images") or []
     images = [{**entry, "image": str(path)} if isinstance(entry, dict) else {"image": str(path)} for entry, path in zip(entries, prompt.images, strict=True)]
     extra = {**(row.get("extra_info") or {}), "uid": prompt.uid, "sample_index": prompt.sample_index}
-    return {**row, "images": images, "extra_info": extra}
+    copied = {**row, "images": images, "extra_info": extra}
+    if prompt.videos:
+        copied["videos"] = [_verl_video(source, prompt.video_sampling) for source in prompt.videos]
+    return copied
 
 
 def write_verl_data(prompts: list[RLPrompt], directory: Path) -> list[Path]:
@@ -354,7 +379,9 @@ def prepare(config: RLConfig, paths: VerlPaths) -> None:
         processor.save_pretrained(paths.model)
     elif sft is None:
         paths.model = start
-    paths.train_files = write_verl_data(run_prompts(config, config.data.rl_data_path, prompt_budget(config)), paths.root / "data")
+    prompts = run_prompts(config, config.data.rl_data_path, prompt_budget(config))
+    paths.train_files = write_verl_data(prompts, paths.root / "data")
+    paths.has_videos = any(prompt.videos for prompt in prompts)
     paths.agent_loop_config.write_text(yaml.safe_dump(agent_loop_entries(config, paths), sort_keys=False), encoding="utf-8")
 
 
