@@ -21,11 +21,14 @@ from video_media import write_frames, write_mp4
 from deepeyes import wire
 from deepeyes.chat import Message, all_videos
 from deepeyes.model_args import ToolArguments
+from deepeyes.policies.base import SamplingParams
+from deepeyes.policies.openai import OpenAIPolicy
 from deepeyes.policies.scripted import ScriptedPolicy
 from deepeyes.serve import ServeConfig
 from deepeyes.serve import app as serve_app
 from deepeyes.serve.backend import Backend
 from deepeyes.trajectory import validate
+from deepeyes.videos import load_video
 
 NO_TOOLS = ToolArguments(use_tools=False)
 
@@ -206,3 +209,12 @@ def test_remote_videos_follow_the_image_fetch_rules(served: Served, echo_service
         completion = client_of(trusting).chat.completions.create(model="deepeyes", messages=ask("Remote.", url))
     assert completion.choices[0].message.content == "1 video(s): 4@1.75s"
     assert completion.model_extra["trajectory"]["videos"] == [{"source": url, "frames": 4}]
+
+
+def test_the_openai_policy_video_part_round_trips_through_the_service(served: Served, tmp_path: Path) -> None:
+    """What the demo, infer and evaluation send with ``--api_base`` pointing here: the clip as an MP4 data URL, generate mode."""
+    clip = load_video(write_frames(tmp_path / "frames", count=6))  # frame i at i / 2 s
+    messages = [Message("system", "You are a test."), Message("user", wire.VIDEO_PLACEHOLDER + "\nWhich way?", videos=[clip])]
+    generation = OpenAIPolicy(served.base_url, "deepeyes").generate(messages, SamplingParams(max_new_tokens=64))
+    # Re-decoded by the service at its default 2 fps: the same 6 frames at the same times.
+    assert "1 video(s): 6@2.50s" in generation.text
