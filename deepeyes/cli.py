@@ -123,6 +123,12 @@ def build_parser(
 ) -> ConfigArgumentParser:
     """The parser :func:`parse_cli` uses (exposed for documentation generators and tests)."""
     parser = ConfigArgumentParser(list(dataclass_types), prog=prog, description=description, allow_abbrev=False)
+    for action in parser._actions:  # argparse has no public list of actions
+        if isinstance(action, argparse._StoreFalseAction) and f"--no_{action.dest}" in action.option_strings:
+            # HfArgumentParser gives the ``--no_<name>`` complement the field's own help and
+            # "(default: False)", which read as if it switched the field on.
+            action.help = f"switch --{action.dest} off (the same as --{action.dest} false)"
+            action.default = argparse.SUPPRESS  # the field's own flag holds the default
     for flag, dest in (aliases or {}).items():
         if dest.startswith("no:"):
             parser.add_argument(flag, dest=dest[3:], action="store_false", default=argparse.SUPPRESS, help=argparse.SUPPRESS)

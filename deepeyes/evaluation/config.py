@@ -1,5 +1,7 @@
 """Settings of one evaluation run (``evaluation/run_eval.sh`` maps its variables onto these).
 
+The model fields are :class:`deepeyes.model_args.ModelArguments`, the group infer, the demo
+and the service take, so a model setting has one name and one meaning everywhere.
 The fields are also the flags of ``python -m deepeyes.evaluation`` (derived by
 ``deepeyes.cli``), so each field's ``help`` is what ``--help`` prints. Relative paths are
 resolved against the current working directory (docs/configuration.md).
@@ -10,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deepeyes.paths import SAMPLE_DIR, TINY_MODEL_DIR
+from deepeyes.model_args import ModelArguments
+from deepeyes.paths import SAMPLE_DIR
 
 DEFAULT_DATASETS = ["DeepEyesMini_Visual", "DeepEyesMini_Search"]
 #: Model passes that can run beside the evaluation as baselines (deepeyes.evaluation.baselines).
@@ -18,16 +21,10 @@ BASELINE_RUNS = ("no_image", "no_tools")
 
 
 @dataclass(frozen=True)
-class EvalConfig:
-    model_path: str = field(
-        default=str(TINY_MODEL_DIR), metadata={"help": "Qwen2.5-VL directory or hub id, e.g. honglyhly/DeepEyesV2_7B_1031 (ignored when --api_base is set)"}
-    )
-    adapter_path: str | None = field(default=None, metadata={"help": "LoRA adapter directory or hub id applied on top of --model_path"})
-    api_base: str | None = field(
-        default=None,
-        metadata={"help": "OpenAI-compatible endpoint used instead of --model_path, e.g. http://127.0.0.1:8000/v1 (vLLM serving DeepEyesV2)"},
-    )
-    served_model: str = field(default="deepeyes", metadata={"help": "model name requested from --api_base"})
+class EvalConfig(ModelArguments):
+    """The model settings every front end shares (:class:`ModelArguments`: ``--model_path``,
+    ``--api_base``, ``--temperature``, ...; declared there once) and the evaluation's own."""
+
     datasets: list[str] = field(
         default_factory=lambda: list(DEFAULT_DATASETS),
         metadata={"help": "dataset names, <name>.tsv under --lmudata (space- or comma-separated)"},
@@ -45,7 +42,9 @@ class EvalConfig:
         default=1,
         metadata={"help": "copies of the local model generating in parallel; with --api_base, requests in flight are batch_size x num_workers"},
     )
-    use_tools: bool = field(default=True, metadata={"help": "false: single turn, no tools, plain VQA"})
+    use_tools: bool = field(
+        default=True, metadata={"help": "run the agent loop with the tools (false, --no_use_tools: single turn, no tools, plain VQA)"}
+    )
     tool_manager_config: str | None = field(
         default=None, metadata={"help": "tool manager YAML (default: local Redis + sandbox started on loopback)"}
     )
@@ -58,8 +57,6 @@ class EvalConfig:
     )
     max_samples: int | None = field(default=None, metadata={"help": "evaluate only the first N rows of each dataset (default: every row)"})
     max_turns: int = field(default=8, metadata={"help": "model turns per sample before giving up"})
-    max_new_tokens: int = field(default=512, metadata={"help": "token limit of one model turn"})
-    temperature: float = field(default=0.0, metadata={"help": "sampling temperature (0: greedy)"})
     seed: int = field(
         default=0,
         metadata={"help": "seed of the random generators before each pass; with --temperature > 0 a local model repeats its "
@@ -80,7 +77,6 @@ class EvalConfig:
         metadata={"help": "model baselines run beside the evaluation: no_image (the question alone), no_tools (one turn, "
                           "no tools); space- or comma-separated"},
     )
-    device: str = field(default="cpu", metadata={"help": "torch device for --model_path"})
     overwrite: bool = field(
         default=False, metadata={"help": "discard the trajectories already in --output_dir instead of resuming from them"}
     )
@@ -90,6 +86,7 @@ class EvalConfig:
     show_progress: bool = field(default=True, metadata={"help": "progress bars (--no_show_progress: none)"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         # Comma-separated names (the DATASETS variable of run_eval.sh) are split into the list.
         names = [name.strip() for entry in self.datasets for name in str(entry).split(",") if name.strip()]
         object.__setattr__(self, "datasets", names)
@@ -115,10 +112,15 @@ class EvalConfig:
     def identity(self) -> dict[str, object]:
         """The settings that make two runs' trajectories comparable; resuming requires equality.
 
-        The seed matters only when sampling, so greedy runs written before it existed still resume.
+        The seed matters only when sampling, and ``top_p``, ``dtype`` and ``tool_call_threshold``
+        only when changed from their defaults, so runs written before they existed still resume.
         """
         model = f"{self.api_base}#{self.served_model}" if self.api_base else str(Path(self.model_path).resolve())
-        sampling = {"seed": self.seed} if self.temperature > 0 else {}
+        sampling: dict[str, object] = {"seed": self.seed} if self.temperature > 0 else {}
+        defaults = ModelArguments()
+        for name in ("top_p", "dtype", "tool_call_threshold"):
+            if getattr(self, name) != getattr(defaults, name):
+                sampling[name] = getattr(self, name)
         return {
             "model": model,
             "adapter_path": str(Path(self.adapter_path).resolve()) if self.adapter_path else None,

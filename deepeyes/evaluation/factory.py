@@ -2,7 +2,8 @@
 
 Shared by the evaluation runner and the VLMEvalKit model class, so that both read the
 same settings the same way; the policy itself comes from the one factory every front end
-uses (:func:`deepeyes.model_args.build_policy`), fed the evaluation's model fields.
+uses (:func:`deepeyes.model_args.build_policy`), fed the evaluation's model fields
+(:class:`~deepeyes.evaluation.config.EvalConfig` extends :class:`~deepeyes.model_args.ModelArguments`).
 """
 
 from __future__ import annotations
@@ -48,16 +49,8 @@ class PolicyPool:
 
 
 def model_arguments(config: EvalConfig) -> ModelArguments:
-    """The evaluation's model fields as the shared :class:`ModelArguments` (same names, same meaning)."""
-    return ModelArguments(
-        model_path=config.model_path,
-        adapter_path=config.adapter_path,
-        api_base=config.api_base,
-        served_model=config.served_model,
-        device=config.device,
-        temperature=config.temperature,
-        max_new_tokens=config.max_new_tokens,
-    )
+    """The shared :class:`ModelArguments` part of the evaluation's settings (an ``EvalConfig`` is one, plus its own fields)."""
+    return ModelArguments(**{f.name: getattr(config, f.name) for f in dataclasses.fields(ModelArguments)})
 
 
 def build_policy(config: EvalConfig) -> Policy:

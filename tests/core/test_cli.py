@@ -113,6 +113,22 @@ def test_documented_flags_are_snake_case(name: str, capsys: pytest.CaptureFixtur
     assert flags and all("-" not in flag[2:] for flag in flags), flags
 
 
+def test_a_no_switch_says_it_turns_its_field_off() -> None:
+    """Issue 29: ``--no_use_tools`` repeated ``--use_tools``'s help and "(default: False)"."""
+    switches = []
+    for name in sorted(CLIS):
+        _, types = CLIS[name]()
+        parser = build_parser(types, prog=name, description="")
+        for action in parser._actions:
+            if f"--no_{action.dest}" in action.option_strings:
+                own = next(a for a in parser._actions if f"--{action.dest}" in a.option_strings)
+                assert action.help == f"switch --{action.dest} off (the same as --{action.dest} false)" != own.help
+                assert vars(parser.parse_args([f"--no_{action.dest}", *REQUIRED.get(name, [])]))[action.dest] is False
+                assert vars(parser.parse_args(REQUIRED.get(name, [])))[action.dest] is own.default is True
+                switches.append(f"{name} --no_{action.dest}")
+    assert "evaluation --no_use_tools" in switches and "evaluation --no_report" in switches
+
+
 @pytest.mark.parametrize("name", sorted(CLIS))
 def test_unknown_flags_are_refused(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     main, _ = CLIS[name]()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 import time
@@ -11,8 +12,10 @@ import pytest
 from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
 
+from deepeyes import model_args
+from deepeyes.evaluation import __main__ as eval_cli
 from deepeyes.evaluation.config import EvalConfig
-from deepeyes.evaluation.factory import PolicyPool, build_policy
+from deepeyes.evaluation.factory import PolicyPool, build_policy, model_arguments
 from deepeyes.evaluation.runner import evaluate
 from deepeyes.policies.base import Generation
 from deepeyes.policies.openai import OpenAIPolicy
@@ -49,14 +52,30 @@ def test_evaluates_through_an_openai_compatible_endpoint(make_tsv, chat_server, 
     path = make_tsv("Numbers", [{"index": i, "question": f"What is {i} times one?", "answer": str(i)} for i in range(4)])
     config = EvalConfig(
         api_base=api_base, served_model="standin", datasets=["Numbers"], lmudata=str(path.parent),
-        output_dir=str(tmp_path / "out"), use_tools=False, show_progress=False, report=False, max_new_tokens=64,
+        output_dir=str(tmp_path / "out"), use_tools=False, show_progress=False, report=False, max_new_tokens=64, top_p=0.5,
     )
     assert isinstance(build_policy(config), OpenAIPolicy)
     results = evaluate(config)
     assert results["overall"]["accuracy"] == 1.0 and len(seen) == 4
     assert {body["model"] for body in seen} == {"standin"} and {body["max_tokens"] for body in seen} == {64}
+    assert {body["top_p"] for body in seen} == {0.5}  # a shared model field the evaluation used to drop
     image_part = seen[0]["messages"][1]["content"][0]
     assert image_part["type"] == "image_url" and image_part["image_url"]["url"].startswith("data:image/png;base64,")
+
+
+def test_the_model_settings_are_the_shared_group_with_one_spelling_per_field():
+    """Issue 29: the evaluation declared its own copies of the model fields; now it takes
+    :class:`ModelArguments` whole, so a flag reads the same here as in infer, the demo and the service."""
+    shared = {f.name for f in dataclasses.fields(model_args.ModelArguments)}
+    assert not shared & set(vars(EvalConfig)["__annotations__"]), "EvalConfig declares a model field again"
+    argv = ["--model_path", "m", "--adapter_path", "a", "--api_base", "http://h/v1", "--served_model", "s", "--device", "cuda",
+            "--dtype", "bfloat16", "--temperature", "0.7", "--top_p", "0.9", "--max_new_tokens", "33", "--tool_call_threshold", "0.1"]
+    config, _ = eval_cli.parse_args([*argv, "--max_turns", "3"])
+    assert model_arguments(config) == model_args.parse_args(argv, prog="infer", description="")[0]
+    assert config.max_turns == 3 and isinstance(config, model_args.ModelArguments)
+    with pytest.raises(ValueError, match="top_p"):
+        EvalConfig(top_p=1.5)  # the group's own checks run for the evaluation too
+    assert config.identity()["top_p"] == 0.9 and "top_p" not in EvalConfig().identity()  # old runs still resume
 
 
 class ExclusiveCheckPolicy:
