@@ -65,12 +65,14 @@ def limit_pixels(clip: VideoClip, max_pixels: int | None) -> VideoClip:
 
     Unlike :func:`fit_clip` this never enlarges a frame, and a clip within the limit (or
     ``max_pixels`` None) comes back unchanged: the model's processor still applies its own
-    bounds. What the model will see is then what the tools see.
+    bounds. What the model will see is then what the tools see. A side is never cut below
+    28 px (``smart_resize`` rounds a short side of a tight limit down to 0).
     """
     width, height = clip.frames[0].size
     if max_pixels is None or width * height <= max_pixels:
         return clip
     new_height, new_width = smart_resize(height, width, QWEN_FACTOR, min_pixels=QWEN_FACTOR * QWEN_FACTOR, max_pixels=max_pixels)
+    new_height, new_width = max(QWEN_FACTOR, new_height), max(QWEN_FACTOR, new_width)
     return VideoClip(clip.source, [frame.resize((new_width, new_height), Image.Resampling.BICUBIC) for frame in clip.frames], list(clip.timestamps))
 
 

@@ -140,3 +140,5 @@ def test_a_request_pixel_limit_scales_frames_down_onto_the_grid_and_never_up() -
     assert limit_pixels(big, None) is big and limit_pixels(big, 224 * 168) is big
     small = _clip(2, 2.0, (30, 20))
     assert limit_pixels(small, 5000) is small
+    # A tight limit keeps a 28-px side (smart_resize alone rounds 48 px at 1000 pixels down to 0).
+    assert limit_pixels(_clip(2, 2.0, (64, 48)), 1000).frames[0].size == (28, 28)
