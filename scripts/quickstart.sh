@@ -13,7 +13,7 @@
 #   → the wall time of every stage (also in OUT/stage_times.tsv; logs of the stages run alongside under OUT/logs).
 #
 # Environment: OUT (default outputs/quickstart), EVAL_SAMPLES per dataset (default 20; the
-# sample data holds 10 grounding questions, all evaluated),
+# sample data's 10 grounding questions are all evaluated at the default),
 # RL_STEPS (default 8), RL_EVAL_STEPS (held-out curve every N steps, default 2),
 # RL_EVAL_PROMPTS (held-out prompts per curve point, default 10). Every stage's own variables
 # still apply. A re-run starts afresh: each stage replaces what an earlier quickstart left under OUT.
