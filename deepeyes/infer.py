@@ -43,7 +43,14 @@ from deepeyes.policies.tool_gate import ToolGateUnsupported
 from deepeyes.policies.video import limit_pixels
 from deepeyes.tools.registry import REGISTRY
 from deepeyes.trajectory import Trajectory, Turn, write_jsonl
-from deepeyes.videos import DEFAULT_FPS, DEFAULT_MAX_FRAMES, VideoClip, VideoLoadError, VideoSampling, load_video
+from deepeyes.videos import (
+    DEFAULT_FPS,
+    DEFAULT_MAX_FRAMES,
+    VideoClip,
+    VideoLoadError,
+    VideoSampling,
+    load_video,
+)
 
 DESCRIPTION = (
     "Ask a question about one or more images or videos. The model reasons, may run Python on them "
