@@ -3,6 +3,10 @@
 # e.g. `bash scripts/test.sh tests/rewards -x -q`; pytest's own options: .venv/bin/python -m pytest --help.
 # The set-up includes .venv-vlmeval, so VLMEvalKit's runner is tested, not skipped.
 # pytest reports the 30 slowest tests (--durations=30; a --durations of yours replaces it).
+# Tests run on 2 workers (pytest-xdist, -n 2 --dist worksteal): most of the suite waits on
+# servers, subprocesses and model loads rather than computing, so 2 workers fit a 2-core machine;
+# each worker starts its own session services (Redis, the sandbox instance) on free ports.
+# `-n 0` runs everything in this process (for pdb or -x), `-n 4` on 4 workers.
 # Markers deselect what this machine lacks (pyproject.toml [tool.pytest.ini_options]):
 #   -m "not redis"    tests that start a redis-server (tool manager, sandbox, search cache)
 #   -m "not browser"  tests that drive the demo page in headless chromium
@@ -19,7 +23,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/setup.sh" --with-vlmeval
 cd "$ROOT"
 set +e
-"$ROOT/.venv/bin/python" -m pytest --durations=30 "$@"
+"$ROOT/.venv/bin/python" -m pytest --durations=30 -n 2 --dist worksteal "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then
