@@ -64,7 +64,7 @@ alongside() {  # log name, command...: starts the command in the background, its
     "$@" > "$log" 2>&1 &
     BACKGROUND+=("$!")
 }
-join() {  # what, log name, pid: waits for a stage run alongside; on failure shows its log's end and stops
+wait_alongside() {  # what, log name, pid: waits for a stage run alongside; on failure shows its log's end and stops
     if ! wait "$3"; then
         echo "[quickstart] error: $1 failed; the end of $OUT/logs/$2.log:" >&2
         tail -n 40 "$OUT/logs/$2.log" >&2
@@ -97,7 +97,7 @@ RL_ADAPTER="$(ls -d "$OUT"/rl/checkpoints/step-* | sort | tail -n 1)/policy"  # 
 
 stage "3/5 evaluation of the RL model (then waiting for the base and SFT evaluations)"
 timed "evaluation: RL" evaluate rl "$OUT/cold_start" "$RL_ADAPTER"
-join "the base or SFT evaluation" eval_base_sft "${BACKGROUND[0]}"
+wait_alongside "the base or SFT evaluation" eval_base_sft "${BACKGROUND[0]}"
 
 stage "4/5 comparison; the behaviour analysis alongside (tool use by task, decision paths, over RL steps; log: $OUT/logs/behavior.log)"
 behaviour() {
@@ -110,7 +110,7 @@ echo
 timed "learning report" "$PY" -m deepeyes.rl.learning_report --out "$OUT"  # per category, the targets, and the RL curve's path
 
 stage "5/5 behaviour analysis"
-join "the behaviour analysis" behavior "${BACKGROUND[1]}"
+wait_alongside "the behaviour analysis" behavior "${BACKGROUND[1]}"
 cat "$OUT/logs/behavior.log"
 BACKGROUND=()  # every stage run alongside has been waited for: nothing left for the exit trap to stop
 echo
