@@ -21,10 +21,17 @@ from hydra import compose, initialize_config_dir
 from video_media import write_frames, write_mp4
 
 from deepeyes.paths import REPO_ROOT
+from deepeyes.prompts import system_prompt, user_prompt
 from deepeyes.rl import verl_launch
 from deepeyes.rl.config import RLConfig, load_rl_config
-from deepeyes.prompts import system_prompt, user_prompt
-from deepeyes.rl.data import RLDataError, fit_prompt_budget, load_prompts, prompt_budget, read_row, run_prompts
+from deepeyes.rl.data import (
+    RLDataError,
+    fit_prompt_budget,
+    load_prompts,
+    prompt_budget,
+    read_row,
+    run_prompts,
+)
 from deepeyes.videos import VideoSampling
 
 DEFAULT_CONFIG = REPO_ROOT / "reinforcement_learning" / "configs" / "deepeyes_rl.yaml"
