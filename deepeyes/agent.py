@@ -36,7 +36,7 @@ from PIL import Image
 from deepeyes.chat import Message
 from deepeyes.images import QWEN_DEFAULT_MAX_PIXELS, QWEN_FACTOR, load_image
 from deepeyes.policies.base import Policy, SamplingParams
-from deepeyes.prompts import no_tool_system_prompt, system_prompt, user_prompt
+from deepeyes.prompts import no_tool_system_prompt, system_prompt, user_prompt, video_system_prompt
 from deepeyes.tool_manager import ObservationBudget, ToolManager, ToolSession
 from deepeyes.tool_specs import resolve as resolve_tools
 from deepeyes.tools.budget import (
@@ -270,9 +270,12 @@ class AgentLoop:
     def first_messages(
         self, question: str, images: list[Image.Image], use_tools: bool = True, videos: list[VideoClip] | None = None
     ) -> list[Message]:
-        """The first prompt of a run: the system prompt (the no-tool one when the run has no tools), then the question with its images and videos."""
+        """The first prompt of a run: the system prompt (the no-tool one when the run has no tools;
+        with the frame tools described when the run has videos and tools), then the question with its images and videos."""
         prompt = self.system_prompt if use_tools or not self.config.use_tools else no_tool_system_prompt()
         videos = videos or []
+        if videos and use_tools and self.config.use_tools:
+            prompt = video_system_prompt(prompt)
         return [Message("system", prompt), Message("user", user_prompt(question, len(images), len(videos)), images, videos)]
 
     @staticmethod

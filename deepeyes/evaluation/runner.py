@@ -190,8 +190,8 @@ def _accuracy(record: dict[str, Any]) -> float:
 
 
 def _without_image(sample: EvalSample) -> EvalSample:
-    """The question alone: no image, and no image-search key (it would look the image up)."""
-    return dataclasses.replace(sample, images=[], image_sources=[], sample_index=None)
+    """The question alone: no image or video, and no image-search key (it would look the image up)."""
+    return dataclasses.replace(sample, images=[], image_sources=[], sample_index=None, videos=[])
 
 
 def _repeat_block(config: EvalConfig, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -296,6 +296,7 @@ def _rollout(loop: AgentLoop, policy: Policy, sample: EvalSample) -> Trajectory:
     request = AgentRequest(
         question=build_question(sample),
         images=list(sample.images),
+        videos=list(sample.videos),
         id=sample.id,
         ground_truth=sample.answer,
         data_source=sample.dataset,

@@ -16,12 +16,13 @@ from deepeyes.chat import Message
 from deepeyes.demo.session import PreparedInput, RunSettings
 from deepeyes.policies.base import SamplingParams
 from deepeyes.policies.scripted import ScriptedPolicy
-from deepeyes.prompts import no_tool_system_prompt, system_prompt
+from deepeyes.prompts import no_tool_system_prompt, system_prompt, video_system_prompt
 from deepeyes.serve.app import _request_run
 from deepeyes.serve.config import ServeConfig
 from deepeyes.serve.schemas import ChatCompletionRequest
 from deepeyes.tool_manager import ToolManager
 from deepeyes.tool_specs import TOOL_NAMES
+from deepeyes.videos import VideoSampling
 
 CODE_CALL = wire.think("compute") + wire.code_action("print(6 * 7)")
 INVALID_CALL = wire.think("search") + "<tool_call>\nnot json\n</tool_call>"
@@ -125,7 +126,7 @@ def test_force_no_tool_means_the_same_in_infer_the_demo_and_the_service(tmp_path
     loop = AgentLoop(ToolManager(), AgentConfig(max_turns=5))
     state = SimpleNamespace(config=ServeConfig(), loop=loop, backend=SimpleNamespace(policy=None, tokenizer=None, max_pixels=None))
     chat = ChatCompletionRequest.model_validate({"model": "deepeyes", "messages": [{"role": "user", "content": "q"}], "force_no_tool": True})
-    from_service = _request_run(state, chat, "q", [Image.open(image)], SamplingParams()).request  # type: ignore[arg-type]  # the fields it reads
+    from_service = _request_run(state, chat, "q", [Image.open(image)], [], VideoSampling(), SamplingParams()).request  # type: ignore[arg-type]  # the fields it reads
     for request in (from_infer, from_demo, from_service):
         assert request.force_no_tool
         assert _first_prompt_and_turns(request, loop) == (no_tool_system_prompt(), 1, 0)
@@ -141,7 +142,6 @@ def test_a_request_with_videos_shows_them_after_the_images_and_records_their_fra
 
     from deepeyes.agent import prompt_tokens
     from deepeyes.tools.budget import utf8_length
-    from deepeyes.videos import VideoSampling
 
     spy = ClosingSpy()
     opened: list = []
@@ -158,6 +158,7 @@ def test_a_request_with_videos_shows_them_after_the_images_and_records_their_fra
     trajectory = AgentLoop(spy, AgentConfig(max_turns=2)).rollout(policy, request).trajectory  # type: ignore[arg-type]
 
     user = seen[0][1]
+    assert seen[0][0].content == video_system_prompt()  # the frame tools are described only to runs with videos
     assert user.content.startswith("<image><video><video>\n") and len(user.images) == 1
     assert [len(v.frames) for v in user.videos] == [3, 3] and opened == [user.videos]
     assert trajectory.videos == [{"source": str(tmp_path / "clip.mp4"), "frames": 3}, {"source": str(tmp_path / "frames"), "frames": 3}]

@@ -20,18 +20,18 @@ def test_tool_use_counts_overall_and_per_category():
     summary = _summary(five_trajectories())
     overall = summary["overall"]
     # Every registered tool is a column, used or not (the zoom tool is registered but unused here).
-    assert summary["tools"] == ["code", "search", "image_search", "image_zoom_in_tool"]
+    assert summary["tools"] == ["code", "search", "image_search", "image_zoom_in_tool", "select_frames"]
     assert overall["n"] == 5
     assert overall["counts"] == {
-        "tool_calls": 4, "calls": {"code": 3, "search": 1, "image_search": 0, "image_zoom_in_tool": 0},
-        "trajectories_using": {"code": 2, "search": 1, "image_search": 0, "image_zoom_in_tool": 0},
+        "tool_calls": 4, "calls": {"code": 3, "search": 1, "image_search": 0, "image_zoom_in_tool": 0, "select_frames": 0},
+        "trajectories_using": {"code": 2, "search": 1, "image_search": 0, "image_zoom_in_tool": 0, "select_frames": 0},
         "failed": 1, "repeated": 1, "invalid": 1, "turns": 9,
     }
-    assert overall["tool_use_rate"] == {"code": 2 / 5, "search": 1 / 5, "image_search": 0.0, "image_zoom_in_tool": 0.0}
-    assert overall["calls_per_trajectory"] == {"code": 3 / 5, "search": 1 / 5, "image_search": 0.0, "image_zoom_in_tool": 0.0}
+    assert overall["tool_use_rate"] == {"code": 2 / 5, "search": 1 / 5, "image_search": 0.0, "image_zoom_in_tool": 0.0, "select_frames": 0.0}
+    assert overall["calls_per_trajectory"] == {"code": 3 / 5, "search": 1 / 5, "image_search": 0.0, "image_zoom_in_tool": 0.0, "select_frames": 0.0}
     assert overall["failure_rate"] == 1 / 4 and overall["repeat_rate"] == 1 / 4
     assert overall["invalid_rate"] == pytest.approx(1 / 9)
-    assert overall["tool_failure_rate"] == {"code": pytest.approx(1 / 3), "search": 0.0, "image_search": None, "image_zoom_in_tool": None}
+    assert overall["tool_failure_rate"] == {"code": pytest.approx(1 / 3), "search": 0.0, "image_search": None, "image_zoom_in_tool": None, "select_frames": None}
     assert overall["accuracy"] == pytest.approx(2 / 5) and overall["mean_turns"] == pytest.approx(9 / 5)
     chart, ocr = summary["categories"]["chart"], summary["categories"]["ocr"]
     assert (chart["n"], chart["tool_use_rate"]["code"], chart["failure_rate"]) == (2, 1.0, 1 / 3)
@@ -117,7 +117,7 @@ def test_tools_come_from_the_counts_dict():
     record["tool_calls"]["image_zoom_in_tool"] = 2
     record["turns"].insert(0, {"index": 0, "model_text": "zoom", "action": {"kind": "image_zoom_in_tool", "content": "{}"}, "observation": None})
     summary = _summary([record])
-    assert summary["tools"] == ["code", "search", "image_search", "image_zoom_in_tool"]
+    assert summary["tools"] == ["code", "search", "image_search", "image_zoom_in_tool", "select_frames"]
     assert summary["overall"]["tool_use_rate"]["image_zoom_in_tool"] == 1.0
     assert summary["overall"]["calls_per_trajectory"]["image_zoom_in_tool"] == 2.0
     assert summary["paths"]["top"][0]["path"] == "image_zoom_in_tool → answer"

@@ -62,5 +62,6 @@ def test_lookups() -> None:
     with pytest.raises(tool_specs.ToolArgumentError, match="no arguments"):
         tool_specs.read_call("image_search", {"x": 1})
     assert set(tool_specs.accepted_names()) == {
-        "code", "code_execution", "search", "text_search", "image_search", "image_zoom_in_tool", "zoom_in"
+        "code", "code_execution", "search", "text_search", "image_search", "image_zoom_in_tool", "zoom_in",
+        "select_frames", "frames",
     }
