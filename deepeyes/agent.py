@@ -47,7 +47,7 @@ from deepeyes.tools.budget import (
 )
 from deepeyes.trajectory import StopReason, Trajectory, Turn
 from deepeyes.videos import VideoClip, VideoInput, VideoSampling, load_video
-from deepeyes.wire import final_answer, parse_turn
+from deepeyes.wire import escape_placeholders, final_answer, parse_turn
 
 logger = logging.getLogger(__name__)
 
@@ -276,6 +276,8 @@ class AgentLoop:
         videos = videos or []
         if videos and use_tools and self.config.use_tools:
             prompt = video_system_prompt(prompt)
+        # A literal <image> or <video> in the question would claim media the request does not have.
+        question = escape_placeholders(question)
         return [Message("system", prompt), Message("user", user_prompt(question, len(images), len(videos)), images, videos)]
 
     @staticmethod

@@ -40,7 +40,6 @@ from deepeyes.model_args import (
     build_tool_manager,
 )
 from deepeyes.policies.tool_gate import ToolGateUnsupported
-from deepeyes.policies.video import limit_pixels
 from deepeyes.tools.registry import REGISTRY
 from deepeyes.trajectory import Trajectory, Turn, write_jsonl
 from deepeyes.videos import (
@@ -121,7 +120,7 @@ def load_videos(paths: Sequence[str], sampling: VideoSampling) -> list[VideoClip
     Raises:
         VideoLoadError: a path that is missing, not a video, or a folder without readable frames (named in the message).
     """
-    return [limit_pixels(load_video(Path(path), sampling), sampling.max_pixels) for path in paths]
+    return [load_video(Path(path), sampling) for path in paths]
 
 
 def make_request(

@@ -24,8 +24,9 @@ from typing import Any
 import av
 import numpy as np
 from PIL import Image
+from qwen_vl_utils import smart_resize
 
-from deepeyes.images import ImageLoadError, load_image
+from deepeyes.images import QWEN_FACTOR, ImageLoadError, load_image
 
 #: Suffixes taken as frames when a folder is given as a video.
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -116,7 +117,9 @@ def load_video(source: VideoInput, sampling: VideoSampling | None = None) -> Vid
     A file keeps the frames :func:`sample_indices` picks, stamped with their presentation
     times; frames given as a folder or a list are taken as already sampled at
     ``sampling.fps`` (frame ``i`` at ``i / fps`` seconds) and thinned evenly to
-    ``max_frames``. A :class:`VideoClip` is returned as it is.
+    ``max_frames``. A :class:`VideoClip` is taken as it is. Frames over
+    ``sampling.max_pixels`` are then scaled down (:func:`limit_pixels`), so every front end
+    hands the loop, the tools and the model the same frames.
 
     Raises:
         VideoLoadError: a URL, a missing path, a file without a video stream or with no
@@ -124,6 +127,10 @@ def load_video(source: VideoInput, sampling: VideoSampling | None = None) -> Vid
             (the message names the file).
     """
     sampling = sampling or VideoSampling()
+    return limit_pixels(_decode(source, sampling), sampling.max_pixels)
+
+
+def _decode(source: VideoInput, sampling: VideoSampling) -> VideoClip:
     if isinstance(source, VideoClip):
         return source
     if isinstance(source, list):
@@ -172,3 +179,19 @@ def _decode_file(path: Path, sampling: VideoSampling) -> VideoClip:
     if not frames:
         raise VideoLoadError(f"{path}: no frame could be decoded")
     return VideoClip(str(path), frames, times)
+
+
+def limit_pixels(clip: VideoClip, max_pixels: int | None) -> VideoClip:
+    """``clip`` with frames of more than ``max_pixels`` pixels scaled down onto Qwen's grid (a request's limit).
+
+    Unlike :func:`deepeyes.policies.video.fit_clip` this never enlarges a frame, and a clip within the limit (or
+    ``max_pixels`` None) comes back unchanged: the model's processor still applies its own
+    bounds. What the model will see is then what the tools see. A side is never cut below
+    28 px (``smart_resize`` rounds a short side of a tight limit down to 0).
+    """
+    width, height = clip.frames[0].size
+    if max_pixels is None or width * height <= max_pixels:
+        return clip
+    new_height, new_width = smart_resize(height, width, QWEN_FACTOR, min_pixels=QWEN_FACTOR * QWEN_FACTOR, max_pixels=max_pixels)
+    new_height, new_width = max(QWEN_FACTOR, new_height), max(QWEN_FACTOR, new_width)
+    return VideoClip(clip.source, [frame.resize((new_width, new_height), Image.Resampling.BICUBIC) for frame in clip.frames], list(clip.timestamps))

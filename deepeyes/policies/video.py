@@ -7,7 +7,8 @@ budget counts):
 - :func:`fit_clip` puts every frame of a clip on Qwen2.5-VL's 28-px grid at one size, the
   first frame's within the pixel bounds. The video processor stacks a clip's frames into
   one tensor (they must share a size) and would resize them to its grid anyway; a front end
-  applies a request's ``VideoSampling.max_pixels`` with it before the loop starts.
+  applies a request's ``VideoSampling.max_pixels`` when it decodes the clip
+  (:func:`deepeyes.videos.load_video`).
 - :func:`processor_metadata` tells the HF processor the clip's sampled rate, from which it
   derives ``second_per_grid_ts``, the seconds each temporal patch spans, for Qwen2.5-VL's
   absolute-time M-RoPE (without it the processor assumes 24 fps).
@@ -27,10 +28,9 @@ from fractions import Fraction
 import av
 import numpy as np
 from PIL import Image
-from qwen_vl_utils import smart_resize
 from transformers.video_utils import VideoMetadata
 
-from deepeyes.images import QWEN_FACTOR, prepare_for_qwen
+from deepeyes.images import prepare_for_qwen
 from deepeyes.videos import VideoClip
 
 #: Encoder of :func:`mp4_data_url`: H.264 where PyAV's FFmpeg has it, else MPEG-4 part 2
@@ -58,22 +58,6 @@ def fit_clip(clip: VideoClip, min_pixels: int, max_pixels: int) -> VideoClip:
         return clip
     frames = [frame if frame.size == size else frame.resize(size, Image.Resampling.BICUBIC) for frame in clip.frames]
     return VideoClip(clip.source, frames, list(clip.timestamps))
-
-
-def limit_pixels(clip: VideoClip, max_pixels: int | None) -> VideoClip:
-    """``clip`` with frames of more than ``max_pixels`` pixels scaled down onto Qwen's grid (a request's limit).
-
-    Unlike :func:`fit_clip` this never enlarges a frame, and a clip within the limit (or
-    ``max_pixels`` None) comes back unchanged: the model's processor still applies its own
-    bounds. What the model will see is then what the tools see. A side is never cut below
-    28 px (``smart_resize`` rounds a short side of a tight limit down to 0).
-    """
-    width, height = clip.frames[0].size
-    if max_pixels is None or width * height <= max_pixels:
-        return clip
-    new_height, new_width = smart_resize(height, width, QWEN_FACTOR, min_pixels=QWEN_FACTOR * QWEN_FACTOR, max_pixels=max_pixels)
-    new_height, new_width = max(QWEN_FACTOR, new_height), max(QWEN_FACTOR, new_width)
-    return VideoClip(clip.source, [frame.resize((new_width, new_height), Image.Resampling.BICUBIC) for frame in clip.frames], list(clip.timestamps))
 
 
 def processor_metadata(clip: VideoClip) -> VideoMetadata:

@@ -30,7 +30,6 @@ import pyarrow.parquet as pq
 
 from deepeyes import wire
 from deepeyes.agent import AgentRequest
-from deepeyes.policies.video import limit_pixels
 from deepeyes.rl.config import RLConfig, RLSetupError
 from deepeyes.rl.data_sources import (
     PromptBudget,
@@ -92,8 +91,8 @@ class RLPrompt:
         """The agent request of the prompt's ``sample``-th rollout (at training ``step`` when given).
 
         The row's videos come decoded (:meth:`load_videos`) with frames over the row's
-        ``max_pixels`` scaled down, as ``deepeyes.infer`` hands a request's videos to the loop,
-        so both engines' policies and the tools see the same frames.
+        ``max_pixels`` scaled down (:func:`deepeyes.videos.load_video`), as every front end
+        hands a request's videos to the loop, so both engines' policies and the tools see the same frames.
 
         Raises:
             RLDataError: a video cannot be decoded (names the row and the file).
@@ -109,7 +108,7 @@ class RLPrompt:
             data_source=self.data_source,
             sample_index=self.sample_index,
             metadata=metadata,
-            videos=[limit_pixels(clip, self.video_sampling.max_pixels) for clip in self.load_videos()],
+            videos=self.load_videos(),
             video_sampling=self.video_sampling,
         )
 

@@ -36,8 +36,9 @@ NOTE_PREFIX = "[note] "
 
 
 def escape_placeholders(text: str) -> str:
-    """Neutralise a literal ``<image>`` inside tool output: in a user turn it would claim an image."""
-    return text.replace(IMAGE_PLACEHOLDER, "< image >")
+    """Neutralise a literal ``<image>`` or ``<video>`` inside a question or tool output: in a
+    user turn it would claim an image or a video that is not there."""
+    return text.replace(IMAGE_PLACEHOLDER, "< image >").replace(VIDEO_PLACEHOLDER, "< video >")
 
 
 def think(text: str) -> str:

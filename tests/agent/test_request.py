@@ -169,3 +169,13 @@ def test_a_request_with_videos_shows_them_after_the_images_and_records_their_fra
     without = prompt_tokens([Message("user", "<image>", user.images)], utf8_length)
     with_videos = prompt_tokens([Message("user", "<image><video><video>", user.images, user.videos)], utf8_length)
     assert with_videos - without == 2 * 2 * image_tokens(user.videos[0].frames[0]) + len("<video><video>")
+
+
+def test_a_question_that_spells_a_placeholder_is_asked_as_text() -> None:
+    """'<video>' or '<image>' typed in a question is text, not a claim of media the request lacks."""
+    seen: list[Message] = []
+    policy = ScriptedPolicy(lambda messages: seen.extend(messages) or wire.answer_action("a tag"))
+    request = AgentRequest("What does <video> or <image> mean in HTML?", [Image.new("RGB", (8, 8))])
+    trajectory = AgentLoop(None, AgentConfig(use_tools=False)).rollout(policy, request).trajectory
+    assert trajectory.final_answer == "a tag" and len(seen[1].images) == 1 and seen[1].videos == []
+    assert "< video > or < image >" in seen[1].content

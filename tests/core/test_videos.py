@@ -70,3 +70,14 @@ def test_message_interleaves_images_and_videos_by_placeholder(tmp_path: Path) ->
     with pytest.raises(ValueError, match="1 <video> placeholder"):
         Message("user", "<video>", [], [])
     assert isinstance(clip, VideoClip)
+
+
+def test_a_pixel_limit_scales_frames_down_for_every_source(tmp_path: Path) -> None:
+    """``VideoSampling.max_pixels`` is applied where a video is decoded, so the service, the
+    demo, RL rows and infer hand the loop the same frames (and a clip within it is untouched)."""
+    limit = VideoSampling(max_pixels=28 * 28)
+    for source in (write_mp4(tmp_path / "clip.mp4"), write_frames(tmp_path / "frames"), tmp_path / "frames"):
+        width, height = load_video(source, limit).frames[0].size
+        assert width * height <= 28 * 28 and width % 28 == 0 and height % 28 == 0
+    within = load_video(tmp_path / "frames", VideoSampling(max_pixels=64 * 48))
+    assert within.frames[0].size == (64, 48)

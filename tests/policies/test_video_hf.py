@@ -20,10 +20,10 @@ from deepeyes.chat import Message, all_images, all_videos
 from deepeyes.images import prepare_for_qwen
 from deepeyes.policies.decoding import intra_op_threads
 from deepeyes.policies.hf import HFPolicy, to_hf_messages, trim_turn
-from deepeyes.policies.video import fit_clip, limit_pixels, processor_metadata
+from deepeyes.policies.video import fit_clip, processor_metadata
 from deepeyes.prompts import system_prompt, user_prompt
 from deepeyes.tools.budget import tokenizer_counter
-from deepeyes.videos import VideoClip
+from deepeyes.videos import VideoClip, limit_pixels
 
 MAX_NEW = 8
 
