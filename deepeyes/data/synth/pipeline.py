@@ -30,7 +30,7 @@ from deepeyes.data.synth.config import (
     SynthConfig,
 )
 from deepeyes.data.synth.recording import record_seed, save_thumbnails
-from deepeyes.data.synth.sample import SynthError, TaskSample, derived_rng
+from deepeyes.data.synth.sample import Planned, SynthError, TaskSample, derived_rng
 from deepeyes.data.synth.tasks import BUILDERS, TaskContext
 from deepeyes.data.synth.tasks.image_search import RESULTS
 from deepeyes.data.synth.text_search_hook import CorpusSearch
@@ -108,17 +108,6 @@ def pose(sample: TaskSample, choices: dict[str, str] | None) -> Posed:
         return Posed(pose_question(sample.question), sample.answer, None)
     letter = next(letter for letter, text in choices.items() if text == sample.answer)
     return Posed(pose_question(sample.question, choices=choices, answer_type="choice"), letter, choices)
-
-
-@dataclass
-class Planned:
-    split: str
-    index: int
-    task: str
-
-    @property
-    def sample_id(self) -> str:
-        return f"{self.split}-{self.index:05d}"
 
 
 def quotas(total: int, weights: dict[str, float]) -> dict[str, int]:

@@ -122,3 +122,16 @@ def numeric_distractors(value: int, offsets: tuple[int, ...], count: int = 3) ->
 
 class SynthError(RuntimeError):
     """A generated sample failed its own check (code output, search result, answer)."""
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One sample the generator will write: its split, its index there (the id) and its task."""
+
+    split: str
+    index: int
+    task: str
+
+    @property
+    def sample_id(self) -> str:
+        return f"{self.split}-{self.index:05d}"

@@ -31,7 +31,7 @@ from deepeyes.data import formats
 from deepeyes.data.sft_sample import from_seed
 from deepeyes.data.synth.config import VIDEO_HELDOUT_SPLITS, VIDEO_TASKS, SynthConfig
 from deepeyes.data.synth.executor import execute_code
-from deepeyes.data.synth.sample import SynthError, derived_rng
+from deepeyes.data.synth.sample import Planned, SynthError, derived_rng
 from deepeyes.data.synth.tasks.video import FPS, VIDEO_BUILDERS, VideoSample
 from deepeyes.prompts.questions import pose_question
 
@@ -47,17 +47,6 @@ ABILITY = "video"
 
 
 @dataclass(frozen=True)
-class VideoPlanned:
-    split: str
-    index: int
-    task: str
-
-    @property
-    def sample_id(self) -> str:
-        return f"{self.split}-{self.index:05d}"
-
-
-@dataclass(frozen=True)
 class VideoPosed:
     """The question as the model is asked it, its answer (the option letter when multiple choice) and options."""
 
@@ -66,16 +55,16 @@ class VideoPosed:
     choices: dict[str, str] | None
 
 
-def plan_videos(config: SynthConfig) -> list[VideoPlanned]:
+def plan_videos(config: SynthConfig) -> list[Planned]:
     """Each asked-for video split's rows, the three video tasks in turn (so any prefix is balanced)."""
     return [
-        VideoPlanned(split, index, VIDEO_TASKS[index % len(VIDEO_TASKS)])
+        Planned(split, index, VIDEO_TASKS[index % len(VIDEO_TASKS)])
         for split, size in config.video_split_sizes().items()
         for index in range(size)
     ]
 
 
-def build_videos(config: SynthConfig, planned: list[VideoPlanned]) -> dict[str, VideoSample]:
+def build_videos(config: SynthConfig, planned: list[Planned]) -> dict[str, VideoSample]:
     """Every planned video sample; each depends only on the seed, its split, index and task."""
     return {
         p.sample_id: VIDEO_BUILDERS[p.task](derived_rng(config.seed, p.split, p.index, p.task), p.split in VIDEO_HELDOUT_SPLITS)
@@ -83,7 +72,7 @@ def build_videos(config: SynthConfig, planned: list[VideoPlanned]) -> dict[str, 
     }
 
 
-def pose_video(config: SynthConfig, p: VideoPlanned, sample: VideoSample) -> VideoPosed:
+def pose_video(config: SynthConfig, p: Planned, sample: VideoSample) -> VideoPosed:
     """Evaluation rows are always A-D; training rows are with probability ``config.choice_share``, as the visual tasks'."""
     rng = derived_rng(config.seed, "choices", p.split, p.index)
     multiple = p.split == "eval_video" or rng.random() < config.choice_share
@@ -112,7 +101,7 @@ def write_frames(out: Path, samples: dict[str, VideoSample]) -> list[str]:
     return written
 
 
-def _sharegpt(p: VideoPlanned, sample: VideoSample, posed: VideoPosed, out: Path) -> dict[str, Any]:
+def _sharegpt(p: Planned, sample: VideoSample, posed: VideoPosed, out: Path) -> dict[str, Any]:
     """The executed trajectory as a ShareGPT record with the clip as one ``<video>``.
 
     The seed renderer writes the turns (the ones the loop renders); the first user turn is
@@ -134,7 +123,7 @@ def _sharegpt(p: VideoPlanned, sample: VideoSample, posed: VideoPosed, out: Path
     return {"messages": rendered.messages, "images": [], "videos": [frame_paths(p.sample_id, sample)]}
 
 
-def _rl_row(p: VideoPlanned, sample: VideoSample, posed: VideoPosed, system_prompt: str) -> dict[str, Any]:
+def _rl_row(p: Planned, sample: VideoSample, posed: VideoPosed, system_prompt: str) -> dict[str, Any]:
     return {
         "data_source": DATA_SOURCE,
         "prompt": [
@@ -158,7 +147,7 @@ def _rl_row(p: VideoPlanned, sample: VideoSample, posed: VideoPosed, system_prom
     }
 
 
-def eval_row(p: VideoPlanned, sample: VideoSample, posed: VideoPosed) -> dict[str, Any]:
+def eval_row(p: Planned, sample: VideoSample, posed: VideoPosed) -> dict[str, Any]:
     """A VLMEvalKit video row: the bare question, A-D columns and the clip's frame folder."""
     return {
         "index": p.index,
@@ -182,7 +171,7 @@ def write_video_data(config: SynthConfig, out: Path, system_prompt: str) -> tupl
     samples = build_videos(config, planned)
     posed = {p.sample_id: pose_video(config, p, samples[p.sample_id]) for p in planned}
     files = write_frames(out, samples)
-    by_split: dict[str, list[VideoPlanned]] = {}
+    by_split: dict[str, list[Planned]] = {}
     for p in planned:
         by_split.setdefault(p.split, []).append(p)
     if "video_sft" in by_split:
