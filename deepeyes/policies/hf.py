@@ -59,6 +59,26 @@ def trim_turn(text: str) -> str:
     return wire.trim_end_of_turn(text)
 
 
+def processor_media(processor: Any, conversations: list[list[Message]], *, min_pixels: int, max_pixels: int) -> dict[str, Any]:
+    """The Qwen2.5-VL processor's image and video arguments for ``conversations``, in prompt order.
+
+    Images are brought within ``[min_pixels, max_pixels]``; each video is its clip's frames at
+    one size within the video processor's own bounds (a request lowers the upper one when its
+    clip is decoded: ``VideoSampling.max_pixels``), with the clip's sampled rate as metadata
+    (:func:`~deepeyes.policies.video.processor_metadata`). One function for generation and for
+    RL's scoring pass, so the ids, ``pixel_values_videos``, ``video_grid_thw`` and
+    ``second_per_grid_ts`` scored are the ones the rollout saw.
+    """
+    images = [prepare_for_qwen(image, min_pixels, max_pixels) for messages in conversations for image in all_images(messages)]
+    media: dict[str, Any] = {"images": images or None}
+    clips = [clip for messages in conversations for clip in all_videos(messages)]
+    if clips:
+        size = processor.video_processor.size
+        fitted = [fit_clip(clip, int(size["shortest_edge"]), int(size["longest_edge"])) for clip in clips]
+        media.update(videos=[clip.frames for clip in fitted], video_metadata=[processor_metadata(clip) for clip in fitted])
+    return media
+
+
 @dataclass
 class HFPolicyConfig:
     #: A local directory or a hub id (``honglyhly/DeepEyesV2_7B_1031``); the same for ``adapter_path``.
@@ -132,11 +152,6 @@ class HFPolicy:
         size = self.processor.image_processor.size
         self.max_pixels = self.config.max_pixels or int(size["longest_edge"])
         self.min_pixels = self.config.min_pixels or int(size["shortest_edge"])
-        # A video frame's pixel bounds are the video processor's; a request lowers the upper one
-        # for its clips (VideoSampling.max_pixels) before the loop starts.
-        video_size = self.processor.video_processor.size
-        self.video_max_pixels = int(video_size["longest_edge"])
-        self.video_min_pixels = int(video_size["shortest_edge"])
         #: The settings a call without its own gets.
         self.sampling = SamplingParams(config.temperature, config.top_p, config.max_new_tokens)
         self._lock = threading.Lock()
@@ -166,17 +181,7 @@ class HFPolicy:
         return {key: value.to(self.config.device) for key, value in inputs.items()}
 
     def _media(self, conversations: list[list[Message]]) -> dict[str, Any]:
-        """The processor's image and video arguments for ``conversations``, in prompt order.
-
-        Images are brought within the policy's pixel bounds; each video is its clip's frames
-        at one size within the video bounds, with the clip's sampled rate as metadata.
-        """
-        images = [prepare_for_qwen(image, self.min_pixels, self.max_pixels) for messages in conversations for image in all_images(messages)]
-        clips = [fit_clip(clip, self.video_min_pixels, self.video_max_pixels) for messages in conversations for clip in all_videos(messages)]
-        media: dict[str, Any] = {"images": images or None}
-        if clips:
-            media.update(videos=[clip.frames for clip in clips], video_metadata=[processor_metadata(clip) for clip in clips])
-        return media
+        return processor_media(self.processor, conversations, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
 
     def generate(self, messages: list[Message], sampling: SamplingParams | None = None) -> Generation:
         return self.generate_batch([messages], sampling)[0]

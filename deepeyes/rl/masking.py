@@ -19,10 +19,8 @@ import torch
 from PIL import Image
 
 from deepeyes import wire
-from deepeyes.chat import Message, all_images, all_videos
-from deepeyes.images import prepare_for_qwen
-from deepeyes.policies.hf import to_hf_messages
-from deepeyes.policies.video import fit_clip, processor_metadata
+from deepeyes.chat import Message
+from deepeyes.policies.hf import processor_media, to_hf_messages
 
 #: Turns that end in one of these were cut by a stop string (the grammar policy in
 #: :mod:`deepeyes.wire.parse`: a turn ends at its first closing tool tag): the model did not
@@ -88,20 +86,12 @@ def generated_token_mask(input_ids: list[int], tokenizer: Any) -> torch.Tensor:
 def media_inputs(processor: Any, messages: list[Message], *, min_pixels: int, max_pixels: int) -> tuple[list[Image.Image], dict[str, Any]]:
     """The images of ``messages`` resized, and the processor's image and video arguments.
 
-    Built as :class:`~deepeyes.policies.hf.HFPolicy` builds them for generation: images within
-    ``[min_pixels, max_pixels]``, each video its clip's frames at one size within the video
-    processor's bounds (:func:`~deepeyes.policies.video.fit_clip`) with the clip's sampled rate
-    (:func:`~deepeyes.policies.video.processor_metadata`), so the ids, ``pixel_values_videos``,
-    ``video_grid_thw`` and ``second_per_grid_ts`` scored here are the ones the rollout saw.
+    Built by the function :class:`~deepeyes.policies.hf.HFPolicy` builds them with for
+    generation (:func:`~deepeyes.policies.hf.processor_media`), so what is scored here is what
+    the rollout saw.
     """
-    images = [prepare_for_qwen(image, min_pixels, max_pixels) for image in all_images(messages)]
-    media: dict[str, Any] = {"images": images or None}
-    clips = all_videos(messages)
-    if clips:
-        size = processor.video_processor.size
-        fitted = [fit_clip(clip, int(size["shortest_edge"]), int(size["longest_edge"])) for clip in clips]
-        media.update(videos=[clip.frames for clip in fitted], video_metadata=[processor_metadata(clip) for clip in fitted])
-    return images, media
+    media = processor_media(processor, [messages], min_pixels=min_pixels, max_pixels=max_pixels)
+    return media["images"] or [], media
 
 
 def tokenize_conversation(

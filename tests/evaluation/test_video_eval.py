@@ -13,16 +13,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from deepeyes.agent import AgentConfig, AgentLoop, AgentRequest
 from deepeyes.data.synth import SynthConfig
 from deepeyes.data.synth.config import VIDEO_TASKS
 from deepeyes.data.synth.video_rows import VIDEO_BENCHMARK, write_video_data
-from deepeyes.evaluation import metrics
+from deepeyes.evaluation.config import EvalConfig
 from deepeyes.evaluation.datasets import DatasetError, EvalSample, load_dataset
+from deepeyes.evaluation.runner import evaluate
 from deepeyes.evaluation.templates import build_question
 from deepeyes.policies.base import Generation
-from deepeyes.rewards import RewardConfig, RewardScorer
-from deepeyes.rewards.payload import request_from_trajectory
+from deepeyes.trajectory import read_jsonl
 from deepeyes.videos import load_video
 
 ROWS = 6
@@ -80,27 +79,23 @@ def _wrong(sample: EvalSample) -> str:
     return next(letter for letter in sample.choices if letter != sample.answer)
 
 
-def test_scripted_policy_gets_the_known_accuracy_per_category(lmudata: Path) -> None:
+def test_scripted_policy_gets_the_known_accuracy_per_category(lmudata: Path, tmp_path: Path) -> None:
+    """Through the evaluation runner: every row's clip reaches the policy whole, the records
+    name it, and the per-category accuracy is the scripted one."""
     samples = load_dataset(VIDEO_BENCHMARK, lmudata)
     # right on motion and order, wrong on every frame-count question
     script = {build_question(s): (_wrong(s) if s.category == "video_count" else s.answer, _frames_on_disk(s)) for s in samples}
-    loop, policy, scorer = AgentLoop(None, AgentConfig(use_tools=False)), ScriptedPolicy(script), RewardScorer(RewardConfig())
-    records = []
-    for sample in samples:
-        request = AgentRequest(
-            question=build_question(sample),
-            images=[],
-            videos=list(sample.videos),
-            id=sample.id,
-            ground_truth=sample.answer,
-            data_source=sample.dataset,
-            metadata={"category": sample.category, "answer_type": sample.answer_type, "choices": sample.choices},
-        )
-        trajectory = loop.rollout(policy, request).trajectory
-        trajectory.reward = scorer.score(request_from_trajectory(trajectory, sample.answer, answer_type="choice", choices=sample.choices))
-        records.append(trajectory.to_dict())
-        assert records[-1]["videos"] == [{"source": sample.videos[0], "frames": _frames_on_disk(sample)}]
-    result = metrics.dataset_metrics(records)
-    accuracy = {category: block["accuracy"] for category, block in result["categories"].items()}
+    config = EvalConfig(
+        datasets=[VIDEO_BENCHMARK], lmudata=str(lmudata), output_dir=str(tmp_path / "out"), use_tools=False, show_progress=False, report=False
+    )
+    results = evaluate(config, policy=ScriptedPolicy(script))
+    block = results["datasets"][VIDEO_BENCHMARK]
+    accuracy = {category: entry["accuracy"] for category, entry in block["categories"].items()}
     assert accuracy == {"video_count": 0.0, "video_motion": 1.0, "video_order": 1.0}
-    assert result["overall"]["accuracy"] == pytest.approx(sum(s.category != "video_count" for s in samples) / ROWS)
+    assert block["overall"]["accuracy"] == pytest.approx(sum(s.category != "video_count" for s in samples) / ROWS)
+    records = read_jsonl(tmp_path / "out" / "trajectories" / f"{VIDEO_BENCHMARK}.jsonl")
+    by_id = {s.id: s for s in samples}
+    assert {r.id for r in records} == set(by_id)
+    for record in records:
+        sample = by_id[record.id]
+        assert record.videos == [{"source": sample.videos[0], "frames": _frames_on_disk(sample)}]

@@ -124,10 +124,10 @@ def test_frames_off_the_grid_or_of_mixed_sizes_are_fitted_to_one_grid_size(polic
     on_grid = policy.generate(_conversation("Which way?", videos=[_clip(4, 2.0, (56, 56))]))
     assert fitted.token_ids == on_grid.token_ids and fitted.prompt_token_ids == on_grid.prompt_token_ids
     mixed = VideoClip("<frames>", [frame(0), frame(1).resize((60, 40)), frame(2).resize((90, 30))], [0.0, 0.5, 1.0])
-    sizes = {f.size for f in fit_clip(mixed, policy.video_min_pixels, policy.video_max_pixels).frames}
+    sizes = {f.size for f in fit_clip(mixed, *_video_bounds(policy)).frames}
     assert sizes == {(56, 56)}
     on_grid_clip = _clip()
-    assert fit_clip(on_grid_clip, policy.video_min_pixels, policy.video_max_pixels) is on_grid_clip  # nothing copied
+    assert fit_clip(on_grid_clip, *_video_bounds(policy)) is on_grid_clip  # nothing copied
 
 
 def test_a_request_pixel_limit_scales_frames_down_onto_the_grid_and_never_up() -> None:
@@ -142,3 +142,9 @@ def test_a_request_pixel_limit_scales_frames_down_onto_the_grid_and_never_up() -
     assert limit_pixels(small, 5000) is small
     # A tight limit keeps a 28-px side (smart_resize alone rounds 48 px at 1000 pixels down to 0).
     assert limit_pixels(_clip(2, 2.0, (64, 48)), 1000).frames[0].size == (28, 28)
+
+
+def _video_bounds(policy: HFPolicy) -> tuple[int, int]:
+    """The video processor's pixel bounds, which the policy fits every clip within."""
+    size = policy.processor.video_processor.size
+    return int(size["shortest_edge"]), int(size["longest_edge"])
