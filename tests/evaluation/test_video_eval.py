@@ -99,3 +99,19 @@ def test_scripted_policy_gets_the_known_accuracy_per_category(lmudata: Path, tmp
     for record in records:
         sample = by_id[record.id]
         assert record.videos == [{"source": sample.videos[0], "frames": _frames_on_disk(sample)}]
+
+
+def test_the_tiny_model_evaluates_video_rows_end_to_end(lmudata: Path, tmp_path: Path, tiny_model_dir: Path) -> None:
+    """The evaluation stage with the real HF policy on the tiny Qwen2.5-VL: each video row's
+    clip goes through the processor's video path, and its record names the frames it saw."""
+    config = EvalConfig(
+        model_path=str(tiny_model_dir), datasets=[VIDEO_BENCHMARK], lmudata=str(lmudata), output_dir=str(tmp_path / "out"),
+        use_tools=False, show_progress=False, report=False, max_samples=2, max_new_tokens=4,
+    )
+    results = evaluate(config)
+    assert results["datasets"][VIDEO_BENCHMARK]["overall"]["n"] == 2
+    records = read_jsonl(tmp_path / "out" / "trajectories" / f"{VIDEO_BENCHMARK}.jsonl")
+    by_id = {s.id: s for s in load_dataset(VIDEO_BENCHMARK, lmudata)}
+    for record in records:
+        assert record.videos == [{"source": by_id[record.id].videos[0], "frames": _frames_on_disk(by_id[record.id])}]
+        assert len(record.turns) == 1 and record.turns[0].completion_tokens > 0
