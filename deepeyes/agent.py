@@ -36,8 +36,14 @@ from PIL import Image
 from deepeyes.chat import Message
 from deepeyes.images import QWEN_DEFAULT_MAX_PIXELS, QWEN_FACTOR, load_image
 from deepeyes.policies.base import Policy, SamplingParams
-from deepeyes.prompts import no_tool_system_prompt, system_prompt, user_prompt, video_system_prompt
+from deepeyes.prompts import (
+    no_tool_system_prompt,
+    system_prompt,
+    user_prompt,
+    video_system_prompt,
+)
 from deepeyes.tool_manager import ObservationBudget, ToolManager, ToolSession
+from deepeyes.tool_specs import TOOL_NAMES
 from deepeyes.tool_specs import resolve as resolve_tools
 from deepeyes.tools.budget import (
     TokenCounter,
@@ -209,7 +215,7 @@ class AgentLoop:
             videos=[video.describe() for video in videos],
         )
         use_tools = self.uses_tools(request)
-        messages = self.first_messages(request.question, images, use_tools, videos)
+        messages = self.first_messages(request.question, images, use_tools, videos, request.disabled_tools)
         count_tokens = tokenizer_counter(getattr(policy, "tokenizer", None))
         overflow = self.context_overflow(messages, policy, count_tokens)
         if overflow is not None:
@@ -268,17 +274,27 @@ class AgentLoop:
         return Rollout(trajectory, messages)
 
     def first_messages(
-        self, question: str, images: list[Image.Image], use_tools: bool = True, videos: list[VideoClip] | None = None
+        self,
+        question: str,
+        images: list[Image.Image],
+        use_tools: bool = True,
+        videos: list[VideoClip] | None = None,
+        disabled_tools: Collection[str] = frozenset(),
     ) -> list[Message]:
         """The first prompt of a run: the system prompt (the no-tool one when the run has no tools;
         with the frame tools described when the run has videos and tools), then the question with its images and videos."""
         prompt = self.system_prompt if use_tools or not self.config.use_tools else no_tool_system_prompt()
         videos = videos or []
         if videos and use_tools and self.config.use_tools:
-            prompt = video_system_prompt(prompt)
+            prompt = video_system_prompt(prompt, self.enabled_tools(disabled_tools))
         # A literal <image> or <video> in the question would claim media the request does not have.
         question = escape_placeholders(question)
         return [Message("system", prompt), Message("user", user_prompt(question, len(images), len(videos)), images, videos)]
+
+    def enabled_tools(self, disabled_tools: Collection[str] = frozenset()) -> frozenset[str]:
+        """The tools a run may call: the registry's, less the tool manager's and ``disabled_tools`` (canonical names)."""
+        off = set(disabled_tools) | (self.tool_manager.disabled_tools if self.tool_manager is not None else set())
+        return frozenset(TOOL_NAMES) - off
 
     @staticmethod
     def _check_cancel(request: AgentRequest, trajectory: Trajectory) -> None:

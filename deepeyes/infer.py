@@ -162,7 +162,7 @@ def print_videos(console: Console, videos: list[VideoClip]) -> None:
         console.print(
             f"video {number}: {clip.source} · {len(clip.frames)} frame(s) of {width}x{height} · "
             f"{clip.timestamps[0]:.2f}-{clip.timestamps[-1]:.2f} s",
-            highlight=False, markup=False,
+            highlight=False, markup=False, soft_wrap=True,  # one line: a path broken across lines cannot be copied
         )
 
 

@@ -114,7 +114,10 @@ def create_app(
         except PayloadError as exc:
             return _error(400, str(exc))
         g.items = 1
-        result = scorer.score(score_request)
+        try:
+            result = scorer.score(score_request)
+        except PayloadError as exc:  # a ground truth only its preset can read (a grounding row's box)
+            return _error(400, str(exc))
         metrics.record_results([result])
         return jsonify(result)
 
@@ -136,7 +139,10 @@ def create_app(
         except PayloadError as exc:
             return _error(400, str(exc))
         g.items = len(requests)
-        results = scorer.score_batch(requests)
+        try:
+            results = scorer.score_batch(requests)
+        except PayloadError as exc:  # as on /score: the batch is refused whole, as for a malformed item
+            return _error(400, str(exc))
         metrics.record_results(results)
         return jsonify({"results": results})
 

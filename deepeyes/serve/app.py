@@ -298,7 +298,7 @@ def create_app(config: ServeConfig, tool_manager: ToolManager | None = None, tok
         run = _request_run(state, chat, question, images, videos, video_sampling, sampling)
         clock.add_since(mark)
         # Measured off the event loop: a 2 MB question takes a while to tokenise.
-        first = run.loop.first_messages(question, images, run.loop.uses_tools(run.request), videos)
+        first = run.loop.first_messages(question, images, run.loop.uses_tools(run.request), videos, run.request.disabled_tools)
         overflow = await asyncio.get_running_loop().run_in_executor(state.workers, run.loop.context_overflow, first, run.policy)
         if overflow is not None:
             raise context_length_exceeded(overflow)

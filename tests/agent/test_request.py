@@ -158,7 +158,7 @@ def test_a_request_with_videos_shows_them_after_the_images_and_records_their_fra
     trajectory = AgentLoop(spy, AgentConfig(max_turns=2)).rollout(policy, request).trajectory  # type: ignore[arg-type]
 
     user = seen[0][1]
-    assert seen[0][0].content == video_system_prompt()  # the frame tools are described only to runs with videos
+    assert seen[0][0].content == video_system_prompt(None, frozenset(TOOL_NAMES))  # the frame tools, only to runs with videos
     assert user.content.startswith("<image><video><video>\n") and len(user.images) == 1
     assert [len(v.frames) for v in user.videos] == [3, 3] and opened == [user.videos]
     assert trajectory.videos == [{"source": str(tmp_path / "clip.mp4"), "frames": 3}, {"source": str(tmp_path / "frames"), "frames": 3}]
@@ -169,6 +169,10 @@ def test_a_request_with_videos_shows_them_after_the_images_and_records_their_fra
     without = prompt_tokens([Message("user", "<image>", user.images)], utf8_length)
     with_videos = prompt_tokens([Message("user", "<image><video><video>", user.images, user.videos)], utf8_length)
     assert with_videos - without == 2 * 2 * image_tokens(user.videos[0].frames[0]) + len("<video><video>")
+    # A run whose request switches the frame tools off is not told of them.
+    off = AgentRequest("q", [], videos=[tmp_path / "frames"], disabled_tools={"select_frames", "zoom_in"})
+    AgentLoop(spy, AgentConfig(max_turns=2)).rollout(policy, off)  # type: ignore[arg-type]
+    assert "video_1_frames" in seen[-1][0].content and "select_frames" not in seen[-1][0].content
 
 
 def test_a_question_that_spells_a_placeholder_is_asked_as_text() -> None:

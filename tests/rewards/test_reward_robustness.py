@@ -83,3 +83,16 @@ def test_a_body_nested_past_the_recursion_limit_is_a_400(path: str, server: Flas
     body = '{"items": ' + "[" * 50_000 + "]" * 50_000 + "}"
     posted = server.post(path, data=body, content_type="application/json")
     assert (posted.status_code, posted.get_json()) == (400, {"error": "the request body is nested too deeply to read"})
+
+
+@pytest.mark.parametrize("truth", ["garbage", [110, 220, 10, 20], "[1, 2, 3]"], ids=["text", "inverted", "three-numbers"])
+def test_a_grounding_row_whose_truth_is_no_box_is_a_400_on_both_routes(server: FlaskClient, truth: object) -> None:
+    """The truth is read by the grounding preset at scoring time, not by the payload parser;
+    the client's mistake is still a 400 naming the ground truth, never a 500."""
+    item = {"response": "<answer>[10, 20, 110, 220]</answer>", "ground_truth": truth, "data_source": "refcoco"}
+    single = server.post("/score", json=item)
+    assert single.status_code == 400 and "ground_truth" in single.get_json()["error"]
+    batch = server.post("/score_batch", json={"items": [{**item, "ground_truth": [10, 20, 110, 220]}, item]})
+    assert batch.status_code == 400 and "ground_truth" in batch.get_json()["error"]
+    fine = server.post("/score", json={**item, "ground_truth": [10, 20, 110, 220]})
+    assert fine.status_code == 200 and fine.get_json()["accuracy"] == 1.0

@@ -34,3 +34,13 @@ def test_every_example_call_in_the_addendum_parses_to_its_tool() -> None:
     actions = [wire.parse_action(wire.think("x") + block) for block in blocks]
     assert [action.kind for action in actions] == ["select_frames", "select_frames", "image_zoom_in_tool"]
     assert [action.reason for action in actions] == [None, None, None]
+
+
+def test_only_the_tools_a_run_may_call_are_described() -> None:
+    """The shipped tool_manager_config.yaml leaves select_frames and the zoom off: a video run
+    there is told of the kernel's frames only, never invited to call a tool that is off."""
+    code_only = video_tools_addendum(frozenset({"code", "search", "image_search"}))
+    assert "video_1_frames" in code_only and "select_frames" not in code_only and "image_zoom_in_tool" not in code_only
+    frames_only = video_tools_addendum(frozenset({"select_frames"}))
+    assert "select_frames" in frames_only and "video_k_frames" not in frames_only
+    assert video_tools_addendum(frozenset()).startswith("This question also has videos") and "tool_call" not in video_tools_addendum(frozenset())
