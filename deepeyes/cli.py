@@ -48,6 +48,17 @@ class QuietLoggingArguments(LoggingArguments):
     )
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's formatter that appends ``(default: …)`` to a flag's help, except where the help
+    already says what the default means (``(default: each input's directory)``): printing
+    ``(default: None)`` after it would contradict it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.help and "(default:" in action.help:
+            return action.help
+        return super()._get_help_string(action)
+
+
 class ConfigArgumentParser(HfArgumentParser):
     """``HfArgumentParser`` that leaves out fields with no command-line form.
 
@@ -122,7 +133,9 @@ def build_parser(
     dataclass_types: Sequence[type], *, prog: str, description: str, aliases: dict[str, str] | None = None
 ) -> ConfigArgumentParser:
     """The parser :func:`parse_cli` uses (exposed for documentation generators and tests)."""
-    parser = ConfigArgumentParser(list(dataclass_types), prog=prog, description=description, allow_abbrev=False)
+    parser = ConfigArgumentParser(
+        list(dataclass_types), prog=prog, description=description, allow_abbrev=False, formatter_class=DefaultsHelpFormatter
+    )
     for action in parser._actions:  # argparse has no public list of actions
         if isinstance(action, argparse._StoreFalseAction) and f"--no_{action.dest}" in action.option_strings:
             # HfArgumentParser gives the ``--no_<name>`` complement the field's own help and

@@ -349,3 +349,15 @@ def test_overrides_leave_the_loaded_document_alone() -> None:
     merged = apply_overrides(document, ["rollout.n=8", "training.learning_rate=1e-4"])
     assert merged == {"rollout": {"n": 8}, "training": {"learning_rate": 1e-4}}
     assert document == {"rollout": {"n": 2}}
+
+
+def test_a_help_that_explains_its_default_is_not_followed_by_another() -> None:
+    """'(default: none here; …)' then '(default: None)' read as a contradiction in --help."""
+    @dataclasses.dataclass(frozen=True)
+    class Paths:
+        image_root: str | None = dataclasses.field(default=None, metadata={"help": "base for relative paths (default: each input's directory)"})
+        workers: int = dataclasses.field(default=1, metadata={"help": "worker processes"})
+
+    text = " ".join(build_parser([Paths], prog="p", description="d").format_help().split())
+    assert "(default: each input's directory)" in text and "(default: None)" not in text
+    assert "worker processes (default: 1)" in text
