@@ -86,11 +86,15 @@ def videos_recorded(out: Path) -> tuple[int, int]:
 def report(results: dict, recorded: tuple[int, int]) -> list[str]:
     dataset = results["datasets"][VIDEO_BENCHMARK]
     tools = sorted(dataset["overall"]["tool_call_rate"])
-    lines = [f"{'category':<14}{'n':>4}{'accuracy':>10}  {'95% CI':<16}" + "".join(f"{'calls ' + t:>22}" for t in tools)]
+    widths = {t: len(t) + 2 for t in tools}  # each tool's column as wide as its name
+    lines = [
+        "tool-call rate per tool, by category:",
+        f"{'category':<14}{'n':>4}{'accuracy':>10}  {'95% CI':<16}" + "".join(f"{t:>{widths[t]}}" for t in tools),
+    ]
     for name, block in [("all", dataset["overall"]), *dataset["categories"].items()]:
         lines.append(
             f"{name:<14}{block['n']:>4}{100 * block['accuracy']:>9.1f}%  {format_interval(block['accuracy_ci']):<16}"
-            + "".join(f"{100 * block['tool_call_rate'][t]:>21.1f}%" for t in tools)
+            + "".join(f"{100 * block['tool_call_rate'][t]:>{widths[t] - 1}.1f}%" for t in tools)
         )
     lines.append(f"trajectories recording their video: {recorded[0]} of {recorded[1]}")
     return lines
