@@ -8,7 +8,10 @@ decoding would write given a correct prefix):
 
 1. **Copy retention** on the pretraining corpus's own held-out stream: ``digit_copy`` (digit
    runs written back) and the whole mixture, exact match and token accuracy.
-2. **Value tokens in SFT replies**, per task, on SFT records generated with a seed training
+2. **Held-out answers copied**: the share of the evaluation split's answers, per category,
+   that the model writes back exactly after ``Copy:`` (a skill check only, no task: a base
+   that cannot write an answer's tokens at all cannot copy it out of a tool result either).
+3. **Value tokens in SFT replies**, per task, on SFT records generated with a seed training
    never used: all assistant tokens, digits that start a number (the model must find *which*
    number: retrieval by role) and digits that continue one (plain copying once the start is
    found), and whole-reply exact match.
@@ -70,6 +73,28 @@ def copy_retention(model, processor) -> dict[str, tuple[float, float]]:
                 scored_total += int(scored.sum())
         results[family] = (exact / total, right / scored_total)
     return results
+
+
+def answer_copying(model, processor, eval_dir: Path) -> dict[str, float]:
+    """``category -> share`` of the held-out answers in ``eval_dir``'s TSVs written back
+    exactly (teacher forcing) after ``Copy:``; grounding boxes are left out."""
+    import pandas as pd
+
+    encoder = pretrain.ConversationEncoder(processor)
+    outcomes: dict[str, list[int]] = defaultdict(list)
+    for tsv in sorted(eval_dir.glob("*.tsv")):
+        frame = pd.read_csv(tsv, sep="\t", dtype=str, usecols=["answer", "category"])
+        for answer, category in zip(frame["answer"], frame["category"]):
+            if category == "grounding":
+                continue
+            encoded = encoder.encode([{"role": "user", "content": f"Copy: {answer}"}, {"role": "assistant", "content": answer}], random.Random(0))
+            inputs = pretrain.collate(encoder, [encoded], "cpu")
+            inputs.pop("labels")
+            with torch.inference_mode():
+                predicted = model(**inputs).logits[0, :-1].argmax(-1)
+            correct = predicted == torch.tensor(encoded.input_ids[1:])
+            outcomes[category].append(int((correct | ~torch.tensor(encoded.assistant[1:])).all()))
+    return {category: sum(v) / len(v) for category, v in sorted(outcomes.items())}
 
 
 def sft_records(records: int, workdir: Path) -> tuple[list[dict], Path]:
@@ -145,6 +170,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="model directory (a cold-start OUTPUT_DIR, or the base)")
     parser.add_argument("--records", type=int, default=100, help="SFT records generated and scored (default: 100)")
+    parser.add_argument("--eval_dir", type=Path, default=REPO_ROOT / "data" / "sample" / "eval", help="held-out TSVs whose answers are copied (default: data/sample/eval)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1; see docs/pretrain.md)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -153,6 +179,9 @@ def main() -> None:
     print(f"model: {args.model}")
     for family, (exact, token) in copy_retention(model, processor).items():
         print(f"pretraining held-out {family:10s}  exact {exact:6.1%}  tokens {token:6.1%}")
+    if args.eval_dir.is_dir():
+        for category, share in answer_copying(model, processor, args.eval_dir).items():
+            print(f"held-out answers copied  {category:14s} {share:6.1%}")
     with tempfile.TemporaryDirectory(prefix="deepeyes-copy-diag-") as tmp:
         rows, image_root = sft_records(args.records, Path(tmp))
         table = value_tokens(model, processor, rows, image_root, args.records)

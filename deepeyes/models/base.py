@@ -109,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}")
         return 1
     where = args.source if args.verify_only else args.target
-    print(f"pretrained base OK at {where} ({manifest['steps']} steps, {manifest['tokens_seen']:,} tokens, seed {manifest['seed']})")
+    # a continued run (--init_from) counts its whole chain of runs
+    steps, tokens = manifest.get("total_steps", manifest["steps"]), manifest.get("total_tokens_seen", manifest["tokens_seen"])
+    print(f"pretrained base OK at {where} ({steps:,} steps, {tokens:,} tokens, seed {manifest['seed']})")
     return 0
 
 

@@ -50,7 +50,7 @@ from deepeyes.utils.hashing import file_sha256
 logger = logging.getLogger(__name__)
 
 #: Bumped whenever the corpus or the rendering changes what a seed produces.
-CORPUS_VERSION = "6"
+CORPUS_VERSION = "7"
 #: The default system turn Qwen's chat template adds when a conversation has none.
 DEFAULT_SYSTEM = "You are a helpful assistant."
 IGNORE_INDEX = -100
@@ -80,6 +80,14 @@ class PretrainArguments:
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
     device: str = field(default="cpu", metadata={"help": "torch device, e.g. cpu or cuda"})
     resume: bool = field(default=True, metadata={"help": "continue from OUT/state.pt when present (--no_resume starts afresh)"})
+    init_from: Path | None = field(
+        default=None,
+        metadata={
+            "help": "start from the weights of this finished base (a model folder with manifest.json) instead of "
+            "the seeded random ones: continued pretraining, e.g. after the corpus grew; its manifest becomes "
+            "the parent in this run's manifest (default: random initialisation)"
+        },
+    )
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "micro_batch_tokens", "save_steps", "eval_steps", "eval_samples"):
@@ -270,6 +278,7 @@ def train(args: PretrainArguments, argv: list[str]) -> Path:
     processor = build_processor(spec)
     encoder = ConversationEncoder(processor)
     model = build_model(spec, processor.tokenizer).to(args.device)
+    parent = _load_parent(model, args.init_from) if args.init_from else None
     model.train()
     # The vision tower and projector stay as initialised (frozen in every SFT recipe too):
     # pretraining is about the language side; the noise images only teach the decoder that
@@ -327,11 +336,31 @@ def train(args: PretrainArguments, argv: list[str]) -> Path:
             save(done)
         bar.set_postfix(loss=f"{step_loss:.3f}", exact=f"{history['eval'][-1]['all']:.2f}" if history["eval"] else "-")
     bar.close()
-    return export(model, processor, args, history, argv)
+    return export(model, processor, args, history, argv, parent)
 
 
-def export(model, processor, args: PretrainArguments, history: dict[str, Any], argv: list[str]) -> Path:
-    """Write ``OUT/model`` (weights, processor, manifest, loss curve)."""
+def _load_parent(model, folder: Path) -> dict[str, Any]:
+    """Load a finished base's weights into ``model``; returns its manifest.
+
+    Raises:
+        FileNotFoundError: ``folder`` has no ``manifest.json`` or ``model.safetensors``.
+    """
+    manifest_path, weights = folder / "manifest.json", folder / "model.safetensors"
+    for path in (manifest_path, weights):
+        if not path.is_file():
+            raise FileNotFoundError(f"--init_from {folder}: no {path.name} (expected a base written by this script)")
+    # Through from_pretrained, which maps the saved names onto the module's (as SFT loads it).
+    model.load_state_dict(type(model).from_pretrained(folder).state_dict(), strict=True)
+    logger.info("starting from the weights of %s", folder)
+    return json.loads(manifest_path.read_text(encoding="utf-8"))
+
+
+def export(model, processor, args: PretrainArguments, history: dict[str, Any], argv: list[str], parent: dict[str, Any] | None = None) -> Path:
+    """Write ``OUT/model`` (weights, processor, manifest, loss curve).
+
+    A continued run (``--init_from``) nests its parent's manifest under ``"parent"`` and adds
+    ``total_steps``, ``total_tokens_seen`` and ``total_wall_time_s`` over the whole chain, so
+    the commands that reproduce the weights are all in one file."""
     import torch
 
     final = args.out / "model"
@@ -363,6 +392,10 @@ def export(model, processor, args: PretrainArguments, history: dict[str, Any], a
         "heldout_exact_match": history["eval"][-1] if history["eval"] else None,
         "parameters": model.num_parameters(),
     }
+    if parent is not None:
+        manifest["parent"] = parent
+        for total, own in (("total_steps", "steps"), ("total_tokens_seen", "tokens_seen"), ("total_wall_time_s", "wall_time_s")):
+            manifest[total] = round(manifest[own] + parent.get(total, parent[own]), 1)
     (final / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     (final / "pretrain_history.json").write_text(json.dumps(history) + "\n", encoding="utf-8")
     logger.info("base model written to %s", final)

@@ -11,14 +11,14 @@ So this corpus teaches exactly those generic skills, in the chat template:
 - reading one value out of a block of text or a key/value record;
 - picking the k-th item of a list, and the label of an item;
 - finding a value in an earlier turn of a multi-turn conversation (a request, then a reply
-  that carries the value, then a reply that uses it).
+  that carries the value, then a reply that uses it), above all in the latest turn.
 
 What it must not contain (so the base stays a *base*, and SFT and RL have something to teach;
 checked by ``tests/models/test_pretrain.py``): the evaluation task families and their question
 templates, the wire-format tags (``<think>``, ``<code>``, ``<tool_call>``, ``<answer>``, …) and
-any evaluation value. Words come from :data:`WORDS`, made-up names from a syllable inventory
-whose first letters the synthetic world's names never start with, and numbers are uniform
-random digit strings.
+any evaluation value. Words come from :data:`WORDS` or are coined, made-up names and coined
+words hold a letter the synthetic world's names never use (:data:`MARK_LETTERS`), and numbers
+are uniform random digit strings.
 
 A sample is a list of ``{"role", "content"}`` messages; a user turn may start with one image
 (:data:`IMAGE` marks it), a random noise picture, so that the base has seen vision tokens
@@ -55,12 +55,23 @@ WORDS: tuple[str, ...] = tuple(
     """.split()
 )
 
-#: Syllables of made-up names. The synthetic world's names start with one of
-#: ``b d f g k l m n p q r s t v z``; these start with none of those letters.
-NAME_ONSETS: tuple[str, ...] = ("c", "ch", "h", "j", "w", "wh", "y", "x", "cl", "chr")
-NAME_MIDDLES: tuple[str, ...] = ("b", "d", "l", "m", "n", "r", "s", "t", "v", "z", "k", "g")
-NAME_VOWELS: tuple[str, ...] = ("a", "e", "i", "o", "u", "ia", "io", "ea", "y")
-NAME_CODAS: tuple[str, ...] = ("", "", "n", "m", "l", "sh", "ck", "ft", "mp", "w")
+#: Syllables of made-up names and coined words. Every letter piece a name can be made of is
+#: here, the synthetic world's onsets (``b br d dr …``) included: a token the base never
+#: *writes* in pretraining is one it cannot copy later (the unembedding of a token that is
+#: never a target is only ever pushed down), so a base whose names avoided the world's
+#: initials could not copy ``Broxkisk`` out of a search result at all (0 % on such names,
+#: docs/pretrain.md). Disjointness from the world's values is kept by a letter instead:
+#: every made-up name and coined word contains one of :data:`MARK_LETTERS`, which the
+#: world's syllables (``deepeyes.data.synth.world``) never use.
+NAME_ONSETS: tuple[str, ...] = (
+    "b", "br", "d", "dr", "f", "g", "gr", "k", "kr", "l", "m", "n", "p", "qu", "r", "s", "st", "t", "th", "v", "z",
+    "c", "ch", "h", "j", "w", "wh", "y", "x", "cl", "chr", "pl", "sl", "sp", "tr", "", "",
+)
+NAME_VOWELS: tuple[str, ...] = ("a", "e", "i", "o", "u", "ae", "ei", "ou", "ia", "io", "ea", "y")
+NAME_CODAS: tuple[str, ...] = ("", "", "n", "r", "s", "th", "l", "x", "nd", "sk", "m", "sh", "ck", "ft", "mp", "w")
+#: Letters the synthetic world's names never contain; each made-up name has at least one.
+MARK_LETTERS = "cjwy"
+MARK_ONSETS: tuple[str, ...] = ("c", "ch", "j", "w", "wh", "y", "cl", "chr")
 
 #: Attribute names of the made-up records (generic; none is an evaluation question's).
 ATTRIBUTES: tuple[str, ...] = (
@@ -104,18 +115,28 @@ class ValueMaker:
         self.rng = rng
 
     def number(self) -> str:
+        """A digit string of 1–5 digits, negative one time in ten (answers can be negative)."""
         digits = self.rng.choice((1, 2, 2, 2, 3, 3, 3, 4, 4, 5))
         value = str(self.rng.randrange(10 ** (digits - 1) if digits > 1 else 0, 10**digits))
-        return value
+        return f"-{value}" if value != "0" and self.rng.random() < 0.1 else value
 
     def word(self) -> str:
-        return self.rng.choice(WORDS)
+        """A word of :data:`WORDS`, or (one time in three) a coined lowercase word."""
+        return self.coined() if self.rng.random() < 1 / 3 else self.rng.choice(WORDS)
+
+    def coined(self) -> str:
+        """1–3 random syllables holding at least one of :data:`MARK_LETTERS` (lowercase)."""
+        syllables = [self.rng.choice(NAME_ONSETS) + self.rng.choice(NAME_VOWELS) for _ in range(self.rng.randint(1, 3))]
+        if not any(letter in "".join(syllables) for letter in MARK_LETTERS):
+            syllables[self.rng.randrange(len(syllables))] = self.rng.choice(MARK_ONSETS) + self.rng.choice(NAME_VOWELS)
+        return "".join(syllables) + self.rng.choice(NAME_CODAS)
 
     def name(self) -> str:
-        parts = [self.rng.choice(NAME_ONSETS) + self.rng.choice(NAME_VOWELS)]
-        for _ in range(self.rng.randint(0, 2)):
-            parts.append(self.rng.choice(NAME_MIDDLES) + self.rng.choice(NAME_VOWELS))
-        return ("".join(parts) + self.rng.choice(NAME_CODAS)).capitalize()
+        """A made-up capitalised name (1–3 syllables, at least two letters long)."""
+        name = self.coined()
+        while len(name) < 2:
+            name = self.coined()
+        return name.capitalize()
 
     def full_name(self) -> str:
         return self.name() if self.rng.random() < 0.6 else f"{self.name()} {self.name()}"
@@ -197,7 +218,7 @@ def _to_json(v: ValueMaker) -> list[dict[str, str]]:
 def _to_call(v: ValueMaker) -> list[dict[str, str]]:
     function = v.rng.choice(("lookup", "show", "store", "send", "make", "find", "open", "keep", "draw", "join"))
     args = v.distinct(v.rng.randint(1, 3), v.number if v.rng.random() < 0.5 else v.value)
-    rendered = ", ".join(a if a.isdigit() else json.dumps(a) for a in args)
+    rendered = ", ".join(_literal(a) for a in args)
     listed = " and ".join(args)
     user = v.rng.choice(
         (
@@ -212,7 +233,7 @@ def _to_call(v: ValueMaker) -> list[dict[str, str]]:
 def _to_list(v: ValueMaker) -> list[dict[str, str]]:
     items = v.distinct(v.rng.randint(2, 5), v.number if v.rng.random() < 0.5 else v.value)
     spoken = ", ".join(items[:-1]) + f" and {items[-1]}"
-    rendered = "[" + ", ".join(i if i.isdigit() else json.dumps(i) for i in items) + "]"
+    rendered = "[" + ", ".join(_literal(i) for i in items) + "]"
     return _turn(v.rng.choice((f"Put {spoken} in a list.", f"Make a list of {spoken}.")), rendered)
 
 
@@ -298,6 +319,32 @@ def _relay(v: ValueMaker) -> list[dict[str, str]]:
     ]
 
 
+def _reply_value(v: ValueMaker) -> list[dict[str, str]]:
+    """Ask for one value, get a reply that carries it (alone, in a sentence or on a labelled
+    line among others), then state it: copying out of the *latest* user turn into the answer,
+    the step every tool-using reply ends with, without any tool or tag."""
+    subject, attribute = v.full_name(), v.rng.choice(ATTRIBUTES)
+    value = v.number() if attribute in NUMERIC_ATTRIBUTES or v.rng.random() < 0.3 else v.value()
+    ask = v.rng.choice((f"What is the {attribute} of {subject}?", f"Please tell me the {attribute} of {subject}."))
+    form = v.rng.randrange(3)
+    if form == 0:
+        reply = value
+    elif form == 1:
+        reply = f"The {attribute} of {subject} is {value}."
+    else:
+        others = [a for a in v.rng.sample(ATTRIBUTES, 3) if a != attribute][:2]
+        lines = [f"{a}: {v.value()}" for a in others] + [f"{attribute}: {value}"]
+        v.rng.shuffle(lines)
+        reply = "Here are the fields.\n" + "\n".join(lines)
+    closing = v.rng.choice((value, f"The {attribute} is {value}.", f"{subject}: {value}"))
+    return [
+        {"role": "user", "content": f"Ask me for the {attribute} of {subject}, then tell me what I said."},
+        {"role": "assistant", "content": ask},
+        {"role": "user", "content": reply},
+        {"role": "assistant", "content": closing},
+    ]
+
+
 def _recall(v: ValueMaker) -> list[dict[str, str]]:
     """A value from the first turn, asked for two turns later."""
     secret, other = v.distinct(2)
@@ -307,6 +354,11 @@ def _recall(v: ValueMaker) -> list[dict[str, str]]:
         {"role": "user", "content": f"Now also consider {other}. Which value did I ask you to remember?"},
         {"role": "assistant", "content": secret},
     ]
+
+
+def _literal(value: str) -> str:
+    """A value as a Python/JSON literal: numbers bare, everything else quoted."""
+    return value if value.lstrip("-").isdigit() else json.dumps(value)
 
 
 def _turn(user: str, assistant: str) -> list[dict[str, str]]:
@@ -326,6 +378,7 @@ FAMILIES: dict[str, Callable[[ValueMaker], list[dict[str, str]]]] = {
     "kth_item": _kth_item,
     "label_of": _label_of,
     "relay": _relay,
+    "reply_value": _reply_value,
     "recall": _recall,
 }
 
@@ -342,7 +395,7 @@ def system_prompt(rng: random.Random) -> str | None:
 
 
 #: How often each family is drawn relative to the others (1 when not listed).
-FAMILY_WEIGHTS: dict[str, int] = {"copy": 4, "digit_copy": 4}
+FAMILY_WEIGHTS: dict[str, int] = {"copy": 4, "digit_copy": 2, "reply_value": 3}
 
 
 def sample(rng: random.Random, image_share: float, family: str | None = None) -> CorpusSample:

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from deepeyes import wire
 from deepeyes.data.synth.drawing import PALETTE
 from deepeyes.data.synth.tasks import counting, no_tool
-from deepeyes.data.synth.world import ONSETS
+from deepeyes.data.synth.world import CODAS, ONSETS, VOWELS
 from deepeyes.models import pretrain_corpus
 from deepeyes.models.base import BaseModelError, install, verify
 from deepeyes.paths import CARRIED_BASE_DIR
@@ -56,15 +56,39 @@ def test_corpus_has_no_wire_tag(corpus) -> None:
 def test_corpus_vocabulary_is_disjoint_from_the_evaluation_values(corpus) -> None:
     evaluation_words = set(no_tool.WORDS) | set(PALETTE) | set(counting.KINDS)
     assert not evaluation_words & set(pretrain_corpus.WORDS)
-    # made-up names never start like the synthetic world's (entities, people, cities, landmarks)
-    world_initials = {onset[0].upper() for onset in ONSETS}
+    # made-up names and coined words hold a letter the synthetic world's names (entities,
+    # people, cities, landmarks) never contain, so no corpus name can be a world value
+    world_letters = set("".join(ONSETS + VOWELS + CODAS))
+    assert set(pretrain_corpus.MARK_LETTERS) and not set(pretrain_corpus.MARK_LETTERS) & world_letters
+    makers = [pretrain_corpus.ValueMaker(random.Random(seed)) for seed in range(2000)]
+    made = [maker.name().lower() for maker in makers] + [maker.coined() for maker in makers]
+    assert all(set(value) & set(pretrain_corpus.MARK_LETTERS) for value in made)
+    assert not evaluation_words & set(made)
+
+
+def test_the_corpus_writes_every_piece_of_the_evaluation_names_and_numbers(corpus, encoder, sample_dir: Path) -> None:
+    """A token the base never writes is one it cannot copy (its output row is only pushed
+    down): every token of the held-out search answers and numbers is an assistant target
+    somewhere in the corpus, though none of those values is in it. Landmark kinds (``Spire``)
+    and evaluation words that are single tokens are the world's own words and stay out."""
+    written = set()
     for sample in corpus:
-        for token in _text(sample).replace(",", " ").replace(".", " ").split():
-            word = token.strip("()[]{}\":;|?'")
-            if word.lower() in evaluation_words:
-                pytest.fail(f"evaluation word {word!r} in a pretraining sample: {_text(sample)}")
-    names = {pretrain_corpus.ValueMaker(random.Random(seed)).name() for seed in range(2000)}
-    assert not {name for name in names if name[0] in world_initials}
+        encoded = encoder.encode(sample.messages, random.Random(0))
+        written |= {token for token, reply in zip(encoded.input_ids, encoded.assistant) if reply}
+    answers = []
+    for tsv in sorted((sample_dir / "eval").glob("*.tsv")):
+        frame = pd.read_csv(tsv, sep="\t", dtype=str)
+        answers += list(frame.loc[frame["category"].isin(["arithmetic", "text_search", "image_search"]), "answer"])
+    assert len(answers) >= 30
+    landmark_kinds = {"Spire", "Obelisk", "Arch", "Dome", "Gate", "Tower", "Pagoda", "Citadel", "Clocktower"}
+    missing = {}
+    for answer in answers:
+        name = " ".join(word for word in answer.split() if word not in landmark_kinds)
+        ids = encoder.tokenizer(name, add_special_tokens=False)["input_ids"]
+        unwritten = [encoder.tokenizer.decode([token]) for token in ids if token not in written]
+        if unwritten:
+            missing[answer] = unwritten
+    assert len(missing) <= len(answers) // 20, missing
 
 
 def test_corpus_poses_no_evaluation_question(corpus, sample_dir: Path) -> None:
@@ -106,7 +130,7 @@ def test_the_copy_warmup_writes_back_digit_runs() -> None:
         *_, user, reply = sample.messages
         assert (user["role"], reply["role"], sample.family) == ("user", "assistant", WARMUP_FAMILY)
         assert user["content"].endswith(f"Copy: {reply['content']}")
-        assert reply["content"].replace(" ", "").isdigit()
+        assert all(value.removeprefix("-").isdigit() for value in reply["content"].split(" "))
     with pytest.raises(KeyError, match="unknown pretraining family"):
         pretrain_corpus.sample(rng, image_share=0.5, family="counting")
 
@@ -138,6 +162,24 @@ def test_pretraining_learns_saves_and_resumes_to_the_same_weights(tmp_path: Path
     assert verify(final)["seed"] == 0
     history = json.loads((final / "pretrain_history.json").read_text())
     assert len(history["loss"]) == 3 and history["eval"][-1]["step"] == 3
+
+
+def test_continued_pretraining_starts_from_the_parent_and_records_the_chain(tmp_path: Path) -> None:
+    parent = train(PretrainArguments(out=tmp_path / "parent", steps=2, batch_size=2, warmup_steps=1, eval_steps=2, eval_samples=2, threads=1), ["--steps", "2"])
+    child_args = PretrainArguments(
+        out=tmp_path / "child", steps=1, batch_size=2, warmup_steps=1, eval_steps=1, eval_samples=2, threads=1, init_from=parent,
+        learning_rate=1e-9,
+    )
+    child = train(child_args, ["--init_from", str(parent), "--steps", "1"])
+    before, after = load_file(parent / "model.safetensors"), load_file(child / "model.safetensors")
+    # one step at a negligible learning rate: the child's weights are the parent's, not a fresh init
+    assert all(torch.allclose(before[k], after[k], atol=1e-6) for k in before)
+    manifest = verify(child)
+    assert manifest["parent"] == json.loads((parent / "manifest.json").read_text())
+    assert manifest["total_steps"] == 3 and manifest["total_tokens_seen"] > manifest["tokens_seen"]
+    assert "--init_from" in manifest["command"]
+    with pytest.raises(FileNotFoundError, match="no manifest.json"):
+        train(PretrainArguments(out=tmp_path / "orphan", steps=1, batch_size=2, init_from=tmp_path / "absent"), [])
 
 
 @pytest.fixture(scope="module")
@@ -201,8 +243,11 @@ def test_the_carried_base_matches_its_manifest_and_copies_digit_runs_it_never_sa
     rng = random.Random(20261207)
     copied = 0
     trials = 8
-    for _ in range(trials):
-        *prompt, reply = pretrain_corpus.sample(rng, image_share=0.0, family=WARMUP_FAMILY).messages
+    # unsigned runs: signs entered the corpus only in its last 1,200 steps, and the digits
+    # after a minus sign are still copied worse (docs/pretrain.md)
+    samples = (pretrain_corpus.sample(rng, image_share=0.0, family=WARMUP_FAMILY).messages for _ in range(1000))
+    unsigned = [messages for messages in samples if "-" not in messages[-1]["content"]][:trials]
+    for *prompt, reply in unsigned:
         text = processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
         inputs = processor(text=[text], return_tensors="pt")
         with torch.no_grad():
