@@ -60,7 +60,7 @@ WARMUP_FAMILY = "digit_copy"
 
 @dataclass(frozen=True)
 class PretrainArguments:
-    out: Path = field(default=Path("outputs/pretrain"), metadata={"help": "run folder: state.pt (resume), model/, manifest.json, loss_curve.png"})
+    out: Path = field(default=Path("outputs/pretrain"), metadata={"help": "run folder: state.pt (resume) and model/ (weights, processor, manifest.json, loss_curve.png)"})
     steps: int = field(default=3000, metadata={"help": "optimiser steps"})
     batch_size: int = field(default=32, metadata={"help": "conversations per step"})
     micro_batch_tokens: int = field(default=2048, metadata={"help": "padded tokens per forward pass (gradients accumulate over a step's passes)"})
@@ -73,7 +73,7 @@ class PretrainArguments:
     min_lr_ratio: float = field(default=0.1, metadata={"help": "cosine decay ends at this fraction of the peak"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     image_share: float = field(default=0.25, metadata={"help": "share of conversations whose first user turn shows a (noise) image"})
-    seed: int = field(default=0, metadata={"help": "seed of the corpus and of the initial weights (tiny.py's seed)"})
+    seed: int = field(default=0, metadata={"help": "seed of the corpus and of the initial weights (tiny.py's seed; with --init_from, of the corpus only)"})
     save_steps: int = field(default=100, metadata={"help": "write state.pt every this many steps"})
     eval_steps: int = field(default=100, metadata={"help": "measure held-out copying every this many steps"})
     eval_samples: int = field(default=128, metadata={"help": "held-out conversations per measurement (seed stream the training never draws)"})
@@ -85,7 +85,7 @@ class PretrainArguments:
         metadata={
             "help": "start from the weights of this finished base (a model folder with manifest.json) instead of "
             "the seeded random ones: continued pretraining, e.g. after the corpus grew; its manifest becomes "
-            "the parent in this run's manifest (default: random initialisation)"
+            "the parent in this run's manifest; an OUT/state.pt, when present, is resumed over it (default: random initialisation)"
         },
     )
 
@@ -456,7 +456,11 @@ def main(argv: list[str] | None = None) -> None:
         ),
     )
     logging_args.configure()
-    final = train(args, argv)
+    try:
+        final = train(args, argv)
+    except FileNotFoundError as exc:  # a wrong --init_from: one line, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     print(f"pretrained base written to {final}")
 
 
