@@ -27,25 +27,25 @@ def wait_rows(page, count: int) -> None:
 def upload(page, selector: str, path: Path, attempts: int = 3) -> None:
     """Choose ``path`` in the file input and wait until the component lists it.
 
-    The first upload on a freshly loaded page was sometimes lost, also on an idle machine: the
-    input stayed empty and the name never appeared; choosing the file again is what a user
-    would do. On a loaded CI machine an upload can also take longer than the 60 s allowed
-    before choosing again; a single-file component has then taken the file and removed its
-    input, so the name gets the page's whole timeout instead.
+    The first choice on a freshly loaded page was sometimes lost, also on an idle machine: the
+    page never sent the file and its name never appeared; choosing it again is what a user
+    would do. Only a choice the page never sent is repeated: a multi-file component keeps every
+    file it receives, and on a loaded CI machine a choice once took over a minute to show, so
+    the earlier rule (choose again after 60 s without the name) listed one image three times.
+    The wait for the page to send the file is therefore generous; a lost choice costs that long.
     """
     file_input = page.locator(f"{selector} input[type=file]")
     listed = page.locator(selector).get_by_text(path.name).first
     for attempt in range(attempts):
-        file_input.set_input_files(str(path))
         try:
-            listed.wait_for(timeout=60_000)
-            return
+            with page.expect_request(lambda request: request.method == "POST" and "/upload" in request.url, timeout=120_000):
+                file_input.set_input_files(str(path))
         except PlaywrightTimeoutError:
-            if file_input.count() == 0:  # taken, still uploading
-                listed.wait_for()
-                return
             if attempt == attempts - 1:
                 raise
+            continue
+        listed.wait_for()
+        return
 
 
 def ask(page, question: str) -> None:
