@@ -50,7 +50,7 @@ from deepeyes.utils.hashing import file_sha256
 logger = logging.getLogger(__name__)
 
 #: Bumped whenever the corpus or the rendering changes what a seed produces.
-CORPUS_VERSION = "7"
+CORPUS_VERSION = "8"
 #: The default system turn Qwen's chat template adds when a conversation has none.
 DEFAULT_SYSTEM = "You are a helpful assistant."
 IGNORE_INDEX = -100

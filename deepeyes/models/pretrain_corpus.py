@@ -55,6 +55,34 @@ WORDS: tuple[str, ...] = tuple(
     """.split()
 )
 
+#: Everyday English a pretrained model has read countless times: arithmetic words, places,
+#: times, buildings, pictures and the words questions are asked in. Without them the question
+#: words that decide a tool call (``plus``, ``city``, ``landmark``, ``called`` …) reached SFT
+#: as never-trained embeddings, and the SFT model ignored them: it wrote ``*`` for "plus" and
+#: searched for the founder when asked for the city (docs/pretrain.md). Single words only;
+#: the evaluation's values (colour, shape and answer words) stay out, and so do its question
+#: templates (both checked by ``tests/models/test_pretrain.py``).
+COMMON_WORDS: tuple[str, ...] = tuple(
+    """
+    about above across after again against along also always among answer area around away
+    back before begin behind below between big bottom build building built call called card
+    centre chief city clear close count country curator day different distance door down
+    early east edge engineer every exact far few field find first floor follow founded founder
+    front full give good great ground half hall height high hold hour house image inside keep
+    keeper kind large last late left less librarian light line lit little locate long look
+    lower main make many map mark measure metre metres middle minus minute month more most
+    much name narrow near new next north number often old only open opened other outside page
+    part past people photo picture place plus point quote quotes read reply right road round
+    row same second see shown side sign small south start state step street table tall tell
+    than there third time times title top total town under upper view visit wall way week
+    west where which whole wide word write written year young
+    the a an is are was were be this that these with of in on at to for from by and or
+    can you we they it its how what who why when
+    landmark password shapes hundred thousand collection exhibition span telescope aperture
+    centimetres volumes annual output litres
+    """.split()
+)
+
 #: Syllables of made-up names and coined words. Every letter piece a name can be made of is
 #: here, the synthetic world's onsets (``b br d dr …``) included: a token the base never
 #: *writes* in pretraining is one it cannot copy later (the unembedding of a token that is
@@ -77,8 +105,9 @@ MARK_ONSETS: tuple[str, ...] = ("c", "ch", "j", "w", "wh", "y", "cl", "chr")
 ATTRIBUTES: tuple[str, ...] = (
     "owner", "colour code", "weight", "price", "code", "room", "mood", "pet", "vehicle", "hobby",
     "floor", "serial", "batch", "rank", "label", "tag", "width", "depth", "score", "level",
+    "city", "year", "country", "street", "author", "builder", "height", "title",
 )
-NUMERIC_ATTRIBUTES = frozenset({"weight", "price", "code", "room", "floor", "serial", "batch", "rank", "width", "depth", "score", "level"})
+NUMERIC_ATTRIBUTES = frozenset({"weight", "price", "code", "room", "floor", "serial", "batch", "rank", "width", "depth", "score", "level", "year", "height"})
 
 GENERIC_SYSTEM_SENTENCES: tuple[str, ...] = (
     "You are a helpful assistant.",
@@ -121,8 +150,10 @@ class ValueMaker:
         return f"-{value}" if value != "0" and self.rng.random() < 0.1 else value
 
     def word(self) -> str:
-        """A word of :data:`WORDS`, or (one time in three) a coined lowercase word."""
-        return self.coined() if self.rng.random() < 1 / 3 else self.rng.choice(WORDS)
+        """A word of :data:`WORDS` or :data:`COMMON_WORDS`, or (one time in three) a coined
+        lowercase word."""
+        draw = self.rng.random()
+        return self.coined() if draw < 1 / 3 else self.rng.choice(COMMON_WORDS) if draw < 1 / 2 else self.rng.choice(WORDS)
 
     def coined(self) -> str:
         """1–3 random syllables holding at least one of :data:`MARK_LETTERS` (lowercase)."""
@@ -177,6 +208,15 @@ def _digit_copy(v: ValueMaker) -> list[dict[str, str]]:
     (docs/pretrain.md). It opens every run (``--copy_warmup_steps``) and stays in the mixture."""
     joined = " ".join(v.number() for _ in range(v.rng.randint(2, 8)))
     return _turn(f"Copy: {joined}", joined)
+
+
+def _word_copy(v: ValueMaker) -> list[dict[str, str]]:
+    """A run of everyday words written back: every :data:`COMMON_WORDS` entry is read and
+    written a few hundred times in a run, where drawn only as one value among others it came
+    up a handful of times."""
+    words = [v.rng.choice(COMMON_WORDS) if v.rng.random() < 0.8 else v.word() for _ in range(v.rng.randint(4, 12))]
+    joined = " ".join(words)
+    return _turn(v.rng.choice((f"Copy: {joined}", f"Repeat these words: {joined}", f"Write back: {joined}")), joined)
 
 
 def _repeat(v: ValueMaker) -> list[dict[str, str]]:
@@ -368,6 +408,7 @@ def _turn(user: str, assistant: str) -> list[dict[str, str]]:
 FAMILIES: dict[str, Callable[[ValueMaker], list[dict[str, str]]]] = {
     "copy": _copy,
     "digit_copy": _digit_copy,
+    "word_copy": _word_copy,
     "repeat": _repeat,
     "reorder": _reorder,
     "to_json": _to_json,
@@ -395,7 +436,7 @@ def system_prompt(rng: random.Random) -> str | None:
 
 
 #: How often each family is drawn relative to the others (1 when not listed).
-FAMILY_WEIGHTS: dict[str, int] = {"copy": 4, "digit_copy": 2, "reply_value": 3}
+FAMILY_WEIGHTS: dict[str, int] = {"copy": 4, "digit_copy": 2, "word_copy": 4, "reply_value": 3}
 
 
 def sample(rng: random.Random, image_share: float, family: str | None = None) -> CorpusSample:
