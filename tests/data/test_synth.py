@@ -209,6 +209,26 @@ def test_sft_text_search_observations_are_what_the_search_tool_returns(sample_di
             assert wire.tool_response(call["output"]) == search.search(call["input"]).text
 
 
+def test_search_answers_are_read_from_a_quote_that_ends_with_them(seeds: list[dict]) -> None:
+    """The last thought of a search sample quotes the gold text up to the answer: verbatim, from
+    a start no other result shares (text search), and with the answer as its last words, so the
+    answer the model writes is a copy of the words it has just written."""
+    searched = [s for s in seeds if s["task"] in ("text_search", "image_search")]
+    assert {s["task"] for s in searched} == {"text_search", "image_search"}
+    for seed in searched:
+        output = seed["tool_calls"][-1]["output"]
+        if seed["task"] == "text_search":
+            quote = re.search(r"It says: (.*)\. So the answer is (.*)\.$", seed["thoughts"][-1], re.S)
+            assert quote and quote.group(2) == seed["answer"], seed["thoughts"][-1]
+            assert output.count(quote.group(1)) == 1  # in one result only, verbatim
+        else:
+            quote = re.search(r"its title reads '(.*)'\. So the (city|name) is (.*)\.$", seed["thoughts"][-1], re.S)
+            assert quote and quote.group(3) == seed["answer"], seed["thoughts"][-1]
+            assert ("city" in seed["text"]) == (quote.group(2) == "city")
+            assert output.split("\n")[0].startswith("1. <image> ") and quote.group(1) in output.split("\n")[0]
+        assert quote.group(1).endswith(seed["answer"])
+
+
 def test_every_referenced_image_exists(sample_dir: Path, seeds: list[dict]) -> None:
     referenced = [s["image"] for s in seeds] + [p for s in seeds for c in s["tool_calls"] for p in c.get("images", [])]
     referenced += [p for r in formats.read_json(sample_dir / "sft/sharegpt.json") for p in r["images"]]

@@ -68,6 +68,22 @@ def render_landmark(landmark: Landmark, size: int = SIZE) -> Image.Image:
     return image if size == SIZE else image.resize((size, size), Image.LANCZOS)
 
 
+def title_up_to(title: str, answer: str) -> str:
+    """The title quoted up to and including the answer, which is then its last word.
+
+    Why not the whole title: after a whole title the SFT model had to pick the city or the
+    name out of it and often picked the other one; quoted up to the answer, the question
+    decides only where the quote stops, and the answer is the words just written.
+
+    Raises:
+        SynthError: the answer is not in the title.
+    """
+    end = title.find(answer)
+    if end < 0:
+        raise SynthError(f"answer {answer!r} not in the title {title!r}")
+    return title[: end + len(answer)]
+
+
 def build(rng: random.Random, context: TaskContext) -> TaskSample:
     landmark = context.landmark
     if landmark is None:
@@ -108,8 +124,8 @@ def build(rng: random.Random, context: TaskContext) -> TaskSample:
         image=render_landmark(landmark),
         steps=[step],
         final_thought=lambda _obs: (
-            f"The top result shows the same building as my image, and its title is "
-            f"'{titles[gold_rank]}'. So the {what} is {answer}."
+            f"The top result shows the same building as my image, and its title reads "
+            f"'{title_up_to(titles[gold_rank], answer)}'. So the {what} is {answer}."
         ),
         distractors=[page.city if ask_city else page.name for page in others][:3],
         image_search=entry,

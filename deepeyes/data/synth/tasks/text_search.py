@@ -45,6 +45,24 @@ def question_and_query(entity: Entity, attribute: str, on_sign: bool) -> tuple[s
     return f"What is the {measure_name} of {subject}, in {unit}?", f"{entity.name} {measure_name}"
 
 
+def evidence(snippet: str, entity: Entity, attribute: str, answer: str) -> str:
+    """The article's words up to and including the answer, quoted from where only this article
+    reads that way: its opening ``<name> is …`` for the city, year and person, its ``The
+    <measure> of <name> is …`` sentence for the measure.
+
+    Why quote: a reply that names the answer straight after "It says the answer is" must find
+    it in five results in one step, and the SFT model wrote a year for every question. Quoted
+    from a start no other result shares, each next word is a copy of the word after the one
+    just written, and the answer is the last word of the quote.
+    """
+    measure_name, _ = MEASURES[entity.kind]
+    start = snippet.find(f"The {measure_name} of {entity.name}") if attribute == "measure" else snippet.find(entity.name)
+    end = snippet.find(answer, max(start, 0))
+    if start < 0 or end < 0:
+        raise SynthError(f"no quotable evidence for {attribute!r} in the snippet of {entity.link}")
+    return snippet[start : end + len(answer)] + "."
+
+
 def _sign(rng: random.Random, name: str) -> Image.Image:
     frame, paper = rng.choice(PLAQUES)
     image, draw = new_canvas(WIDTH, HEIGHT, (200, 210, 220))
@@ -71,11 +89,13 @@ def build(rng: random.Random, context: TaskContext) -> TaskSample:
     def final_thought(observations: list[Observation]) -> str:
         for rank, result in enumerate(observations[-1].results, start=1):
             if result.get("link") == entity.link:
-                if answer not in result.get("snippet", ""):
+                snippet = result.get("snippet", "")
+                if answer not in snippet:
                     raise SynthError(f"answer {answer!r} missing from the snippet of {entity.link}")
                 return (
                     f"Result {rank} is the article about {entity.name} itself (other results are about other "
-                    f"places or only mention it). It says the answer is {answer}."
+                    f"places or only mention it). It says: {evidence(snippet, entity, attribute, answer)} "
+                    f"So the answer is {answer}."
                 )
         raise SynthError(f"gold document {entity.link} not in the search results for {query!r}")
 
