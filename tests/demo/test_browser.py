@@ -24,28 +24,47 @@ def wait_rows(page, count: int) -> None:
     page.wait_for_function("([rows, count]) => document.querySelectorAll(rows).length === count", arg=[ROWS, count])
 
 
+def listed_files(page, selector: str, name: str):
+    """The rows of a file component's table that hold ``name`` (uploaded and taken)."""
+    return page.locator(f'{selector} table.file-preview td.filename[aria-label="{name}"]')
+
+
 def upload(page, selector: str, path: Path, attempts: int = 3) -> None:
     """Choose ``path`` in the file input and wait until the component lists it.
 
-    The first choice on a freshly loaded page was sometimes lost, also on an idle machine: the
-    page never sent the file and its name never appeared; choosing it again is what a user
-    would do. Only a choice the page never sent is repeated: a multi-file component keeps every
-    file it receives, and on a loaded CI machine a choice once took over a minute to show, so
-    the earlier rule (choose again after 60 s without the name) listed one image three times.
-    The wait for the page to send the file is therefore generous; a lost choice costs that long.
+    Gradio 5.50's upload widget sometimes drops a choice on a loaded machine: its progress
+    view asks for ``upload_progress?upload_id=undefined`` (``Upload.svelte`` hands the view its
+    own ``upload_id``, which a parameter of the same name in ``handle_upload`` shadows), gets a
+    404, and the file that was sent may never be listed. The file is chosen again only after
+    the page has reported that failure and then not listed it for 30 s, as a user would; an
+    upload that is merely slow (over a minute on a loaded CI machine) is waited for, since
+    choosing again then lists the file twice in a multi-file component. Listed means a row
+    of the component's file table, not the name in its progress view, which shows it while
+    the upload is still under way.
     """
     file_input = page.locator(f"{selector} input[type=file]")
-    listed = page.locator(selector).get_by_text(path.name).first
-    for attempt in range(attempts):
-        try:
-            with page.expect_request(lambda request: request.method == "POST" and "/upload" in request.url, timeout=120_000):
-                file_input.set_input_files(str(path))
-        except PlaywrightTimeoutError:
-            if attempt == attempts - 1:
-                raise
-            continue
-        listed.wait_for()
-        return
+    listed = listed_files(page, selector, path.name).first
+    failed_at: list[float] = []
+
+    def note_failure(response) -> None:
+        if "/upload" in response.url and response.status >= 400:
+            failed_at.append(time.monotonic())
+
+    page.on("response", note_failure)
+    try:
+        for attempt in range(attempts):
+            failed_at.clear()
+            file_input.set_input_files(str(path))
+            deadline = time.monotonic() + 180
+            while not (failed_at and time.monotonic() > failed_at[0] + 30 and attempt < attempts - 1):
+                try:
+                    listed.wait_for(timeout=1_000)
+                    return
+                except PlaywrightTimeoutError:
+                    if time.monotonic() > deadline:
+                        raise
+    finally:
+        page.remove_listener("response", note_failure)
 
 
 def ask(page, question: str) -> None:
@@ -55,6 +74,7 @@ def ask(page, question: str) -> None:
 
 def test_chat_streams_a_code_call_with_its_figure_and_the_answer(page, sample_dir: Path, screenshot_dir: Path, tmp_path: Path) -> None:
     upload(page, "#chat-images", sample_dir / "images" / "eval_visual-00001.png")
+    chosen = listed_files(page, "#chat-images", "eval_visual-00001.png").count()
     ask(page, PLOT_QUESTION)
     answer = page.wait_for_selector("#chat-output .de-answer")
     assert "The mean brightness is printed above." in answer.inner_text()
@@ -65,7 +85,7 @@ def test_chat_streams_a_code_call_with_its_figure_and_the_answer(page, sample_di
     figure = page.locator("#chat-output img.de-figure")
     assert figure.count() == 1
     assert figure.evaluate("img => img.complete && img.naturalWidth > 100")  # a decoded PNG, not a broken image
-    assert page.locator("#chat-output .de-input").count() == 1
+    assert page.locator("#chat-output .de-input").count() == chosen  # every image the input held (1 unless the page took a re-chosen file too)
     page.screenshot(path=str(screenshot_dir / "chat_code_figure_answer.png"), full_page=True)
     live_html = page.locator("#chat-output .de-trajectory").evaluate("node => node.outerHTML")
 
