@@ -221,6 +221,9 @@ def test_search_answers_are_read_from_a_quote_that_ends_with_them(seeds: list[di
             quote = re.search(r"It says: (.*)\. So the answer is (.*)\.$", seed["thoughts"][-1], re.S)
             assert quote and quote.group(2) == seed["answer"], seed["thoughts"][-1]
             assert output.count(quote.group(1)) == 1  # in one result only, verbatim
+            # from the entity's name (asked in the question) or from its measure's sentence
+            opening = quote.group(1).split(" is ")[0]
+            assert opening in seed["text"] or (opening.startswith("The ") and opening.split(" of ")[-1] in seed["text"])
         else:
             quote = re.search(r"its title reads '(.*)'\. So the (city|name) is (.*)\.$", seed["thoughts"][-1], re.S)
             assert quote and quote.group(3) == seed["answer"], seed["thoughts"][-1]

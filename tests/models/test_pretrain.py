@@ -95,23 +95,25 @@ def test_the_corpus_writes_every_piece_of_the_evaluation_names_and_numbers(corpu
 def test_the_corpus_writes_the_words_questions_are_asked_in(corpus, encoder, sample_dir: Path) -> None:
     """A question word the base has never read reaches SFT as a random embedding, and the SFT
     model ignores it (``*`` for "plus", the founder searched for when the city is asked): every
-    lowercase word of the evaluation questions that is not itself an evaluation value is an
-    assistant target somewhere in the corpus."""
-    written = set()
+    lowercase word of the evaluation questions that is not itself an evaluation value is written
+    whole (its token sequence, leading space included) in some assistant reply. Pieces alone are
+    not enough: coined names write `` c``, ``u``, ``r`` … without ever writing " curator"."""
+    replies = []
     for sample in corpus:
         encoded = encoder.encode(sample.messages, random.Random(0))
-        written |= {token for token, reply in zip(encoded.input_ids, encoded.assistant) if reply}
+        replies.append("," + ",".join(str(token) for token, reply in zip(encoded.input_ids, encoded.assistant) if reply) + ",")
+    written = "".join(replies)
     evaluation_words = set(no_tool.WORDS) | set(PALETTE) | set(counting.KINDS) | {f"{kind}s" for kind in counting.KINDS}
     question_words = set()
     for tsv in sorted((sample_dir / "eval").glob("*.tsv")):
         for question in pd.read_csv(tsv, sep="\t", dtype=str)["question"]:
             question_words |= {word for word in re.findall(r"\b[a-z]+\b", question) if word not in evaluation_words}
     assert {"plus", "times", "minus", "city", "year", "landmark", "called"} <= question_words
-    unwritten = {}
+    unwritten = []
     for word in sorted(question_words):
-        pieces = [token for token in encoder.tokenizer(" " + word, add_special_tokens=False)["input_ids"] if token not in written]
-        if pieces:
-            unwritten[word] = [encoder.tokenizer.decode([token]) for token in pieces]
+        tokens = encoder.tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+        if "," + ",".join(str(token) for token in tokens) + "," not in written:
+            unwritten.append(word)
     assert not unwritten, unwritten
 
 
@@ -127,7 +129,7 @@ def test_corpus_poses_no_evaluation_question(corpus, sample_dir: Path) -> None:
     template_fragments = ("How many", "Count the", "In which city is", "In which year was", "Who was the", "Options:", "in quotes")
     template_fragments += ("landmark in this picture", "landmark shown", "this building", "What is the name of")
     assert not [fragment for fragment in template_fragments if fragment in text]
-    assert not re.search(r"\d+ (plus|times|minus) \d+", text)
+    assert not re.search(r"What is -?\d+ (plus|times|minus)", text)
 
 
 @pytest.mark.parametrize("image_share", [0.0, 1.0])
@@ -271,7 +273,7 @@ def test_the_carried_base_matches_its_manifest_and_copies_digit_runs_it_never_sa
     rng = random.Random(20261207)
     copied = 0
     trials = 8
-    # unsigned runs: signs entered the corpus only in its last 1,200 steps, and the digits
+    # unsigned runs: signs entered the corpus only in its last 2,000 steps, and the digits
     # after a minus sign are still copied worse (docs/pretrain.md)
     samples = (pretrain_corpus.sample(rng, image_share=0.0, family=WARMUP_FAMILY).messages for _ in range(1000))
     unsigned = [messages for messages in samples if "-" not in messages[-1]["content"]][:trials]

@@ -53,7 +53,11 @@ def evidence(snippet: str, entity: Entity, attribute: str, answer: str) -> str:
     Why quote: a reply that names the answer straight after "It says the answer is" must find
     it in five results in one step, and the SFT model wrote a year for every question. Quoted
     from a start no other result shares, each next word is a copy of the word after the one
-    just written, and the answer is the last word of the quote.
+    just written, and the answer is the last word of the quote. The quote ends with a full
+    stop even where the article's sentence goes on (the person follows the year after ";").
+
+    Raises:
+        SynthError: the snippet lacks the name, the measure's sentence or the answer.
     """
     measure_name, _ = MEASURES[entity.kind]
     start = snippet.find(f"The {measure_name} of {entity.name}") if attribute == "measure" else snippet.find(entity.name)
