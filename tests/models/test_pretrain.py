@@ -38,6 +38,20 @@ def encoder() -> ConversationEncoder:
     return ConversationEncoder(build_processor(TinyModelSpec()))
 
 
+@pytest.fixture(scope="module")
+def assistant_tokens(corpus, encoder) -> list[list[int]]:
+    """Each conversation's assistant-target token ids, encoded once for the tests that need them."""
+    replies = []
+    for sample in corpus:
+        encoded = encoder.encode(sample.messages, random.Random(0))
+        replies.append([token for token, reply in zip(encoded.input_ids, encoded.assistant) if reply])
+    return replies
+
+
+#: Words that are evaluation values: the no-tool answers, the counting colours and shapes.
+EVALUATION_WORDS = set(no_tool.WORDS) | set(PALETTE) | set(counting.KINDS)
+
+
 def _text(sample: pretrain_corpus.CorpusSample) -> str:
     return "\n".join(m["content"] for m in sample.messages)
 
@@ -55,8 +69,7 @@ def test_corpus_has_no_wire_tag(corpus) -> None:
 
 
 def test_corpus_vocabulary_is_disjoint_from_the_evaluation_values(corpus) -> None:
-    evaluation_words = set(no_tool.WORDS) | set(PALETTE) | set(counting.KINDS)
-    assert not evaluation_words & (set(pretrain_corpus.WORDS) | set(pretrain_corpus.COMMON_WORDS))
+    assert not EVALUATION_WORDS & (set(pretrain_corpus.WORDS) | set(pretrain_corpus.COMMON_WORDS))
     # made-up names and coined words hold a letter the synthetic world's names (entities,
     # people, cities, landmarks) never contain, so no corpus name can be a world value
     world_letters = set("".join(ONSETS + VOWELS + CODAS))
@@ -64,18 +77,15 @@ def test_corpus_vocabulary_is_disjoint_from_the_evaluation_values(corpus) -> Non
     makers = [pretrain_corpus.ValueMaker(random.Random(seed)) for seed in range(2000)]
     made = [maker.name().lower() for maker in makers] + [maker.coined() for maker in makers]
     assert all(set(value) & set(pretrain_corpus.MARK_LETTERS) for value in made)
-    assert not evaluation_words & set(made)
+    assert not EVALUATION_WORDS & set(made)
 
 
-def test_the_corpus_writes_every_piece_of_the_evaluation_names_and_numbers(corpus, encoder, sample_dir: Path) -> None:
+def test_the_corpus_writes_every_piece_of_the_evaluation_names_and_numbers(assistant_tokens, encoder, sample_dir: Path) -> None:
     """A token the base never writes is one it cannot copy (its output row is only pushed
     down): every token of the held-out search answers and numbers is an assistant target
     somewhere in the corpus, though none of those values is in it. Landmark kinds (``Spire``)
     and evaluation words that are single tokens are the world's own words and stay out."""
-    written = set()
-    for sample in corpus:
-        encoded = encoder.encode(sample.messages, random.Random(0))
-        written |= {token for token, reply in zip(encoded.input_ids, encoded.assistant) if reply}
+    written = {token for reply in assistant_tokens for token in reply}
     answers = []
     for tsv in sorted((sample_dir / "eval").glob("*.tsv")):
         frame = pd.read_csv(tsv, sep="\t", dtype=str)
@@ -92,18 +102,14 @@ def test_the_corpus_writes_every_piece_of_the_evaluation_names_and_numbers(corpu
     assert len(missing) <= len(answers) // 20, missing
 
 
-def test_the_corpus_writes_the_words_questions_are_asked_in(corpus, encoder, sample_dir: Path) -> None:
+def test_the_corpus_writes_the_words_questions_are_asked_in(assistant_tokens, encoder, sample_dir: Path) -> None:
     """A question word the base has never read reaches SFT as a random embedding, and the SFT
     model ignores it (``*`` for "plus", the founder searched for when the city is asked): every
     lowercase word of the evaluation questions that is not itself an evaluation value is written
     whole (its token sequence, leading space included) in some assistant reply. Pieces alone are
     not enough: coined names write `` c``, ``u``, ``r`` … without ever writing " curator"."""
-    replies = []
-    for sample in corpus:
-        encoded = encoder.encode(sample.messages, random.Random(0))
-        replies.append("," + ",".join(str(token) for token, reply in zip(encoded.input_ids, encoded.assistant) if reply) + ",")
-    written = "".join(replies)
-    evaluation_words = set(no_tool.WORDS) | set(PALETTE) | set(counting.KINDS) | {f"{kind}s" for kind in counting.KINDS}
+    written = "".join("," + ",".join(map(str, reply)) + "," for reply in assistant_tokens)
+    evaluation_words = EVALUATION_WORDS | {f"{kind}s" for kind in counting.KINDS}
     question_words = set()
     for tsv in sorted((sample_dir / "eval").glob("*.tsv")):
         for question in pd.read_csv(tsv, sep="\t", dtype=str)["question"]:
