@@ -67,6 +67,25 @@ def upload(page, selector: str, path: Path, attempts: int = 3) -> None:
         page.remove_listener("response", note_failure)
 
 
+def open_options(page, selector: str):
+    """Open a dropdown and return its options once they show.
+
+    On a loaded CI machine a click on a dropdown whose choices had just arrived once opened no
+    list for the page's whole timeout; the dropdown is closed and clicked again, as a user would.
+    """
+    options = page.get_by_role("option")
+    deadline = time.monotonic() + 180
+    while True:
+        page.locator(f"{selector} input").click()
+        try:
+            options.first.wait_for(timeout=10_000)
+            return options
+        except PlaywrightTimeoutError:
+            if time.monotonic() > deadline:
+                raise
+            page.keyboard.press("Escape")
+
+
 def ask(page, question: str) -> None:
     page.locator("#chat-question textarea").fill(question)
     page.click("#chat-ask")
@@ -101,8 +120,7 @@ def test_chat_streams_a_code_call_with_its_figure_and_the_answer(page, sample_di
     page.get_by_role("tab", name="Trajectory viewer").click()
     upload(page, "#viewer-file", saved)
     page.wait_for_selector("#viewer-status .de-message-info")
-    page.locator("#viewer-pick input").click()
-    page.get_by_role("option").first.click()
+    open_options(page, "#viewer-pick").first.click()
     page.wait_for_selector("#viewer-output .de-trajectory")
     assert page.locator("#viewer-output .de-trajectory").evaluate("node => node.outerHTML") == live_html
 
@@ -144,8 +162,7 @@ def test_viewer_filters_a_trajectory_file_and_opens_one(page, demo_tool_manager:
     page.locator("#viewer-correctness").get_by_text("incorrect", exact=True).click()
     wait_rows(page, 1)
     assert "DeepEyesMini_Search" in rows.first.inner_text()
-    page.locator("#viewer-pick input").click()
-    options = page.get_by_role("option")
+    options = open_options(page, "#viewer-pick")
     assert options.count() == 1
     options.first.click()
     search = page.wait_for_selector("#viewer-output .de-call-search")
