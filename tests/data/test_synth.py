@@ -6,6 +6,7 @@ checks; a second generation with the same seed checks byte-identical output.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import random
@@ -428,7 +429,13 @@ def test_arithmetic_and_no_tool_answers_follow_from_the_question_alone() -> None
         sample = BUILDERS["arithmetic"](random.Random(index), TaskContext())
         a, b = (int(n) for n in re.findall(r"\d+", sample.question)[:2])
         assert int(sample.answer) in {a * b, a + b * b, a * b - a}
-        assert sample.steps[0].input.startswith("print(")
+        # the code copies the question's words whole, and running it prints the answer
+        words = sample.question.removeprefix("What is ").removesuffix("?")
+        assert sample.steps[0].input.startswith(f'words = "{words}"\n')
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            exec(sample.steps[0].input, {})
+        assert printed.getvalue() == f"{sample.answer}\n"
         word = BUILDERS["no_tool"](random.Random(index), TaskContext())
         assert f"'{word.answer}'" in word.question and word.steps == []
 

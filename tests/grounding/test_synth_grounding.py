@@ -26,7 +26,9 @@ SMALL = {"sft": 8, "rl_train": 8, "rl_val": 4, "eval_visual": 6, "eval_search": 
 #: unchanged by it. If the default curriculum is changed on purpose, bump GENERATOR_VERSION and
 #: record the new digest here.
 #: Version 5: search trajectories read the answer from a quote (data/README.md).
-DEFAULT_DIGEST = {"5": "5442d84b355bf7b8e025feb9fc023aa9d0b7cfb1122ab9a51c099cef9fdef529"}
+#: Version 6: arithmetic code copies the question's words, counting code names its colour
+#: (the palette is CSS's named colours).
+DEFAULT_DIGEST = {"6": "a537fb3b51e61c05cc54bfa5c9ff8952b59737b4ce1db0ac9f9fd9e343960bf3"}
 EXPRESSION = re.compile(r"the (\w+) (circle|square|triangle) (left of|right of|above|below) the (\w+) (circle|square|triangle)")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from deepeyes.paths import SAMPLE_DIR
 
 #: Bumped whenever the generated data changes for the same seed, and written to the manifest.
-GENERATOR_VERSION = "5"
+GENERATOR_VERSION = "6"
 
 #: Tasks of the curriculum: each one's tool is necessary and sufficient for a model that
 #: cannot read pixels (exact arithmetic on numbers in the question, a count code computes

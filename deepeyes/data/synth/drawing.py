@@ -9,18 +9,17 @@ from __future__ import annotations
 import random
 from functools import cache
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageColor, ImageDraw, ImageFont
 
 RGB = tuple[int, int, int]
 
-#: Saturated colours far apart in RGB, so code can separate them with a simple tolerance.
+#: Saturated colours far apart in RGB (every pair differs by ≥ 90 in some channel), so code
+#: can separate them with a simple tolerance. They are the CSS named colours, exactly as
+#: ``PIL.ImageColor.getrgb`` gives them, so recorded code can name a colour it read in the
+#: question instead of recalling its RGB triple.
 PALETTE: dict[str, RGB] = {
-    "red": (220, 30, 30),
-    "green": (30, 160, 50),
-    "blue": (30, 70, 220),
-    "yellow": (235, 200, 20),
-    "purple": (140, 40, 170),
-    "orange": (245, 130, 20),
+    name: ImageColor.getrgb(name)  # type: ignore[misc]  # a 3-tuple for a name
+    for name in ("red", "green", "blue", "yellow", "purple", "orange")
 }
 
 BACKGROUND: RGB = (255, 255, 255)

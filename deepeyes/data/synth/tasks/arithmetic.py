@@ -4,6 +4,12 @@ The numbers are in the question text (the image is only a plain card), so a tool
 model needs nothing but to copy them into code: the tool is necessary (a small model
 cannot multiply three-digit numbers token by token) and sufficient (the printed result is
 the answer). Held-out questions use operand tuples from the other side of the partition.
+
+The recorded code copies the question's words whole and lets Python turn ``plus``,
+``minus`` and ``times`` into operators, rather than writing ``38 + 45 * 45`` itself: a
+small model copies a span far more reliably than it maps each word to a symbol (the SFT
+models that wrote operators picked the wrong one for most held-out questions), and the
+replacement line is the same text in every trajectory.
 """
 
 from __future__ import annotations
@@ -21,12 +27,20 @@ from deepeyes.data.synth.tasks.context import TaskContext
 
 SIZE = 224
 
-#: name → (question template, code expression template, function)
+#: name → (the question's expression in words, function); the question asks "What is <words>?"
 OPERATIONS = {
-    "product": ("What is {a} times {b}?", "{a} * {b}", lambda a, b: a * b),
-    "sum_product": ("What is {a} plus {b} times {b}?", "{a} + {b} * {b}", lambda a, b: a + b * b),
-    "difference_product": ("What is {a} times {b} minus {a}?", "{a} * {b} - {a}", lambda a, b: a * b - a),
+    "product": ("{a} times {b}", lambda a, b: a * b),
+    "sum_product": ("{a} plus {b} times {b}", lambda a, b: a + b * b),
+    "difference_product": ("{a} times {b} minus {a}", lambda a, b: a * b - a),
 }
+
+#: the code line that turns the copied words into a Python expression (same in every trajectory)
+TO_OPERATORS = 'expression = words.replace("plus", "+").replace("minus", "-").replace("times", "*")'
+
+
+def code(words: str) -> str:
+    """The recorded code: the question's words copied verbatim, then evaluated."""
+    return "\n".join([f'words = "{words}"', TO_OPERATORS, "print(eval(expression))"])
 
 
 def _operands(rng: random.Random) -> tuple:
@@ -36,19 +50,19 @@ def _operands(rng: random.Random) -> tuple:
 
 def build(rng: random.Random, context: TaskContext) -> TaskSample:
     operation, a, b = draw_on_side(rng, context.heldout, _operands)
-    question_template, expression_template, compute = OPERATIONS[operation]
+    words_template, compute = OPERATIONS[operation]
     image, _ = new_canvas(SIZE, SIZE, pastel(rng))
     result = compute(a, b)
-    expression = expression_template.format(a=a, b=b)
+    words = words_template.format(a=a, b=b)
     step = ToolStep(
         tool="code_execution",
-        thought="This needs exact arithmetic, so I will compute it with code.",
-        input=f"print({expression})",
+        thought="This needs exact arithmetic, so I will compute the question's expression with code.",
+        input=code(words),
         expected_stdout=f"{result}\n",
     )
     return TaskSample(
         task="arithmetic",
-        question=question_template.format(a=a, b=b),
+        question=f"What is {words}?",
         answer=str(result),
         image=image,
         steps=[step],

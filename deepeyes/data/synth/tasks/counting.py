@@ -48,13 +48,15 @@ def _place(rng: random.Random, count: int) -> list[tuple[int, int, int, int]]:
 
 
 def _code(color_name: str, kind: str | None) -> str:
-    """Short enough for a small model to write in one turn (~100 tokens): the colour name in
-    the question decides the only value that changes, the RGB triple."""
-    rgb = list(PALETTE[color_name])
+    """Short enough for a small model to write in one turn (~100 tokens). The colour is
+    named, not spelled as an RGB triple (``ImageColor.getrgb``, which is what the palette
+    draws with), so the only values that change are words copied from the question."""
     lines = [
         "import numpy as np",
+        "from PIL import ImageColor",
         "from scipy import ndimage",
-        f"mask = np.abs(np.asarray(image_1, dtype=int) - {rgb}).max(-1) < 40",
+        f'rgb = ImageColor.getrgb("{color_name}")',
+        "mask = np.abs(np.asarray(image_1, dtype=int) - rgb).max(-1) < 40",
         "labels, found = ndimage.label(mask)",
     ]
     if kind is None:
