@@ -28,7 +28,7 @@ SMALL = {"sft": 8, "rl_train": 8, "rl_val": 4, "eval_visual": 6, "eval_search": 
 #: Version 5: search trajectories read the answer from a quote (data/README.md).
 #: Version 6: arithmetic code copies the question's words, counting code names its colour
 #: (the palette is CSS's named colours).
-DEFAULT_DIGEST = {"6": "a537fb3b51e61c05cc54bfa5c9ff8952b59737b4ce1db0ac9f9fd9e343960bf3"}
+DEFAULT_DIGEST = {"6": "235448aa72e6c220ddfe0d224ceae8df729cfea99664ea834a7b10b2e3f6d182"}
 EXPRESSION = re.compile(r"the (\w+) (circle|square|triangle) (left of|right of|above|below) the (\w+) (circle|square|triangle)")
 
 

@@ -55,8 +55,7 @@ def _code(color_name: str, kind: str | None) -> str:
         "import numpy as np",
         "from PIL import ImageColor",
         "from scipy import ndimage",
-        f'rgb = ImageColor.getrgb("{color_name}")',
-        "mask = np.abs(np.asarray(image_1, dtype=int) - rgb).max(-1) < 40",
+        f'mask = np.abs(np.asarray(image_1, dtype=int) - ImageColor.getrgb("{color_name}")).max(-1) < 40',
         "labels, found = ndimage.label(mask)",
     ]
     if kind is None:
