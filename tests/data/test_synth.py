@@ -229,6 +229,8 @@ def test_search_answers_are_read_from_a_quote_that_ends_with_them(seeds: list[di
             quote = re.search(r"its title reads '(.*)'\. So the (city|name) is (.*)\.$", seed["thoughts"][-1], re.S)
             assert quote and quote.group(3) == seed["answer"], seed["thoughts"][-1]
             assert ("city" in seed["text"]) == (quote.group(2) == "city")
+            # what is asked is said first, before the search, in the model's own words
+            assert f"The question asks for the {quote.group(2)} " in seed["thoughts"][0]
             assert output.split("\n")[0].startswith("1. <image> ") and quote.group(1) in output.split("\n")[0]
         assert quote.group(1).endswith(seed["answer"])
 

@@ -97,7 +97,7 @@ def build(rng: random.Random, context: TaskContext) -> TaskSample:
         thumbnails=[render_landmark(page, THUMBNAIL) for page in pages],
         gold_title=titles[gold_rank],
     )
-    ask_city = rng.random() < 0.4
+    ask_city = rng.random() < 0.5
     if ask_city:
         question, answer = (
             rng.choice(["In which city is the landmark shown in this image?", "Which city is this building in?"]),
@@ -108,15 +108,18 @@ def build(rng: random.Random, context: TaskContext) -> TaskSample:
             rng.choice(["What is the name of the landmark in this picture?", "What is this building called?"]),
             landmark.name,
         )
+    # The first thought says what is asked, next to the question: the last thought's "So the
+    # <what> is" and where its quote stops then follow the model's own words, where asked only
+    # in the question the SFT model answered a name for 5 of 6 city questions.
+    what = "city" if ask_city else "name"
     step = ToolStep(
         tool="image_search",
         thought=(
-            "The picture shows a distinctive building, but nothing in the image names it and I do not recognise it. "
-            "An image search on the picture should find pages about it."
+            f"The question asks for the {what} of the building in the picture, but nothing in the image names it "
+            "and I do not recognise it. An image search on the picture should find pages about it."
         ),
         input="",
     )
-    what = "city" if ask_city else "name"
     return TaskSample(
         task="image_search",
         question=question,
