@@ -2,7 +2,7 @@
 
 The numbers are in the question text (the image is only a plain card), so a tool-using
 model needs nothing but to copy them into code: the tool is necessary (a small model
-cannot multiply three-digit numbers token by token) and sufficient (the printed result is
+cannot multiply two-digit numbers token by token) and sufficient (the printed result is
 the answer). Held-out questions use operand tuples from the other side of the partition.
 
 The recorded code copies the question's words whole and lets Python turn ``plus``,

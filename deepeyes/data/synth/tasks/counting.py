@@ -48,9 +48,10 @@ def _place(rng: random.Random, count: int) -> list[tuple[int, int, int, int]]:
 
 
 def _code(color_name: str, kind: str | None) -> str:
-    """Short enough for a small model to write in one turn (~100 tokens). The colour is
-    named, not spelled as an RGB triple (``ImageColor.getrgb``, which is what the palette
-    draws with), so the only values that change are words copied from the question."""
+    """Short enough for a small model to write in one turn (about 80 tokens, 170 with a shape
+    kind, within the 208 new tokens a turn gets). The colour is named, not spelled as an RGB
+    triple (``ImageColor.getrgb``, which is what the palette draws with), so the only values
+    that change are words copied from the question."""
     lines = [
         "import numpy as np",
         "from PIL import ImageColor",
